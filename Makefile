@@ -1,0 +1,16 @@
+# The one test command (README): installs the test peers, then runs every
+# test with the race detector. Interop tests fail instead of skipping.
+.PHONY: test deps vet fuzz build
+
+test: deps
+	SLUICE_INTEROP=require go test -race -timeout 40m ./...
+
+deps:
+	./scripts/install-test-deps.sh
+
+vet:
+	gofmt -l . | (! grep .)
+	go vet ./...
+
+build:
+	go build -o sluice ./cmd/sluice

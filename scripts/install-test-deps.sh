@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the external peers Sluice's tests talk to: OpenSSH server and
+# client, sftp-server, rsync, paramiko and asciinema (interop tests), and
+# PostgreSQL (the audit store's shared test suite). As root it installs them
+# from Debian packages; otherwise it prints what to install.
+set -euo pipefail
+pkgs=(openssh-server openssh-client openssh-sftp-server rsync python3-paramiko asciinema postgresql)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing test peers: ${missing[*]}" >&2
+  echo "install them with: sudo apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
