@@ -4,7 +4,8 @@ import "time"
 
 // Request is the typed view of one RFC 4254 §6 channel request. Its dynamic
 // type is one of *PtyRequest, *EnvRequest, *ShellRequest, *ExecRequest,
-// *SubsystemRequest, *WindowChange, *SignalRequest or *BreakRequest.
+// *SubsystemRequest, *WindowChange, *SignalRequest or *BreakRequest, or
+// *OtherRequest for a request type the library has no typed view of.
 type Request interface {
 	// Type returns the request name on the wire, e.g. "pty-req".
 	Type() string
@@ -21,10 +22,10 @@ type Mode struct {
 
 // PtyRequest is "pty-req" (RFC 4254 §6.2).
 type PtyRequest struct {
-	Term                    string
-	Columns, Rows           uint32 // characters
+	Term                      string
+	Columns, Rows             uint32 // characters
 	WidthPixels, HeightPixels uint32
-	Modes                   []Mode // in wire order, TTY_OP_END excluded
+	Modes                     []Mode // in wire order, TTY_OP_END excluded
 }
 
 // EnvRequest is "env" (RFC 4254 §6.4).
@@ -50,6 +51,21 @@ type SignalRequest struct{ Name string }
 
 // BreakRequest is "break" (RFC 4335).
 type BreakRequest struct{ Millis uint32 }
+
+// OtherRequest is a request of a type ParseRequest does not know, such as
+// "x11-req" (RFC 4254 §6.3.1) or "auth-agent-req@openssh.com". The library
+// checks nothing about it and hands it to the Handler as it came; a Handler
+// that does not know the type must refuse it, which is the safe default.
+type OtherRequest struct {
+	Name    string
+	Payload []byte
+}
+
+// Type returns the request name.
+func (r *OtherRequest) Type() string { return r.Name }
+
+// Marshal returns the payload as received.
+func (r *OtherRequest) Marshal() []byte { return r.Payload }
 
 // ExitSignal is what "exit-signal" reports (RFC 4254 §6.10).
 type ExitSignal struct {
@@ -102,4 +118,3 @@ type Config struct {
 	// sent to a peer that does not read. Zero means DefaultCloseTimeout.
 	CloseTimeout time.Duration
 }
-

@@ -16,7 +16,11 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"check": {"validate a config file", runCheck},
+		"check":       {"validate a config file", runCheck},
+		"serve":       {"run the gateway", runServe},
+		"target":      {"run the built-in SSH target server", runTarget},
+		"demo":        {"try Sluice: a demo gateway and target on loopback", runDemo},
+		"known-hosts": {"add an upstream server's host keys to a known_hosts file", runKnownHosts},
 	}
 }
 

@@ -1,4 +1,46 @@
 // Package audit defines Sluice's audit events and the sinks they are written
 // to. An Event records one decision or happening with the session id it
 // belongs to; its JSON shape is a contract (see DESIGN.md).
+//
+// # Stores
+//
+// A Store keeps events durably and answers queries (`sluice audit`,
+// `sluice sessions`). Open picks one by the audit.sink config value:
+//
+//   - "sqlite": STATEDIR/audit.db through modernc.org/sqlite, WAL journal,
+//     synchronous=FULL, a busy timeout and a single writer connection.
+//   - "jsonl:PATH": an append-only file, one JSON event per line. Every
+//     batch is one write and one fsync (see jsonlStore for the policy).
+//     Queries scan the file.
+//   - "postgres://..." or "postgresql://...": PostgreSQL through a pgx pool.
+//
+// The SQL stores keep each event as indexed columns (time in Unix
+// nanoseconds, type, session id, user, verdict) plus the full event JSON,
+// which is what queries return. Their schema is versioned in a
+// schema_version table; numbered migrations run in one transaction at Open,
+// and a database newer than the binary is refused.
+//
+// # Queue
+//
+// The gateway never writes to a Store on the data path: a Queue takes events
+// without blocking and one writer goroutine stores them in batches. When an
+// event cannot be kept (queue full, store error) a BestEffort queue counts
+// and logs it; a FailClosed queue becomes unhealthy for good, tells the
+// caller once through OnUnhealthy, and refuses further events, so that the
+// gateway refuses new sessions and ends live ones.
+//
+// # Event types the stores interpret
+//
+// Any event type may be written and queried. Store.Sessions summarises
+// master sessions (ids GATEWAY/SERVICE:INSTANCE, exactly one "/") from two
+// types, which the gateway writes for master sessions only:
+//
+//   - "session.start" (TypeSessionStart): Time is the start; User,
+//     ClientAddr; the target is Detail["target"] or, if absent, Target.
+//   - "session.end" (TypeSessionEnd): Time is the end; Detail keys
+//     "exit_status" (integer), "bytes_in" and "bytes_out" (integers, bytes
+//     from and to the client), "recording" (path of the asciicast file) and
+//     optionally "target". Keys absent leave the summary's fields zero.
+//
+// Events of these types with a stacked session id are ignored by Sessions.
 package audit

@@ -1,0 +1,44 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/sluice-ssh/sluice/internal/config"
+)
+
+// runCheck implements "sluice check -c FILE": it prints every problem in
+// the file to stderr, one per line, and exits 1, or prints "FILE: ok" and
+// exits 0. Usage errors exit 2.
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sluice check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: sluice check -c FILE")
+		fs.PrintDefaults()
+	}
+	var file string
+	fs.StringVar(&file, "c", "", "the config `FILE` to validate")
+	fs.StringVar(&file, "config", "", "the config `FILE` to validate (same as -c)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if file == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	if _, err := config.Load(file); err != nil {
+		if errs, ok := errors.AsType[*config.Errors](err); ok {
+			for _, e := range errs.List {
+				fmt.Fprintln(stderr, e)
+			}
+		} else {
+			fmt.Fprintf(stderr, "sluice check: %v\n", err)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok\n", file)
+	return 0
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("gateway:\n  name: gw\n  nmae: x\nservices: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	example := filepath.Join("..", "..", "examples", "bastion.yaml")
+	missing := filepath.Join(dir, "missing.yaml")
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		code       int
+		stdout     string
+		stderr     string // exact, or a prefix when stderrPrefix
+		prefixOnly bool
+	}{
+		{"valid", []string{"check", "-c", example}, 0, example + ": ok\n", "", false},
+		{"valid long flag", []string{"check", "--config=" + example}, 0, example + ": ok\n", "", false},
+		{"every error", []string{"check", "-c", bad}, 1, "",
+			bad + `:3: gateway.nmae: unknown key (did you mean "name"?)` + "\n" +
+				bad + ":4: services: must list at least one service\n", false},
+		{"missing file", []string{"check", "-c", missing}, 1, "",
+			missing + ": open: no such file or directory\n", false},
+		{"no file", []string{"check"}, 2, "", "usage: sluice check -c FILE\n", true},
+		{"extra argument", []string{"check", "-c", example, "more"}, 2, "", "usage: sluice check -c FILE\n", true},
+		{"unknown flag", []string{"check", "-x"}, 2, "", "flag provided but not defined: -x\n", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Errorf("exit code: got %d, want %d (stderr %q)", code, tc.code, stderr.String())
+			}
+			if got := stdout.String(); got != tc.stdout {
+				t.Errorf("stdout: got %q, want %q", got, tc.stdout)
+			}
+			got := stderr.String()
+			if tc.prefixOnly && !strings.HasPrefix(got, tc.stderr) || !tc.prefixOnly && got != tc.stderr {
+				t.Errorf("stderr: got %q, want %q", got, tc.stderr)
+			}
+		})
+	}
+}

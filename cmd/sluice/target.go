@@ -1,0 +1,112 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/hostkey"
+	"github.com/sluice-ssh/sluice/internal/target"
+)
+
+// runTarget is `sluice target --listen ADDR --state DIR --authorized-keys
+// FILE`: the built-in target server on its own, until SIGINT or SIGTERM.
+func runTarget(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("target", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:2200", "listen `ADDR`")
+	state := fs.String("state", "", "state `DIR` holding the host key")
+	akPath := fs.String("authorized-keys", "", "authorized_keys `FILE` of the keys allowed in")
+	if err := fs.Parse(args); err != nil || *state == "" || *akPath == "" || fs.NArg() != 0 {
+		fmt.Fprintln(stderr, "usage: sluice target --listen ADDR --state DIR --authorized-keys FILE")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serveTarget(ctx, *listen, *state, *akPath, stderr)
+}
+
+// serveTarget runs the target server until ctx is cancelled and returns
+// the exit code. It logs the bound address ("target listening addr=...").
+func serveTarget(ctx context.Context, listen, state, akPath string, stderr io.Writer) int {
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	keys, err := readAuthorizedKeys(akPath)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	signers, err := hostkey.LoadOrGenerate(state, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	cfg := &ssh.ServerConfig{PublicKeyCallback: allowKeys(keys)}
+	for _, s := range signers {
+		cfg.AddHostKey(s)
+	}
+	l, err := net.Listen("tcp", listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "sluice: target: %v\n", err)
+		return 1
+	}
+	logger.Info("target listening", "addr", l.Addr().String())
+	if err := target.New(logger, target.Options{AcceptEnv: acceptLocaleEnv}).Serve(ctx, l, cfg); err != nil {
+		logger.Error("target stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// acceptLocaleEnv accepts what Debian's sshd_config accepts by default:
+// LANG and LC_*.
+func acceptLocaleEnv(name, _ string) bool {
+	return name == "LANG" || len(name) > 3 && name[:3] == "LC_"
+}
+
+// readAuthorizedKeys returns the keys of an OpenSSH authorized_keys file;
+// key options are not supported by the built-in target and are ignored.
+func readAuthorizedKeys(path string) ([]ssh.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("sluice: authorized keys: %w", err)
+	}
+	var keys []ssh.PublicKey
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey(line)
+		if err != nil {
+			return nil, fmt.Errorf("sluice: authorized keys %s:%d: %w", path, i+1, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("sluice: authorized keys %s: no keys", path)
+	}
+	return keys, nil
+}
+
+// allowKeys authenticates any user name that offers one of keys.
+func allowKeys(keys []ssh.PublicKey) func(ssh.ConnMetadata, ssh.PublicKey) (*ssh.Permissions, error) {
+	return func(_ ssh.ConnMetadata, offered ssh.PublicKey) (*ssh.Permissions, error) {
+		b := offered.Marshal()
+		for _, k := range keys {
+			if bytes.Equal(k.Marshal(), b) {
+				return &ssh.Permissions{}, nil
+			}
+		}
+		return nil, errors.New("sluice: key not authorized")
+	}
+}

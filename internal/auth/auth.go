@@ -1,0 +1,389 @@
+package auth
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/crypto/ssh"
+)
+
+// User is one gateway user as configured.
+type User struct {
+	Name               string
+	AuthorizedKeysFile string // OpenSSH authorized_keys format; "" = no plain keys
+	PasswordHash       string // bcrypt; "" = no password login
+	Groups             []string
+}
+
+// Params configures an Authenticator.
+type Params struct {
+	Users []User
+	// TrustedCAKeys are the OpenSSH user certificate authorities.
+	TrustedCAKeys []ssh.PublicKey
+	// Clock checks certificate validity; nil means time.Now.
+	Clock func() time.Time
+	// MaxAuthTries is the number of failed attempts allowed per connection;
+	// 0 means OpenSSH's default of 6 (sshd_config(5) MaxAuthTries).
+	MaxAuthTries int
+	// UserName maps the SSH login name to the gateway user name, for example
+	// "alice+db1:22" to "alice". It returns "" for a login name it refuses.
+	// nil means the login name is the user name.
+	UserName func(sshUser string) string
+	// OnFailure, if set, is called for each refused attempt with the rule
+	// that decided, e.g. "users[alice].authorized_keys:3 from=".
+	OnFailure func(method, user string, remote net.Addr, rule, reason string)
+}
+
+// Restrictions are what a key's options or a certificate's options and
+// extensions take away from the session.
+type Restrictions struct {
+	NoPty             bool     `json:"no_pty,omitempty"`
+	NoPortForwarding  bool     `json:"no_port_forwarding,omitempty"`
+	NoAgentForwarding bool     `json:"no_agent_forwarding,omitempty"`
+	NoX11Forwarding   bool     `json:"no_x11_forwarding,omitempty"`
+	ForcedCommand     string   `json:"forced_command,omitempty"`
+	PermitOpen        []string `json:"permit_open,omitempty"` // empty = no per-key limit
+}
+
+// Identity is who authenticated and how, read back from ssh.Permissions.
+type Identity struct {
+	User           string
+	Groups         []string
+	Method         string // "publickey", "password" or "certificate"
+	KeyFingerprint string // SHA256 of the key that signed; "" for password
+	Restrictions   Restrictions
+}
+
+// Authentication methods as reported in Identity.Method.
+const (
+	MethodPublicKey   = "publickey"
+	MethodPassword    = "password"
+	MethodCertificate = "certificate"
+)
+
+// Keys of ssh.Permissions.Extensions that carry the Identity.
+const (
+	extUser         = "sluice-user@sluice"
+	extGroups       = "sluice-groups@sluice"
+	extMethod       = "sluice-method@sluice"
+	extFingerprint  = "sluice-fingerprint@sluice"
+	extRestrictions = "sluice-restrictions@sluice"
+)
+
+// defaultMaxAuthTries is sshd's MaxAuthTries default (sshd_config(5)).
+const defaultMaxAuthTries = 6
+
+type userEntry struct {
+	User
+	keys *keyFile // nil without AuthorizedKeysFile
+}
+
+// Authenticator authenticates the client leg. It is safe for concurrent use.
+type Authenticator struct {
+	users     map[string]*userEntry
+	cas       [][]byte // marshalled CA keys
+	clock     func() time.Time
+	maxTries  int
+	userName  func(string) string
+	onFailure func(method, user string, remote net.Addr, rule, reason string)
+	dummyHash []byte
+	passwords bool
+}
+
+// New validates p and returns an Authenticator.
+func New(p Params) (*Authenticator, error) {
+	a := &Authenticator{
+		users:     make(map[string]*userEntry, len(p.Users)),
+		clock:     p.Clock,
+		maxTries:  p.MaxAuthTries,
+		userName:  p.UserName,
+		onFailure: p.OnFailure,
+	}
+	if a.clock == nil {
+		a.clock = time.Now
+	}
+	if a.maxTries == 0 {
+		a.maxTries = defaultMaxAuthTries
+	}
+	if a.userName == nil {
+		a.userName = func(s string) string { return s }
+	}
+	cost := bcrypt.DefaultCost
+	for _, u := range p.Users {
+		if u.Name == "" {
+			return nil, errors.New("auth: user with empty name")
+		}
+		if _, dup := a.users[u.Name]; dup {
+			return nil, fmt.Errorf("auth: user %q defined twice", u.Name)
+		}
+		e := &userEntry{User: u}
+		if u.AuthorizedKeysFile != "" {
+			e.keys = &keyFile{path: u.AuthorizedKeysFile}
+		}
+		if u.PasswordHash != "" {
+			c, err := bcrypt.Cost([]byte(u.PasswordHash))
+			if err != nil {
+				return nil, fmt.Errorf("auth: users[%s].password_hash: %w", u.Name, err)
+			}
+			cost = max(cost, c)
+			a.passwords = true
+		}
+		a.users[u.Name] = e
+	}
+	for _, k := range p.TrustedCAKeys {
+		if _, isCert := k.(*ssh.Certificate); isCert {
+			return nil, errors.New("auth: a certificate cannot be a trusted CA key")
+		}
+		a.cas = append(a.cas, k.Marshal())
+	}
+	if a.passwords {
+		// Unknown users are checked against this hash so that the time taken
+		// does not tell who exists.
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		h, err := bcrypt.GenerateFromPassword(secret[:], cost)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %w", err)
+		}
+		a.dummyHash = h
+	}
+	return a, nil
+}
+
+// Callbacks installs the authentication callbacks and MaxAuthTries in cfg.
+// PasswordCallback is installed only when some user has a password hash.
+func (a *Authenticator) Callbacks(cfg *ssh.ServerConfig) {
+	cfg.PublicKeyCallback = a.publicKey
+	if a.passwords {
+		cfg.PasswordCallback = a.password
+	}
+	cfg.MaxAuthTries = a.maxTries
+}
+
+// errDenied is the only error the client leg ever sees; causes go to
+// OnFailure.
+var errDenied = errors.New("auth: access denied")
+
+func (a *Authenticator) fail(method, user string, remote net.Addr, rule, reason string) (*ssh.Permissions, error) {
+	if a.onFailure != nil {
+		a.onFailure(method, user, remote, rule, reason)
+	}
+	return nil, errDenied
+}
+
+// lookup maps the login name and finds the user.
+func (a *Authenticator) lookup(conn ssh.ConnMetadata) (string, *userEntry) {
+	name := a.userName(conn.User())
+	if name == "" {
+		return conn.User(), nil
+	}
+	return name, a.users[name]
+}
+
+func (a *Authenticator) password(conn ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+	name, u := a.lookup(conn)
+	if u == nil || u.PasswordHash == "" {
+		_ = bcrypt.CompareHashAndPassword(a.dummyHash, pw)
+		if u == nil {
+			return a.fail(MethodPassword, name, conn.RemoteAddr(), "users", "unknown user")
+		}
+		return a.fail(MethodPassword, name, conn.RemoteAddr(), "users["+name+"].password_hash", "no password set")
+	}
+	if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), pw); err != nil {
+		return a.fail(MethodPassword, name, conn.RemoteAddr(), "users["+name+"].password_hash", "wrong password")
+	}
+	return permissions(u, MethodPassword, "", Restrictions{}, nil)
+}
+
+// publicKey is the PublicKeyCallback. It keeps no state between calls: the
+// identity travels only in the returned Permissions, which x/crypto/ssh hands
+// back for the key that actually signed (CVE-2024-45337).
+func (a *Authenticator) publicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	name, u := a.lookup(conn)
+	if cert, ok := key.(*ssh.Certificate); ok {
+		if u == nil {
+			return a.fail(MethodCertificate, name, conn.RemoteAddr(), "users", "unknown user")
+		}
+		return a.certificate(conn, u, cert)
+	}
+	if u == nil {
+		return a.fail(MethodPublicKey, name, conn.RemoteAddr(), "users", "unknown user")
+	}
+	rule := "users[" + name + "].authorized_keys"
+	if u.keys == nil {
+		return a.fail(MethodPublicKey, name, conn.RemoteAddr(), rule, "no authorized_keys file")
+	}
+	lines, _, err := u.keys.current()
+	if err != nil {
+		return a.fail(MethodPublicKey, name, conn.RemoteAddr(), rule, err.Error())
+	}
+	blob := key.Marshal()
+	src, srcOK := remoteIP(conn.RemoteAddr())
+	var fromRule, fromReason string
+	for _, kl := range lines {
+		if !bytes.Equal(kl.key.Marshal(), blob) {
+			continue
+		}
+		if kl.from != nil && (!srcOK || !matchFrom(kl.from, src)) {
+			// sshd goes on to later lines holding the same key.
+			fromRule = fmt.Sprintf("%s:%d from=", rule, kl.line)
+			fromReason = fmt.Sprintf("source address %s not permitted", conn.RemoteAddr())
+			continue
+		}
+		return permissions(u, MethodPublicKey, ssh.FingerprintSHA256(key), kl.restrictions, nil)
+	}
+	if fromRule != "" {
+		return a.fail(MethodPublicKey, name, conn.RemoteAddr(), fromRule, fromReason)
+	}
+	return a.fail(MethodPublicKey, name, conn.RemoteAddr(), rule, "key "+ssh.FingerprintSHA256(key)+" not listed")
+}
+
+// Critical options and extensions of OpenSSH user certificates
+// (PROTOCOL.certkeys).
+const (
+	optForceCommand  = "force-command"
+	optSourceAddress = "source-address"
+)
+
+func (a *Authenticator) certificate(conn ssh.ConnMetadata, u *userEntry, cert *ssh.Certificate) (*ssh.Permissions, error) {
+	const rule = "trusted_user_ca_keys"
+	m, remote := MethodCertificate, conn.RemoteAddr()
+	if cert.CertType != ssh.UserCert {
+		return a.fail(m, u.Name, remote, rule, "not a user certificate")
+	}
+	ca := cert.SignatureKey.Marshal()
+	if !slices.ContainsFunc(a.cas, func(k []byte) bool { return bytes.Equal(k, ca) }) {
+		return a.fail(m, u.Name, remote, rule, "certificate signed by an untrusted CA "+ssh.FingerprintSHA256(cert.SignatureKey))
+	}
+	if len(cert.ValidPrincipals) == 0 {
+		return a.fail(m, u.Name, remote, rule+" principals", "certificate has no principals")
+	}
+	if !slices.Contains(cert.ValidPrincipals, u.Name) {
+		return a.fail(m, u.Name, remote, rule+" principals", fmt.Sprintf("principal %q not in %q", u.Name, cert.ValidPrincipals))
+	}
+	for opt := range cert.CriticalOptions {
+		if opt != optForceCommand && opt != optSourceAddress {
+			return a.fail(m, u.Name, remote, rule+" critical options", fmt.Sprintf("unsupported critical option %q", opt))
+		}
+	}
+	now := a.clock()
+	if after := cert.ValidAfter; after > uint64(now.Unix()) || int64(after) < 0 {
+		return a.fail(m, u.Name, remote, rule+" validity", "certificate not yet valid")
+	}
+	if before := cert.ValidBefore; before != ssh.CertTimeInfinity && (int64(before) < 0 || uint64(now.Unix()) >= before) {
+		return a.fail(m, u.Name, remote, rule+" validity", "certificate expired")
+	}
+	checker := ssh.CertChecker{
+		SupportedCriticalOptions: []string{optForceCommand, optSourceAddress},
+		Clock:                    a.clock,
+	}
+	if err := checker.CheckCert(u.Name, cert); err != nil {
+		return a.fail(m, u.Name, remote, rule, err.Error())
+	}
+	var crit map[string]string
+	if sa, ok := cert.CriticalOptions[optSourceAddress]; ok {
+		src, srcOK := remoteIP(remote)
+		allowed, err := matchSourceAddress(sa, src)
+		if err != nil || !srcOK || !allowed {
+			return a.fail(m, u.Name, remote, rule+" source-address", fmt.Sprintf("source address %s not in %q", remote, sa))
+		}
+		// x/crypto/ssh enforces it once more on the returned Permissions.
+		crit = map[string]string{optSourceAddress: sa}
+	}
+	_, pty := cert.Extensions["permit-pty"]
+	_, pf := cert.Extensions["permit-port-forwarding"]
+	_, agent := cert.Extensions["permit-agent-forwarding"]
+	_, x11 := cert.Extensions["permit-X11-forwarding"]
+	r := Restrictions{
+		NoPty:             !pty,
+		NoPortForwarding:  !pf,
+		NoAgentForwarding: !agent,
+		NoX11Forwarding:   !x11,
+		ForcedCommand:     cert.CriticalOptions[optForceCommand],
+	}
+	return permissions(u, m, ssh.FingerprintSHA256(cert.Key), r, crit)
+}
+
+// matchSourceAddress checks a certificate's source-address list: IP
+// addresses and CIDRs separated by commas (PROTOCOL.certkeys).
+func matchSourceAddress(list string, ip netip.Addr) (bool, error) {
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		var pfx netip.Prefix
+		var err error
+		if strings.Contains(s, "/") {
+			pfx, err = netip.ParsePrefix(s)
+		} else {
+			var a netip.Addr
+			a, err = netip.ParseAddr(s)
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		if err != nil {
+			return false, fmt.Errorf("auth: source-address %q: %w", list, err)
+		}
+		if pfx.Masked().Contains(ip) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func remoteIP(addr net.Addr) (netip.Addr, bool) {
+	ap, err := netip.ParseAddrPort(addr.String())
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	return ap.Addr().Unmap(), true
+}
+
+func permissions(u *userEntry, method, fingerprint string, r Restrictions, crit map[string]string) (*ssh.Permissions, error) {
+	groups, err := json.Marshal(u.Groups)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	rs, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	return &ssh.Permissions{
+		CriticalOptions: crit,
+		Extensions: map[string]string{
+			extUser:         u.Name,
+			extGroups:       string(groups),
+			extMethod:       method,
+			extFingerprint:  fingerprint,
+			extRestrictions: string(rs),
+		},
+	}, nil
+}
+
+// IdentityOf reads back the identity that the authentication callbacks put
+// in p (ssh.ServerConn.Permissions).
+func IdentityOf(p *ssh.Permissions) (Identity, error) {
+	if p == nil || p.Extensions[extUser] == "" {
+		return Identity{}, errors.New("auth: permissions carry no identity")
+	}
+	id := Identity{
+		User:           p.Extensions[extUser],
+		Method:         p.Extensions[extMethod],
+		KeyFingerprint: p.Extensions[extFingerprint],
+	}
+	if err := json.Unmarshal([]byte(p.Extensions[extGroups]), &id.Groups); err != nil {
+		return Identity{}, fmt.Errorf("auth: groups: %w", err)
+	}
+	if err := json.Unmarshal([]byte(p.Extensions[extRestrictions]), &id.Restrictions); err != nil {
+		return Identity{}, fmt.Errorf("auth: restrictions: %w", err)
+	}
+	return id, nil
+}

@@ -1,0 +1,408 @@
+package config
+
+import (
+	"net"
+	"net/netip"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]listenUse) {
+	*dst = []Service{}
+	seen := map[string]int{}
+	d.namedSeq(n, key, func(e *yaml.Node, k string) {
+		s := Service{
+			ConnectTimeout: Duration(defaultConnectTimeout),
+			DownHostTTL:    Duration(defaultDownHostTTL),
+			Upstream:       Upstream{User: "%u"},
+			MaxChannels:    defaultMaxChannels,
+			OnReload:       OnReloadFinish,
+		}
+		nameLine := 0
+		recordInputLine := 0
+		ok := d.mapping(e, k, []field{
+			{"name", true, func(n *yaml.Node, k string) {
+				if d.name(n, k, nameRE, &s.Name) {
+					nameLine = n.Line
+				}
+			}},
+			{"listen", true, func(n *yaml.Node, k string) {
+				var a string
+				if !d.str(n, k, &a) {
+					return
+				}
+				if host, port, ok := d.listenAddr(n, k, a); ok {
+					s.Listen = a
+					*listens = append(*listens, listenUse{host, port, n.Line, k})
+				}
+			}},
+			{"client_zones", true, func(n *yaml.Node, k string) { d.zoneList(n, k, &s.ClientZones) }},
+			{"server_zones", true, func(n *yaml.Node, k string) { d.zoneList(n, k, &s.ServerZones) }},
+			{"router", true, func(n *yaml.Node, k string) { d.router(n, k, &s.Router) }},
+			{"connect_timeout", false, func(n *yaml.Node, k string) {
+				d.duration(n, k, &s.ConnectTimeout)
+				if s.ConnectTimeout == 0 {
+					d.errorf(n, k, "must be more than 0")
+				}
+			}},
+			{"down_host_ttl", false, func(n *yaml.Node, k string) { d.duration(n, k, &s.DownHostTTL) }},
+			{"upstream", true, func(n *yaml.Node, k string) { d.upstream(n, k, &s.Upstream) }},
+			{"policy", false, func(n *yaml.Node, k string) { d.policy(n, k, &s.Policy) }},
+			{"record", false, func(n *yaml.Node, k string) { d.boolean(n, k, &s.Record) }},
+			{"record_input", false, func(n *yaml.Node, k string) {
+				d.boolean(n, k, &s.RecordInput)
+				recordInputLine = n.Line
+			}},
+			{"max_sessions", false, func(n *yaml.Node, k string) { d.intField(n, k, 0, 1<<30, &s.MaxSessions) }},
+			{"max_sessions_per_user", false, func(n *yaml.Node, k string) {
+				d.intField(n, k, 0, 1<<30, &s.MaxSessionsPerUser)
+			}},
+			{"max_channels", false, func(n *yaml.Node, k string) { d.intField(n, k, 1, 1<<16, &s.MaxChannels) }},
+			{"idle_timeout", false, func(n *yaml.Node, k string) { d.duration(n, k, &s.IdleTimeout) }},
+			{"on_reload", false, func(n *yaml.Node, k string) {
+				v := string(s.OnReload)
+				d.enum(n, k, &v, string(OnReloadEnd), string(OnReloadFinish))
+				s.OnReload = OnReload(v)
+			}},
+			{"proxy_protocol", false, func(n *yaml.Node, k string) {
+				d.mapping(n, k, []field{
+					{"trusted", true, func(n *yaml.Node, k string) {
+						before := len(d.errs)
+						s.ProxyProtocol.Trusted = d.prefixList(n, k)
+						if len(s.ProxyProtocol.Trusted) == 0 && len(d.errs) == before {
+							d.errorf(n, k, "must list at least one network")
+						}
+					}},
+				})
+			}},
+		})
+		if !ok {
+			return
+		}
+		if s.RecordInput && !s.Record {
+			d.errorAt(recordInputLine, k+".record_input", "needs record: true")
+		}
+		if s.Name != "" {
+			if first, dup := seen[s.Name]; dup {
+				d.errorAt(nameLine, k+".name", "duplicate service name %q (first at line %d)", s.Name, first)
+				return
+			}
+			seen[s.Name] = nameLine
+		}
+		*dst = append(*dst, s)
+	})
+	if r := d.resolve(n, key); r != nil && r.Kind == yaml.SequenceNode && len(r.Content) == 0 {
+		d.errorf(n, key, "must list at least one service")
+	}
+}
+
+// zoneList decodes a non-empty list of zone names, each checked later.
+func (d *decoder) zoneList(n *yaml.Node, key string, dst *[]string) {
+	before := len(d.errs)
+	d.strList(n, key, dst, func(n *yaml.Node, k, s string) bool {
+		d.refs = append(d.refs, ref{"zone", s, n.Line, k})
+		return true
+	})
+	if len(*dst) == 0 && len(d.errs) == before {
+		d.errorf(n, key, "must list at least one zone")
+	}
+}
+
+func (d *decoder) prefixList(n *yaml.Node, key string) []netip.Prefix {
+	ps := []netip.Prefix{}
+	d.seq(n, key, func(n *yaml.Node, k string) {
+		if p, ok := d.prefix(n, k); ok {
+			ps = append(ps, p)
+		}
+	})
+	return ps
+}
+
+func (d *decoder) router(n *yaml.Node, key string, r *Router) {
+	before := len(d.errs)
+	d.mapping(n, key, []field{
+		{"inband", false, func(n *yaml.Node, k string) { d.boolean(n, k, &r.Inband) }},
+		{"directed", false, func(n *yaml.Node, k string) {
+			d.strList(n, k, &r.Directed, func(n *yaml.Node, k, s string) bool {
+				return d.target(n, k, s)
+			})
+		}},
+		{"users", false, func(n *yaml.Node, k string) {
+			r.Users = map[string]string{}
+			d.dict(n, k, func(kn, v *yaml.Node, k string) {
+				d.refs = append(d.refs, ref{"user", kn.Value, kn.Line, k})
+				var s string
+				if d.str(v, k, &s) && d.target(v, k, s) {
+					r.Users[kn.Value] = s
+				}
+			})
+		}},
+	})
+	if len(d.errs) == before && !r.Inband && len(r.Directed) == 0 && len(r.Users) == 0 {
+		d.errorf(n, key, "no way of routing: set inband: true, directed or users")
+	}
+}
+
+func (d *decoder) upstream(n *yaml.Node, key string, u *Upstream) {
+	d.mapping(n, key, []field{
+		{"user", false, func(n *yaml.Node, k string) {
+			var s string
+			if !d.str(n, k, &s) {
+				return
+			}
+			for i := 0; i < len(s); i++ {
+				if s[i] != '%' {
+					continue
+				}
+				if i+1 == len(s) || (s[i+1] != 'u' && s[i+1] != '%') {
+					d.errorf(n, k, "bad user %q: only %%u and %%%% may follow %%", s)
+					return
+				}
+				i++
+			}
+			u.User = s
+		}},
+		{"identity", false, func(n *yaml.Node, k string) { d.path(n, k, &u.Identity) }},
+		{"password", false, func(n *yaml.Node, k string) { d.str(n, k, &u.Password) }},
+		{"known_hosts", true, func(n *yaml.Node, k string) { d.path(n, k, &u.KnownHosts) }},
+	})
+}
+
+// policy decodes a service policy; keys left out deny.
+func (d *decoder) policy(n *yaml.Node, key string, p *Policy) {
+	d.mapping(n, key, []field{
+		{"pty", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.PTY) }},
+		{"shell", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.Shell) }},
+		{"exec", false, func(n *yaml.Node, k string) {
+			d.mapping(n, k, []field{
+				{"allow", false, func(n *yaml.Node, k string) { p.Exec.Allow = d.patterns(n, k) }},
+				{"deny", false, func(n *yaml.Node, k string) { p.Exec.Deny = d.patterns(n, k) }},
+				{"forced_command", false, func(n *yaml.Node, k string) { d.str(n, k, &p.Exec.ForcedCommand) }},
+			})
+		}},
+		{"env", false, func(n *yaml.Node, k string) {
+			d.strList(n, k, &p.Env, func(n *yaml.Node, k, s string) bool {
+				if _, err := path.Match(s, ""); err != nil || strings.Contains(s, "=") {
+					d.errorf(n, k, "bad pattern %q: want a variable name or a glob like LC_*", s)
+					return false
+				}
+				return true
+			})
+		}},
+		{"subsystems", false, func(n *yaml.Node, k string) {
+			p.Subsystems = map[string]Subsystem{}
+			d.dict(n, k, func(kn, v *yaml.Node, k string) {
+				if !nameRE.MatchString(kn.Value) {
+					d.errorf(kn, k, "bad subsystem name %q", kn.Value)
+					return
+				}
+				if sub, ok := d.subsystem(v, k); ok {
+					p.Subsystems[kn.Value] = sub
+				}
+			})
+		}},
+		{"forward_local", false, func(n *yaml.Node, k string) {
+			p.ForwardLocal = []HostPort{}
+			d.seq(n, k, func(n *yaml.Node, k string) {
+				if hp, ok := d.forwardPattern(n, k); ok {
+					p.ForwardLocal = append(p.ForwardLocal, hp)
+				}
+			})
+		}},
+		{"forward_remote", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.ForwardRemote) }},
+		{"agent", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.Agent) }},
+		{"x11", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.X11) }},
+	})
+}
+
+// patterns decodes a list of RE2 patterns, each anchored on the whole
+// command.
+func (d *decoder) patterns(n *yaml.Node, key string) []Pattern {
+	ps := []Pattern{}
+	d.seq(n, key, func(n *yaml.Node, k string) {
+		s, ok := d.scalar(n, k, "a pattern")
+		if !ok {
+			return
+		}
+		// The bare pattern is compiled first so that errors quote what
+		// the user wrote, and so that "a)|(b" cannot escape the anchors.
+		if _, err := regexp.Compile(s.Value); err != nil {
+			d.errorf(n, k, "bad pattern: %s", strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+			return
+		}
+		ps = append(ps, Pattern{Text: s.Value, Re: regexp.MustCompile("^(?:" + s.Value + ")$")})
+	})
+	return ps
+}
+
+func (d *decoder) subsystem(n *yaml.Node, key string) (Subsystem, bool) {
+	sub := Subsystem{
+		AllowUpload: true, AllowDownload: true, AllowRemove: true, AllowRename: true,
+		AllowMkdir: true, AllowSymlink: true, AllowSetstat: true,
+	}
+	type set struct {
+		line int
+		key  string
+	}
+	writes := map[string]set{} // write permissions set to true explicitly
+	write := func(name string, dst *bool) field {
+		return field{name, false, func(n *yaml.Node, k string) {
+			d.boolean(n, k, dst)
+			if *dst {
+				writes[name] = set{n.Line, k}
+			}
+		}}
+	}
+	ok := d.mapping(n, key, []field{
+		{"read_only", false, func(n *yaml.Node, k string) { d.boolean(n, k, &sub.ReadOnly) }},
+		write("allow_upload", &sub.AllowUpload),
+		{"allow_download", false, func(n *yaml.Node, k string) { d.boolean(n, k, &sub.AllowDownload) }},
+		{"allow_paths", false, func(n *yaml.Node, k string) { d.strList(n, k, &sub.AllowPaths, d.pathPattern) }},
+		{"deny_paths", false, func(n *yaml.Node, k string) { d.strList(n, k, &sub.DenyPaths, d.pathPattern) }},
+		{"max_upload_size", false, func(n *yaml.Node, k string) {
+			d.integer(n, k, 0, 1<<62, &sub.MaxUploadSize)
+		}},
+		write("allow_remove", &sub.AllowRemove),
+		write("allow_rename", &sub.AllowRename),
+		write("allow_mkdir", &sub.AllowMkdir),
+		write("allow_symlink", &sub.AllowSymlink),
+		write("allow_setstat", &sub.AllowSetstat),
+	})
+	if !ok {
+		return sub, false
+	}
+	if sub.ReadOnly {
+		for _, name := range []string{"allow_upload", "allow_remove", "allow_rename", "allow_mkdir", "allow_symlink", "allow_setstat"} {
+			if s, ok := writes[name]; ok {
+				d.errorAt(s.line, s.key, "contradicts read_only: true")
+			}
+		}
+	}
+	return sub, true
+}
+
+// pathPattern checks an allow_paths or deny_paths entry: a glob in
+// path.Match syntax.
+func (d *decoder) pathPattern(n *yaml.Node, key, s string) bool {
+	if _, err := path.Match(s, ""); err != nil {
+		d.errorf(n, key, "bad path pattern %q", s)
+		return false
+	}
+	return true
+}
+
+// dict decodes a mapping with free-form keys, reporting duplicates.
+func (d *decoder) dict(n *yaml.Node, key string, each func(k, v *yaml.Node, key string)) {
+	use := n
+	if n = d.resolve(n, key); n == nil {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		d.errorf(use, key, "want a mapping, got %s", describe(n))
+		return
+	}
+	seen := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k := d.resolve(n.Content[i], key)
+		if k == nil {
+			continue
+		}
+		if k.Kind != yaml.ScalarNode || isNull(k) || k.Value == "" {
+			d.errorf(n.Content[i], key, "want a name, got %s", describe(k))
+			continue
+		}
+		fkey := joinKey(key, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			d.errorf(k, fkey, "duplicate key (first at line %d)", first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		each(k, n.Content[i+1], fkey)
+	}
+}
+
+// listenAddr checks an address to listen on: an IP address, localhost or
+// nothing (all addresses), a colon and a port (0 = any free port).
+func (d *decoder) listenAddr(n *yaml.Node, key, s string) (host, port string, ok bool) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		d.errorf(n, key, "bad address %q: want host:port", s)
+		return "", "", false
+	}
+	if _, err := parseUint(port, 65535); err != nil {
+		d.errorf(n, key, "bad address %q: want a port from 0 to 65535", s)
+		return "", "", false
+	}
+	if host != "" && host != "localhost" {
+		a, err := netip.ParseAddr(host)
+		if err != nil || a.Zone() != "" {
+			d.errorf(n, key, "bad address %q: want an IP address, localhost or nothing before the port", s)
+			return "", "", false
+		}
+		host = a.Unmap().String()
+	}
+	return host, port, true
+}
+
+// hostRE is what may name a target host: a DNS name or an address.
+var hostRE = regexp.MustCompile(`^[a-zA-Z0-9_]([a-zA-Z0-9_.-]*[a-zA-Z0-9_.])?$`)
+
+// target checks a host:port to connect to.
+func (d *decoder) target(n *yaml.Node, key, s string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err == nil {
+		var p int
+		if p, err = parseUint(port, 65535); err == nil && p == 0 {
+			err = strconv.ErrRange
+		}
+	}
+	if err != nil || !validHost(host) {
+		d.errorf(n, key, "bad target %q: want host:port with a port from 1 to 65535", s)
+		return false
+	}
+	return true
+}
+
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	return hostRE.MatchString(h)
+}
+
+// forwardPattern decodes a forward_local entry: host:port where either may
+// be "*".
+func (d *decoder) forwardPattern(n *yaml.Node, key string) (HostPort, bool) {
+	var s string
+	if !d.str(n, key, &s) {
+		return HostPort{}, false
+	}
+	host, port, err := net.SplitHostPort(s)
+	hp := HostPort{Host: host}
+	if err == nil && port != "*" {
+		if hp.Port, err = parseUint(port, 65535); err == nil && hp.Port == 0 {
+			err = strconv.ErrRange
+		}
+	}
+	if err != nil || (host != "*" && !validHost(host)) {
+		d.errorf(n, key, "bad forward %q: want host:port, where host or port may be *", s)
+		return HostPort{}, false
+	}
+	return hp, true
+}
+
+// parseUint parses a decimal number of at most max, digits only.
+func parseUint(s string, max int) (int, error) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, strconv.ErrSyntax
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v > max {
+		return 0, strconv.ErrRange
+	}
+	return v, nil
+}

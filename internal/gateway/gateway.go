@@ -1,0 +1,349 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/auth"
+	"github.com/sluice-ssh/sluice/internal/chainer"
+	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/hostkey"
+	"github.com/sluice-ssh/sluice/internal/policy"
+	"github.com/sluice-ssh/sluice/internal/router"
+	"github.com/sluice-ssh/sluice/internal/service"
+	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/internal/sshproxy"
+	"github.com/sluice-ssh/sluice/internal/zone"
+	"github.com/sluice-ssh/sluice/sshsession"
+)
+
+// Gateway is a running set of services built from one config.
+type Gateway struct {
+	cfg    *config.Config
+	logger *slog.Logger
+	store  audit.Store
+	queue  *audit.Queue
+
+	services []*service.Service
+	addrs    map[string]net.Addr
+
+	// masters maps a connection's remote address to its master session while
+	// it authenticates, so that authentication failures (which x/crypto/ssh
+	// reports by remote address) are audited with the session id.
+	masters sync.Map // string -> *session.Master
+
+	wg sync.WaitGroup
+}
+
+// New builds every part of the gateway from cfg and opens the listeners. It
+// serves nothing until Run.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gateway, err error) {
+	g = &Gateway{cfg: cfg, logger: logger, addrs: make(map[string]net.Addr)}
+	var closers []func()
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				closers[i]()
+			}
+		}
+	}()
+	if err := os.MkdirAll(cfg.Gateway.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("gateway: state dir: %w", err)
+	}
+	g.store, err = audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: audit store: %w", err)
+	}
+	closers = append(closers, func() { g.store.Close() })
+	mode := audit.FailClosed
+	if cfg.Audit.OnFailure == config.BestEffort {
+		mode = audit.BestEffort
+	}
+	g.queue = audit.NewQueue(g.store, audit.QueueParams{Size: cfg.Audit.QueueSize, Mode: mode, Logger: logger})
+	closers = append(closers, func() { g.queue.Close(context.Background()) })
+
+	zones, err := buildZones(cfg)
+	if err != nil {
+		return nil, err
+	}
+	types := make([]string, 0, len(cfg.Gateway.HostKeyTypes))
+	for _, t := range cfg.Gateway.HostKeyTypes {
+		types = append(types, string(t))
+	}
+	hostKeys, err := hostkey.LoadOrGenerate(cfg.Gateway.StateDir, types)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: host keys: %w", err)
+	}
+	authn, err := g.authenticator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	for i := range cfg.Services {
+		sc := &cfg.Services[i]
+		svc, addr, err := g.buildService(sc, zones, hostKeys, authn)
+		if err != nil {
+			return nil, err
+		}
+		closers = append(closers, func() { svc.Close() })
+		g.services = append(g.services, svc)
+		g.addrs[sc.Name] = addr
+	}
+	return g, nil
+}
+
+// Addr returns the address a service listens on, or nil.
+func (g *Gateway) Addr(service string) net.Addr { return g.addrs[service] }
+
+// Store returns the audit store, for queries.
+func (g *Gateway) Store() audit.Store { return g.store }
+
+// Run serves every service until ctx is done, then drains them for up to
+// the configured drain timeout and closes what is left.
+func (g *Gateway) Run(ctx context.Context) error {
+	errs := make(chan error, len(g.services))
+	for _, s := range g.services {
+		g.wg.Go(func() {
+			if err := s.Serve(); err != nil && !errors.Is(err, service.ErrServerClosed) {
+				errs <- err
+			}
+		})
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	g.shutdown()
+	return runErr
+}
+
+// shutdown drains every service, then closes the audit queue and store.
+func (g *Gateway) shutdown() {
+	drain, cancel := context.WithTimeout(context.Background(), g.cfg.Gateway.DrainTimeout.Std())
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range g.services {
+		wg.Go(func() {
+			if err := s.Shutdown(drain); err != nil {
+				s.Close()
+			}
+		})
+	}
+	wg.Wait()
+	g.wg.Wait()
+	qctx, qcancel := context.WithTimeout(context.Background(), g.cfg.Gateway.DrainTimeout.Std())
+	defer qcancel()
+	if err := g.queue.Close(qctx); err != nil {
+		g.logger.Error("closing the audit queue", "err", err)
+	}
+	if err := g.store.Close(); err != nil {
+		g.logger.Error("closing the audit store", "err", err)
+	}
+}
+
+func buildZones(cfg *config.Config) (*zone.Tree, error) {
+	specs := make([]zone.Spec, 0, len(cfg.Zones))
+	for _, z := range cfg.Zones {
+		specs = append(specs, zone.Spec{Name: z.Name, Parent: z.Parent, Networks: z.Networks})
+	}
+	t, err := zone.New(specs)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: zones: %w", err)
+	}
+	return t, nil
+}
+
+func (g *Gateway) authenticator(cfg *config.Config) (*auth.Authenticator, error) {
+	users := make([]auth.User, 0, len(cfg.Users))
+	for _, u := range cfg.Users {
+		users = append(users, auth.User{Name: u.Name, AuthorizedKeysFile: u.AuthorizedKeys, PasswordHash: u.PasswordHash, Groups: u.Groups})
+	}
+	var cas []ssh.PublicKey
+	for _, path := range cfg.TrustedUserCAKeys {
+		keys, err := readAuthorizedKeys(path)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: trusted_user_ca_keys: %w", err)
+		}
+		cas = append(cas, keys...)
+	}
+	a, err := auth.New(auth.Params{
+		Users:         users,
+		TrustedCAKeys: cas,
+		MaxAuthTries:  cfg.Gateway.MaxAuthTries,
+		UserName:      router.GatewayUser,
+		OnFailure:     g.authFailed,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	return a, nil
+}
+
+// authFailed audits one refused authentication attempt.
+func (g *Gateway) authFailed(method, user string, remote net.Addr, rule, reason string) {
+	v, ok := g.masters.Load(remote.String())
+	if !ok {
+		return
+	}
+	e := v.(*session.Master).AuditEvent("auth")
+	e.User = user
+	e.Verdict, e.Rule, e.Reason = audit.Reject, rule, reason
+	e.Detail = map[string]any{"method": method}
+	_ = g.queue.Write(context.Background(), e)
+}
+
+func readAuthorizedKeys(path string) ([]ssh.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var keys []ssh.PublicKey
+	for len(data) > 0 {
+		key, _, _, rest, err := ssh.ParseAuthorizedKey(data)
+		if err != nil {
+			break
+		}
+		keys = append(keys, key)
+		data = rest
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s: no keys", path)
+	}
+	return keys, nil
+}
+
+func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator) (*service.Service, net.Addr, error) {
+	prefix := "gateway: services[" + sc.Name + "]: "
+	pol, err := policy.Compile(sc.Name, policySpec(sc.Policy))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s%w", prefix, err)
+	}
+	checker, err := hostkey.NewChecker(sc.Upstream.KnownHosts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%supstream.known_hosts: %w", prefix, err)
+	}
+	var signers []ssh.Signer
+	if sc.Upstream.Identity != "" {
+		pem, err := os.ReadFile(sc.Upstream.Identity)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%supstream.identity: %w", prefix, err)
+		}
+		s, err := ssh.ParsePrivateKey(pem)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%supstream.identity: %w", prefix, err)
+		}
+		signers = append(signers, s)
+	}
+	serverZones := sc.ServerZones
+	permit := func(addr netip.AddrPort) error {
+		z, ok := zones.Lookup(addr.Addr())
+		if !ok {
+			return fmt.Errorf("%s is in no zone", addr.Addr())
+		}
+		for _, name := range serverZones {
+			if z.Within(name) {
+				return nil
+			}
+		}
+		return fmt.Errorf("zone %s of %s is not in services[%s].server_zones", z.Name(), addr.Addr(), sc.Name)
+	}
+	ch := chainer.New(chainer.Params{
+		Timeout:  sc.ConnectTimeout.Std(),
+		DownTTL:  sc.DownHostTTL.Std(),
+		Resolver: net.DefaultResolver,
+		Permit:   permit,
+		Dialer:   &net.Dialer{},
+	})
+	scfg := &ssh.ServerConfig{ServerVersion: "SSH-2.0-Sluice"}
+	scfg.SetDefaults()
+	serverAlgorithms(scfg)
+	for _, k := range hostKeys {
+		scfg.AddHostKey(k)
+	}
+	authn.Callbacks(scfg)
+	proxy := sshproxy.New(sshproxy.Params{
+		Service: sc.Name,
+		Server:  scfg,
+		Router:  router.New(router.Params{Service: sc.Name, Inband: sc.Router.Inband, Directed: sc.Router.Directed, Users: sc.Router.Users}),
+		Chainer: ch,
+		Upstream: sshproxy.Upstream{
+			User:     sc.Upstream.LoginUser,
+			Signers:  signers,
+			Password: sc.Upstream.Password,
+			HostKeys: checker,
+			Timeout:  sc.ConnectTimeout.Std(),
+		},
+		Policy:         pol,
+		Session:        sshsession.Config{},
+		LoginGraceTime: g.cfg.Gateway.LoginGraceTime.Std(),
+		MaxChannels:    sc.MaxChannels,
+		Audit:          g.queue,
+		Logger:         g.logger,
+	})
+	l, err := net.Listen("tcp", sc.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%slisten: %w", prefix, err)
+	}
+	svc := service.New(service.Params{
+		Gateway:     g.cfg.Gateway.Name,
+		Name:        sc.Name,
+		Listener:    l,
+		Zones:       zones,
+		ClientZones: sc.ClientZones,
+		ServerZones: sc.ServerZones,
+		MaxSessions: sc.MaxSessions,
+		Audit:       g.queue,
+		Logger:      g.logger,
+		Handler: func(ctx context.Context, m *session.Master, c net.Conn) {
+			key := c.RemoteAddr().String()
+			g.masters.Store(key, m)
+			defer g.masters.Delete(key)
+			proxy.Handle(ctx, m, c)
+		},
+	})
+	return svc, l.Addr(), nil
+}
+
+func policySpec(p config.Policy) policy.Spec {
+	s := policy.Spec{
+		Pty:           p.PTY,
+		Shell:         p.Shell,
+		ForcedCommand: p.Exec.ForcedCommand,
+		Env:           p.Env,
+		ForwardRemote: p.ForwardRemote,
+		Agent:         p.Agent,
+		X11:           p.X11,
+	}
+	for _, a := range p.Exec.Allow {
+		s.ExecAllow = append(s.ExecAllow, a.Text)
+	}
+	for _, d := range p.Exec.Deny {
+		s.ExecDeny = append(s.ExecDeny, d.Text)
+	}
+	for name := range p.Subsystems {
+		s.Subsystems = append(s.Subsystems, name)
+	}
+	for _, hp := range p.ForwardLocal {
+		port := "*"
+		if hp.Port != 0 {
+			port = strconv.Itoa(hp.Port)
+		}
+		host := hp.Host
+		if strings.Contains(host, ":") {
+			host = "[" + host + "]"
+		}
+		s.ForwardLocal = append(s.ForwardLocal, host+":"+port)
+	}
+	return s
+}

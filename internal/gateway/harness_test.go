@@ -1,0 +1,250 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/sshtest"
+)
+
+// clientAddr is where test clients connect from: the "office" zone, apart
+// from the "servers" zone 127.0.0.1/32 where the target sshd listens.
+const clientAddr = "127.0.0.2"
+
+// world is a gateway in front of a real OpenSSH sshd, with a user alice
+// whose key is in the temporary folder.
+type world struct {
+	t        *testing.T
+	dir      string
+	sshd     *sshtest.Sshd
+	gw       *Gateway
+	port     int
+	aliceKey string
+	hostKey  ssh.PublicKey
+	osUser   string
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+// worldOptions vary the config a world is built from.
+type worldOptions struct {
+	// policy is the YAML of services[0].policy, indented by 6 spaces.
+	policy string
+	// serverZones overrides the service's server_zones.
+	serverZones string
+	// knownHosts overrides the upstream known_hosts content.
+	knownHosts *string
+	// service holds extra YAML lines for the service, indented by 4 spaces.
+	service string
+}
+
+const defaultPolicy = `      pty: true
+      shell: true
+      exec: {allow: [".*"], deny: ["rm -rf.*"]}
+      env: ["LANG", "LC_*"]
+      subsystems:
+        sftp: {}
+      forward_local: ["127.0.0.1:*"]
+`
+
+func newWorld(t *testing.T, o worldOptions) *world {
+	t.Helper()
+	sshtest.RequireTool(t, "ssh")
+	dir := t.TempDir()
+	upSigner, upKey := sshtest.NewKey(t, dir, "upstream_ed25519")
+	_ = upKey
+	sshd := sshtest.StartSshd(t, sshtest.SshdOptions{
+		AuthorizedKeys: []ssh.PublicKey{upSigner.PublicKey()},
+		Config:         []string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"},
+	})
+	_, aliceKey := sshtest.NewKey(t, dir, "alice_ed25519")
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh := sshd.KnownHostsLine() + "\n"
+	if o.knownHosts != nil {
+		kh = *o.knownHosts
+	}
+	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(kh), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol := o.policy
+	if pol == "" {
+		pol = defaultPolicy
+	}
+	sz := o.serverZones
+	if sz == "" {
+		sz = "[servers]"
+	}
+	port := sshtest.FreePort(t)
+	yaml := fmt.Sprintf(`gateway:
+  name: gw1
+  state_dir: ./state
+  login_grace_time: 20s
+zones:
+  - {name: office, networks: ["127.0.0.0/8"]}
+  - {name: servers, networks: ["127.0.0.1/32"]}
+  - {name: elsewhere, networks: ["10.0.0.0/8"]}
+users:
+  - name: alice
+    authorized_keys: ./alice_ed25519.pub
+services:
+  - name: ssh-in
+    listen: 127.0.0.1:%d
+    client_zones: [office]
+    server_zones: %s
+    router:
+      inband: true
+    upstream:
+      user: %q
+      identity: ./upstream_ed25519
+      known_hosts: ./known_hosts
+%s    policy:
+%s
+audit:
+  sink: sqlite
+`, port, sz, u.Username, o.service, pol)
+	cfgPath := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, yaml)
+	}
+	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(context.Background())
+	gw, err := New(ctx, cfg, logger)
+	if err != nil {
+		cancel()
+		t.Fatalf("gateway: %v", err)
+	}
+	w := &world{t: t, dir: dir, sshd: sshd, gw: gw, port: port, aliceKey: aliceKey, osUser: u.Username, cancel: cancel, done: make(chan error, 1)}
+	w.hostKey = readHostKey(t, filepath.Join(dir, "state"))
+	go func() { w.done <- gw.Run(ctx) }()
+	t.Cleanup(w.stop)
+	return w
+}
+
+func (w *world) stop() {
+	w.cancel()
+	select {
+	case err := <-w.done:
+		if err != nil {
+			w.t.Errorf("gateway Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		w.t.Error("gateway did not stop within 30s")
+	}
+}
+
+// target is the inband login name that routes alice to the sshd.
+func (w *world) target() string {
+	return "alice+127.0.0.1:" + strconv.Itoa(w.sshd.Port)
+}
+
+// args returns OpenSSH client options for tool that reach the gateway as
+// alice from the office zone.
+func (w *world) args(tool string) []string {
+	a := sshtest.ClientArgs(w.t, tool, w.port, w.aliceKey, w.hostKey)
+	// Known hosts list the gateway by [127.0.0.1]:port; connect from the
+	// office address.
+	return append(a, "-o", "BindAddress="+clientAddr)
+}
+
+// result is what a client command did.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// ssh runs the OpenSSH client through the gateway with the given extra
+// options and remote command.
+func (w *world) ssh(opts []string, remote ...string) result {
+	w.t.Helper()
+	args := append(w.args("ssh"), opts...)
+	args = append(args, w.target()+"@127.0.0.1")
+	args = append(args, remote...)
+	return w.run(nil, "ssh", args...)
+}
+
+func (w *world) run(stdin io.Reader, name string, args ...string) result {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &errb, stdin
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		w.t.Fatalf("%s: %v", name, err)
+	}
+	return r
+}
+
+// events returns the audit events of a type, waiting briefly for the queue
+// to write them.
+func (w *world) events(typ string, match func(audit.Event) bool) []audit.Event {
+	w.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		all, err := w.gw.Store().Query(context.Background(), audit.Filter{Type: typ})
+		if err != nil {
+			w.t.Fatalf("audit query: %v", err)
+		}
+		var got []audit.Event
+		for _, e := range all {
+			if match == nil || match(e) {
+				got = append(got, e)
+			}
+		}
+		if len(got) > 0 || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func readHostKey(t *testing.T, stateDir string) ssh.PublicKey {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(stateDir, "ssh_host_ed25519_key.pub"))
+	if err != nil {
+		t.Fatalf("gateway host key: %v", err)
+	}
+	k, _, _, _, err := ssh.ParseAuthorizedKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+

@@ -1,0 +1,309 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+)
+
+const svc = "ssh-in"
+
+func mustCompile(t *testing.T, s Spec) *Policy {
+	t.Helper()
+	p, err := Compile(svc, s)
+	if err != nil {
+		t.Fatalf("Compile: got error %v, want nil", err)
+	}
+	return p
+}
+
+func checkVerdict(t *testing.T, got Verdict, wantAccept bool, wantRule string) {
+	t.Helper()
+	if got.Accept != wantAccept || got.Rule != wantRule {
+		t.Errorf("got {Accept:%v Rule:%q}, want {Accept:%v Rule:%q}", got.Accept, got.Rule, wantAccept, wantRule)
+	}
+	if got.Reason == "" {
+		t.Errorf("got empty Reason, want one")
+	}
+}
+
+func TestCompileErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		spec    Spec
+		wantSub string
+	}{
+		{"bad allow regexp", Spec{ExecAllow: []string{"ok", "("}}, "services[ssh-in].policy.exec.allow[1]"},
+		{"bad deny regexp", Spec{ExecDeny: []string{"[z-a]"}}, "services[ssh-in].policy.exec.deny[0]"},
+		{"empty env pattern", Spec{Env: []string{""}}, "services[ssh-in].policy.env[0]"},
+		{"env pattern with =", Spec{Env: []string{"LANG", "A=B"}}, "services[ssh-in].policy.env[1]"},
+		{"empty subsystem", Spec{Subsystems: []string{""}}, "services[ssh-in].policy.subsystems"},
+		{"forward no port", Spec{ForwardLocal: []string{"db"}}, "forward_local[0]"},
+		{"forward empty port", Spec{ForwardLocal: []string{"db:"}}, "forward_local[0]"},
+		{"forward port 0", Spec{ForwardLocal: []string{"db:0"}}, "forward_local[0]"},
+		{"forward port too big", Spec{ForwardLocal: []string{"db:65536"}}, "forward_local[0]"},
+		{"forward signed port", Spec{ForwardLocal: []string{"db:+22"}}, "forward_local[0]"},
+		{"forward named port", Spec{ForwardLocal: []string{"db:ssh"}}, "forward_local[0]"},
+		{"forward empty host", Spec{ForwardLocal: []string{":22"}}, "forward_local[0]"},
+		{"forward bare ipv6", Spec{ForwardLocal: []string{"::1:22"}}, "forward_local[0]"},
+		{"forward unterminated bracket", Spec{ForwardLocal: []string{"[::1:22"}}, "forward_local[0]"},
+		{"forward bracketed name", Spec{ForwardLocal: []string{"[db]:22"}}, "forward_local[0]"},
+		{"forward bracketed ipv4", Spec{ForwardLocal: []string{"[127.0.0.1]:22"}}, "forward_local[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Compile(svc, tt.spec)
+			if err == nil {
+				t.Fatalf("got nil error, want one containing %q", tt.wantSub)
+			}
+			if !strings.HasPrefix(err.Error(), "policy: ") || !strings.Contains(err.Error(), tt.wantSub) {
+				t.Errorf("got error %q, want prefix %q and %q", err, "policy: ", tt.wantSub)
+			}
+		})
+	}
+}
+
+func TestFlags(t *testing.T) {
+	on := mustCompile(t, Spec{Pty: true, Shell: true, ForwardRemote: true, Agent: true, X11: true})
+	off := mustCompile(t, Spec{})
+	none := Restrictions{}
+	all := Restrictions{NoPty: true, NoPortForwarding: true, NoAgentForwarding: true, NoX11Forwarding: true}
+	tests := []struct {
+		name       string
+		got        Verdict
+		wantAccept bool
+		wantRule   string
+	}{
+		{"pty on", on.Pty(none), true, "services[ssh-in].policy.pty"},
+		{"pty off", off.Pty(none), false, "services[ssh-in].policy.pty"},
+		{"pty no-pty key", on.Pty(Restrictions{NoPty: true}), false, "authorized_keys no-pty"},
+		{"pty other restrictions", on.Pty(Restrictions{NoPortForwarding: true, NoAgentForwarding: true, NoX11Forwarding: true}), true, "services[ssh-in].policy.pty"},
+		{"shell on", on.Shell(), true, "services[ssh-in].policy.shell"},
+		{"shell off", off.Shell(), false, "services[ssh-in].policy.shell"},
+		{"forward remote on", on.ForwardRemote(none), true, "services[ssh-in].policy.forward_remote"},
+		{"forward remote off", off.ForwardRemote(none), false, "services[ssh-in].policy.forward_remote"},
+		{"forward remote no-port-forwarding", on.ForwardRemote(all), false, "authorized_keys no-port-forwarding"},
+		{"forward remote other restrictions", on.ForwardRemote(Restrictions{NoPty: true, NoAgentForwarding: true, NoX11Forwarding: true}), true, "services[ssh-in].policy.forward_remote"},
+		{"agent on", on.Agent(none), true, "services[ssh-in].policy.agent"},
+		{"agent off", off.Agent(none), false, "services[ssh-in].policy.agent"},
+		{"agent no-agent-forwarding", on.Agent(Restrictions{NoAgentForwarding: true}), false, "authorized_keys no-agent-forwarding"},
+		{"agent other restrictions", on.Agent(Restrictions{NoPty: true, NoPortForwarding: true, NoX11Forwarding: true}), true, "services[ssh-in].policy.agent"},
+		{"x11 on", on.X11(none), true, "services[ssh-in].policy.x11"},
+		{"x11 off", off.X11(none), false, "services[ssh-in].policy.x11"},
+		{"x11 no-x11-forwarding", on.X11(Restrictions{NoX11Forwarding: true}), false, "authorized_keys no-x11-forwarding"},
+		{"x11 other restrictions", on.X11(Restrictions{NoPty: true, NoPortForwarding: true, NoAgentForwarding: true}), true, "services[ssh-in].policy.x11"},
+		{"key restriction beats disabled service", off.Pty(all), false, "authorized_keys no-pty"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkVerdict(t, tt.got, tt.wantAccept, tt.wantRule)
+		})
+	}
+}
+
+func TestExec(t *testing.T) {
+	p := mustCompile(t, Spec{
+		ExecAllow: []string{`ls( .*)?`, `git (pull|push)`, `echo .*`},
+		ExecDeny:  []string{`.*rm .*`, `ls /secret.*`},
+	})
+	tests := []struct {
+		name       string
+		cmd        string
+		wantAccept bool
+		wantRule   string
+	}{
+		{"allow first", "ls", true, "services[ssh-in].policy.exec.allow[0]"},
+		{"allow first with args", "ls -la /tmp", true, "services[ssh-in].policy.exec.allow[0]"},
+		{"allow second", "git pull", true, "services[ssh-in].policy.exec.allow[1]"},
+		{"anchored at start", "xgit pull", false, "services[ssh-in].policy.exec.allow"},
+		{"anchored at end", "git pulls", false, "services[ssh-in].policy.exec.allow"},
+		{"alternation anchored as a whole", "git push --force", false, "services[ssh-in].policy.exec.allow"},
+		{"no allow match", "cat /etc/passwd", false, "services[ssh-in].policy.exec.allow"},
+		{"empty command", "", false, "services[ssh-in].policy.exec.allow"},
+		{"deny wins over allow", "echo x; rm -rf /", false, "services[ssh-in].policy.exec.deny[0]"},
+		{"second deny", "ls /secret/keys", false, "services[ssh-in].policy.exec.deny[1]"},
+		{"newline cannot pass allow", "echo hi\ncat /etc/shadow", false, "services[ssh-in].policy.exec.allow"},
+		{"newline cannot hide from deny", "echo hi\nrm -rf /", false, "services[ssh-in].policy.exec.deny[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkVerdict(t, p.Exec(tt.cmd), tt.wantAccept, tt.wantRule)
+		})
+	}
+
+	empty := mustCompile(t, Spec{})
+	checkVerdict(t, empty.Exec("ls"), false, "services[ssh-in].policy.exec.allow")
+	all := mustCompile(t, Spec{ExecAllow: []string{".*"}})
+	checkVerdict(t, all.Exec("anything at all"), true, "services[ssh-in].policy.exec.allow[0]")
+}
+
+func TestEnv(t *testing.T) {
+	p := mustCompile(t, Spec{Env: []string{"LANG", "LC_*", "X?Y", "*_DEBUG*"}})
+	tests := []struct {
+		name       string
+		env        string
+		wantAccept bool
+		wantRule   string
+	}{
+		{"exact", "LANG", true, "services[ssh-in].policy.env[0]"},
+		{"exact is case-sensitive", "lang", false, "services[ssh-in].policy.env"},
+		{"exact is whole", "LANGUAGE", false, "services[ssh-in].policy.env"},
+		{"star", "LC_ALL", true, "services[ssh-in].policy.env[1]"},
+		{"star empty run", "LC_", true, "services[ssh-in].policy.env[1]"},
+		{"star needs prefix", "XLC_ALL", false, "services[ssh-in].policy.env"},
+		{"question", "XAY", true, "services[ssh-in].policy.env[2]"},
+		{"question needs one", "XY", false, "services[ssh-in].policy.env"},
+		{"question only one", "XABY", false, "services[ssh-in].policy.env"},
+		{"two stars", "MY_DEBUG_LEVEL", true, "services[ssh-in].policy.env[3]"},
+		{"no match", "LD_PRELOAD", false, "services[ssh-in].policy.env"},
+		{"empty name", "", false, "services[ssh-in].policy.env"},
+		{"name with =", "LC_A=B", false, "services[ssh-in].policy.env"},
+		{"name with NUL", "LC_A\x00", false, "services[ssh-in].policy.env"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkVerdict(t, p.Env(tt.env), tt.wantAccept, tt.wantRule)
+		})
+	}
+}
+
+func TestMatchGlob(t *testing.T) {
+	tests := []struct {
+		pattern, name string
+		want          bool
+	}{
+		{"", "", true},
+		{"", "a", false},
+		{"*", "", true},
+		{"*", "anything", true},
+		{"a*b*c", "aXXbYYc", true},
+		{"a*b*c", "aXXbYY", false},
+		{"*a", "bba", true},
+		{"*a", "bab", false},
+		{"a**", "a", true},
+		{"?*", "", false},
+		{"*?", "x", true},
+		{"a*a*a*a*b", strings.Repeat("a", 64), false},
+	}
+	for _, tt := range tests {
+		if got := matchGlob(tt.pattern, tt.name); got != tt.want {
+			t.Errorf("matchGlob(%q, %q): got %v, want %v", tt.pattern, tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestSubsystem(t *testing.T) {
+	p := mustCompile(t, Spec{Subsystems: []string{"sftp", "netconf"}})
+	tests := []struct {
+		name       string
+		sub        string
+		wantAccept bool
+		wantRule   string
+	}{
+		{"first", "sftp", true, "services[ssh-in].policy.subsystems.sftp"},
+		{"second", "netconf", true, "services[ssh-in].policy.subsystems.netconf"},
+		{"case-sensitive", "SFTP", false, "services[ssh-in].policy.subsystems"},
+		{"unknown", "shell", false, "services[ssh-in].policy.subsystems"},
+		{"empty", "", false, "services[ssh-in].policy.subsystems"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkVerdict(t, p.Subsystem(tt.sub), tt.wantAccept, tt.wantRule)
+		})
+	}
+	checkVerdict(t, mustCompile(t, Spec{}).Subsystem("sftp"), false, "services[ssh-in].policy.subsystems")
+}
+
+func TestForwardLocal(t *testing.T) {
+	p := mustCompile(t, Spec{ForwardLocal: []string{
+		"127.0.0.1:5432",
+		"DB.example.com:*",
+		"*:8080",
+		"[::1]:22",
+		"[2001:db8::1]:*",
+	}})
+	none := Restrictions{}
+	tests := []struct {
+		name       string
+		host       string
+		port       uint32
+		restr      Restrictions
+		wantAccept bool
+		wantRule   string
+	}{
+		{"ipv4 exact", "127.0.0.1", 5432, none, true, "services[ssh-in].policy.forward_local[0]"},
+		{"ipv4 wrong port", "127.0.0.1", 5433, none, false, "services[ssh-in].policy.forward_local"},
+		{"ipv4-mapped matches ipv4", "::ffff:127.0.0.1", 5432, none, true, "services[ssh-in].policy.forward_local[0]"},
+		{"ipv4 other host", "127.0.0.2", 5432, none, false, "services[ssh-in].policy.forward_local"},
+		{"name any port", "db.example.com", 1, none, true, "services[ssh-in].policy.forward_local[1]"},
+		{"name case-insensitive", "Db.Example.COM", 65535, none, true, "services[ssh-in].policy.forward_local[1]"},
+		{"name is not a suffix match", "evil.db.example.com", 5432, none, false, "services[ssh-in].policy.forward_local"},
+		{"any host", "anything.test", 8080, none, true, "services[ssh-in].policy.forward_local[2]"},
+		{"any host, ip", "10.1.2.3", 8080, none, true, "services[ssh-in].policy.forward_local[2]"},
+		{"ipv6", "::1", 22, none, true, "services[ssh-in].policy.forward_local[3]"},
+		{"ipv6 long form", "0:0:0:0:0:0:0:1", 22, none, true, "services[ssh-in].policy.forward_local[3]"},
+		{"ipv6 bracketed request is not an address", "[::1]", 22, none, false, "services[ssh-in].policy.forward_local"},
+		{"ipv6 any port", "2001:DB8::1", 443, none, true, "services[ssh-in].policy.forward_local[4]"},
+		{"ipv6 wrong port", "::1", 23, none, false, "services[ssh-in].policy.forward_local"},
+		{"name does not match address", "localhost", 5432, none, false, "services[ssh-in].policy.forward_local"},
+		{"port 0", "127.0.0.1", 0, none, false, "services[ssh-in].policy.forward_local"},
+		{"port above 65535", "anything", 8080 + 65536, none, false, "services[ssh-in].policy.forward_local"},
+		{"empty host", "", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		{"no-port-forwarding", "127.0.0.1", 5432, Restrictions{NoPortForwarding: true}, false, "authorized_keys no-port-forwarding"},
+		{"permitopen match", "127.0.0.1", 5432, Restrictions{PermitOpen: []string{"localhost:1", "127.0.0.1:5432"}}, true, "services[ssh-in].policy.forward_local[0]"},
+		{"permitopen any port", "db.example.com", 7, Restrictions{PermitOpen: []string{"db.example.com:*"}}, true, "services[ssh-in].policy.forward_local[1]"},
+		{"permitopen miss", "127.0.0.1", 5432, Restrictions{PermitOpen: []string{"127.0.0.1:5433"}}, false, "authorized_keys permitopen"},
+		{"permitopen malformed matches nothing", "127.0.0.1", 5432, Restrictions{PermitOpen: []string{"127.0.0.1"}}, false, "authorized_keys permitopen"},
+		{"permitopen allows, service does not", "10.0.0.1", 22, Restrictions{PermitOpen: []string{"10.0.0.1:22"}}, false, "services[ssh-in].policy.forward_local"},
+		{"permitopen ipv6", "::1", 22, Restrictions{PermitOpen: []string{"[::1]:22"}}, true, "services[ssh-in].policy.forward_local[3]"},
+		{"other restrictions ignored", "127.0.0.1", 5432, Restrictions{NoPty: true, NoAgentForwarding: true, NoX11Forwarding: true}, true, "services[ssh-in].policy.forward_local[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkVerdict(t, p.ForwardLocal(tt.host, tt.port, tt.restr), tt.wantAccept, tt.wantRule)
+		})
+	}
+	empty := mustCompile(t, Spec{})
+	checkVerdict(t, empty.ForwardLocal("127.0.0.1", 5432, none), false, "services[ssh-in].policy.forward_local")
+}
+
+func TestEffectiveCommand(t *testing.T) {
+	plain := mustCompile(t, Spec{})
+	forcing := mustCompile(t, Spec{ForcedCommand: "/usr/bin/menu"})
+	keyForced := Restrictions{ForcedCommand: "/usr/bin/backup"}
+	tests := []struct {
+		name       string
+		p          *Policy
+		requested  string
+		isShell    bool
+		restr      Restrictions
+		wantCmd    string
+		wantForced bool
+		wantRule   string
+	}{
+		{"exec unforced", plain, "ls -l", false, Restrictions{}, "ls -l", false, ""},
+		{"shell unforced", plain, "ignored", true, Restrictions{}, "", false, ""},
+		{"service forces exec", forcing, "ls -l", false, Restrictions{}, "/usr/bin/menu", true, "services[ssh-in].policy.forced_command"},
+		{"service forces shell", forcing, "", true, Restrictions{}, "/usr/bin/menu", true, "services[ssh-in].policy.forced_command"},
+		{"key forces exec", plain, "ls -l", false, keyForced, "/usr/bin/backup", true, "authorized_keys command"},
+		{"key forces shell", plain, "", true, keyForced, "/usr/bin/backup", true, "authorized_keys command"},
+		{"key beats service", forcing, "ls", false, keyForced, "/usr/bin/backup", true, "authorized_keys command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd, forced, rule := tt.p.EffectiveCommand(tt.requested, tt.isShell, tt.restr)
+			if cmd != tt.wantCmd || forced != tt.wantForced || rule != tt.wantRule {
+				t.Errorf("got (%q, %v, %q), want (%q, %v, %q)", cmd, forced, rule, tt.wantCmd, tt.wantForced, tt.wantRule)
+			}
+		})
+	}
+}
+
+func TestRuleUsesServiceName(t *testing.T) {
+	p, err := Compile("ops", Spec{Shell: true})
+	if err != nil {
+		t.Fatalf("Compile: got error %v, want nil", err)
+	}
+	if got, want := p.Shell().Rule, "services[ops].policy.shell"; got != want {
+		t.Errorf("got rule %q, want %q", got, want)
+	}
+}

@@ -1,0 +1,308 @@
+package service
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/internal/zone"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown or Close.
+var ErrServerClosed = errors.New("service: server closed")
+
+// Audit event type written for every accepted or refused connection, and
+// when an admitted session ends.
+const (
+	EventConnection = "connection"
+	EventSessionEnd = "session_end"
+)
+
+// Accept back-off after a temporary error, as net/http.Server does.
+const (
+	minAcceptDelay = 5 * time.Millisecond
+	maxAcceptDelay = time.Second
+)
+
+// Handler serves one admitted connection. Contract: it must return when
+// ctx is done (Close relies on that) and should not close c; when it
+// returns, the service closes c and ends the session.
+type Handler func(ctx context.Context, m *session.Master, c net.Conn)
+
+// Params configures a Service.
+type Params struct {
+	Gateway string
+	Name    string
+	// Listener is where connections come from; the caller listens and the
+	// service closes it on Shutdown or Close.
+	Listener net.Listener
+	// Zones, ClientZones and ServerZones configure the sessions' access
+	// control (see session.MasterParams).
+	Zones       *zone.Tree
+	ClientZones []string
+	ServerZones []string
+	// MaxSessions limits the live sessions; 0 means no limit.
+	MaxSessions int
+	// Audit receives the service's audit events; nil logs them to Logger.
+	Audit audit.Sink
+	// Logger receives operational logs; nil discards them.
+	Logger  *slog.Logger
+	Handler Handler
+	// Clock is passed to the sessions; nil means time.Now.
+	Clock func() time.Time
+}
+
+// Service is one listener and its sessions.
+type Service struct {
+	p      Params
+	log    *slog.Logger
+	sink   audit.Sink
+	ctx    context.Context // parent of every session; cancelled by Close
+	cancel context.CancelCauseFunc
+
+	// mu guards the fields below. It is never held while a session's lock
+	// is taken, nor during I/O, the Handler or the audit sink.
+	mu            sync.Mutex
+	next          uint64
+	closed        bool
+	active        int // connection goroutines running
+	live          map[*session.Master]struct{}
+	drained       chan struct{} // closed when closed and active == 0
+	drainedClosed bool
+	shutdown      chan struct{} // closed when Shutdown or Close starts
+}
+
+// New returns a Service; call Serve to run it.
+func New(p Params) *Service {
+	s := &Service{
+		p:        p,
+		log:      p.Logger,
+		sink:     p.Audit,
+		live:     make(map[*session.Master]struct{}),
+		drained:  make(chan struct{}),
+		shutdown: make(chan struct{}),
+	}
+	s.p.ClientZones = slices.Clone(p.ClientZones)
+	s.p.ServerZones = slices.Clone(p.ServerZones)
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("service", p.Name)
+	if s.sink == nil {
+		s.sink = audit.LogSink{Logger: s.log}
+	}
+	s.ctx, s.cancel = context.WithCancelCause(context.Background())
+	return s
+}
+
+// Serve accepts connections until the listener fails or the service is shut
+// down, when it returns ErrServerClosed. Each connection is served in its
+// own goroutine, which the service owns: Shutdown and Close wait for them.
+func (s *Service) Serve() error {
+	var delay time.Duration
+	for {
+		c, err := s.p.Listener.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			var te interface{ Temporary() bool }
+			if errors.As(err, &te) && te.Temporary() {
+				delay = min(max(2*delay, minAcceptDelay), maxAcceptDelay)
+				s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+				t := time.NewTimer(delay)
+				select {
+				case <-t.C:
+				case <-s.shutdown:
+					t.Stop()
+				}
+				continue
+			}
+			return fmt.Errorf("service: %s: accept: %w", s.p.Name, err)
+		}
+		delay = 0
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			_ = c.Close()
+			return ErrServerClosed
+		}
+		s.next++
+		id := s.next
+		s.active++
+		s.mu.Unlock()
+		go s.serveConn(c, id)
+	}
+}
+
+func (s *Service) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// serveConn runs one connection from admission to the end of its session.
+func (s *Service) serveConn(c net.Conn, id uint64) {
+	defer s.connDone()
+	m := session.NewMaster(s.ctx, session.MasterParams{
+		Gateway:     s.p.Gateway,
+		Service:     s.p.Name,
+		Instance:    id,
+		Zones:       s.p.Zones,
+		ClientZones: s.p.ClientZones,
+		ServerZones: s.p.ServerZones,
+		OnEnd:       s.ended,
+		Clock:       s.p.Clock,
+	})
+	m.Hold(c)
+	defer m.Destroy()
+
+	if err := m.SetClient(addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())); err != nil {
+		rule := ""
+		if de, ok := errors.AsType[*session.DeniedError](err); ok {
+			rule = de.Rule
+		}
+		s.reject(m, rule, err)
+		return
+	}
+	if rule, err := s.admit(m); err != nil {
+		s.reject(m, rule, err)
+		return
+	}
+	e := m.AuditEvent(EventConnection)
+	e.Verdict, e.Rule = audit.Accept, fmt.Sprintf("services[%s].client_zones", s.p.Name)
+	s.write(m.Context(), e)
+	s.p.Handler(m.Context(), m, c)
+}
+
+// admit registers m as live unless the service is closing or full.
+func (s *Service) admit(m *session.Master) (rule string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return "", session.ErrShutdown
+	}
+	if s.p.MaxSessions > 0 && len(s.live) >= s.p.MaxSessions {
+		return fmt.Sprintf("services[%s].max_sessions", s.p.Name),
+			fmt.Errorf("%w: %d sessions live, limit %d", session.ErrDenied, len(s.live), s.p.MaxSessions)
+	}
+	s.live[m] = struct{}{}
+	return "", nil
+}
+
+// reject audits a refused connection and ends its session with cause.
+func (s *Service) reject(m *session.Master, rule string, cause error) {
+	e := m.AuditEvent(EventConnection)
+	e.Verdict, e.Rule, e.Reason = audit.Reject, rule, cause.Error()
+	s.write(m.Context(), e)
+	m.End(cause)
+}
+
+// ended is the sessions' OnEnd: it forgets a live session and audits its end.
+func (s *Service) ended(m *session.Master, cause error) {
+	s.mu.Lock()
+	_, wasLive := s.live[m]
+	delete(s.live, m)
+	s.mu.Unlock()
+	if !wasLive {
+		return
+	}
+	e := m.AuditEvent(EventSessionEnd)
+	e.Reason = cause.Error()
+	s.write(m.Context(), e)
+}
+
+// write sends e to the sink. The event outlives the session it describes,
+// so the session's cancellation does not apply to the write.
+func (s *Service) write(ctx context.Context, e audit.Event) {
+	if err := s.sink.Write(context.WithoutCancel(ctx), e); err != nil {
+		s.log.Error("audit write failed", "session_id", e.SessionID, "type", e.Type, "err", err)
+	}
+}
+
+func (s *Service) connDone() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active--
+	s.checkDrainedLocked()
+}
+
+func (s *Service) checkDrainedLocked() {
+	if s.closed && s.active == 0 && !s.drainedClosed {
+		s.drainedClosed = true
+		close(s.drained)
+	}
+}
+
+// Live returns the sessions admitted and not yet ended.
+func (s *Service) Live() []*session.Master {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*session.Master, 0, len(s.live))
+	for m := range s.live {
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b *session.Master) int { return cmp.Compare(a.InstanceID(), b.InstanceID()) })
+	return out
+}
+
+// stop marks the service closed and closes the listener.
+func (s *Service) stop() error {
+	s.mu.Lock()
+	first := !s.closed
+	s.closed = true
+	s.checkDrainedLocked()
+	s.mu.Unlock()
+	if !first {
+		return nil
+	}
+	close(s.shutdown)
+	if err := s.p.Listener.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		return fmt.Errorf("service: %s: close listener: %w", s.p.Name, err)
+	}
+	return nil
+}
+
+// Shutdown stops accepting and waits until every connection has finished or
+// ctx is done, in which case it returns ctx.Err() and the connections go on;
+// Close ends them.
+func (s *Service) Shutdown(ctx context.Context) error {
+	if err := s.stop(); err != nil {
+		return err
+	}
+	select {
+	case <-s.drained:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stops accepting, ends every session now with session.ErrShutdown
+// (closing its connection) and waits for the connection goroutines, which
+// relies on Handlers returning when their context is done.
+func (s *Service) Close() error {
+	err := s.stop()
+	s.cancel(session.ErrShutdown)
+	<-s.drained
+	return err
+}
+
+// addrPort converts a net.Addr to a netip.AddrPort; it is invalid for
+// addresses that are not IP (a Unix socket), which no zone holds.
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return ta.AddrPort()
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}

@@ -1,0 +1,236 @@
+package sshproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/auth"
+	"github.com/sluice-ssh/sluice/internal/chainer"
+	"github.com/sluice-ssh/sluice/internal/policy"
+	"github.com/sluice-ssh/sluice/internal/session"
+)
+
+// conn is one proxied connection: the authenticated client leg, the upstream
+// leg once dialled, and the bookkeeping shared by its channels.
+type conn struct {
+	p     *Proxy
+	m     *session.Master
+	st    *session.Stacked // GATEWAY/SERVICE:N/ssh
+	sconn *ssh.ServerConn
+	id    auth.Identity
+	restr policy.Restrictions
+
+	up ssh.Conn
+
+	// wg owns every goroutine the connection starts; serve waits for it.
+	wg sync.WaitGroup
+	// open counts channels open now, for MaxChannels.
+	open atomic.Int32
+	// numbers of channels per type, for stacked session ids ("session:0").
+	mu      sync.Mutex
+	numbers map[string]int
+	// remoteForwards counts accepted tcpip-forward requests; forwarded-tcpip
+	// channels from the target are relayed only while it is positive.
+	remoteForwards atomic.Int32
+	// agent and x11 are set once a session channel's request was accepted.
+	agent, x11 atomic.Bool
+}
+
+// next returns the next channel number of a type.
+func (c *conn) next(typ string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.numbers == nil {
+		c.numbers = make(map[string]int)
+	}
+	n := c.numbers[typ]
+	c.numbers[typ] = n + 1
+	return n
+}
+
+func (c *conn) audit(ctx context.Context, e audit.Event) { c.p.write(ctx, e) }
+
+// decide writes the audit event for a policy verdict and reports whether it
+// accepted.
+func (c *conn) decide(ctx context.Context, s session.Session, typ string, v policy.Verdict, detail map[string]any) bool {
+	e := s.AuditEvent(typ)
+	e.Rule, e.Reason, e.Detail = v.Rule, v.Reason, detail
+	e.Verdict = audit.Reject
+	if v.Accept {
+		e.Verdict = audit.Accept
+	}
+	c.audit(ctx, e)
+	return v.Accept
+}
+
+// dial routes, chains and logs in upstream.
+func (c *conn) dial(ctx context.Context) (ssh.Conn, error) {
+	pp := c.p.p
+	route, err := pp.Router.Route(c.id.User, c.sconn.User())
+	if err != nil {
+		e := c.m.AuditEvent("route")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, "services["+pp.Service+"].router", err.Error()
+		c.audit(ctx, e)
+		return nil, err
+	}
+	nc, attempts, err := pp.Chainer.Connect(ctx, route.Targets)
+	e := c.m.AuditEvent("connect")
+	e.Rule = route.Rule
+	e.Detail = map[string]any{"targets": route.Targets, "attempts": describeAttempts(attempts)}
+	if err != nil {
+		e.Verdict, e.Reason = audit.Reject, err.Error()
+		c.audit(ctx, e)
+		return nil, err
+	}
+	target := attempts[len(attempts)-1].Target
+	remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
+	local, _ := netip.ParseAddrPort(nc.LocalAddr().String())
+	if err := c.m.SetServer(remote, local); err != nil {
+		nc.Close()
+		e.Verdict, e.Reason = audit.Reject, err.Error()
+		var d *session.DeniedError
+		if errors.As(err, &d) {
+			e.Rule = d.Rule
+		}
+		c.audit(ctx, e)
+		return nil, err
+	}
+	c.m.SetTarget(target)
+	e = c.m.AuditEvent("connect")
+	e.Verdict, e.Rule, e.Target = audit.Accept, route.Rule, target
+	c.audit(ctx, e)
+
+	up := pp.Upstream
+	var methods []ssh.AuthMethod
+	if len(up.Signers) > 0 {
+		methods = append(methods, ssh.PublicKeys(up.Signers...))
+	}
+	if up.Password != "" {
+		methods = append(methods, ssh.Password(up.Password))
+	}
+	cfg := &ssh.ClientConfig{
+		User:              up.User(c.id.User),
+		Auth:              methods,
+		HostKeyCallback:   up.HostKeys.HostKeyCallback(),
+		HostKeyAlgorithms: up.HostKeys.HostKeyAlgorithms(target),
+		Timeout:           up.Timeout,
+	}
+	if up.Timeout > 0 {
+		_ = nc.SetDeadline(time.Now().Add(up.Timeout))
+	}
+	uc, chans, reqs, err := ssh.NewClientConn(nc, target, cfg)
+	if err != nil {
+		nc.Close()
+		e := c.m.AuditEvent("upstream")
+		e.Verdict, e.Rule, e.Target, e.Reason = audit.Reject, "services["+pp.Service+"].upstream", target, err.Error()
+		c.audit(ctx, e)
+		return nil, err
+	}
+	_ = nc.SetDeadline(time.Time{})
+	e = c.m.AuditEvent("upstream")
+	e.Verdict, e.Rule, e.Target = audit.Accept, "services["+pp.Service+"].upstream", target
+	e.Detail = map[string]any{"upstream_user": cfg.User, "server_version": string(uc.ServerVersion())}
+	c.audit(ctx, e)
+	c.wg.Go(func() { c.upstreamChannels(ctx, chans) })
+	c.wg.Go(func() { ssh.DiscardRequests(reqs) })
+	return uc, nil
+}
+
+func describeAttempts(as []chainer.Attempt) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		s := a.Target + " " + a.Addr.String() + " " + a.Outcome.String()
+		if a.Err != nil {
+			s += ": " + a.Err.Error()
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// serve relays the connection until either leg closes.
+func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+	c.up = up
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	// When the target goes away, end the client leg too, and the reverse.
+	c.wg.Go(func() {
+		err := up.Wait()
+		cancel(fmt.Errorf("%w: %v", session.ErrUpstreamClosed, err))
+		c.sconn.Close()
+	})
+	c.wg.Go(func() { c.globalRequests(ctx, reqs) })
+	for nc := range chans {
+		n := c.open.Add(1)
+		if max := c.p.p.MaxChannels; max > 0 && int(n) > max {
+			c.open.Add(-1)
+			e := c.st.AuditEvent("channel")
+			e.Verdict, e.Rule, e.Reason = audit.Reject, "services["+c.p.p.Service+"].max_channels", fmt.Sprintf("%d channels open", max)
+			c.audit(ctx, e)
+			_ = nc.Reject(ssh.ResourceShortage, msgProhibited)
+			continue
+		}
+		c.wg.Go(func() {
+			defer c.open.Add(-1)
+			c.channel(ctx, nc)
+		})
+	}
+	up.Close()
+	c.wg.Wait()
+}
+
+// channel dispatches one channel the client opened.
+func (c *conn) channel(ctx context.Context, nc ssh.NewChannel) {
+	switch typ := nc.ChannelType(); typ {
+	case "session":
+		c.session(ctx, nc, c.st.Stack("session", c.next(typ)))
+	case "direct-tcpip":
+		c.directTCPIP(ctx, nc, c.st.Stack("direct-tcpip", c.next(typ)).Stack("plug", -1))
+	default:
+		e := c.st.AuditEvent("channel")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, "channel types", "unknown channel type "+fmt.Sprintf("%q", typ)
+		c.audit(ctx, e)
+		_ = nc.Reject(ssh.UnknownChannelType, "unknown channel type")
+	}
+}
+
+// rejectLike refuses nc the way the target refused its twin, with the
+// target's reason code and a fixed text.
+func rejectLike(nc ssh.NewChannel, err error) {
+	var oe *ssh.OpenChannelError
+	if errors.As(err, &oe) {
+		_ = nc.Reject(oe.Reason, oe.Message)
+		return
+	}
+	_ = nc.Reject(ssh.ConnectionFailed, msgUnavailable)
+}
+
+// pipe relays two channels until both directions have ended, passing EOF
+// along, then closes both. It is the plug proxy's data path.
+func (p *Proxy) pipe(a, b ssh.Channel) (aToB, bToA int64) {
+	var wg sync.WaitGroup
+	half := func(dst, src ssh.Channel) int64 {
+		n, err := p.copy(dst, src)
+		if err != nil {
+			// One side is gone: nothing more can flow either way.
+			a.Close()
+			b.Close()
+		}
+		_ = dst.CloseWrite()
+		return n
+	}
+	wg.Go(func() { aToB = half(b, a) })
+	bToA = half(a, b)
+	wg.Wait()
+	a.Close()
+	b.Close()
+	return aToB, bToA
+}

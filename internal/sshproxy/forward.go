@@ -1,0 +1,136 @@
+package sshproxy
+
+import (
+	"context"
+	"fmt"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/session"
+)
+
+// directTCPIP proxies "direct-tcpip" (ssh -L, ssh -W, ssh -J through the
+// gateway) as a stacked plug session: checked against forward_local, then
+// opened through the target, so the target's own policy applies as well.
+func (c *conn) directTCPIP(ctx context.Context, nc ssh.NewChannel, st *session.Stacked) {
+	m, err := parseDirectTCPIP(nc.ExtraData())
+	if err != nil {
+		e := st.AuditEvent("forward.local")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, "protocol", err.Error()
+		c.audit(ctx, e)
+		_ = nc.Reject(ssh.ConnectionFailed, "malformed request")
+		return
+	}
+	detail := map[string]any{"host": m.Host, "port": m.Port, "origin": fmt.Sprintf("%s:%d", m.OriginHost, m.OriginPort)}
+	if !c.decide(ctx, st, "forward.local", c.p.p.Policy.ForwardLocal(m.Host, m.Port, c.restr), detail) {
+		_ = nc.Reject(ssh.Prohibited, msgProhibited)
+		return
+	}
+	upCh, upReqs, err := c.up.OpenChannel("direct-tcpip", nc.ExtraData())
+	if err != nil {
+		e := st.AuditEvent("forward.local.end")
+		e.Reason = "target refused: " + err.Error()
+		c.audit(ctx, e)
+		rejectLike(nc, err)
+		return
+	}
+	c.plug(ctx, st, "forward.local.end", nc, upCh, upReqs)
+}
+
+// plug accepts the client's side of a channel whose twin is open upstream
+// and relays the two until both ends are done.
+func (c *conn) plug(ctx context.Context, st *session.Stacked, endType string, nc ssh.NewChannel, twin ssh.Channel, twinReqs <-chan *ssh.Request) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		twin.Close()
+		go ssh.DiscardRequests(twinReqs)
+		return
+	}
+	c.wg.Go(func() { ssh.DiscardRequests(reqs) })
+	c.wg.Go(func() { ssh.DiscardRequests(twinReqs) })
+	in, out := c.p.pipe(ch, twin)
+	e := st.AuditEvent(endType)
+	e.Detail = map[string]any{"bytes_in": in, "bytes_out": out}
+	c.audit(ctx, e)
+}
+
+// globalRequests decides the client's connection-level requests.
+func (c *conn) globalRequests(ctx context.Context, reqs <-chan *ssh.Request) {
+	for req := range reqs {
+		switch req.Type {
+		case "tcpip-forward", "cancel-tcpip-forward":
+			c.remoteForward(ctx, req)
+		default:
+			// keepalive@openssh.com and no-more-sessions@openssh.com are
+			// answered false, which OpenSSH takes as alive.
+			if req.WantReply {
+				_ = req.Reply(false, nil)
+			}
+		}
+	}
+}
+
+// remoteForward handles ssh -R: decided by forward_remote, then asked of the
+// target, whose answer (with the port it bound) goes back to the client.
+func (c *conn) remoteForward(ctx context.Context, req *ssh.Request) {
+	m, err := parseTCPIPForward(req.Payload)
+	if err != nil {
+		_ = req.Reply(false, nil)
+		return
+	}
+	st := c.st.Stack("tcpip-forward", -1)
+	if req.Type == "tcpip-forward" && !c.decide(ctx, st, "forward.remote", c.p.p.Policy.ForwardRemote(c.restr), map[string]any{"host": m.Host, "port": m.Port}) {
+		_ = req.Reply(false, nil)
+		return
+	}
+	ok, payload, err := c.up.SendRequest(req.Type, true, req.Payload)
+	if err != nil {
+		ok = false
+	}
+	if ok && req.Type == "tcpip-forward" {
+		c.remoteForwards.Add(1)
+	}
+	if ok && req.Type == "cancel-tcpip-forward" {
+		c.remoteForwards.Add(-1)
+	}
+	_ = req.Reply(ok, payload)
+}
+
+// upstreamChannels relays the channels the target opens towards the client:
+// forwarded-tcpip for an accepted ssh -R, agent and X11 channels once the
+// client's request for them was accepted. Everything else is refused.
+func (c *conn) upstreamChannels(ctx context.Context, chans <-chan ssh.NewChannel) {
+	for nc := range chans {
+		typ := nc.ChannelType()
+		var allowed bool
+		switch typ {
+		case "forwarded-tcpip":
+			allowed = c.remoteForwards.Load() > 0
+		case "auth-agent@openssh.com":
+			allowed = c.agent.Load()
+		case "x11":
+			allowed = c.x11.Load()
+		}
+		st := c.st.Stack(typ, c.next(typ))
+		if !allowed {
+			e := st.AuditEvent("channel.upstream")
+			e.Verdict, e.Rule, e.Reason = audit.Reject, "channel types", "target opened an unrequested channel"
+			c.audit(ctx, e)
+			_ = nc.Reject(ssh.Prohibited, "prohibited")
+			continue
+		}
+		c.wg.Go(func() {
+			ch, reqs, err := c.sconn.OpenChannel(typ, nc.ExtraData())
+			if err != nil {
+				rejectLike(nc, err)
+				return
+			}
+			e := st.AuditEvent("channel.upstream")
+			e.Verdict, e.Rule = audit.Accept, "channel types"
+			e.Detail = map[string]any{"channel": typ}
+			c.audit(ctx, e)
+			c.plug(ctx, st, "channel.upstream.end", nc, ch, reqs)
+		})
+	}
+}

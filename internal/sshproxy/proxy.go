@@ -1,0 +1,137 @@
+package sshproxy
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/auth"
+	"github.com/sluice-ssh/sluice/internal/chainer"
+	"github.com/sluice-ssh/sluice/internal/hostkey"
+	"github.com/sluice-ssh/sluice/internal/policy"
+	"github.com/sluice-ssh/sluice/internal/router"
+	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/sshsession"
+)
+
+// Texts the client is told. They are fixed and never carry internal causes;
+// the audit event holds the cause.
+const (
+	msgProhibited  = "sluice: administratively prohibited"
+	msgUnavailable = "sluice: target unavailable"
+	msgDenied      = "sluice: denied by policy\r\n"
+)
+
+// Upstream says how the gateway logs in to the target.
+type Upstream struct {
+	// User returns the upstream login name for a gateway user.
+	User func(gatewayUser string) string
+	// Signers are the injected credentials, tried in order.
+	Signers []ssh.Signer
+	// Password is tried after the signers when not empty.
+	Password string
+	// HostKeys checks the target's host key strictly; an unknown or changed
+	// key ends the connection before any credential is sent.
+	HostKeys *hostkey.Checker
+	// Timeout bounds the upstream SSH handshake and authentication.
+	Timeout time.Duration
+}
+
+// Params configures a Proxy. Every field is required unless it says
+// otherwise.
+type Params struct {
+	// Service names the service, for rule names and logs.
+	Service string
+	// Server is the client leg's SSH configuration: host keys and the
+	// authentication callbacks (see internal/auth).
+	Server *ssh.ServerConfig
+	Router *router.Router
+	// Chainer dials the target. Its Permit hook must check the server zone.
+	Chainer  *chainer.Chainer
+	Upstream Upstream
+	Policy   *policy.Policy
+	// Session configures the client leg's session channels. Its AcceptEnv is
+	// replaced by the policy's env decision.
+	Session sshsession.Config
+	// LoginGraceTime bounds the time from TCP accept to authenticated (as
+	// OpenSSH's LoginGraceTime).
+	LoginGraceTime time.Duration
+	// MaxChannels bounds the channels open at once on one connection (as
+	// OpenSSH's MaxSessions). Zero means no limit.
+	MaxChannels int
+	Audit       audit.Sink
+	Logger      *slog.Logger
+}
+
+// Proxy is the SSH proxy: it serves one accepted client connection at a time
+// per Handle call, relaying every channel to the target under policy.
+type Proxy struct {
+	p Params
+	bufferPool
+}
+
+// New returns a Proxy for p.
+func New(p Params) *Proxy { return &Proxy{p: p} }
+
+// Handle serves one accepted connection for its master session. It returns
+// when both legs are closed and every goroutine it started has exited.
+func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
+	if p.p.LoginGraceTime > 0 {
+		_ = c.SetDeadline(time.Now().Add(p.p.LoginGraceTime))
+	}
+	sconn, chans, reqs, err := ssh.NewServerConn(c, p.p.Server)
+	if err != nil {
+		e := m.AuditEvent("auth")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, "authentication", fmt.Sprintf("handshake or authentication failed: %v", err)
+		p.write(ctx, e)
+		return
+	}
+	defer sconn.Close()
+	_ = c.SetDeadline(time.Time{})
+
+	id, err := auth.IdentityOf(sconn.Permissions)
+	if err != nil {
+		p.p.Logger.ErrorContext(ctx, "authenticated connection without identity", "session_id", m.ID(), "err", err)
+		return
+	}
+	m.SetUser(id.User, id.Groups, id.Method)
+	e := m.AuditEvent("auth")
+	e.Verdict, e.Rule = audit.Accept, "authentication"
+	e.Detail = map[string]any{"method": id.Method, "key": id.KeyFingerprint, "ssh_user": sconn.User()}
+	p.write(ctx, e)
+
+	cn := &conn{p: p, m: m, st: m.Stack("ssh", -1), sconn: sconn, id: id, restr: restrictions(id.Restrictions)}
+	up, err := cn.dial(ctx)
+	if err != nil {
+		// The client has authenticated but there is nothing to relay to:
+		// answer every channel open with a fixed text, then close.
+		go ssh.DiscardRequests(reqs)
+		if nc, ok := <-chans; ok {
+			_ = nc.Reject(ssh.ConnectionFailed, msgUnavailable)
+		}
+		return
+	}
+	cn.serve(ctx, up, chans, reqs)
+}
+
+func (p *Proxy) write(ctx context.Context, e audit.Event) {
+	if err := p.p.Audit.Write(ctx, e); err != nil {
+		p.p.Logger.ErrorContext(ctx, "audit write failed", "session_id", e.SessionID, "err", err)
+	}
+}
+
+func restrictions(r auth.Restrictions) policy.Restrictions {
+	return policy.Restrictions{
+		NoPty:             r.NoPty,
+		NoPortForwarding:  r.NoPortForwarding,
+		NoAgentForwarding: r.NoAgentForwarding,
+		NoX11Forwarding:   r.NoX11Forwarding,
+		ForcedCommand:     r.ForcedCommand,
+		PermitOpen:        r.PermitOpen,
+	}
+}

@@ -1,0 +1,284 @@
+package sshproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/policy"
+	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/sshsession"
+)
+
+// errRefused answers a request false; the audit event says why.
+var errRefused = errors.New("sshproxy: request refused")
+
+// session proxies one "session" channel: it opens the twin channel upstream
+// first, so that a refusal there is mirrored to the client, then serves the
+// client's channel with a relay as the sshsession Handler.
+func (c *conn) session(ctx context.Context, nc ssh.NewChannel, st *session.Stacked) {
+	upCh, upReqs, err := c.up.OpenChannel("session", nil)
+	if err != nil {
+		e := st.AuditEvent("channel")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, "upstream", err.Error()
+		c.audit(ctx, e)
+		rejectLike(nc, err)
+		return
+	}
+	e := st.AuditEvent("channel")
+	e.Verdict, e.Rule = audit.Accept, "channel types"
+	e.Detail = map[string]any{"channel": "session"}
+	c.audit(ctx, e)
+
+	r := &relay{c: c, st: st, ctx: ctx, up: upCh, upDone: make(chan struct{})}
+	c.wg.Go(func() { r.upstreamRequests(upReqs) })
+	cfg := c.p.p.Session
+	cfg.AcceptEnv = func(name, value string) bool {
+		return c.decide(ctx, st, "env", c.p.p.Policy.Env(name), map[string]any{"name": name})
+	}
+	_ = sshsession.Serve(ctx, c.sconn, nc, r, &cfg)
+	upCh.Close()
+	<-r.upDone
+	e = st.AuditEvent("channel.end")
+	e.Detail = r.summary()
+	c.audit(ctx, e)
+}
+
+// relay is the proxy's avatar for one session channel: Conch's ISession,
+// relaying to the target instead of running a program.
+type relay struct {
+	c   *conn
+	st  *session.Stacked
+	ctx context.Context
+	up  ssh.Channel
+
+	// upDone is closed when the upstream channel's requests end, which is
+	// when the target has closed the channel; exit is final by then.
+	upDone chan struct{}
+
+	mu       sync.Mutex
+	exit     *uint32
+	signal   *sshsession.ExitSignal
+	denied   bool // the program request was refused by policy
+	command  string
+	in, out  int64
+	errBytes int64
+}
+
+// forward sends an inspected request to the target and reports its answer.
+func (r *relay) forward(req sshsession.Request, wantReply bool) error {
+	ok, err := r.up.SendRequest(req.Type(), wantReply, req.Marshal())
+	if err != nil {
+		return fmt.Errorf("sshproxy: forwarding %s: %w", req.Type(), err)
+	}
+	if wantReply && !ok {
+		return fmt.Errorf("%w: target refused %s", errRefused, req.Type())
+	}
+	return nil
+}
+
+// HandleRequest decides one request by policy and forwards what is allowed.
+func (r *relay) HandleRequest(s *sshsession.Session, req sshsession.Request) error {
+	c, pol := r.c, r.c.p.p.Policy
+	switch q := req.(type) {
+	case *sshsession.PtyRequest:
+		if !c.decide(r.ctx, r.st, "pty", pol.Pty(c.restr), map[string]any{"term": q.Term, "columns": q.Columns, "rows": q.Rows}) {
+			return errRefused
+		}
+		return r.forward(q, true)
+	case *sshsession.EnvRequest:
+		// AcceptEnv has decided and audited it already.
+		return r.forward(q, true)
+	case *sshsession.ShellRequest:
+		return r.program(s, "", true)
+	case *sshsession.ExecRequest:
+		return r.program(s, q.Command, false)
+	case *sshsession.SubsystemRequest:
+		if !c.decide(r.ctx, r.st, "subsystem", pol.Subsystem(q.Name), map[string]any{"subsystem": q.Name}) {
+			return errRefused
+		}
+		return r.forward(q, true)
+	case *sshsession.WindowChange, *sshsession.SignalRequest:
+		// RFC 4254 §6.7, §6.9: sent without want-reply.
+		return r.forward(q, false)
+	case *sshsession.BreakRequest:
+		return r.forward(q, true)
+	case *sshsession.OtherRequest:
+		return r.other(q)
+	}
+	return fmt.Errorf("%w: %s", errRefused, req.Type())
+}
+
+// other decides the requests sshsession has no typed view of: agent and X11
+// forwarding behind their switches; everything else is refused.
+func (r *relay) other(q *sshsession.OtherRequest) error {
+	c, pol := r.c, r.c.p.p.Policy
+	var v policy.Verdict
+	var flag *atomic.Bool
+	switch q.Name {
+	case "auth-agent-req@openssh.com":
+		v, flag = pol.Agent(c.restr), &c.agent
+	case "x11-req":
+		v, flag = pol.X11(c.restr), &c.x11
+	default:
+		return fmt.Errorf("%w: %s", errRefused, q.Name)
+	}
+	if !c.decide(r.ctx, r.st, q.Name, v, nil) {
+		return errRefused
+	}
+	if err := r.forward(q, true); err != nil {
+		return err
+	}
+	flag.Store(true)
+	return nil
+}
+
+// program decides shell and exec, applying forced commands. A command the
+// policy denies is accepted on the wire and answered with a fixed message
+// on stderr and exit status 1 (see Serve), so that the user sees why instead
+// of a bare "exec request failed".
+func (r *relay) program(s *sshsession.Session, requested string, isShell bool) error {
+	c, pol := r.c, r.c.p.p.Policy
+	cmd, forced, rule := pol.EffectiveCommand(requested, isShell, c.restr)
+	var v policy.Verdict
+	switch {
+	case forced:
+		v = policy.Verdict{Accept: true, Rule: rule, Reason: "forced command"}
+	case isShell:
+		v = pol.Shell()
+	default:
+		v = pol.Exec(cmd)
+	}
+	detail := map[string]any{}
+	if !isShell || forced {
+		detail["command"] = cmd
+	}
+	if forced && requested != "" {
+		detail["original_command"] = requested
+	}
+	typ := "exec"
+	if isShell {
+		typ = "shell"
+	}
+	r.mu.Lock()
+	r.command = cmd
+	r.mu.Unlock()
+	if !c.decide(r.ctx, r.st, typ, v, detail) {
+		if isShell {
+			return errRefused
+		}
+		r.mu.Lock()
+		r.denied = true
+		r.mu.Unlock()
+		return nil
+	}
+	if forced {
+		if requested != "" {
+			// The target may refuse it (AcceptEnv); the command still runs.
+			_, _ = r.up.SendRequest("env", true, (&sshsession.EnvRequest{Name: "SSH_ORIGINAL_COMMAND", Value: requested}).Marshal())
+		}
+		return r.forward(&sshsession.ExecRequest{Command: cmd}, true)
+	}
+	if isShell {
+		return r.forward(&sshsession.ShellRequest{}, true)
+	}
+	return r.forward(&sshsession.ExecRequest{Command: cmd}, true)
+}
+
+// Serve relays the program's streams and its exit status.
+func (r *relay) Serve(s *sshsession.Session) {
+	r.mu.Lock()
+	denied := r.denied
+	r.mu.Unlock()
+	if denied {
+		_, _ = s.Stderr().Write([]byte(msgDenied))
+		s.Exit(1)
+		return
+	}
+	// Client stdin to the target. Read ends when the client sends EOF or the
+	// channel closes; the connection owns the goroutine.
+	r.c.wg.Go(func() {
+		n, _ := r.c.p.copy(r.up, s)
+		_ = r.up.CloseWrite()
+		r.mu.Lock()
+		r.in = n
+		r.mu.Unlock()
+	})
+	// A client that goes away takes the target's channel with it.
+	stop := context.AfterFunc(s.Context(), func() { r.up.Close() })
+	defer stop()
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		n, _ := r.c.p.copy(s.Stderr(), r.up.Stderr())
+		_ = s.Stderr().Close()
+		r.mu.Lock()
+		r.errBytes = n
+		r.mu.Unlock()
+	})
+	n, _ := r.c.p.copy(s, r.up)
+	_ = s.CloseWrite()
+	wg.Wait()
+	r.mu.Lock()
+	r.out = n
+	r.mu.Unlock()
+
+	<-r.upDone
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case r.exit != nil:
+		s.Exit(*r.exit)
+	case r.signal != nil:
+		s.ExitWithSignal(*r.signal)
+	}
+}
+
+// upstreamRequests services the target's requests on the channel: it keeps
+// exit-status and exit-signal for Serve and refuses everything else.
+func (r *relay) upstreamRequests(reqs <-chan *ssh.Request) {
+	defer close(r.upDone)
+	for req := range reqs {
+		switch req.Type {
+		case "exit-status":
+			if st, err := sshsession.ParseExitStatus(req.Payload); err == nil {
+				r.mu.Lock()
+				r.exit = &st
+				r.mu.Unlock()
+			}
+		case "exit-signal":
+			if sig, err := sshsession.ParseExitSignal(req.Payload); err == nil {
+				r.mu.Lock()
+				r.signal = &sig
+				r.mu.Unlock()
+			}
+		}
+		if req.WantReply {
+			_ = req.Reply(false, nil)
+		}
+	}
+}
+
+// summary is the detail of the channel's end event.
+func (r *relay) summary() map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := map[string]any{"bytes_in": r.in, "bytes_out": r.out, "bytes_err": r.errBytes}
+	switch {
+	case r.exit != nil:
+		d["exit_status"] = *r.exit
+	case r.signal != nil:
+		d["exit_signal"] = r.signal.Signal
+	default:
+		d["exit_status"] = "missing"
+	}
+	if r.command != "" {
+		d["command"] = r.command
+	}
+	return d
+}
