@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,14 +78,18 @@ func TestEnvAcceptedAndRefused(t *testing.T) {
 
 func TestTargetOutsideServerZones(t *testing.T) {
 	w := newWorld(t, worldOptions{serverZones: "[elsewhere]"})
-	r := w.ssh(nil, "true")
+	// OpenSSH logs a refused channel at INFO.
+	args := w.args("ssh")
+	args[slices.Index(args, "LogLevel=ERROR")] = "LogLevel=INFO"
+	before := len(w.sshd.Log(t))
+	r := w.run(nil, "ssh", append(args, w.target()+"@127.0.0.1", "true")...)
 	if r.code == 0 || !strings.Contains(r.stderr, "target unavailable") {
 		t.Fatalf("got %d %q, want a failure saying the target is unavailable", r.code, r.stderr)
 	}
 	if evs := w.events("connect", func(e audit.Event) bool { return e.Verdict == audit.Reject }); len(evs) == 0 {
 		t.Fatal("got no connect reject in the audit, want one")
 	}
-	if log := w.sshd.Log(t); strings.Contains(log, "Connection from") {
+	if log := w.sshd.Log(t)[before:]; strings.Contains(log, "Connection from") {
 		t.Fatalf("the gateway connected to a target outside server_zones:\n%s", log)
 	}
 }
@@ -102,6 +107,7 @@ func TestUpstreamHostKeyUnknownOrChanged(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(w.dir, "known_hosts"), []byte(kh(w.sshd)), 0o600); err != nil {
 				t.Fatal(err)
 			}
+			before := len(w.sshd.Log(t))
 			r := w.ssh(nil, "true")
 			if r.code == 0 {
 				t.Fatalf("got exit 0, want the login refused (stderr %q)", r.stderr)
@@ -109,7 +115,10 @@ func TestUpstreamHostKeyUnknownOrChanged(t *testing.T) {
 			if evs := w.events("upstream", func(e audit.Event) bool { return e.Verdict == audit.Reject }); len(evs) == 0 {
 				t.Fatal("got no upstream reject in the audit, want one")
 			}
-			log := w.sshd.Log(t)
+			log := w.sshd.Log(t)[before:]
+			if !strings.Contains(log, "Connection from") {
+				t.Fatalf("the gateway never reached the target; the test proves nothing:\n%s", log)
+			}
 			for _, bad := range []string{"userauth-request", "Accepted publickey", "Failed publickey"} {
 				if strings.Contains(log, bad) {
 					t.Fatalf("sshd log has %q: a credential was sent to an unverified host:\n%s", bad, log)
@@ -184,11 +193,14 @@ func TestSFTPAndSCP(t *testing.T) {
 	}
 	src := filepath.Join(w.dir, "src.bin")
 	want := writeRandom(t, src, size)
-	dest := w.target() + "@127.0.0.1"
+	// scp, sftp and rsync read the ':' of USER+HOST:PORT@gw:path as the
+	// start of a path: the inband name goes in -o User= instead.
+	user := "User=" + w.target()
+	dest := "127.0.0.1"
 
 	sftpDst := filepath.Join(w.dir, "via-sftp.bin")
 	batch := fmt.Sprintf("put %s %s\nget %s %s\n", src, sftpDst, sftpDst, sftpDst+".back")
-	r := w.run(strings.NewReader(batch), "sftp", append(w.args("sftp"), "-b", "-", dest)...)
+	r := w.run(strings.NewReader(batch), "sftp", append(w.args("sftp"), "-o", user, "-b", "-", dest)...)
 	if r.code != 0 {
 		t.Fatalf("sftp: exit %d: %s", r.code, r.stderr)
 	}
@@ -199,7 +211,7 @@ func TestSFTPAndSCP(t *testing.T) {
 	}
 	for _, mode := range [][]string{nil, {"-O"}} {
 		dst := filepath.Join(w.dir, fmt.Sprintf("via-scp%d.bin", len(mode)))
-		args := append(append(w.args("scp"), mode...), src, dest+":"+dst)
+		args := append(append(w.args("scp"), mode...), "-o", user, src, dest+":"+dst)
 		if r := w.run(nil, "scp", args...); r.code != 0 {
 			t.Fatalf("scp %v: exit %d: %s", mode, r.code, r.stderr)
 		}
@@ -217,9 +229,9 @@ func TestRsync(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := writeRandom(t, filepath.Join(srcDir, "sub", "f.bin"), 1<<20)
-	sshCmd := "ssh " + strings.Join(w.args("ssh"), " ")
+	sshCmd := "ssh " + strings.Join(w.args("ssh"), " ") + " -o User=" + w.target()
 	dst := filepath.Join(w.dir, "copy")
-	r := w.run(nil, "rsync", "-a", "-e", sshCmd, srcDir+"/", w.target()+"@127.0.0.1:"+dst+"/")
+	r := w.run(nil, "rsync", "-a", "-e", sshCmd, srcDir+"/", "127.0.0.1:"+dst+"/")
 	if r.code != 0 {
 		t.Fatalf("rsync: exit %d: %s", r.code, r.stderr)
 	}
