@@ -3,7 +3,8 @@
 .PHONY: test deps vet fuzz build
 
 test: deps
-	SLUICE_INTEROP=require go test -race -timeout 40m ./...
+	@set -e; if [ "$$(id -u)" = 0 ] && [ -z "$${SLUICE_PG_DSN:-}" ]; then eval "$$(./scripts/pg-test-env.sh)"; fi; \
+	SLUICE_INTEROP=require go test -race -timeout 45m ./...
 
 deps:
 	./scripts/install-test-deps.sh

@@ -105,9 +105,19 @@ func (d *dispatcher) run(queue <-chan *ssh.Request) {
 			if !ok {
 				return
 			}
-			ok = d.handle(r)
+			ok, start := d.handle(r)
 			if r.WantReply {
 				r.Reply(ok, nil) // fails only once the channel is closed
+			}
+			if start {
+				// Only after the reply: a Serve that returns at once
+				// closes the channel, and x/crypto drops a reply sent
+				// after that, so the client would see its shell or exec
+				// request fail with EOF instead of succeed.
+				d.wg.Go(func() {
+					d.h.Serve(d.s)
+					d.s.finish(d.closeTimeout)
+				})
 			}
 		case <-done:
 			d.s.ch.Close()
@@ -117,10 +127,11 @@ func (d *dispatcher) run(queue <-chan *ssh.Request) {
 }
 
 // handle parses r, applies the library's checks and asks the Handler. It
-// reports whether r was accepted, and starts the program when it was one.
-func (d *dispatcher) handle(raw *ssh.Request) bool {
+// reports whether r was accepted, and whether it started the program: the
+// caller then runs the Handler's Serve once r is answered.
+func (d *dispatcher) handle(raw *ssh.Request) (ok, start bool) {
 	if d.s.ctx.Err() != nil {
-		return false
+		return false, false
 	}
 	r, err := ParseRequest(raw.Type, raw.Payload, d.lim)
 	var unknown *UnknownRequestError
@@ -128,10 +139,10 @@ func (d *dispatcher) handle(raw *ssh.Request) bool {
 		r, err = &OtherRequest{Name: raw.Type, Payload: raw.Payload}, nil
 	}
 	if err != nil || !d.admit(r) {
-		return false
+		return false, false
 	}
 	if d.h.HandleRequest(d.s, r) != nil {
-		return false
+		return false, false
 	}
 	s := d.s
 	s.mu.Lock()
@@ -145,13 +156,10 @@ func (d *dispatcher) handle(raw *ssh.Request) bool {
 		s.window = *r
 	case *ShellRequest, *ExecRequest, *SubsystemRequest:
 		s.program = r
-		d.wg.Go(func() {
-			d.h.Serve(s)
-			s.finish(d.closeTimeout)
-		})
+		start = true
 	}
 	s.mu.Unlock()
-	return true
+	return true, start
 }
 
 // admit applies the checks the library makes before the Handler sees r.

@@ -187,22 +187,17 @@ func (q *Queue) run(ctx context.Context) {
 			q.lost(ctx, len(batch), fmt.Errorf("audit: queue closed before the store took the event: %w", context.Cause(ctx)))
 			continue
 		}
-		var err error
 		if batched {
-			err = bw.WriteBatch(ctx, batch)
-		} else {
-			for i, e := range batch {
-				if err = q.store.Write(ctx, e); err != nil {
-					q.lost(ctx, len(batch)-i, err)
-					break
-				}
+			if err := bw.WriteBatch(ctx, batch); err != nil {
+				q.lost(ctx, len(batch), err)
 			}
-			if err != nil {
-				continue
-			}
+			continue
 		}
-		if err != nil {
-			q.lost(ctx, len(batch), err)
+		for i, e := range batch {
+			if err := q.store.Write(ctx, e); err != nil {
+				q.lost(ctx, len(batch)-i, err)
+				break
+			}
 		}
 	}
 }

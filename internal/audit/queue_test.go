@@ -277,3 +277,32 @@ func TestQueueConcurrentWriters(t *testing.T) {
 		t.Errorf("stored: got %d, want %d (accepted %d, dropped %d)", len(got), want, accepted.Load(), q.Dropped())
 	}
 }
+
+// writeOnly hides the store's BatchWriter, so the queue writes one by one.
+type writeOnly struct{ Store }
+
+func (writeOnly) Close() error { return nil }
+
+func TestQueueWithoutBatchWriter(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx := context.Background()
+	real := openSQLite(t)
+	defer real.Close()
+	q := NewQueue(writeOnly{real}, QueueParams{Size: 16})
+	var want []Event
+	for i := range 10 {
+		e := ev(i, "a", "gw1/s:1", "u", "")
+		want = append(want, e)
+		if err := q.Write(ctx, e); err != nil {
+			t.Fatalf("Write: got %v, want nil", err)
+		}
+	}
+	if err := q.Close(ctx); err != nil {
+		t.Fatalf("Close: got %v, want nil", err)
+	}
+	got, err := real.Query(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameEvents(t, got, want)
+}

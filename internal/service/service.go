@@ -24,7 +24,7 @@ var ErrServerClosed = errors.New("service: server closed")
 // when an admitted session ends.
 const (
 	EventConnection = "connection"
-	EventSessionEnd = "session_end"
+	EventConnectionEnd = "connection.end"
 )
 
 // Accept back-off after a temporary error, as net/http.Server does.
@@ -216,7 +216,7 @@ func (s *Service) ended(m *session.Master, cause error) {
 	if !wasLive {
 		return
 	}
-	e := m.AuditEvent(EventSessionEnd)
+	e := m.AuditEvent(EventConnectionEnd)
 	e.Reason = cause.Error()
 	s.write(m.Context(), e)
 }

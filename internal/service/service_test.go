@@ -189,9 +189,9 @@ func TestZoneAccessControl(t *testing.T) {
 			}
 			if tt.admitted {
 				c.Close()
-				end := h.sink.wait(t, EventSessionEnd, tt.id)
+				end := h.sink.wait(t, EventConnectionEnd, tt.id)
 				if end.Reason != session.ErrClosed.Error() {
-					t.Errorf("session_end reason: got %q, want %q", end.Reason, session.ErrClosed)
+					t.Errorf("connection.end reason: got %q, want %q", end.Reason, session.ErrClosed)
 				}
 			}
 		})
@@ -218,7 +218,7 @@ func TestMaxSessions(t *testing.T) {
 	}
 
 	first.Close()
-	h.sink.wait(t, EventSessionEnd, "gw1/ssh-in:1")
+	h.sink.wait(t, EventConnectionEnd, "gw1/ssh-in:1")
 	fourth := dialFrom(t, "127.0.0.2", h.addr)
 	if got, err := readLine(t, fourth); got != "gw1/ssh-in:4" {
 		t.Errorf("after a session ended: got %q, %v; want gw1/ssh-in:4", got, err)
@@ -245,9 +245,9 @@ func TestKillLiveSession(t *testing.T) {
 	}
 	live[0].End(fmt.Errorf("%w: by operator", session.ErrRevoked))
 	expectClosed(t, c)
-	e := h.sink.wait(t, EventSessionEnd, "gw1/ssh-in:1")
+	e := h.sink.wait(t, EventConnectionEnd, "gw1/ssh-in:1")
 	if e.Reason != "session: revoked: by operator" {
-		t.Errorf("session_end reason: got %q, want %q", e.Reason, "session: revoked: by operator")
+		t.Errorf("connection.end reason: got %q, want %q", e.Reason, "session: revoked: by operator")
 	}
 }
 
@@ -330,8 +330,8 @@ func TestCloseEndsSessions(t *testing.T) {
 		if !errors.Is(got, session.ErrShutdown) {
 			t.Errorf("%s cause: got %v, want %v", id, got, session.ErrShutdown)
 		}
-		if e := h.sink.wait(t, EventSessionEnd, id); e.Reason != session.ErrShutdown.Error() {
-			t.Errorf("%s session_end reason: got %q, want %q", id, e.Reason, session.ErrShutdown)
+		if e := h.sink.wait(t, EventConnectionEnd, id); e.Reason != session.ErrShutdown.Error() {
+			t.Errorf("%s connection.end reason: got %q, want %q", id, e.Reason, session.ErrShutdown)
 		}
 	}
 	if got := len(h.svc.Live()); got != 0 {

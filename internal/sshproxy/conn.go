@@ -42,6 +42,68 @@ type conn struct {
 	remoteForwards atomic.Int32
 	// agent and x11 are set once a session channel's request was accepted.
 	agent, x11 atomic.Bool
+
+	// Totals for the master's session.end event, guarded by mu.
+	bytesIn, bytesOut int64
+	exitStatus        any // the last session channel's exit status or signal
+	recording         string
+	cause             error // why serve ended, when the target went away
+}
+
+// account adds a session channel's end to the connection's totals.
+func (c *conn) account(d map[string]any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := d["bytes_in"].(int64); ok {
+		c.bytesIn += n
+	}
+	if n, ok := d["bytes_out"].(int64); ok {
+		c.bytesOut += n
+	}
+	if n, ok := d["bytes_err"].(int64); ok {
+		c.bytesOut += n
+	}
+	if v, ok := d["exit_status"]; ok {
+		c.exitStatus = v
+	} else if v, ok := d["exit_signal"]; ok {
+		c.exitStatus = v
+	}
+}
+
+// recorded notes the first recording made on the connection.
+func (c *conn) recorded(path string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.recording == "" {
+		c.recording = path
+	}
+}
+
+// totals is the detail of the master's session.end event.
+func (c *conn) totals() map[string]any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := map[string]any{"target": c.m.Target(), "bytes_in": c.bytesIn, "bytes_out": c.bytesOut}
+	if c.exitStatus != nil {
+		d["exit_status"] = c.exitStatus
+	}
+	if c.recording != "" {
+		d["recording"] = c.recording
+	}
+	return d
+}
+
+// endReason says why the connection ended.
+func (c *conn) endReason(ctx context.Context) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.cause != nil:
+		return c.cause.Error()
+	case ctx.Err() != nil:
+		return context.Cause(ctx).Error()
+	}
+	return "client closed the connection"
 }
 
 // next returns the next channel number of a type.
@@ -164,7 +226,13 @@ func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChann
 	// When the target goes away, end the client leg too, and the reverse.
 	c.wg.Go(func() {
 		err := up.Wait()
-		cancel(fmt.Errorf("%w: %v", session.ErrUpstreamClosed, err))
+		cause := fmt.Errorf("%w: %v", session.ErrUpstreamClosed, err)
+		if ctx.Err() == nil {
+			c.mu.Lock()
+			c.cause = cause
+			c.mu.Unlock()
+		}
+		cancel(cause)
 		c.sconn.Close()
 	})
 	c.wg.Go(func() { c.globalRequests(ctx, reqs) })

@@ -64,8 +64,14 @@ type Params struct {
 	// MaxChannels bounds the channels open at once on one connection (as
 	// OpenSSH's MaxSessions). Zero means no limit.
 	MaxChannels int
-	Audit       audit.Sink
-	Logger      *slog.Logger
+	// Stacked maps a subsystem name to the stacked proxy that inspects it
+	// (e.g. "sftp"); a subsystem without one is relayed unchanged.
+	Stacked map[string]StackedProxy
+	// Record decides whether each session channel is recorded; nil records
+	// nothing.
+	Record RecordStart
+	Audit  audit.Sink
+	Logger *slog.Logger
 }
 
 // Proxy is the SSH proxy: it serves one accepted client connection at a time
@@ -116,7 +122,16 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
 		}
 		return
 	}
+	start := m.AuditEvent("session.start")
+	start.Target = m.Target()
+	start.Detail = map[string]any{"target": m.Target(), "ssh_user": sconn.User()}
+	p.write(ctx, start)
 	cn.serve(ctx, up, chans, reqs)
+	end := m.AuditEvent("session.end")
+	end.Target = m.Target()
+	end.Reason = cn.endReason(ctx)
+	end.Detail = cn.totals()
+	p.write(ctx, end)
 }
 
 func (p *Proxy) write(ctx context.Context, e audit.Event) {

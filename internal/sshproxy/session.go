@@ -2,6 +2,7 @@ package sshproxy
 
 import (
 	"context"
+	"io"
 	"errors"
 	"fmt"
 	"sync"
@@ -44,9 +45,15 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel, st *session.Stack
 	_ = sshsession.Serve(ctx, c.sconn, nc, r, &cfg)
 	upCh.Close()
 	<-r.upDone
+	if r.rec != nil {
+		if err := r.rec.Close(); err != nil {
+			c.p.p.Logger.ErrorContext(ctx, "closing a recording", "session_id", st.ID(), "err", err)
+		}
+	}
 	e = st.AuditEvent("channel.end")
 	e.Detail = r.summary()
 	c.audit(ctx, e)
+	c.account(e.Detail)
 }
 
 // relay is the proxy's avatar for one session channel: Conch's ISession,
@@ -60,6 +67,9 @@ type relay struct {
 	// upDone is closed when the upstream channel's requests end, which is
 	// when the target has closed the channel; exit is final by then.
 	upDone chan struct{}
+
+	// rec is the channel's recorder, or nil; set before the program starts.
+	rec Recorder
 
 	mu       sync.Mutex
 	exit     *uint32
@@ -103,8 +113,14 @@ func (r *relay) HandleRequest(s *sshsession.Session, req sshsession.Request) err
 			return errRefused
 		}
 		return r.forward(q, true)
-	case *sshsession.WindowChange, *sshsession.SignalRequest:
-		// RFC 4254 §6.7, §6.9: sent without want-reply.
+	case *sshsession.WindowChange:
+		// RFC 4254 §6.7: sent without want-reply.
+		if r.rec != nil {
+			r.rec.Resize(int(q.Columns), int(q.Rows))
+		}
+		return r.forward(q, false)
+	case *sshsession.SignalRequest:
+		// RFC 4254 §6.9: sent without want-reply.
 		return r.forward(q, false)
 	case *sshsession.BreakRequest:
 		return r.forward(q, true)
@@ -177,6 +193,9 @@ func (r *relay) program(s *sshsession.Session, requested string, isShell bool) e
 		r.mu.Unlock()
 		return nil
 	}
+	if err := r.startRecording(s); err != nil {
+		return err
+	}
 	if forced {
 		if requested != "" {
 			// The target may refuse it (AcceptEnv); the command still runs.
@@ -200,34 +219,15 @@ func (r *relay) Serve(s *sshsession.Session) {
 		s.Exit(1)
 		return
 	}
-	// Client stdin to the target. Read ends when the client sends EOF or the
-	// channel closes; the connection owns the goroutine.
-	r.c.wg.Go(func() {
-		n, _ := r.c.p.copy(r.up, s)
-		_ = r.up.CloseWrite()
-		r.mu.Lock()
-		r.in = n
-		r.mu.Unlock()
-	})
 	// A client that goes away takes the target's channel with it.
 	stop := context.AfterFunc(s.Context(), func() { r.up.Close() })
 	defer stop()
 
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		n, _ := r.c.p.copy(s.Stderr(), r.up.Stderr())
-		_ = s.Stderr().Close()
-		r.mu.Lock()
-		r.errBytes = n
-		r.mu.Unlock()
-	})
-	n, _ := r.c.p.copy(s, r.up)
-	_ = s.CloseWrite()
-	wg.Wait()
-	r.mu.Lock()
-	r.out = n
-	r.mu.Unlock()
-
+	if sub, ok := s.Program().(*sshsession.SubsystemRequest); ok && r.c.p.p.Stacked[sub.Name] != nil {
+		r.stacked(s, sub.Name)
+	} else {
+		r.streams(s)
+	}
 	<-r.upDone
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -237,6 +237,95 @@ func (r *relay) Serve(s *sshsession.Session) {
 	case r.signal != nil:
 		s.ExitWithSignal(*r.signal)
 	}
+}
+
+// streams relays stdin, stdout and stderr, copying them to the recorder
+// when there is one.
+func (r *relay) streams(s *sshsession.Session) {
+	stdin, stdout, stderr := io.Reader(s), io.Writer(s), io.Writer(s.Stderr())
+	if rec := r.rec; rec != nil {
+		stdin = teeReader{s, rec.Input}
+		stdout = teeWriter{s, rec.Output}
+		stderr = teeWriter{s.Stderr(), rec.Stderr}
+	}
+	// Client stdin to the target. Read ends when the client sends EOF or the
+	// channel closes; the connection owns the goroutine.
+	r.c.wg.Go(func() {
+		n, _ := r.c.p.copy(r.up, stdin)
+		_ = r.up.CloseWrite()
+		r.mu.Lock()
+		r.in = n
+		r.mu.Unlock()
+	})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		n, _ := r.c.p.copy(stderr, r.up.Stderr())
+		_ = s.Stderr().Close()
+		r.mu.Lock()
+		r.errBytes = n
+		r.mu.Unlock()
+	})
+	n, _ := r.c.p.copy(stdout, r.up)
+	_ = s.CloseWrite()
+	wg.Wait()
+	r.mu.Lock()
+	r.out = n
+	r.mu.Unlock()
+}
+
+// stacked hands the channel's data to the stacked proxy for a subsystem,
+// as a session stacked under this channel's (".../session:N/sftp").
+func (r *relay) stacked(s *sshsession.Session, name string) {
+	in, out, err := r.c.p.p.Stacked[name](r.ctx, r.st.Stack(name, -1), s, r.up)
+	if err != nil {
+		e := r.st.AuditEvent("subsystem.end")
+		e.Reason = err.Error()
+		r.c.audit(r.ctx, e)
+		r.up.Close()
+	}
+	r.mu.Lock()
+	r.in, r.out = in, out
+	r.mu.Unlock()
+}
+
+// startRecording asks RecordStart whether to record the channel. A channel
+// that must be recorded but cannot be is refused; one whose recording fails
+// later is ended (fail closed) — the recorder decides which failures count.
+func (r *relay) startRecording(s *sshsession.Session) error {
+	start := r.c.p.p.Record
+	if start == nil {
+		return nil
+	}
+	rec, failed, err := start(r.st, s)
+	if err != nil {
+		e := r.st.AuditEvent("record")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, "record.on_failure", err.Error()
+		r.c.audit(r.ctx, e)
+		return fmt.Errorf("%w: recording unavailable", errRefused)
+	}
+	if rec == nil {
+		return nil
+	}
+	r.rec = rec
+	e := r.st.AuditEvent("record")
+	e.Verdict, e.Rule = audit.Accept, "services["+r.c.p.p.Service+"].record"
+	e.Detail = map[string]any{"recording": rec.Path()}
+	r.c.audit(r.ctx, e)
+	r.c.recorded(rec.Path())
+	if failed != nil {
+		r.c.wg.Go(func() {
+			select {
+			case <-failed:
+				e := r.st.AuditEvent("record")
+				e.Verdict, e.Rule, e.Reason = audit.Reject, "record.on_failure", "recording failed; channel ended"
+				r.c.audit(r.ctx, e)
+				r.up.Close()
+				_ = s.Channel().Close()
+			case <-r.upDone:
+			}
+		})
+	}
+	return nil
 }
 
 // upstreamRequests services the target's requests on the channel: it keeps

@@ -1,0 +1,73 @@
+package sshproxy
+
+import (
+	"context"
+	"io"
+
+	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/sshsession"
+)
+
+// Stream is one side of a session channel's data: read what the peer sends,
+// write what it receives, and CloseWrite to send EOF. Both the client's
+// *sshsession.Session and the target's ssh.Channel are Streams.
+type Stream interface {
+	io.ReadWriter
+	CloseWrite() error
+}
+
+// StackedProxy inspects a subsystem's byte stream as a stacked session (the
+// SFTP proxy is one). It relays client to upstream and back until both
+// directions have ended, passing EOF along with CloseWrite, and returns the
+// bytes it moved from and to the client. It decides and audits each
+// operation itself, under st.
+type StackedProxy func(ctx context.Context, st *session.Stacked, client, upstream Stream) (in, out int64, err error)
+
+// Recorder receives a copy of a session channel's streams. Its methods are
+// called on the data path and must not block; a recorder that cannot keep
+// up reports it through its own error channel (see RecordStart).
+type Recorder interface {
+	Input(p []byte)
+	Output(p []byte)
+	Stderr(p []byte)
+	Resize(columns, rows int)
+	// Path is where the recording is kept, for the audit.
+	Path() string
+	Close() error
+}
+
+// RecordStart is asked, when a session channel's program starts, whether
+// and where to record it. It returns a nil Recorder when the channel is not
+// recorded, and an error when it must be recorded but cannot be: the
+// channel is then refused (fail closed). failed, when not nil, is closed by
+// the recorder when recording stops working mid-session; the relay then
+// ends the channel (fail closed). A best-effort recorder never closes it.
+type RecordStart func(st *session.Stacked, s *sshsession.Session) (rec Recorder, failed <-chan struct{}, err error)
+
+// teeWriter copies what is written to w into a recorder function.
+type teeWriter struct {
+	w   io.Writer
+	rec func([]byte)
+}
+
+func (t teeWriter) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	if n > 0 {
+		t.rec(p[:n])
+	}
+	return n, err
+}
+
+// teeReader copies what is read from r into a recorder function.
+type teeReader struct {
+	r   io.Reader
+	rec func([]byte)
+}
+
+func (t teeReader) Read(p []byte) (int, error) {
+	n, err := t.r.Read(p)
+	if n > 0 {
+		t.rec(p[:n])
+	}
+	return n, err
+}
