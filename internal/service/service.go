@@ -23,7 +23,7 @@ var ErrServerClosed = errors.New("service: server closed")
 // Audit event type written for every accepted or refused connection, and
 // when an admitted session ends.
 const (
-	EventConnection = "connection"
+	EventConnection    = "connection"
 	EventConnectionEnd = "connection.end"
 )
 

@@ -2,9 +2,9 @@ package sshproxy
 
 import (
 	"context"
-	"io"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 
