@@ -20,6 +20,8 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/gateway"
 	"github.com/sluice-ssh/sluice/internal/hostkey"
 	"github.com/sluice-ssh/sluice/internal/target"
 )
@@ -43,45 +45,82 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	return demo(ctx, *listen, *state, stdout, stderr)
 }
 
-// demo runs the demo until ctx is cancelled and returns the exit code.
+// demo runs the demo until ctx is cancelled and returns the exit code: the
+// built-in target on a loopback port, and in front of it a gateway whose
+// policy shows a denial (rm -rf is refused), both with state in state.
 func demo(ctx context.Context, listen, state string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	d, err := setupDemo(listen, state)
+	d, err := setupDemo(state)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Fprint(stdout, d.instructions())
-	cfg := &ssh.ServerConfig{
-		PublicKeyCallback: func(c ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
-			if c.User() != demoUser {
-				return nil, fmt.Errorf("sluice: demo: user %q is not %q", c.User(), demoUser)
-			}
-			return allowKeys([]ssh.PublicKey{d.userKey})(c, k)
-		},
+	// The target accepts only the gateway's upstream key.
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice: demo:", err)
+		return 1
 	}
-	cfg.AddHostKey(d.hostKey)
-	if err := target.New(logger, target.Options{AcceptEnv: acceptLocaleEnv}).Serve(ctx, d.listener, cfg); err != nil {
+	tcfg := &ssh.ServerConfig{PublicKeyCallback: allowKeys([]ssh.PublicKey{d.upstreamKey})}
+	tcfg.AddHostKey(d.targetKey)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	targetDone := make(chan error, 1)
+	go func() {
+		targetDone <- target.New(logger, target.Options{AcceptEnv: acceptLocaleEnv}).Serve(ctx, tl, tcfg)
+	}()
+	defer func() { <-targetDone }()
+
+	cfgPath, err := d.writeConfig(listen, tl.Addr().String())
+	if err != nil {
+		cancel()
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		cancel()
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	g, err := gateway.New(ctx, cfg, logger)
+	if err != nil {
+		cancel()
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	d.addr = g.Addr(demoService)
+	if err := d.writeKnownHosts(); err != nil {
+		cancel()
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprint(stdout, d.instructions())
+	if err := g.Run(ctx); err != nil {
 		logger.Error("demo stopped", "err", err)
 		return 1
 	}
 	return 0
 }
 
+// demoService is the demo gateway's one service.
+const demoService = "demo"
+
 // demoSetup is what the demo prepared before serving: its state folder,
-// the demo user's key, the host key clients see, and the bound listener.
+// the keys, and once the gateway listens, its address.
 type demoSetup struct {
-	stateDir   string // absolute
-	keyPath    string // DIR/demo_ed25519, its public half next to it
-	userKey    ssh.PublicKey
-	hostKey    ssh.Signer
-	knownHosts string // DIR/known_hosts, naming hostKey at the listen address
-	listener   net.Listener
+	stateDir    string // absolute
+	keyPath     string // DIR/demo_ed25519, its public half next to it
+	userKey     ssh.PublicKey
+	upstreamKey ssh.PublicKey // DIR/upstream_ed25519: the gateway's login to the target
+	hostKey     ssh.Signer    // the gateway's host key, DIR/ssh_host_ed25519_key
+	targetKey   ssh.Signer    // the target's host key, DIR/target/ssh_host_ed25519_key
+	knownHosts  string        // DIR/known_hosts, naming hostKey at addr
+	addr        net.Addr      // where the gateway listens
 }
 
-// setupDemo creates (once) the state folder, the host key and the demo
-// user's key, binds listen and writes known_hosts for the bound address.
-func setupDemo(listen, state string) (*demoSetup, error) {
+// setupDemo creates (once) the state folder and every key the demo uses.
+func setupDemo(state string) (*demoSetup, error) {
 	dir, err := filepath.Abs(state)
 	if err != nil {
 		return nil, fmt.Errorf("sluice: demo: %w", err)
@@ -90,29 +129,87 @@ func setupDemo(listen, state string) (*demoSetup, error) {
 	if err != nil {
 		return nil, err
 	}
+	targetSigners, err := hostkey.LoadOrGenerate(filepath.Join(dir, "target"), nil)
+	if err != nil {
+		return nil, err
+	}
 	keyPath := filepath.Join(dir, "demo_ed25519")
 	userKey, err := loadOrGenerateUserKey(keyPath)
 	if err != nil {
 		return nil, err
 	}
-	l, err := net.Listen("tcp", listen)
+	upstreamKey, err := loadOrGenerateUserKey(filepath.Join(dir, "upstream_ed25519"))
 	if err != nil {
-		return nil, fmt.Errorf("sluice: demo: %w", err)
+		return nil, err
 	}
-	d := &demoSetup{
-		stateDir:   dir,
-		keyPath:    keyPath,
-		userKey:    userKey,
-		hostKey:    signers[0],
-		knownHosts: filepath.Join(dir, "known_hosts"),
-		listener:   l,
+	return &demoSetup{
+		stateDir:    dir,
+		keyPath:     keyPath,
+		userKey:     userKey,
+		upstreamKey: upstreamKey,
+		hostKey:     signers[0],
+		targetKey:   targetSigners[0],
+		knownHosts:  filepath.Join(dir, "known_hosts"),
+	}, nil
+}
+
+// demoConfig is the demo gateway's config: one service on listen in front
+// of the built-in target, with a policy that allows a shell, commands,
+// sftp and locale variables, and refuses rm -rf.
+const demoConfig = `# Written by sluice demo; rewritten on every start.
+gateway:
+  name: demo
+  state_dir: .
+zones:
+  - {name: loopback, networks: ["127.0.0.0/8", "::1/128"]}
+users:
+  - name: demo
+    authorized_keys: ./demo_ed25519.pub
+services:
+  - name: demo
+    listen: %q
+    client_zones: [loopback]
+    server_zones: [loopback]
+    router:
+      directed: [%q]
+    upstream:
+      identity: ./upstream_ed25519
+      known_hosts: ./target_known_hosts
+    policy:
+      pty: true
+      shell: true
+      exec:
+        allow: [".*"]
+        deny: ["rm +-[a-zA-Z]*[rR][a-zA-Z]*[fF].*", "rm +-[a-zA-Z]*[fF][a-zA-Z]*[rR].*"]
+      env: ["LANG", "LC_*"]
+      subsystems:
+        sftp: {}
+    record: true
+audit:
+  sink: sqlite
+`
+
+// writeConfig writes the demo's config and the target's known_hosts into
+// the state folder and returns the config's path.
+func (d *demoSetup) writeConfig(listen, targetAddr string) (string, error) {
+	line := knownhosts.Line([]string{knownhosts.Normalize(targetAddr)}, d.targetKey.PublicKey())
+	if err := os.WriteFile(filepath.Join(d.stateDir, "target_known_hosts"), []byte(line+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("sluice: demo: %w", err)
 	}
-	line := knownhosts.Line([]string{knownhosts.Normalize(l.Addr().String())}, d.hostKey.PublicKey())
+	path := filepath.Join(d.stateDir, "sluice.yaml")
+	if err := os.WriteFile(path, fmt.Appendf(nil, demoConfig, listen, targetAddr), 0o600); err != nil {
+		return "", fmt.Errorf("sluice: demo: %w", err)
+	}
+	return path, nil
+}
+
+// writeKnownHosts writes the known_hosts file the printed commands use.
+func (d *demoSetup) writeKnownHosts() error {
+	line := knownhosts.Line([]string{knownhosts.Normalize(d.addr.String())}, d.hostKey.PublicKey())
 	if err := os.WriteFile(d.knownHosts, []byte(line+"\n"), 0o644); err != nil {
-		l.Close()
-		return nil, fmt.Errorf("sluice: demo: %w", err)
+		return fmt.Errorf("sluice: demo: %w", err)
 	}
-	return d, nil
+	return nil
 }
 
 // loadOrGenerateUserKey returns the public key of the OpenSSH private key
@@ -155,7 +252,7 @@ func loadOrGenerateUserKey(path string) (ssh.PublicKey, error) {
 // sshCommand is the OpenSSH command line that logs in to the demo; tool is
 // "ssh" or "sftp" (which spells the port flag -P).
 func (d *demoSetup) sshCommand(tool string, extra ...string) string {
-	host, port, _ := net.SplitHostPort(d.listener.Addr().String())
+	host, port, _ := net.SplitHostPort(d.addr.String())
 	portFlag := "-p"
 	if tool == "sftp" {
 		portFlag = "-P"
@@ -177,10 +274,12 @@ func (d *demoSetup) sshCommand(tool string, extra ...string) string {
 // instructions is what the demo prints on start.
 func (d *demoSetup) instructions() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "sluice demo listening on %s (state in %s)\n\n", d.listener.Addr(), d.stateDir)
+	fmt.Fprintf(&b, "sluice demo: gateway on %s in front of a built-in target (state in %s)\n\n", d.addr, d.stateDir)
 	fmt.Fprintf(&b, "Run a command:\n  %s echo hello\n", d.sshCommand("ssh"))
-	fmt.Fprintf(&b, "Open a shell:\n  %s\n", d.sshCommand("ssh", "-t"))
-	fmt.Fprintf(&b, "Transfer files:\n  %s\n\n", d.sshCommand("sftp"))
+	fmt.Fprintf(&b, "Open a shell (recorded):\n  %s\n", d.sshCommand("ssh", "-t"))
+	fmt.Fprintf(&b, "Transfer files:\n  %s\n", d.sshCommand("sftp"))
+	fmt.Fprintf(&b, "See the policy refuse a command:\n  %s rm -rf /tmp/nothing\n\n", d.sshCommand("ssh"))
+	fmt.Fprintf(&b, "What happened is in the audit store: sluice audit -c %s\n", shellQuote(filepath.Join(d.stateDir, "sluice.yaml")))
 	fmt.Fprintln(&b, "Press Ctrl-C to stop.")
 	return b.String()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -88,6 +89,29 @@ func TestDemoPrintedCommandsWork(t *testing.T) {
 	if got, want := string(out), "ok\n"; got != want {
 		t.Errorf("output: got %q, want %q", got, want)
 	}
+
+	// The printed denial goes through the gateway's policy: refused with a
+	// message and exit status 1, and the file is still there.
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var denyLine string
+	for _, l := range lines {
+		if strings.Contains(l, " rm -rf ") {
+			denyLine = strings.TrimSpace(l)
+		}
+	}
+	denyLine = strings.Replace(denyLine, "ssh ", sshPath+" -F /dev/null -o BatchMode=yes ", 1)
+	denyLine = strings.Replace(denyLine, "/tmp/nothing", victim, 1)
+	out, err = exec.Command("/bin/sh", "-c", denyLine).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "denied by policy") {
+		t.Fatalf("%s: got %v %q, want exit 1 and a denial", denyLine, err, out)
+	}
+	if _, err := os.Stat(victim); err != nil {
+		t.Fatalf("the refused rm -rf ran: %v", err)
+	}
 }
 
 func TestDemoSFTPCommand(t *testing.T) {
@@ -108,21 +132,22 @@ func TestDemoSFTPCommand(t *testing.T) {
 
 func TestDemoKeepsKeysAcrossRestarts(t *testing.T) {
 	state := t.TempDir()
-	d1, err := setupDemo("127.0.0.1:0", state)
+	d1, err := setupDemo(state)
 	if err != nil {
 		t.Fatalf("first setup: %v", err)
 	}
-	d1.listener.Close()
-	d2, err := setupDemo("127.0.0.1:0", state)
+	d2, err := setupDemo(state)
 	if err != nil {
 		t.Fatalf("second setup: %v", err)
 	}
-	d2.listener.Close()
 	if got, want := string(d2.userKey.Marshal()), string(d1.userKey.Marshal()); got != want {
 		t.Error("demo user key: got a new key on restart, want the same")
 	}
 	if got, want := string(d2.hostKey.PublicKey().Marshal()), string(d1.hostKey.PublicKey().Marshal()); got != want {
 		t.Error("host key: got a new key on restart, want the same")
+	}
+	if got, want := string(d2.upstreamKey.Marshal()), string(d1.upstreamKey.Marshal()); got != want {
+		t.Error("upstream key: got a new key on restart, want the same")
 	}
 	st, err := os.Stat(d1.keyPath)
 	if err != nil {
