@@ -54,6 +54,9 @@ type worldOptions struct {
 	knownHosts *string
 	// service holds extra YAML lines for the service, indented by 4 spaces.
 	service string
+	// tail is appended to the file after "audit:\n  sink: sqlite\n": lines
+	// indented by 2 spaces add audit keys, unindented ones top-level keys.
+	tail string
 }
 
 const defaultPolicy = `      pty: true
@@ -122,7 +125,7 @@ services:
 %s
 audit:
   sink: sqlite
-`, port, sz, u.Username, o.service, pol)
+%s`, port, sz, u.Username, o.service, pol, o.tail)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -275,3 +278,6 @@ func (w *world) dial(t *testing.T, cfg *ssh.ClientConfig) *ssh.Client {
 	}
 	return ssh.NewClient(c, chans, reqs)
 }
+
+// sleepBriefly waits a little between polls.
+func sleepBriefly() { time.Sleep(50 * time.Millisecond) }
