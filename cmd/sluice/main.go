@@ -21,6 +21,11 @@ func commands() map[string]command {
 		"target":      {"run the built-in SSH target server", runTarget},
 		"demo":        {"try Sluice: a demo gateway and target on loopback", runDemo},
 		"known-hosts": {"add an upstream server's host keys to a known_hosts file", runKnownHosts},
+		"sessions":    {"list recorded or live sessions", runSessions},
+		"audit":       {"query the audit store", runAudit},
+		"replay":      {"play a session's recordings", runReplay},
+		"kill":        {"end a live session", runKill},
+		"version":     {"print the version and VCS revision", runVersion},
 	}
 }
 

@@ -15,7 +15,7 @@ import (
 )
 
 // runServe is `sluice serve -c FILE`: run the gateway until SIGINT or
-// SIGTERM, then drain.
+// SIGTERM, then drain; SIGHUP reloads the config file.
 func runServe(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -40,6 +40,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	for _, s := range cfg.Services {
 		logger.Info("listening", "service", s.Name, "addr", g.Addr(s.Name).String())
 	}
+	stopReload := reloadOnHUP(ctx, *path, g, logger)
+	defer stopReload()
 	if err := g.Run(ctx); err != nil {
 		logger.Error("gateway stopped", "err", err)
 		return 1

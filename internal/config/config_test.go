@@ -127,7 +127,7 @@ func TestDefaults(t *testing.T) {
 		{"login_grace_time", g.LoginGraceTime.Std(), 120 * time.Second},
 		{"max_auth_tries", g.MaxAuthTries, 6},
 		{"max_startups", g.MaxStartups.String(), "10:30:100"},
-		{"per_source_max_startups", g.PerSourceMaxStartups, 10},
+		{"per_source_max_startups", g.PerSourceMaxStartups, 5},
 		{"auth_penalty", g.AuthPenalty.Std(), time.Duration(0)},
 		{"drain_timeout", g.DrainTimeout.Std(), 30 * time.Second},
 		{"log.format", g.Log.Format, LogText},

@@ -26,7 +26,7 @@ const (
 	defaultStateDir             = "./state"
 	defaultLoginGraceTime       = 120 * time.Second // OpenSSH LoginGraceTime
 	defaultMaxAuthTries         = 6                 // OpenSSH MaxAuthTries
-	defaultPerSourceMaxStartups = 10
+	defaultPerSourceMaxStartups = 5
 	defaultDrainTimeout         = 30 * time.Second
 	defaultConnectTimeout       = 10 * time.Second
 	defaultDownHostTTL          = 30 * time.Second

@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/chainer"
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/hostkey"
+	"github.com/sluice-ssh/sluice/internal/metrics"
 	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/router"
 	"github.com/sluice-ssh/sluice/internal/service"
@@ -35,8 +36,21 @@ type Gateway struct {
 	store  audit.Store
 	queue  *audit.Queue
 
+	hostKeys []ssh.Signer
+	startups *service.Startups
+	metrics  *metrics.Metrics
+	// adminListener serves /metrics and /healthz; nil when not configured.
+	adminListener net.Listener
+
+	// mu guards cfg (written by Reload), services, addrs, listens and
+	// retired. Reload holds reloadMu throughout, so only one runs at a time.
+	mu       sync.Mutex
+	reloadMu sync.Mutex
 	services []*service.Service
 	addrs    map[string]net.Addr
+	listens  map[string]string // service name -> configured listen address
+	retired  []*service.Service
+	running  bool // between Run's start and its shutdown
 
 	// masters maps a connection's remote address to its master session while
 	// it authenticates, so that authentication failures (which x/crypto/ssh
@@ -44,12 +58,14 @@ type Gateway struct {
 	masters sync.Map // string -> *session.Master
 
 	wg sync.WaitGroup
+
+	ops operatorState // recording and audit failures (operator.go)
 }
 
 // New builds every part of the gateway from cfg and opens the listeners. It
 // serves nothing until Run.
 func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gateway, err error) {
-	g = &Gateway{cfg: cfg, logger: logger, addrs: make(map[string]net.Addr)}
+	g = &Gateway{cfg: cfg, logger: logger, addrs: make(map[string]net.Addr), listens: make(map[string]string)}
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -70,7 +86,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gatew
 	if cfg.Audit.OnFailure == config.BestEffort {
 		mode = audit.BestEffort
 	}
-	g.queue = audit.NewQueue(g.store, audit.QueueParams{Size: cfg.Audit.QueueSize, Mode: mode, Logger: logger})
+	g.metrics = metrics.New()
+	if cfg.Gateway.Admin.Listen != "" {
+		if g.adminListener, err = metrics.Listen(cfg.Gateway.Admin.Listen); err != nil {
+			return nil, fmt.Errorf("gateway: admin.listen: %w", err)
+		}
+		closers = append(closers, func() { g.adminListener.Close() })
+	}
+	g.queue = audit.NewQueue(observed(g.store, g.metrics), audit.QueueParams{Size: cfg.Audit.QueueSize, Mode: mode, Logger: logger, OnUnhealthy: g.auditUnhealthy})
 	closers = append(closers, func() { g.queue.Close(context.Background()) })
 
 	zones, err := buildZones(cfg)
@@ -89,21 +112,32 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gatew
 	if err != nil {
 		return nil, err
 	}
+	g.hostKeys = hostKeys
+	g.startups = service.NewStartups(startupsParams(cfg))
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
-		svc, addr, err := g.buildService(sc, zones, hostKeys, authn)
+		p, err := g.buildService(sc, zones, hostKeys, authn)
 		if err != nil {
 			return nil, err
 		}
+		if p.Listener, err = listen(sc); err != nil {
+			return nil, err
+		}
+		svc := service.New(p)
 		closers = append(closers, func() { svc.Close() })
 		g.services = append(g.services, svc)
-		g.addrs[sc.Name] = addr
+		g.addrs[sc.Name] = p.Listener.Addr()
+		g.listens[sc.Name] = sc.Listen
 	}
 	return g, nil
 }
 
 // Addr returns the address a service listens on, or nil.
-func (g *Gateway) Addr(service string) net.Addr { return g.addrs[service] }
+func (g *Gateway) Addr(service string) net.Addr {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.addrs[service]
+}
 
 // Store returns the audit store, for queries.
 func (g *Gateway) Store() audit.Store { return g.store }
@@ -111,8 +145,16 @@ func (g *Gateway) Store() audit.Store { return g.store }
 // Run serves every service until ctx is done, then drains them for up to
 // the configured drain timeout and closes what is left.
 func (g *Gateway) Run(ctx context.Context) error {
-	errs := make(chan error, len(g.services))
-	for _, s := range g.services {
+	stopOperator, err := g.startOperator()
+	if err != nil {
+		g.shutdown()
+		return err
+	}
+	svcs := g.serving()
+	stopMetrics := g.serveMetrics()
+	defer stopMetrics()
+	errs := make(chan error, len(svcs))
+	for _, s := range svcs {
 		g.wg.Go(func() {
 			if err := s.Serve(); err != nil && !errors.Is(err, service.ErrServerClosed) {
 				errs <- err
@@ -125,15 +167,16 @@ func (g *Gateway) Run(ctx context.Context) error {
 	case runErr = <-errs:
 	}
 	g.shutdown()
+	stopOperator()
 	return runErr
 }
 
 // shutdown drains every service, then closes the audit queue and store.
 func (g *Gateway) shutdown() {
-	drain, cancel := context.WithTimeout(context.Background(), g.cfg.Gateway.DrainTimeout.Std())
+	drain, cancel := context.WithTimeout(context.Background(), g.drainTimeout().Std())
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, s := range g.services {
+	for _, s := range g.stopServing() {
 		wg.Go(func() {
 			if err := s.Shutdown(drain); err != nil {
 				s.Close()
@@ -142,13 +185,12 @@ func (g *Gateway) shutdown() {
 	}
 	wg.Wait()
 	g.wg.Wait()
-	qctx, qcancel := context.WithTimeout(context.Background(), g.cfg.Gateway.DrainTimeout.Std())
+	qctx, qcancel := context.WithTimeout(context.Background(), g.drainTimeout().Std())
 	defer qcancel()
+	// The queue owns the store: closing it drains the queue, then closes
+	// the store.
 	if err := g.queue.Close(qctx); err != nil {
 		g.logger.Error("closing the audit queue", "err", err)
-	}
-	if err := g.store.Close(); err != nil {
-		g.logger.Error("closing the audit store", "err", err)
 	}
 }
 
@@ -192,6 +234,7 @@ func (g *Gateway) authenticator(cfg *config.Config) (*auth.Authenticator, error)
 
 // authFailed audits one refused authentication attempt.
 func (g *Gateway) authFailed(method, user string, remote net.Addr, rule, reason string) {
+	g.penalise(remote)
 	v, ok := g.masters.Load(remote.String())
 	if !ok {
 		return
@@ -223,25 +266,27 @@ func readAuthorizedKeys(path string) ([]ssh.PublicKey, error) {
 	return keys, nil
 }
 
-func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator) (*service.Service, net.Addr, error) {
+// buildService builds a service's proxy and the service parameters from
+// g.cfg; the caller adds the Listener.
+func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator) (service.Params, error) {
 	prefix := "gateway: services[" + sc.Name + "]: "
 	pol, err := policy.Compile(sc.Name, policySpec(sc.Policy))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s%w", prefix, err)
+		return service.Params{}, fmt.Errorf("%s%w", prefix, err)
 	}
 	checker, err := hostkey.NewChecker(sc.Upstream.KnownHosts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%supstream.known_hosts: %w", prefix, err)
+		return service.Params{}, fmt.Errorf("%supstream.known_hosts: %w", prefix, err)
 	}
 	var signers []ssh.Signer
 	if sc.Upstream.Identity != "" {
 		pem, err := os.ReadFile(sc.Upstream.Identity)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%supstream.identity: %w", prefix, err)
+			return service.Params{}, fmt.Errorf("%supstream.identity: %w", prefix, err)
 		}
 		s, err := ssh.ParsePrivateKey(pem)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%supstream.identity: %w", prefix, err)
+			return service.Params{}, fmt.Errorf("%supstream.identity: %w", prefix, err)
 		}
 		signers = append(signers, s)
 	}
@@ -285,34 +330,37 @@ func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []
 			Timeout:  sc.ConnectTimeout.Std(),
 		},
 		Policy:         pol,
+		Record:         g.recordStart(sc),
+		Stacked:        g.stackedProxies(sc),
+		ExecTransfer:   execTransfer(sc),
 		Session:        sshsession.Config{},
 		LoginGraceTime: g.cfg.Gateway.LoginGraceTime.Std(),
 		MaxChannels:    sc.MaxChannels,
+		IdleTimeout:    sc.IdleTimeout.Std(),
+		Authenticated:  service.Authenticated,
 		Audit:          g.queue,
 		Logger:         g.logger,
 	})
-	l, err := net.Listen("tcp", sc.Listen)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%slisten: %w", prefix, err)
-	}
-	svc := service.New(service.Params{
-		Gateway:     g.cfg.Gateway.Name,
-		Name:        sc.Name,
-		Listener:    l,
-		Zones:       zones,
-		ClientZones: sc.ClientZones,
-		ServerZones: sc.ServerZones,
-		MaxSessions: sc.MaxSessions,
-		Audit:       g.queue,
-		Logger:      g.logger,
+	p := service.Params{
+		Gateway:            g.cfg.Gateway.Name,
+		Name:               sc.Name,
+		Zones:              zones,
+		ClientZones:        sc.ClientZones,
+		ServerZones:        sc.ServerZones,
+		MaxSessions:        sc.MaxSessions,
+		MaxSessionsPerUser: sc.MaxSessionsPerUser,
+		Startups:           g.startups,
+		Admit:              g.admit,
+		Audit:              g.queue,
+		Logger:             g.logger,
 		Handler: func(ctx context.Context, m *session.Master, c net.Conn) {
 			key := c.RemoteAddr().String()
 			g.masters.Store(key, m)
 			defer g.masters.Delete(key)
 			proxy.Handle(ctx, m, c)
 		},
-	})
-	return svc, l.Addr(), nil
+	}
+	return p, nil
 }
 
 func policySpec(p config.Policy) policy.Spec {

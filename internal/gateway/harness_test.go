@@ -54,9 +54,13 @@ type worldOptions struct {
 	knownHosts *string
 	// service holds extra YAML lines for the service, indented by 4 spaces.
 	service string
+	// gateway holds extra YAML lines for the gateway, indented by 2 spaces.
+	gateway string
 	// tail is appended to the file after "audit:\n  sink: sqlite\n": lines
 	// indented by 2 spaces add audit keys, unindented ones top-level keys.
 	tail string
+	// loginGraceTime overrides gateway.login_grace_time (default "20s").
+	loginGraceTime string
 }
 
 const defaultPolicy = `      pty: true
@@ -98,12 +102,16 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if sz == "" {
 		sz = "[servers]"
 	}
+	grace := o.loginGraceTime
+	if grace == "" {
+		grace = "20s"
+	}
 	port := sshtest.FreePort(t)
 	yaml := fmt.Sprintf(`gateway:
   name: gw1
   state_dir: ./state
-  login_grace_time: 20s
-zones:
+  login_grace_time: %s
+%szones:
   - {name: office, networks: ["127.0.0.0/8"]}
   - {name: servers, networks: ["127.0.0.1/32"]}
   - {name: elsewhere, networks: ["10.0.0.0/8"]}
@@ -125,7 +133,7 @@ services:
 %s
 audit:
   sink: sqlite
-%s`, port, sz, u.Username, o.service, pol, o.tail)
+%s`, grace, o.gateway, port, sz, u.Username, o.service, pol, o.tail)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

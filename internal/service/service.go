@@ -52,6 +52,16 @@ type Params struct {
 	ServerZones []string
 	// MaxSessions limits the live sessions; 0 means no limit.
 	MaxSessions int
+	// Admit, when set, is asked for every connection whose client zone is
+	// permitted; an error refuses it, audited with the rule returned (the
+	// gateway refuses sessions while its audit store is unavailable).
+	Admit func(m *session.Master) (rule string, err error)
+	// MaxSessionsPerUser limits the live sessions of one authenticated
+	// user (see Authenticated); 0 means no limit.
+	MaxSessionsPerUser int
+	// Startups admits unauthenticated connections; it is shared by the
+	// services of a gateway. Nil means no limit.
+	Startups *Startups
 	// Audit receives the service's audit events; nil logs them to Logger.
 	Audit audit.Sink
 	// Logger receives operational logs; nil discards them.
@@ -76,7 +86,10 @@ type Service struct {
 	closed        bool
 	active        int // connection goroutines running
 	live          map[*session.Master]struct{}
-	drained       chan struct{} // closed when closed and active == 0
+	pending       map[*session.Master]func() // releases the Startups slot
+	userOf        map[*session.Master]string // counted in users
+	users         map[string]int             // live sessions per user
+	drained       chan struct{}              // closed when closed and active == 0
 	drainedClosed bool
 	shutdown      chan struct{} // closed when Shutdown or Close starts
 }
@@ -88,6 +101,9 @@ func New(p Params) *Service {
 		log:      p.Logger,
 		sink:     p.Audit,
 		live:     make(map[*session.Master]struct{}),
+		pending:  make(map[*session.Master]func()),
+		userOf:   make(map[*session.Master]string),
+		users:    make(map[string]int),
 		drained:  make(chan struct{}),
 		shutdown: make(chan struct{}),
 	}
@@ -153,18 +169,20 @@ func (s *Service) isClosed() bool {
 // serveConn runs one connection from admission to the end of its session.
 func (s *Service) serveConn(c net.Conn, id uint64) {
 	defer s.connDone()
+	p := s.current()
 	m := session.NewMaster(s.ctx, session.MasterParams{
-		Gateway:     s.p.Gateway,
-		Service:     s.p.Name,
+		Gateway:     p.Gateway,
+		Service:     p.Name,
 		Instance:    id,
-		Zones:       s.p.Zones,
-		ClientZones: s.p.ClientZones,
-		ServerZones: s.p.ServerZones,
+		Zones:       p.Zones,
+		ClientZones: p.ClientZones,
+		ServerZones: p.ServerZones,
 		OnEnd:       s.ended,
-		Clock:       s.p.Clock,
+		Clock:       p.Clock,
 	})
 	m.Hold(c)
 	defer m.Destroy()
+	session.Set(m, serviceKey, s)
 
 	if err := m.SetClient(addrPort(c.RemoteAddr()), addrPort(c.LocalAddr())); err != nil {
 		rule := ""
@@ -174,14 +192,37 @@ func (s *Service) serveConn(c net.Conn, id uint64) {
 		s.reject(m, rule, err)
 		return
 	}
+	if p.Admit != nil {
+		if rule, err := p.Admit(m); err != nil {
+			s.reject(m, rule, err)
+			return
+		}
+	}
 	if rule, err := s.admit(m); err != nil {
 		s.reject(m, rule, err)
 		return
 	}
+	if p.Startups != nil {
+		release, err := p.Startups.Begin(m.ClientAddr().Addr())
+		if err != nil {
+			s.mu.Lock()
+			delete(s.live, m)
+			s.mu.Unlock()
+			rule := ""
+			if le, ok := errors.AsType[*LimitError](err); ok {
+				rule = le.Rule
+			}
+			s.reject(m, rule, err)
+			return
+		}
+		s.mu.Lock()
+		s.pending[m] = release
+		s.mu.Unlock()
+	}
 	e := m.AuditEvent(EventConnection)
-	e.Verdict, e.Rule = audit.Accept, fmt.Sprintf("services[%s].client_zones", s.p.Name)
+	e.Verdict, e.Rule = audit.Accept, fmt.Sprintf("services[%s].client_zones", p.Name)
 	s.write(m.Context(), e)
-	s.p.Handler(m.Context(), m, c)
+	p.Handler(m.Context(), m, c)
 }
 
 // admit registers m as live unless the service is closing or full.
@@ -199,6 +240,52 @@ func (s *Service) admit(m *session.Master) (rule string, err error) {
 	return "", nil
 }
 
+// serviceKey holds, on each master, the service that admitted it. The key
+// is made once and never changes.
+var serviceKey = session.NewKey[*Service]("service")
+
+// Authenticated tells the service that admitted m that m's user has
+// authenticated (the proxy calls it once m.User is set): the connection no
+// longer counts against Startups, and it counts against MaxSessionsPerUser
+// from now on. A refusal by that limit returns the rule and a *LimitError;
+// the caller ends the session. For a master no service admitted it does
+// nothing.
+func Authenticated(m *session.Master) (rule string, err error) {
+	s, ok := session.Lookup(m, serviceKey)
+	if !ok {
+		return "", nil
+	}
+	return s.authenticated(m)
+}
+
+func (s *Service) authenticated(m *session.Master) (rule string, err error) {
+	user := m.User()
+	s.mu.Lock()
+	release := s.pending[m]
+	delete(s.pending, m)
+	_, live := s.live[m]
+	_, counted := s.userOf[m]
+	var refused error
+	switch {
+	case !live || counted:
+	case s.p.MaxSessionsPerUser > 0 && s.users[user] >= s.p.MaxSessionsPerUser:
+		rule = fmt.Sprintf("services[%s].max_sessions_per_user", s.p.Name)
+		refused = &LimitError{Rule: rule, Reason: fmt.Sprintf("%d sessions of user %s live, limit %d", s.users[user], user, s.p.MaxSessionsPerUser)}
+	default:
+		s.userOf[m] = user
+		s.users[user]++
+	}
+	startups := s.p.Startups
+	s.mu.Unlock()
+	if release != nil {
+		release()
+	}
+	if startups != nil {
+		startups.Succeeded(m.ClientAddr().Addr())
+	}
+	return rule, refused
+}
+
 // reject audits a refused connection and ends its session with cause.
 func (s *Service) reject(m *session.Master, rule string, cause error) {
 	e := m.AuditEvent(EventConnection)
@@ -212,7 +299,18 @@ func (s *Service) ended(m *session.Master, cause error) {
 	s.mu.Lock()
 	_, wasLive := s.live[m]
 	delete(s.live, m)
+	release := s.pending[m]
+	delete(s.pending, m)
+	if user, ok := s.userOf[m]; ok {
+		delete(s.userOf, m)
+		if s.users[user]--; s.users[user] <= 0 {
+			delete(s.users, user)
+		}
+	}
 	s.mu.Unlock()
+	if release != nil {
+		release()
+	}
 	if !wasLive {
 		return
 	}

@@ -45,6 +45,7 @@ type Master struct {
 	serverZones []string
 	onEnd       func(*Master, error)
 	clock       func() time.Time
+	start       time.Time
 
 	// Guarded by core.mu.
 	clientAddr  netip.AddrPort
@@ -77,6 +78,7 @@ func NewMaster(ctx context.Context, p MasterParams) *Master {
 	if m.clock == nil {
 		m.clock = time.Now
 	}
+	m.start = m.clock()
 	m.init(ctx, p.Gateway+"/"+p.Service+":"+strconv.FormatUint(p.Instance, 10), nil)
 	return m
 }
@@ -156,6 +158,9 @@ func unmap(a netip.AddrPort) netip.AddrPort {
 	}
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
 }
+
+// Start returns when the session was created (the connection accepted).
+func (m *Master) Start() time.Time { return m.start }
 
 // Gateway returns the gateway name.
 func (m *Master) Gateway() string { return m.gateway }

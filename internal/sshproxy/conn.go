@@ -29,6 +29,8 @@ type conn struct {
 	restr policy.Restrictions
 
 	up ssh.Conn
+	// act is when channel data last moved, for IdleTimeout.
+	act *activity
 
 	// wg owns every goroutine the connection starts; serve waits for it.
 	wg sync.WaitGroup
@@ -236,6 +238,10 @@ func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChann
 		c.sconn.Close()
 	})
 	c.wg.Go(func() { c.globalRequests(ctx, reqs) })
+	stopIdle := make(chan struct{})
+	if d := c.p.p.IdleTimeout; d > 0 {
+		c.wg.Go(func() { c.watchIdle(ctx, d, stopIdle, cancel) })
+	}
 	for nc := range chans {
 		n := c.open.Add(1)
 		if max := c.p.p.MaxChannels; max > 0 && int(n) > max {
@@ -251,6 +257,7 @@ func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChann
 			c.channel(ctx, nc)
 		})
 	}
+	close(stopIdle)
 	up.Close()
 	c.wg.Wait()
 }

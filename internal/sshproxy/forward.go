@@ -49,7 +49,7 @@ func (c *conn) plug(ctx context.Context, st *session.Stacked, endType string, nc
 	}
 	c.wg.Go(func() { ssh.DiscardRequests(reqs) })
 	c.wg.Go(func() { ssh.DiscardRequests(twinReqs) })
-	in, out := c.p.pipe(ch, twin)
+	in, out := c.p.pipe(c.act.channel(ch), twin)
 	e := st.AuditEvent(endType)
 	e.Detail = map[string]any{"bytes_in": in, "bytes_out": out}
 	c.audit(ctx, e)

@@ -37,12 +37,13 @@ type Recorder interface {
 }
 
 // RecordStart is asked, when a session channel's program starts, whether
-// and where to record it. It returns a nil Recorder when the channel is not
+// and where to record it; command is what runs ("" for a shell, the forced
+// command when one applies). It returns a nil Recorder when the channel is not
 // recorded, and an error when it must be recorded but cannot be: the
 // channel is then refused (fail closed). failed, when not nil, is closed by
 // the recorder when recording stops working mid-session; the relay then
 // ends the channel (fail closed). A best-effort recorder never closes it.
-type RecordStart func(st *session.Stacked, s *sshsession.Session) (rec Recorder, failed <-chan struct{}, err error)
+type RecordStart func(st *session.Stacked, s *sshsession.Session, command string) (rec Recorder, failed <-chan struct{}, err error)
 
 // teeWriter copies what is written to w into a recorder function.
 type teeWriter struct {

@@ -61,12 +61,25 @@ type Params struct {
 	// LoginGraceTime bounds the time from TCP accept to authenticated (as
 	// OpenSSH's LoginGraceTime).
 	LoginGraceTime time.Duration
+	// IdleTimeout ends a connection on which no channel data has moved in
+	// either direction for this long (session.ErrIdle). Zero means never.
+	IdleTimeout time.Duration
+	// Authenticated, when set, is called once the client has authenticated
+	// and the master knows its user (service.Service.Authenticated): the
+	// connection stops counting as unauthenticated and per-user limits are
+	// checked. A refusal names the rule and ends the connection.
+	Authenticated func(m *session.Master) (rule string, err error)
 	// MaxChannels bounds the channels open at once on one connection (as
 	// OpenSSH's MaxSessions). Zero means no limit.
 	MaxChannels int
 	// Stacked maps a subsystem name to the stacked proxy that inspects it
 	// (e.g. "sftp"); a subsystem without one is relayed unchanged.
 	Stacked map[string]StackedProxy
+	// ExecTransfer, when set, decides exec commands that run a file
+	// transfer server (scp -t/-f, sftp-server) by the subsystem policy; ok
+	// false leaves the command to the exec policy alone. See
+	// sftpproxy.DecideExec.
+	ExecTransfer func(command string) (v policy.Verdict, ok bool)
 	// Record decides whether each session channel is recorded; nil records
 	// nothing.
 	Record RecordStart
@@ -110,8 +123,21 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
 	e.Verdict, e.Rule = audit.Accept, "authentication"
 	e.Detail = map[string]any{"method": id.Method, "key": id.KeyFingerprint, "ssh_user": sconn.User()}
 	p.write(ctx, e)
+	if p.p.Authenticated != nil {
+		if rule, err := p.p.Authenticated(m); err != nil {
+			e := m.AuditEvent("session.start")
+			e.Verdict, e.Rule, e.Reason = audit.Reject, rule, err.Error()
+			p.write(ctx, e)
+			go ssh.DiscardRequests(reqs)
+			if nc, ok := <-chans; ok {
+				_ = nc.Reject(ssh.ResourceShortage, msgProhibited)
+			}
+			m.End(err)
+			return
+		}
+	}
 
-	cn := &conn{p: p, m: m, st: m.Stack("ssh", -1), sconn: sconn, id: id, restr: restrictions(id.Restrictions)}
+	cn := &conn{p: p, m: m, st: m.Stack("ssh", -1), sconn: sconn, id: id, restr: restrictions(id.Restrictions), act: newActivity()}
 	up, err := cn.dial(ctx)
 	if err != nil {
 		// The client has authenticated but there is nothing to relay to:

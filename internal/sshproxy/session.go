@@ -36,7 +36,7 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel, st *session.Stack
 	e.Detail = map[string]any{"channel": "session"}
 	c.audit(ctx, e)
 
-	r := &relay{c: c, st: st, ctx: ctx, up: upCh, upDone: make(chan struct{})}
+	r := &relay{c: c, st: st, ctx: ctx, up: c.act.channel(upCh), upDone: make(chan struct{})}
 	c.wg.Go(func() { r.upstreamRequests(upReqs) })
 	cfg := c.p.p.Session
 	cfg.AcceptEnv = func(name, value string) bool {
@@ -169,6 +169,13 @@ func (r *relay) program(s *sshsession.Session, requested string, isShell bool) e
 		v = pol.Shell()
 	default:
 		v = pol.Exec(cmd)
+		// scp and sftp-server run by exec must not get around the sftp
+		// subsystem's policy.
+		if xt := c.p.p.ExecTransfer; v.Accept && xt != nil {
+			if tv, ok := xt(cmd); ok {
+				v = tv
+			}
+		}
 	}
 	detail := map[string]any{}
 	if !isShell || forced {
@@ -193,7 +200,7 @@ func (r *relay) program(s *sshsession.Session, requested string, isShell bool) e
 		r.mu.Unlock()
 		return nil
 	}
-	if err := r.startRecording(s); err != nil {
+	if err := r.startRecording(s, cmd); err != nil {
 		return err
 	}
 	if forced {
@@ -291,12 +298,12 @@ func (r *relay) stacked(s *sshsession.Session, name string) {
 // startRecording asks RecordStart whether to record the channel. A channel
 // that must be recorded but cannot be is refused; one whose recording fails
 // later is ended (fail closed) — the recorder decides which failures count.
-func (r *relay) startRecording(s *sshsession.Session) error {
+func (r *relay) startRecording(s *sshsession.Session, command string) error {
 	start := r.c.p.p.Record
 	if start == nil {
 		return nil
 	}
-	rec, failed, err := start(r.st, s)
+	rec, failed, err := start(r.st, s, command)
 	if err != nil {
 		e := r.st.AuditEvent("record")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "record.on_failure", err.Error()

@@ -1,0 +1,117 @@
+// Command bench measures Sluice against a direct OpenSSH connection and an
+// OpenSSH ProxyJump on loopback: bulk throughput, keystroke latency, session
+// setup, Sluice's CPU per GiB relayed, SFTP and, optionally, the memory of
+// idle proxied sessions. It sets up everything in a temporary folder (two
+// sshd, a built Sluice) and prints a Markdown table. Run it from the
+// repository root, usually through bench/run.sh; docs/benchmarks.md has the
+// commands and the figures.
+//
+// With SLUICE_CPUPROFILE=FILE the gateway runs in a child process of this
+// program (the same code as `sluice serve`) that writes a CPU profile to FILE
+// when it stops. The hook lives here only, never in the product.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// options are the command-line flags.
+type options struct {
+	bulk       int64    // bytes per bulk transfer
+	sftp       int64    // bytes per SFTP transfer
+	keystrokes int      // keystrokes per path, over all rounds
+	setupRuns  int      // sequential `ssh true` per path
+	parallel   int      // concurrent clients for sessions/s
+	perClient  int      // `ssh true` per concurrent client
+	rounds     int      // rounds of bulk, keystroke and sessions/s runs
+	idle       int      // idle proxied sessions; 0 skips
+	ciphers    []string // bulk ciphers
+	only       map[string]bool
+	keep       bool
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == gatewayCmd {
+		os.Exit(runGateway(os.Args[2:]))
+	}
+	o := options{only: map[string]bool{}}
+	var bulk, sftp, ciphers, only string
+	quick := flag.Bool("quick", false, "small sizes: 256MiB bulk, 128MiB SFTP, 200 keystrokes, 10 setups, 200 idle sessions, 1 round")
+	flag.StringVar(&bulk, "bulk", "2GiB", "bytes per bulk transfer (suffixes KiB, MiB, GiB)")
+	flag.StringVar(&sftp, "sftp", "1GiB", "bytes per SFTP get and put")
+	flag.IntVar(&o.keystrokes, "keystrokes", 2000, "keystrokes per path")
+	flag.IntVar(&o.setupRuns, "setups", 20, "sequential `ssh true` per path, for the setup p50")
+	flag.IntVar(&o.parallel, "parallel", 16, "concurrent clients for sessions/s")
+	flag.IntVar(&o.perClient, "per-client", 4, "`ssh true` per concurrent client")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds, each in a different order of the paths")
+	flag.IntVar(&o.idle, "idle", 0, "idle proxied sessions against `sluice target` (0 skips; the issue asks for 1000)")
+	flag.StringVar(&ciphers, "ciphers", "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com", "bulk ciphers, comma-separated")
+	flag.StringVar(&only, "only", "", "run only these, comma-separated: bulk,keys,setup,sftp,idle")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folder")
+	flag.Parse()
+	var err error
+	if o.bulk, err = parseSize(bulk); err != nil {
+		fatalf("--bulk: %v", err)
+	}
+	if o.sftp, err = parseSize(sftp); err != nil {
+		fatalf("--sftp: %v", err)
+	}
+	if *quick {
+		set := map[string]bool{}
+		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		def := func(name string, apply func()) {
+			if !set[name] {
+				apply()
+			}
+		}
+		def("bulk", func() { o.bulk = 256 << 20 })
+		def("sftp", func() { o.sftp = 128 << 20 })
+		def("keystrokes", func() { o.keystrokes = 200 })
+		def("setups", func() { o.setupRuns = 10 })
+		def("per-client", func() { o.perClient = 2 })
+		def("rounds", func() { o.rounds = 1 })
+		def("idle", func() { o.idle = 200 })
+	}
+	o.ciphers = strings.Split(ciphers, ",")
+	for _, s := range strings.Split(only, ",") {
+		if s != "" {
+			o.only[s] = true
+		}
+	}
+	if o.rounds < 1 {
+		o.rounds = 1
+	}
+	if err := run(o); err != nil {
+		fatalf("%v", err)
+	}
+}
+
+func (o options) want(part string) bool { return len(o.only) == 0 || o.only[part] }
+
+func fatalf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
+	os.Exit(1)
+}
+
+// parseSize reads "256MiB", "2GiB", "65536".
+func parseSize(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		m      int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("bad size %q", s)
+	}
+	return n * mult, nil
+}

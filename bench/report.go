@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// report prints the machine, the settings and the table of figures: the
+// median over rounds for each path, and Sluice's ratios to the others.
+func report(out io.Writer, o options, res *results, ps []path, load0, load1 string, took time.Duration) {
+	sshV, _ := exec.Command("ssh", "-V").CombinedOutput()
+	fmt.Fprintf(out, "\n## Sluice benchmark, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(out, "- machine: %d CPUs (runtime.NumCPU), %s, %s/%s, %s\n", runtime.NumCPU(), strings.TrimSpace(string(sshV)), runtime.GOOS, runtime.GOARCH, runtime.Version())
+	fmt.Fprintf(out, "- load average before %s, after %s; took %s\n", load0, load1, took.Round(time.Second))
+	fmt.Fprintf(out, "- bulk %s, SFTP %s, %d keystrokes, %d setups, %d×%d parallel, %d round(s)\n",
+		size(o.bulk), size(o.sftp), o.keystrokes, o.setupRuns, o.parallel, o.perClient, o.rounds)
+	fmt.Fprintf(out, "- kex curve25519-sha256 on every hop; setup, keystrokes and SFTP with %s\n\n", defaultCipher)
+	names := make([]string, len(ps))
+	for i, p := range ps {
+		names[i] = p.name
+	}
+	fmt.Fprintf(out, "| metric | unit | %s | Sluice/direct | Sluice/ProxyJump |\n", strings.Join(names, " | "))
+	fmt.Fprintf(out, "|---|---|%s---|---|\n", strings.Repeat("---:|", len(names)))
+	for _, r := range res.rows {
+		med := map[string]float64{}
+		cells := []string{}
+		for _, n := range names {
+			v, ok := r.vals[n]
+			if !ok {
+				cells = append(cells, "")
+				continue
+			}
+			med[n] = median(v)
+			cells = append(cells, num(med[n]))
+		}
+		ratio := func(other string) string {
+			s, ok1 := med["Sluice"]
+			d, ok2 := med[other]
+			if !ok1 || !ok2 || d == 0 {
+				return ""
+			}
+			return fmt.Sprintf("%.2f×", s/d)
+		}
+		fmt.Fprintf(out, "| %s | %s | %s | %s | %s |\n", r.metric, r.unit, strings.Join(cells, " | "), ratio("direct"), ratio("ProxyJump"))
+	}
+	for _, n := range res.notes {
+		fmt.Fprintf(out, "\n- %s", n)
+	}
+	fmt.Fprintln(out)
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func num(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+func size(n int64) string {
+	switch {
+	case n%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", n>>30)
+	case n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d B", n)
+}

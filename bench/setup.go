@@ -1,0 +1,404 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// world is everything a run measures, on loopback in one temporary folder.
+type world struct {
+	dir     string
+	osUser  string
+	userKey string // the client's key, for all three paths
+	kh      string // the client's known_hosts: target, jump host, Sluice
+
+	targetPort, jumpPort, sluicePort, idlePort int
+
+	sluice   *exec.Cmd // the gateway (`sluice serve`, or this program under SLUICE_CPUPROFILE)
+	procs    []*exec.Cmd
+	sluiceBn string
+	// inProcess is set when the gateway is this program in gateway mode,
+	// which reports its goroutines on SIGUSR1.
+	inProcess bool
+}
+
+// path is one way from the client to the target.
+type path struct {
+	name string
+	// args returns the options of tool ("ssh" or "sftp") with cipher
+	// pinned, ending with the destination.
+	args func(tool, cipher string) []string
+}
+
+func newWorld() (*world, error) {
+	dir, err := os.MkdirTemp("", "sluice-bench-")
+	if err != nil {
+		return nil, err
+	}
+	u, err := user.Current()
+	if err != nil {
+		return nil, err
+	}
+	w := &world{dir: dir, osUser: u.Username}
+	if os.Geteuid() == 0 {
+		// Privilege separation chroots into /run/sshd when sshd runs as root.
+		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
+			return w, err
+		}
+	}
+	for _, k := range []string{"client_ed25519", "upstream_ed25519", "target_host", "jump_host"} {
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench "+k, "-f", w.file(k)).CombinedOutput(); err != nil {
+			return w, fmt.Errorf("ssh-keygen %s: %v\n%s", k, err, out)
+		}
+	}
+	w.userKey = w.file("client_ed25519")
+	if err := concat(w.file("target_authorized_keys"), w.file("client_ed25519.pub"), w.file("upstream_ed25519.pub")); err != nil {
+		return w, err
+	}
+	if err := concat(w.file("jump_authorized_keys"), w.file("client_ed25519.pub")); err != nil {
+		return w, err
+	}
+	if w.targetPort, err = w.startSshd("target"); err != nil {
+		return w, err
+	}
+	if w.jumpPort, err = w.startSshd("jump"); err != nil {
+		return w, err
+	}
+	return w, nil
+}
+
+func (w *world) file(name string) string { return filepath.Join(w.dir, name) }
+
+func concat(dst string, srcs ...string) error {
+	var b []byte
+	for _, s := range srcs {
+		data, err := os.ReadFile(s)
+		if err != nil {
+			return err
+		}
+		b = append(b, data...)
+	}
+	return os.WriteFile(dst, b, 0o600)
+}
+
+// startSshd runs /usr/sbin/sshd -D as the current user with name's host key
+// and authorized_keys, and returns its port.
+func (w *world) startSshd(name string) (int, error) {
+	for attempt := 0; ; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return 0, err
+		}
+		cfg := w.file(name + "_sshd_config")
+		lines := []string{
+			"ListenAddress 127.0.0.1:" + strconv.Itoa(port),
+			"HostKey " + w.file(name+"_host"),
+			"AuthorizedKeysFile " + w.file(name+"_authorized_keys"),
+			"StrictModes no",
+			"UsePAM no",
+			"PidFile none",
+			"LogLevel ERROR",
+			"PermitRootLogin prohibit-password",
+			"PasswordAuthentication no",
+			"KbdInteractiveAuthentication no",
+			"AllowTcpForwarding yes",
+			"MaxStartups 200",
+			"Subsystem sftp internal-sftp",
+		}
+		if err := os.WriteFile(cfg, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+			return 0, err
+		}
+		cmd := exec.Command("/usr/sbin/sshd", "-D", "-E", w.file(name+"_sshd.log"), "-f", cfg)
+		if err := w.start(cmd); err != nil {
+			return 0, err
+		}
+		err = waitBanner(port, cmd)
+		if err == nil {
+			if err := w.knownHost(port, w.file(name+"_host.pub")); err != nil {
+				return 0, err
+			}
+			return port, nil
+		}
+		if attempt >= 2 {
+			log, _ := os.ReadFile(w.file(name + "_sshd.log"))
+			return 0, fmt.Errorf("sshd %s: %v\n%s", name, err, log)
+		}
+	}
+}
+
+// knownHost adds [127.0.0.1]:port with the key in pubFile to the client's
+// known_hosts.
+func (w *world) knownHost(port int, pubFile string) error {
+	pub, err := os.ReadFile(pubFile)
+	if err != nil {
+		return err
+	}
+	f := strings.Fields(string(pub))
+	if len(f) < 2 {
+		return fmt.Errorf("bad public key in %s", pubFile)
+	}
+	w.kh = w.file("known_hosts")
+	kf, err := os.OpenFile(w.kh, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(kf, "[127.0.0.1]:%d %s %s\n", port, f[0], f[1])
+	if cerr := kf.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// startSluice builds Sluice, starts the built-in target when idle sessions
+// are wanted, writes the config and serves it. Under SLUICE_CPUPROFILE the
+// gateway is this program in gateway mode instead of the built binary.
+func (w *world) startSluice(idle bool) error {
+	w.sluiceBn = w.file("sluice")
+	if out, err := exec.Command("go", "build", "-o", w.sluiceBn, "./cmd/sluice").CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/sluice (run from the repository root): %v\n%s", err, out)
+	}
+	var err error
+	if w.sluicePort, err = freePort(); err != nil {
+		return err
+	}
+	upstreamKH := w.file("upstream_known_hosts")
+	pub, _ := os.ReadFile(w.file("target_host.pub"))
+	f := strings.Fields(string(pub))
+	khLines := fmt.Sprintf("[127.0.0.1]:%d %s %s\n", w.targetPort, f[0], f[1])
+	idleService := ""
+	if idle {
+		port, hostLine, err := w.startTarget()
+		if err != nil {
+			return err
+		}
+		khLines += hostLine
+		if w.idlePort, err = freePort(); err != nil {
+			return err
+		}
+		idleService = fmt.Sprintf(`  - name: idle
+    listen: 127.0.0.1:%d
+    client_zones: [lo]
+    server_zones: [lo]
+    router: {directed: ["127.0.0.1:%d"]}
+    upstream: {user: %q, identity: %s, known_hosts: %s}
+    policy: {exec: {allow: [".*"]}}
+`, w.idlePort, port, w.osUser, w.file("upstream_ed25519"), upstreamKH)
+	}
+	if err := os.WriteFile(upstreamKH, []byte(khLines), 0o600); err != nil {
+		return err
+	}
+	// One zone for all of loopback: clients and targets share 127.0.0.1.
+	// Startup limits are raised so that 16 parallel clients are not dropped.
+	yaml := fmt.Sprintf(`gateway:
+  name: bench
+  state_dir: %s
+  max_startups: "1000"
+  per_source_max_startups: 0
+  log: {level: warn}
+zones:
+  - {name: lo, networks: ["127.0.0.0/8"]}
+users:
+  - name: bench
+    authorized_keys: %s
+services:
+  - name: ssh
+    listen: 127.0.0.1:%d
+    client_zones: [lo]
+    server_zones: [lo]
+    router: {directed: ["127.0.0.1:%d"]}
+    upstream: {user: %q, identity: %s, known_hosts: %s}
+    policy:
+      pty: true
+      shell: true
+      exec: {allow: [".*"]}
+      subsystems: {sftp: {}}
+%saudit:
+  sink: jsonl:%s
+`, w.file("state"), w.file("client_ed25519.pub"), w.sluicePort, w.targetPort, w.osUser,
+		w.file("upstream_ed25519"), upstreamKH, idleService, w.file("state/audit.jsonl"))
+	cfg := w.file("sluice.yaml")
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		return err
+	}
+	var cmd *exec.Cmd
+	if os.Getenv("SLUICE_CPUPROFILE") != "" {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cmd = exec.Command(self, gatewayCmd, "-c", cfg, "-stats", w.file("gateway.stats"))
+		w.inProcess = true
+	} else {
+		cmd = exec.Command(w.sluiceBn, "serve", "-c", cfg)
+	}
+	logf, err := os.Create(w.file("sluice.log"))
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := w.start(cmd); err != nil {
+		return err
+	}
+	w.sluice = cmd
+	if err := waitBanner(w.sluicePort, cmd); err != nil {
+		log, _ := os.ReadFile(w.file("sluice.log"))
+		return fmt.Errorf("sluice: %v\n%s", err, log)
+	}
+	return w.knownHost(w.sluicePort, w.file("state/ssh_host_ed25519_key.pub"))
+}
+
+var targetAddrRE = regexp.MustCompile(`addr=127\.0\.0\.1:(\d+)`)
+
+// startTarget runs `sluice target` on a free port and returns the port and
+// the known_hosts line for it.
+func (w *world) startTarget() (int, string, error) {
+	state := w.file("target_state")
+	cmd := exec.Command(w.sluiceBn, "target", "--listen", "127.0.0.1:0", "--state", state, "--authorized-keys", w.file("upstream_ed25519.pub"))
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		return 0, "", err
+	}
+	if err := w.start(cmd); err != nil {
+		return 0, "", err
+	}
+	sc := bufio.NewScanner(out)
+	port := 0
+	for sc.Scan() {
+		if m := targetAddrRE.FindStringSubmatch(sc.Text()); m != nil {
+			port, _ = strconv.Atoi(m[1])
+			break
+		}
+	}
+	if port == 0 {
+		return 0, "", errors.New("sluice target did not report its address")
+	}
+	go func() { // keep draining its log
+		for sc.Scan() {
+		}
+	}()
+	pub, err := os.ReadFile(filepath.Join(state, "ssh_host_ed25519_key.pub"))
+	if err != nil {
+		return 0, "", err
+	}
+	f := strings.Fields(string(pub))
+	return port, fmt.Sprintf("[127.0.0.1]:%d %s %s\n", port, f[0], f[1]), nil
+}
+
+func (w *world) start(cmd *exec.Cmd) error {
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	w.procs = append(w.procs, cmd)
+	return nil
+}
+
+// close stops what was started, the gateway first so that a CPU profile is
+// written, and removes the folder unless keep.
+func (w *world) close(keep bool) {
+	for i := len(w.procs) - 1; i >= 0; i-- {
+		p := w.procs[i]
+		if p == w.sluice {
+			// Stop the gateway first and wait, so its profile is complete.
+			_ = p.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = p.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(40 * time.Second):
+				_ = p.Process.Kill()
+				<-done
+			}
+		}
+	}
+	for _, p := range w.procs {
+		if p != w.sluice {
+			_ = p.Process.Signal(syscall.SIGTERM)
+			_ = p.Wait()
+		}
+	}
+	if keep {
+		fmt.Fprintf(os.Stderr, "bench: kept %s\n", w.dir)
+		return
+	}
+	os.RemoveAll(w.dir)
+}
+
+// paths returns the three ways to the target: direct, ProxyJump and Sluice.
+func (w *world) paths() []path {
+	base := func(tool, cipher string, port int) []string {
+		pf := "-p"
+		if tool == "sftp" {
+			pf = "-P"
+		}
+		return []string{
+			"-F", "/dev/null", pf, strconv.Itoa(port), "-i", w.userKey,
+			"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+			"-o", "UserKnownHostsFile=" + w.kh, "-o", "GlobalKnownHostsFile=/dev/null",
+			"-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
+			"-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "Compression=no",
+			"-o", "KexAlgorithms=curve25519-sha256", "-o", "Ciphers=" + cipher,
+		}
+	}
+	dest := w.osUser + "@127.0.0.1"
+	return []path{
+		{"direct", func(tool, cipher string) []string {
+			return append(base(tool, cipher, w.targetPort), dest)
+		}},
+		{"ProxyJump", func(tool, cipher string) []string {
+			// `ssh -J` starts the first hop as `ssh -W` without the
+			// command line's -o options, so the ciphers would not be pinned
+			// there; this ProxyCommand is what -J expands to, with every
+			// option repeated.
+			hop := append([]string{"ssh"}, base("ssh", cipher, w.jumpPort)...)
+			hop = append(hop, "-W", "%h:%p", dest)
+			a := append(base(tool, cipher, w.targetPort), "-o", "ProxyCommand="+strings.Join(hop, " "))
+			return append(a, dest)
+		}},
+		{"Sluice", func(tool, cipher string) []string {
+			return append(base(tool, cipher, w.sluicePort), "bench@127.0.0.1")
+		}},
+	}
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// waitBanner polls the port until it sends an SSH identification string
+// (RFC 4253 §4.2) or 15 seconds pass.
+func waitBanner(port int, cmd *exec.Cmd) error {
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if cmd.ProcessState != nil {
+			return errors.New("exited before listening")
+		}
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			line, rerr := bufio.NewReader(c).ReadString('\n')
+			c.Close()
+			if rerr == nil && strings.HasPrefix(line, "SSH-") {
+				return nil
+			}
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	return fmt.Errorf("no SSH banner on %s", addr)
+}

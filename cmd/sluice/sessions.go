@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sluice-ssh/sluice/internal/admin"
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/record"
+)
+
+// opTimeout bounds a store query or an admin socket call.
+const opTimeout = 30 * time.Second
+
+// runSessions is `sluice sessions -c FILE [--live] [--user U] [--since T] [--json]`.
+func runSessions(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("sessions", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "", "config `FILE`")
+	live := fs.Bool("live", false, "list the live sessions of the running gateway (admin socket)")
+	user := fs.String("user", "", "only sessions of `USER`")
+	since := fs.String("since", "", "only sessions started at or after `T` (RFC 3339, YYYY-MM-DD, or a duration ago such as 2h)")
+	asJSON := fs.Bool("json", false, "one JSON object per line")
+	const use = "usage: sluice sessions -c FILE [--live] [--user U] [--since T] [--json]"
+	cfg, _, code := parseCommand(fs, args, path, 0, use, stderr)
+	if cfg == nil {
+		return code
+	}
+	from, err := parseSince(*since, time.Now())
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	var list []audit.SessionSummary
+	if *live {
+		got, err := admin.NewClient(cfg.Gateway.Admin.Socket).Sessions(ctx)
+		if err != nil {
+			fmt.Fprintln(stderr, "sluice:", err)
+			return 1
+		}
+		for _, s := range got {
+			if (*user == "" || s.User == *user) && !s.Start.Before(from) {
+				list = append(list, audit.SessionSummary{ID: s.ID, User: s.User, Client: s.Client, Target: s.Target, Start: s.Start})
+			}
+		}
+	} else {
+		st, err := openStore(ctx, cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, "sluice:", err)
+			return 1
+		}
+		defer st.Close()
+		list, err = st.Sessions(ctx, audit.SessionFilter{User: *user, Since: from})
+		if err != nil {
+			fmt.Fprintln(stderr, "sluice:", err)
+			return 1
+		}
+	}
+	if *asJSON {
+		return writeJSONLines(stdout, stderr, list)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tUSER\tCLIENT\tTARGET\tSTART\tEND\tEXIT\tIN\tOUT")
+	for _, s := range list {
+		end, exit := "-", "-"
+		if !s.End.IsZero() {
+			end = s.End.Local().Format(time.DateTime)
+		}
+		if s.ExitStatus != nil {
+			exit = strconv.Itoa(*s.ExitStatus)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", s.ID, orDash(s.User), orDash(s.Client), orDash(s.Target),
+			s.Start.Local().Format(time.DateTime), end, exit, s.BytesIn, s.BytesOut)
+	}
+	if err := tw.Flush(); err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	return 0
+}
+
+// runAudit is `sluice audit -c FILE [--user U] [--session ID] [--type T] [--since T] [--json]`.
+func runAudit(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "", "config `FILE`")
+	user := fs.String("user", "", "only events of `USER`")
+	sess := fs.String("session", "", "only events of session `ID` and the sessions stacked in it")
+	typ := fs.String("type", "", "only events of `TYPE` (e.g. exec, session.end, kill)")
+	since := fs.String("since", "", "only events at or after `T` (RFC 3339, YYYY-MM-DD, or a duration ago such as 2h)")
+	asJSON := fs.Bool("json", false, "one JSON event per line")
+	const use = "usage: sluice audit -c FILE [--user U] [--session ID] [--type T] [--since T] [--json]"
+	cfg, _, code := parseCommand(fs, args, path, 0, use, stderr)
+	if cfg == nil {
+		return code
+	}
+	from, err := parseSince(*since, time.Now())
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	defer st.Close()
+	events, err := st.Query(ctx, audit.Filter{User: *user, SessionPrefix: *sess, Type: *typ, Since: from})
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	events = inSession(events, *sess)
+	if *asJSON {
+		return writeJSONLines(stdout, stderr, events)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tTYPE\tSESSION\tUSER\tVERDICT\tRULE\tREASON\tDETAIL")
+	for _, e := range events {
+		detail := ""
+		if len(e.Detail) > 0 {
+			b, err := json.Marshal(e.Detail)
+			if err != nil {
+				fmt.Fprintln(stderr, "sluice:", err)
+				return 1
+			}
+			detail = string(b)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Type, e.SessionID,
+			orDash(e.User), orDash(string(e.Verdict)), orDash(e.Rule), orDash(e.Reason), detail)
+	}
+	if err := tw.Flush(); err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	return 0
+}
+
+// runReplay is `sluice replay -c FILE ID [--speed N]`: it plays the
+// recordings of session ID (a master id plays each of its channels').
+func runReplay(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "", "config `FILE`")
+	speed := fs.Float64("speed", 1, "play `N` times as fast")
+	const use = "usage: sluice replay -c FILE ID [--speed N]"
+	cfg, pos, code := parseCommand(fs, args, path, 1, use, stderr)
+	if cfg == nil {
+		return code
+	}
+	if !(*speed > 0) {
+		fmt.Fprintf(stderr, "sluice: --speed %v: want a positive number\n", *speed)
+		return 2
+	}
+	id := pos[0]
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	paths, err := recordings(ctx, cfg, id)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	for _, p := range paths {
+		if err := playFile(ctx, p, stdout, *speed); err != nil {
+			fmt.Fprintln(stderr, "sluice:", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+// recordings returns the recording files of session id (and the sessions
+// stacked in it) in the order they were started, from the audit store.
+func recordings(ctx context.Context, cfg *config.Config, id string) ([]string, error) {
+	qctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	st, err := openStore(qctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	var paths []string
+	seen := map[string]bool{}
+	for _, typ := range []string{"record", audit.TypeSessionEnd} {
+		events, err := st.Query(qctx, audit.Filter{SessionPrefix: id, Type: typ})
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range inSession(events, id) {
+			p, _ := e.Detail[audit.DetailRecording].(string)
+			if p == "" || seen[p] || (typ == "record" && e.Verdict != audit.Accept) {
+				continue
+			}
+			seen[p] = true
+			paths = append(paths, p)
+		}
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("no recording of session %q in the audit store", id)
+	}
+	return paths, nil
+}
+
+func playFile(ctx context.Context, path string, w io.Writer, speed float64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := record.Play(ctx, f, w, speed, nil); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+// runKill is `sluice kill -c FILE ID`: end a live session through the
+// running gateway's admin socket.
+func runKill(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("kill", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "", "config `FILE`")
+	const use = "usage: sluice kill -c FILE ID"
+	cfg, pos, code := parseCommand(fs, args, path, 1, use, stderr)
+	if cfg == nil {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	if err := admin.NewClient(cfg.Gateway.Admin.Socket).Kill(ctx, pos[0]); err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "killed %s\n", pos[0])
+	return 0
+}
+
+// parseCommand parses flags, which may come before or after the npos
+// positional arguments, and loads the config named by *path. On failure it
+// returns a nil config and the exit code (2: usage, 1: config).
+func parseCommand(fs *flag.FlagSet, args []string, path *string, npos int, use string, stderr io.Writer) (*config.Config, []string, int) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			fmt.Fprintln(stderr, use)
+			return nil, nil, 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if *path == "" || len(pos) != npos {
+		fmt.Fprintln(stderr, use)
+		return nil, nil, 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return nil, nil, 1
+	}
+	return cfg, pos, 0
+}
+
+// openStore opens the audit store the gateway writes. An SQLite database
+// that does not exist is an error rather than created empty.
+func openStore(ctx context.Context, cfg *config.Config) (audit.Store, error) {
+	if cfg.Audit.Sink == "sqlite" {
+		db := filepath.Join(cfg.Gateway.StateDir, "audit.db")
+		if _, err := os.Stat(db); errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("no audit database at %s (has the gateway run?)", db)
+		}
+	}
+	return audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir)
+}
+
+// inSession keeps the events of session id and of the sessions stacked in
+// it; the store's prefix match alone would also take "gw1/ssh-in:10" for
+// "gw1/ssh-in:1".
+func inSession(events []audit.Event, id string) []audit.Event {
+	if id == "" {
+		return events
+	}
+	out := events[:0]
+	for _, e := range events {
+		if e.SessionID == id || strings.HasPrefix(e.SessionID, strings.TrimSuffix(id, "/")+"/") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// parseSince reads --since: an RFC 3339 time, a date (local midnight), or
+// a duration meaning that long before now. Empty means no bound.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, s, time.Local); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("sluice: --since %q: want an RFC 3339 time, YYYY-MM-DD or a duration such as 2h", s)
+}
+
+func writeJSONLines[T any](stdout, stderr io.Writer, items []T) int {
+	enc := json.NewEncoder(stdout)
+	for _, it := range items {
+		if err := enc.Encode(it); err != nil {
+			fmt.Fprintln(stderr, "sluice:", err)
+			return 1
+		}
+	}
+	return 0
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,152 @@
+package metrics
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+)
+
+// Audit event types Observe reads (written by internal/service and
+// internal/sshproxy).
+const (
+	eventConnection    = "connection"
+	eventConnectionEnd = "connection.end"
+	eventAuth          = "auth"
+	eventSessionStart  = "session.start"
+	eventSessionEnd    = "session.end"
+)
+
+// limitRules maps the last part of a rule name to the limit it names.
+var limitRules = map[string]bool{
+	"max_startups": true, "per_source_max_startups": true, "auth_penalty": true,
+	"max_sessions": true, "max_sessions_per_user": true, "max_channels": true,
+	"idle_timeout": true,
+}
+
+// latencyBuckets span 1 ms to about 16 s, doubling: handshakes on loopback
+// take milliseconds, logins through slow upstreams seconds.
+var latencyBuckets = prometheus.ExponentialBuckets(0.001, 2, 15)
+
+// Metrics is the set of collectors of one gateway.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Connections  *prometheus.CounterVec   // service, verdict
+	Sessions     *prometheus.CounterVec   // service, verdict
+	AuthFailures *prometheus.CounterVec   // service
+	Bytes        *prometheus.CounterVec   // service, direction (in = from the client)
+	LimitsHit    *prometheus.CounterVec   // service, limit
+	Handshake    *prometheus.HistogramVec // service: accept to authenticated
+	SessionSetup *prometheus.HistogramVec // service: accept to session start
+	Live         *prometheus.GaugeVec     // service: admitted connections not yet ended
+
+	mu       sync.Mutex
+	accepted map[string]time.Time // master session id -> accept time, while live
+}
+
+// New returns Metrics with every collector registered on a new registry,
+// with the Go runtime and process collectors.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Connections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_connections_total", Help: "Accepted TCP connections by service and admission verdict.",
+		}, []string{"service", "verdict"}),
+		Sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_sessions_total", Help: "Proxied sessions by service and verdict (session.start events).",
+		}, []string{"service", "verdict"}),
+		AuthFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_auth_failures_total", Help: "Refused authentication attempts and failed handshakes.",
+		}, []string{"service"}),
+		Bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_relayed_bytes_total", Help: "Channel bytes relayed, counted when a session ends; in = from the client.",
+		}, []string{"service", "direction"}),
+		LimitsHit: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_limits_hit_total", Help: "Connections, sessions or channels refused or ended by a limit.",
+		}, []string{"service", "limit"}),
+		Handshake: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sluice_handshake_seconds", Help: "From TCP accept to the client authenticated.", Buckets: latencyBuckets,
+		}, []string{"service"}),
+		SessionSetup: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "sluice_session_setup_seconds", Help: "From TCP accept to the upstream session started.", Buckets: latencyBuckets,
+		}, []string{"service"}),
+		Live: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "sluice_live_connections", Help: "Admitted connections not yet ended.",
+		}, []string{"service"}),
+		accepted: make(map[string]time.Time),
+	}
+	m.Registry.MustRegister(m.Connections, m.Sessions, m.AuthFailures, m.Bytes, m.LimitsHit,
+		m.Handshake, m.SessionSetup, m.Live,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Observe updates the collectors from one audit event.
+func (m *Metrics) Observe(e audit.Event) {
+	svc := e.Service
+	if e.Verdict == audit.Reject && limitRules[lastPart(e.Rule)] {
+		m.LimitsHit.WithLabelValues(svc, lastPart(e.Rule)).Inc()
+	}
+	switch e.Type {
+	case eventConnection:
+		m.Connections.WithLabelValues(svc, string(e.Verdict)).Inc()
+		if e.Verdict == audit.Accept {
+			m.Live.WithLabelValues(svc).Inc()
+			m.mu.Lock()
+			m.accepted[e.SessionID] = e.Time
+			m.mu.Unlock()
+		}
+	case eventConnectionEnd:
+		m.Live.WithLabelValues(svc).Dec()
+		m.mu.Lock()
+		delete(m.accepted, e.SessionID)
+		m.mu.Unlock()
+	case eventAuth:
+		if e.Verdict == audit.Reject {
+			m.AuthFailures.WithLabelValues(svc).Inc()
+		} else if d, ok := m.since(e); ok {
+			m.Handshake.WithLabelValues(svc).Observe(d.Seconds())
+		}
+	case eventSessionStart:
+		verdict := e.Verdict
+		if verdict == "" {
+			verdict = audit.Accept
+		}
+		m.Sessions.WithLabelValues(svc, string(verdict)).Inc()
+		if verdict == audit.Accept {
+			if d, ok := m.since(e); ok {
+				m.SessionSetup.WithLabelValues(svc).Observe(d.Seconds())
+			}
+		}
+	case eventSessionEnd:
+		if n, ok := e.Detail["bytes_in"].(int64); ok {
+			m.Bytes.WithLabelValues(svc, "in").Add(float64(n))
+		}
+		if n, ok := e.Detail["bytes_out"].(int64); ok {
+			m.Bytes.WithLabelValues(svc, "out").Add(float64(n))
+		}
+	}
+}
+
+// since returns the time from the accept of e's master session to e.
+func (m *Metrics) since(e audit.Event) (time.Duration, bool) {
+	m.mu.Lock()
+	t, ok := m.accepted[e.SessionID]
+	m.mu.Unlock()
+	if !ok {
+		return 0, false
+	}
+	return e.Time.Sub(t), true
+}
+
+func lastPart(rule string) string {
+	if i := strings.LastIndexByte(rule, '.'); i >= 0 {
+		return rule[i+1:]
+	}
+	return rule
+}

@@ -1,0 +1,219 @@
+package sftpproxy
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/sluice-ssh/sluice/internal/config"
+)
+
+func u64(v uint64) []byte { return appendU32(appendU32(nil, uint32(v>>32)), uint32(v)) }
+
+func TestParseRequest(t *testing.T) {
+	tests := []struct {
+		name string
+		pkt  []byte
+		want request
+		err  error
+	}{
+		{"open", packet(fxpOpen, 1, str("a/b"), appendU32(nil, fxfWrite|fxfCreat), appendU32(nil, attrSize), u64(5)),
+			request{typ: fxpOpen, id: 1, path: "a/b", pflags: fxfWrite | fxfCreat, attrs: attrs{flags: attrSize, size: 5}}, nil},
+		{"write", packet(fxpWrite, 2, str("h"), u64(10), str("data")),
+			request{typ: fxpWrite, id: 2, handle: "h", offset: 10, length: 4, data: []byte("data")}, nil},
+		{"symlink", packet(fxpSymlink, 3, str("target"), str("link")),
+			request{typ: fxpSymlink, id: 3, path: "target", path2: "link"}, nil},
+		{"copy-data", packet(fxpExtended, 4, str(extCopyData), str("r"), u64(1), u64(2), str("w"), u64(3)),
+			request{typ: fxpExtended, id: 4, ext: extCopyData, handle: "r", offset: 1, length: 2, handle2: "w", offset2: 3}, nil},
+		{"unknown extension", packet(fxpExtended, 5, str("x@y"), []byte{1, 2, 3}),
+			request{typ: fxpExtended, id: 5, ext: "x@y"}, nil},
+		{"short string", packet(fxpStat, 6, appendU32(nil, 10), []byte("abc")), request{}, ErrMalformed},
+		{"trailing", packet(fxpClose, 7, str("h"), []byte{0}), request{}, ErrMalformed},
+		{"NUL", packet(fxpRemove, 8, str("a\x00b")), request{}, ErrMalformed},
+		{"response type", packet(fxpStatus, 9, appendU32(nil, 0)), request{}, ErrMalformed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseRequest(tc.pkt[4:])
+			if tc.err != nil {
+				if !errors.Is(err, tc.err) {
+					t.Fatalf("got %v, want %v", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.typ != tc.want.typ || got.id != tc.want.id || got.ext != tc.want.ext || got.path != tc.want.path ||
+				got.path2 != tc.want.path2 || got.handle != tc.want.handle || got.handle2 != tc.want.handle2 ||
+				got.pflags != tc.want.pflags || got.offset != tc.want.offset || got.length != tc.want.length ||
+				got.offset2 != tc.want.offset2 || !bytes.Equal(got.data, tc.want.data) || got.attrs != tc.want.attrs {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadPacket(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []byte
+		err  error
+	}{
+		{"ok", packet(fxpStat, 1, str("/")), nil},
+		{"eof", nil, io.EOF},
+		{"empty", []byte{0, 0, 0, 0}, ErrMalformed},
+		{"too large", appendU32(nil, maxPacket+1), ErrTooLarge},
+		{"truncated", packet(fxpStat, 1, str("/"))[:8], io.ErrUnexpectedEOF},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _, err := readPacket(bytes.NewReader(tc.in), nil)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("got %v, want %v", err, tc.err)
+			}
+			if err == nil && !bytes.Equal(got, tc.in) {
+				t.Fatalf("got %x, want %x", got, tc.in)
+			}
+		})
+	}
+}
+
+func FuzzParsePacket(f *testing.F) {
+	seeds := [][]byte{
+		version{version: 3, exts: [][2][]byte{{[]byte(extPosixRename), []byte("1")}}}.marshal(fxpInit),
+		version{version: 3}.marshal(fxpVersion),
+		packet(fxpOpen, 1, str("/etc/passwd"), appendU32(nil, fxfRead), appendU32(nil, attrSize|attrUIDGID|attrPermissions|attrACModTime|attrExtended), u64(1), appendU32(nil, 0), appendU32(nil, 0), appendU32(nil, 0o644), appendU32(nil, 0), appendU32(nil, 0), appendU32(nil, 1), str("k"), str("v")),
+		packet(fxpWrite, 2, str("h"), u64(0), str("data")),
+		packet(fxpRead, 3, str("h"), u64(0), appendU32(nil, 32768)),
+		packet(fxpRename, 4, str("a"), str("b")),
+		packet(fxpExtended, 5, str(extCopyData), str("r"), u64(1), u64(2), str("w"), u64(3)),
+		packet(fxpExtended, 6, str(extLsetstat), str("p"), appendU32(nil, 0)),
+		packet(fxpExtended, 7, str(extUsersGroups), str(""), str("")),
+		packet(fxpStatus, 8, appendU32(nil, fxPermissionDenied), str("no"), str("")),
+		packet(fxpName, 9, appendU32(nil, 1), str("/home"), str("/home"), appendU32(nil, 0)),
+		packet(fxpData, 10, str("xyz")),
+		packet(fxpHandle, 11, str("h")),
+		statusPacket(12, fxOK, "ok"),
+		realpathPacket(13, "."),
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pkt, _, err := readPacket(bytes.NewReader(b), nil)
+		if err != nil {
+			return
+		}
+		body := pkt[4:]
+		if q, err := parseRequest(body); err == nil {
+			if q.typ == fxpWrite && uint64(len(q.data)) != q.length {
+				t.Fatalf("WRITE: got %d data bytes, length %d", len(q.data), q.length)
+			}
+			for _, p := range []string{q.path, q.path2} {
+				if q.ext != extHomeDir && strings.IndexByte(p, 0) >= 0 {
+					t.Fatalf("got path %q with a NUL, want it refused", p)
+				}
+			}
+		}
+		if r, err := parseResponse(body); err == nil && r.typ == fxpData && len(r.data) > len(body) {
+			t.Fatalf("DATA of %d bytes in a %d byte packet", len(r.data), len(body))
+		}
+		for _, typ := range []byte{fxpInit, fxpVersion} {
+			if v, err := parseVersion(body, typ); err == nil {
+				again, err := parseVersion(v.marshal(typ)[4:], typ)
+				if err != nil || again.version != v.version || len(again.exts) != len(v.exts) {
+					t.Fatalf("version round trip: got %+v, %v; want %+v", again, err, v)
+				}
+			}
+		}
+	})
+}
+
+func TestPaths(t *testing.T) {
+	tests := []struct {
+		cwd, in, want string
+		ok            bool
+	}{
+		{"/home/u", "../../etc/passwd", "/etc/passwd", true},
+		{"/home/u", "a//b/./c/", "/home/u/a/b/c", true},
+		{"/home/u", "", "/home/u", true},
+		{"/home/u", "/../..//x", "/x", true},
+		{"", "rel", "", false},
+		{"", "/abs/../y", "/y", true},
+	}
+	for _, tc := range tests {
+		got, ok := absPath(tc.cwd, tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("absPath(%q, %q): got %q %v, want %q %v", tc.cwd, tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+	matches := []struct {
+		glob, path string
+		want       bool
+	}{
+		{"/srv/pub", "/srv/pub", true},
+		{"/srv/pub", "/srv/pub/a/b", true},
+		{"/srv/pub", "/srv/public", false},
+		{"/srv/pub", "/srv", false},
+		{"/home/*/.ssh", "/home/u/.ssh/authorized_keys", true},
+		{"*.key", "/a/b.key", false},
+		{"/*", "/anything/below", true},
+	}
+	for _, tc := range matches {
+		if got := matchTree(tc.glob, tc.path); got != tc.want {
+			t.Errorf("matchTree(%q, %q): got %v, want %v", tc.glob, tc.path, got, tc.want)
+		}
+	}
+}
+
+func TestClassifyAndDecideExec(t *testing.T) {
+	classify := []struct{ cmd, want string }{
+		{"scp -t /tmp", ExecSCP},
+		{"scp -f file", ExecSCP},
+		{"/usr/bin/scp -v -r -p -t -- /dst", ExecSCP},
+		{"scp -prf x", ExecSCP},
+		{"cd /x && exec 'scp' -t .", ExecSCP},
+		{"/usr/lib/openssh/sftp-server", ExecSFTPServer},
+		{"sftp-server -R", ExecSFTPServer},
+		{"internal-sftp", ExecSFTPServer},
+		{"env X=1 /usr/libexec/sftp-server", ExecSFTPServer},
+		{"scp", ""},
+		{"scp file host:", ""},
+		{"echo scp", ""},
+		{"ls -ft", ""},
+		{"cat /etc/passwd", ""},
+	}
+	for _, tc := range classify {
+		if got := ClassifyExec(tc.cmd); got != tc.want {
+			t.Errorf("ClassifyExec(%q): got %q, want %q", tc.cmd, got, tc.want)
+		}
+	}
+	open := config.Subsystem{AllowUpload: true, AllowDownload: true, AllowRemove: true, AllowRename: true, AllowMkdir: true, AllowSymlink: true, AllowSetstat: true}
+	ro := open
+	ro.ReadOnly = true
+	denied := open
+	denied.DenyPaths = []string{"/etc"}
+	decide := []struct {
+		name   string
+		sftp   *config.Subsystem
+		cmd    string
+		ok     bool
+		accept bool
+		rule   string
+	}{
+		{"not a transfer", &ro, "ls", false, false, ""},
+		{"permissive", &open, "scp -t /x", true, true, "services[s].policy.subsystems.sftp"},
+		{"read only", &ro, "scp -t /x", true, false, "services[s].policy.subsystems.sftp.read_only"},
+		{"deny paths", &denied, "/usr/lib/openssh/sftp-server", true, false, "services[s].policy.subsystems.sftp.deny_paths"},
+		{"no sftp", nil, "scp -f /x", true, false, "services[s].policy.subsystems"},
+	}
+	for _, tc := range decide {
+		v, ok := DecideExec("s", tc.sftp, tc.cmd)
+		if ok != tc.ok || v.Accept != tc.accept || v.Rule != tc.rule {
+			t.Errorf("%s: got %v %+v, want ok %v accept %v rule %q", tc.name, ok, v, tc.ok, tc.accept, tc.rule)
+		}
+	}
+}

@@ -1,0 +1,179 @@
+package sftpproxy
+
+import (
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/policy"
+)
+
+// Policy is what a client may do over SFTP. The zero Policy permits
+// reading only where no path rule applies; see PolicyFrom for the config's
+// defaults.
+type Policy struct {
+	// ReadOnly denies every operation that changes the server's files,
+	// whatever the Allow fields say.
+	ReadOnly      bool
+	AllowUpload   bool // open files for writing
+	AllowDownload bool // open files for reading
+	// AllowPaths, when not empty, are the only paths reachable: path.Match
+	// globs on absolute paths, each also covering everything below a
+	// matching directory.
+	AllowPaths []string
+	// DenyPaths are refused, with everything below them; they win over
+	// AllowPaths.
+	DenyPaths []string
+	// MaxUploadSize is the largest offset a write may reach, in bytes; 0
+	// means no limit.
+	MaxUploadSize int64
+	AllowRemove   bool // remove files and directories
+	AllowRename   bool
+	AllowMkdir    bool
+	AllowSymlink  bool // create symbolic and hard links
+	AllowSetstat  bool // change permissions, owner, times, size
+	// AllowUnknownExtensions forwards SFTP extensions the proxy does not
+	// know; by default they are answered SSH_FX_OP_UNSUPPORTED.
+	AllowUnknownExtensions bool
+}
+
+// PolicyFrom converts a service's subsystem policy.
+func PolicyFrom(s config.Subsystem) Policy {
+	return Policy{
+		ReadOnly:      s.ReadOnly,
+		AllowUpload:   s.AllowUpload,
+		AllowDownload: s.AllowDownload,
+		AllowPaths:    s.AllowPaths,
+		DenyPaths:     s.DenyPaths,
+		MaxUploadSize: s.MaxUploadSize,
+		AllowRemove:   s.AllowRemove,
+		AllowRename:   s.AllowRename,
+		AllowMkdir:    s.AllowMkdir,
+		AllowSymlink:  s.AllowSymlink,
+		AllowSetstat:  s.AllowSetstat,
+	}
+}
+
+// restriction returns the config key of the first rule that makes p
+// restrictive, or "" when p permits every operation everywhere.
+func (p Policy) restriction() string {
+	switch {
+	case p.ReadOnly:
+		return "read_only"
+	case !p.AllowUpload:
+		return "allow_upload"
+	case !p.AllowDownload:
+		return "allow_download"
+	case len(p.AllowPaths) > 0:
+		return "allow_paths"
+	case len(p.DenyPaths) > 0:
+		return "deny_paths"
+	case p.MaxUploadSize > 0:
+		return "max_upload_size"
+	case !p.AllowRemove:
+		return "allow_remove"
+	case !p.AllowRename:
+		return "allow_rename"
+	case !p.AllowMkdir:
+		return "allow_mkdir"
+	case !p.AllowSymlink:
+		return "allow_symlink"
+	case !p.AllowSetstat:
+		return "allow_setstat"
+	}
+	return ""
+}
+
+// rules decides single operations under a Policy; prefix is the config
+// path of the sftp subsystem, e.g. "services[ssh-in].policy.subsystems.sftp".
+type rules struct {
+	pol    Policy
+	prefix string
+}
+
+func (r *rules) accept() policy.Verdict {
+	return policy.Verdict{Accept: true, Rule: r.prefix, Reason: "permitted"}
+}
+
+func (r *rules) reject(key, reason string) policy.Verdict {
+	rule := r.prefix
+	if key != "" {
+		rule += "." + key
+	}
+	return policy.Verdict{Rule: rule, Reason: reason}
+}
+
+// path decides whether the absolute, clean path p may be touched.
+func (r *rules) path(p string) policy.Verdict {
+	for i, g := range r.pol.DenyPaths {
+		if matchTree(g, p) {
+			return r.reject("deny_paths["+strconv.Itoa(i)+"]", "path denied: "+p)
+		}
+	}
+	if len(r.pol.AllowPaths) == 0 {
+		return r.accept()
+	}
+	for _, g := range r.pol.AllowPaths {
+		if matchTree(g, p) {
+			return r.accept()
+		}
+	}
+	return r.reject("allow_paths", "path not allowed: "+p)
+}
+
+// change decides an operation that changes files, permitted by allowed
+// (the config key key) unless the policy is read-only.
+func (r *rules) change(allowed bool, key string) policy.Verdict {
+	switch {
+	case r.pol.ReadOnly:
+		return r.reject("read_only", "read-only: "+key+" refused")
+	case !allowed:
+		return r.reject(key, key+" is false")
+	}
+	return r.accept()
+}
+
+// size decides whether a file may reach end bytes.
+func (r *rules) size(end uint64) policy.Verdict {
+	if limit := r.pol.MaxUploadSize; limit > 0 && end > uint64(limit) {
+		return r.reject("max_upload_size", "write past "+strconv.FormatInt(limit, 10)+" bytes")
+	}
+	return r.accept()
+}
+
+// first returns the first verdict that rejects, or the last one.
+func first(vs ...policy.Verdict) policy.Verdict {
+	for _, v := range vs {
+		if !v.Accept {
+			return v
+		}
+	}
+	return vs[len(vs)-1]
+}
+
+// matchTree reports whether p or one of its parent directories matches
+// the glob g. p is absolute and clean.
+func matchTree(g, p string) bool {
+	for {
+		if ok, _ := path.Match(g, p); ok {
+			return true
+		}
+		if p == "/" || !strings.HasPrefix(p, "/") {
+			return false
+		}
+		p = path.Dir(p)
+	}
+}
+
+// absPath makes p absolute and clean: a relative p is anchored at cwd. It
+// reports false for a relative p when cwd is unknown ("").
+func absPath(cwd, p string) (string, bool) {
+	if strings.HasPrefix(p, "/") {
+		return path.Clean(p), true
+	}
+	if cwd == "" {
+		return "", false
+	}
+	return path.Clean(cwd + "/" + p), true
+}

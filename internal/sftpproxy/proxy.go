@@ -1,0 +1,756 @@
+package sftpproxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"sync"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/policy"
+	"github.com/sluice-ssh/sluice/internal/session"
+)
+
+// Texts the client is told in a denying STATUS. They are fixed; the audit
+// event holds the cause.
+const (
+	msgDenied      = "sluice: denied by policy"
+	msgUnsupported = "sluice: operation not supported"
+	msgMalformed   = "sluice: malformed request"
+)
+
+// Stream is one side of the subsystem's byte stream: read what the peer
+// sends, write what it receives, CloseWrite to send EOF. A Stream that is
+// also an io.Closer is closed when the session must end early (a protocol
+// error, ctx done); one that is not relies on its peer to end it after
+// EOF.
+type Stream interface {
+	io.ReadWriter
+	CloseWrite() error
+}
+
+// Params configures a Proxy. Every field is required.
+type Params struct {
+	// Service names the service, for rule names.
+	Service string
+	Policy  Policy
+	Audit   audit.Sink
+	Logger  *slog.Logger
+}
+
+// Proxy is the SFTP proxy of one service. It is safe for concurrent use:
+// each Relay call is one session.
+type Proxy struct {
+	p     Params
+	rules rules
+	// bufs holds packet buffers (*[]byte) between sessions.
+	bufs sync.Pool
+}
+
+// New returns a Proxy for p.
+func New(p Params) *Proxy {
+	return &Proxy{p: p, rules: rules{pol: p.Policy, prefix: "services[" + p.Service + "].policy.subsystems.sftp"}}
+}
+
+// Relay runs one SFTP session, stacked as st, between client and upstream
+// (the target's sftp-server). It returns when both directions have ended,
+// with the bytes read from and written to the client, and the first error
+// that ended the session early. On the client's EOF it sends EOF upstream;
+// on the server's EOF it sends EOF to the client.
+func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, client, upstream Stream) (in, out int64, err error) {
+	r := &relay{
+		p: p, ctx: ctx, st: st, client: client, upstream: upstream,
+		pending: make(map[uint32]*pending),
+		handles: make(map[string]*handle),
+	}
+	stop := context.AfterFunc(ctx, r.abort)
+	defer stop()
+	defer r.closeAll()
+	if err := r.handshake(); err != nil {
+		r.abort()
+		return r.in, r.out, err
+	}
+	var wg sync.WaitGroup
+	var upErr error
+	wg.Go(func() {
+		upErr = r.fromServer()
+		if upErr != nil {
+			r.abort()
+			return
+		}
+		_ = client.CloseWrite()
+	})
+	inErr := r.fromClient()
+	if inErr != nil {
+		r.abort()
+	} else {
+		_ = upstream.CloseWrite()
+	}
+	wg.Wait()
+	return r.in, r.out, errors.Join(inErr, upErr)
+}
+
+// relay is one SFTP session.
+type relay struct {
+	p        *Proxy
+	ctx      context.Context
+	st       *session.Stacked
+	client   Stream
+	upstream Stream
+	// cwd is the server's answer to REALPATH "." at the start, or "" when
+	// it gave none; relative paths are anchored at it.
+	cwd string
+	// in counts bytes read from the client; only fromClient (and the
+	// handshake before it) touches it.
+	in int64
+
+	// clientMu serialises writes to the client: responses from the
+	// server and the proxy's own answers to denied requests.
+	clientMu sync.Mutex
+	out      int64
+
+	// mu guards the tables. It is never held during I/O; a handle's own mu
+	// is taken after it, never before.
+	mu      sync.Mutex
+	pending map[uint32]*pending
+	handles map[string]*handle
+}
+
+// pending is a request forwarded to the server and not yet answered.
+type pending struct {
+	typ byte
+	ext string
+	// h is the handle the request works on (READ, WRITE, CLOSE, copy-data's
+	// destination).
+	h *handle
+	// key is the handle string of a CLOSE.
+	key    string
+	offset uint64
+	// opened is the handle an OPEN or OPENDIR will register.
+	opened *handle
+	// audited says whether success is audited; event is then the event,
+	// completed and written when the response arrives.
+	audited bool
+	event   *audit.Event
+}
+
+// handle is an open file or directory of the server.
+type handle struct {
+	path  string
+	dir   bool
+	flags uint32
+
+	mu      sync.Mutex
+	read    int64
+	written int64
+	// rnext and wnext are where the next sequential read or write starts.
+	rnext, wnext uint64
+	// sum hashes the content while it is transferred in order from offset
+	// 0 in one direction only; nil once that no longer holds.
+	sum hash.Hash
+}
+
+func (h *handle) writable() bool {
+	return h.flags&(fxfWrite|fxfAppend|fxfCreat|fxfTrunc) != 0
+}
+
+// readData accounts n bytes read at off.
+func (h *handle) readData(off uint64, data []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.read += int64(len(data))
+	if h.sum != nil && (off != h.rnext || h.written > 0) {
+		h.sum = nil
+	}
+	if h.sum != nil {
+		h.sum.Write(data)
+	}
+	h.rnext = off + uint64(len(data))
+}
+
+// writeData accounts data written at off.
+func (h *handle) writeData(off uint64, data []byte) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.written += int64(len(data))
+	if h.sum != nil && (off != h.wnext || h.read > 0) {
+		h.sum = nil
+	}
+	if h.sum != nil {
+		h.sum.Write(data)
+	}
+	h.wnext = off + uint64(len(data))
+}
+
+// spoil marks the content hash unknown (a failed write, copy-data).
+func (h *handle) spoil() {
+	h.mu.Lock()
+	h.sum = nil
+	h.mu.Unlock()
+}
+
+// closeDetail is the detail of the handle's close event.
+func (h *handle) closeDetail() map[string]any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	d := map[string]any{"path": h.path, "bytes_read": h.read, "bytes_written": h.written}
+	if h.dir {
+		d["dir"] = true
+	} else if h.sum != nil {
+		d["sha256"] = hex.EncodeToString(h.sum.Sum(nil))
+	}
+	return d
+}
+
+// abort ends the session early: it closes both streams where they can be
+// closed and sends EOF where they cannot.
+func (r *relay) abort() {
+	for _, s := range []Stream{r.client, r.upstream} {
+		if c, ok := s.(io.Closer); ok {
+			_ = c.Close()
+		} else {
+			_ = s.CloseWrite()
+		}
+	}
+}
+
+// handshake relays INIT and VERSION (draft-ietf-secsh-filexfer-02 §4)
+// and, in between, asks the server for REALPATH "." to anchor relative
+// paths. The client sends nothing else before VERSION, so the proxy's
+// request cannot collide with one of the client's.
+func (r *relay) handshake() error {
+	buf := r.p.buffer()
+	defer r.p.release(buf)
+	pkt, b, err := readPacket(r.client, *buf)
+	*buf = b
+	if err != nil {
+		return fmt.Errorf("sftpproxy: reading INIT: %w", err)
+	}
+	r.in += int64(len(pkt))
+	if _, err := parseVersion(pkt[4:], fxpInit); err != nil {
+		return fmt.Errorf("sftpproxy: INIT: %w", err)
+	}
+	if _, err := r.upstream.Write(pkt); err != nil {
+		return fmt.Errorf("sftpproxy: forwarding INIT: %w", err)
+	}
+	if pkt, *buf, err = readPacket(r.upstream, *buf); err != nil {
+		return fmt.Errorf("sftpproxy: reading VERSION: %w", err)
+	}
+	v, err := parseVersion(pkt[4:], fxpVersion)
+	if err != nil {
+		return fmt.Errorf("sftpproxy: VERSION: %w", err)
+	}
+	if v.version != protocolVersion {
+		return fmt.Errorf("sftpproxy: server speaks SFTP version %d, want %d", v.version, protocolVersion)
+	}
+	if !r.p.p.Policy.AllowUnknownExtensions {
+		kept := v.exts[:0]
+		for _, e := range v.exts {
+			if knownExtension(string(e[0])) {
+				kept = append(kept, e)
+			}
+		}
+		v.exts = kept
+	}
+	reply := v.marshal(fxpVersion)
+
+	if _, err := r.upstream.Write(realpathPacket(0, ".")); err != nil {
+		return fmt.Errorf("sftpproxy: asking REALPATH: %w", err)
+	}
+	if pkt, *buf, err = readPacket(r.upstream, *buf); err != nil {
+		return fmt.Errorf("sftpproxy: reading REALPATH: %w", err)
+	}
+	resp, err := parseResponse(pkt[4:])
+	if err != nil {
+		return fmt.Errorf("sftpproxy: REALPATH: %w", err)
+	}
+	if resp.typ == fxpName && len(resp.name) > 0 && resp.name[0] == '/' {
+		r.cwd, _ = absPath("/", resp.name)
+	} else {
+		r.p.p.Logger.WarnContext(r.ctx, "sftp server gave no working directory; relative paths will be refused", "session_id", r.st.ID())
+	}
+	return r.toClient(reply)
+}
+
+func knownExtension(name string) bool {
+	switch name {
+	case extPosixRename, extStatvfs, extFstatvfs, extHardlink, extFsync, extLsetstat,
+		extLimits, extExpandPath, extCopyData, extHomeDir, extUsersGroups:
+		return true
+	}
+	return false
+}
+
+// buffer takes a packet buffer from the pool.
+func (p *Proxy) buffer() *[]byte {
+	if b, ok := p.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 32<<10)
+	return &b
+}
+
+func (p *Proxy) release(b *[]byte) { p.bufs.Put(b) }
+
+// toClient writes one packet to the client.
+func (r *relay) toClient(pkt []byte) error {
+	r.clientMu.Lock()
+	defer r.clientMu.Unlock()
+	n, err := r.client.Write(pkt)
+	r.out += int64(n)
+	if err != nil {
+		return fmt.Errorf("sftpproxy: writing to the client: %w", err)
+	}
+	return nil
+}
+
+// fromClient relays the client's requests until its EOF, answering the
+// denied ones itself.
+func (r *relay) fromClient() error {
+	buf := r.p.buffer()
+	defer r.p.release(buf)
+	for {
+		pkt, b, err := readPacket(r.client, *buf)
+		*buf = b
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r.in += int64(len(pkt))
+		if len(pkt) < 9 {
+			return fmt.Errorf("%w: request of %d bytes", ErrMalformed, len(pkt)-4)
+		}
+		forward, err := r.request(pkt)
+		if err != nil {
+			return err
+		}
+		if !forward {
+			continue
+		}
+		if _, err := r.upstream.Write(pkt); err != nil {
+			return fmt.Errorf("sftpproxy: writing to the server: %w", err)
+		}
+	}
+}
+
+// request decides one request (length field included, type and id
+// present). It registers what is forwarded as pending before the caller
+// writes it, and answers what is not.
+func (r *relay) request(pkt []byte) (forward bool, err error) {
+	q, perr := parseRequest(pkt[4:])
+	if perr != nil {
+		code, msg := uint32(fxBadMessage), msgMalformed
+		if !isRequestType(q.typ) {
+			code, msg = fxOpUnsupported, msgUnsupported
+		}
+		e := r.st.AuditEvent("sftp.request")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, r.p.rules.prefix, perr.Error()
+		e.Detail = map[string]any{"type": int(q.typ)}
+		r.audit(e)
+		return false, r.toClient(statusPacket(q.id, code, msg))
+	}
+	// Only this goroutine adds to pending: checking first is safe.
+	r.mu.Lock()
+	_, dup := r.pending[q.id]
+	r.mu.Unlock()
+	var (
+		op     = "sftp.request"
+		v      = r.p.rules.reject("", fmt.Sprintf("request id %d already in flight", q.id))
+		pend   *pending
+		detail map[string]any
+	)
+	if !dup {
+		op, v, pend, detail = r.decide(&q)
+	}
+	if v.Accept {
+		if pend.audited {
+			e := r.st.AuditEvent(op)
+			e.Verdict, e.Rule, e.Detail = audit.Accept, v.Rule, detail
+			pend.event = &e
+		}
+		r.mu.Lock()
+		r.pending[q.id] = pend
+		r.mu.Unlock()
+		return true, nil
+	}
+	e := r.st.AuditEvent(op)
+	e.Verdict, e.Rule, e.Reason, e.Detail = audit.Reject, v.Rule, v.Reason, detail
+	r.audit(e)
+	code, msg := uint32(fxPermissionDenied), msgDenied
+	if v.Rule == r.p.rules.prefix && q.typ == fxpExtended && !knownExtension(q.ext) {
+		code, msg = fxOpUnsupported, msgUnsupported
+	}
+	return false, r.toClient(statusPacket(q.id, code, msg))
+}
+
+func isRequestType(t byte) bool {
+	return t >= fxpOpen && t <= fxpSymlink || t == fxpExtended
+}
+
+// decide returns the audit type of q's operation, the verdict, what to
+// remember while it is pending and the audit detail. The pending value is
+// used only when the verdict accepts.
+func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, detail map[string]any) {
+	rl := &r.p.rules
+	pend = &pending{typ: q.typ, ext: q.ext, offset: q.offset}
+	switch q.typ {
+	case fxpOpen:
+		p, pv := r.absVerdict(q.path)
+		detail = map[string]any{"path": p, "flags": openFlags(q.pflags)}
+		h := &handle{path: p, flags: q.pflags, sum: sha256.New()}
+		write := h.writable()
+		vs := []policy.Verdict{pv}
+		if q.pflags&fxfRead != 0 || !write {
+			if !rl.pol.AllowDownload {
+				vs = append(vs, rl.reject("allow_download", "download refused"))
+			}
+		}
+		if write {
+			vs = append(vs, rl.change(rl.pol.AllowUpload, "allow_upload"))
+			if rl.pol.MaxUploadSize > 0 && q.pflags&fxfAppend != 0 && q.pflags&fxfTrunc == 0 {
+				vs = append(vs, rl.reject("max_upload_size", "append to a file of unknown size"))
+			}
+		}
+		pend.opened, pend.audited = h, true
+		return "sftp.open", first(append(vs, rl.accept())...), pend, detail
+	case fxpOpendir:
+		p, pv := r.absVerdict(q.path)
+		pend.opened, pend.audited = &handle{path: p, dir: true}, true
+		return "sftp.opendir", pv, pend, map[string]any{"path": p}
+	case fxpClose:
+		pend.h, v = r.byHandle(q.handle, nil)
+		pend.key = q.handle
+		return "sftp.close", v, pend, nil
+	case fxpRead:
+		pend.h, v = r.byHandle(q.handle, func(h *handle) bool { return !h.dir })
+		return "sftp.read", v, pend, nil
+	case fxpWrite:
+		h, hv := r.byHandle(q.handle, func(h *handle) bool { return !h.dir && h.writable() })
+		if !hv.Accept {
+			return "sftp.write", hv, pend, nil
+		}
+		h.mu.Lock()
+		total := uint64(h.written) + q.length
+		h.mu.Unlock()
+		end := q.offset + q.length
+		if v = first(rl.size(end), rl.size(total)); end < q.offset {
+			v = rl.reject("", "offset overflows")
+		}
+		if !v.Accept {
+			// Accepted writes are audited in their handle's close event.
+			return "sftp.write", v, pend, map[string]any{"path": h.path, "offset": q.offset, "length": q.length}
+		}
+		h.writeData(q.offset, q.data)
+		pend.h = h
+		return "sftp.write", v, pend, nil
+	case fxpFstat, fxpReaddir:
+		pend.h, v = r.byHandle(q.handle, nil)
+		return "sftp.stat", v, pend, nil
+	case fxpLstat, fxpStat:
+		p, pv := r.absVerdict(q.path)
+		return "sftp.stat", pv, pend, map[string]any{"path": p}
+	case fxpSetstat, fxpFsetstat:
+		var p string
+		var pv policy.Verdict
+		if q.typ == fxpSetstat {
+			p, pv = r.absVerdict(q.path)
+		} else {
+			var h *handle
+			if h, pv = r.byHandle(q.handle, nil); h != nil {
+				p, pv = h.path, rl.path(h.path)
+			}
+		}
+		return r.setstat(q, pend, p, pv)
+	case fxpRemove, fxpRmdir:
+		p, pv := r.absVerdict(q.path)
+		op = "sftp.remove"
+		if q.typ == fxpRmdir {
+			op = "sftp.rmdir"
+		}
+		pend.audited = true
+		return op, first(pv, rl.change(rl.pol.AllowRemove, "allow_remove")), pend, map[string]any{"path": p}
+	case fxpMkdir:
+		p, pv := r.absVerdict(q.path)
+		pend.audited = true
+		return "sftp.mkdir", first(pv, rl.change(rl.pol.AllowMkdir, "allow_mkdir")), pend, map[string]any{"path": p}
+	case fxpRealpath:
+		p, pv := r.absVerdict(q.path)
+		if p == r.cwd {
+			// The client asks for its working directory at the start; it
+			// may lie outside allow_paths.
+			pv = rl.accept()
+		}
+		pend.audited = true
+		return "sftp.realpath", pv, pend, map[string]any{"path": p}
+	case fxpReadlink:
+		p, pv := r.absVerdict(q.path)
+		pend.audited = true
+		return "sftp.readlink", pv, pend, map[string]any{"path": p}
+	case fxpRename:
+		return r.twoPaths(q, pend, "sftp.rename", rl.pol.AllowRename, "allow_rename")
+	case fxpSymlink:
+		link, lv := r.absVerdict(q.path2)
+		target := q.path
+		if len(target) == 0 || target[0] != '/' {
+			// A relative target is resolved from the link's directory.
+			target = link[:len(link)-len(baseName(link))] + target
+		}
+		target, tv := r.absVerdict(target)
+		pend.audited = true
+		return "sftp.symlink", first(lv, tv, rl.change(rl.pol.AllowSymlink, "allow_symlink")), pend,
+			map[string]any{"path": link, "target": target}
+	case fxpExtended:
+		return r.extended(q, pend)
+	}
+	return "sftp.request", rl.reject("", "unsupported request"), pend, nil
+}
+
+// twoPaths decides rename-like operations.
+func (r *relay) twoPaths(q *request, pend *pending, op string, allowed bool, key string) (string, policy.Verdict, *pending, map[string]any) {
+	rl := &r.p.rules
+	from, fv := r.absVerdict(q.path)
+	to, tv := r.absVerdict(q.path2)
+	pend.audited = true
+	return op, first(fv, tv, rl.change(allowed, key)), pend, map[string]any{"path": from, "new_path": to}
+}
+
+// byHandle finds an open handle that want accepts (nil accepts any).
+func (r *relay) byHandle(key string, want func(*handle) bool) (*handle, policy.Verdict) {
+	r.mu.Lock()
+	h := r.handles[key]
+	r.mu.Unlock()
+	if h == nil || (want != nil && !want(h)) {
+		return nil, r.p.rules.reject("", "unknown or unsuitable handle")
+	}
+	return h, r.p.rules.accept()
+}
+
+// absVerdict makes p absolute and decides whether it may be touched.
+func (r *relay) absVerdict(p string) (string, policy.Verdict) {
+	a, ok := absPath(r.cwd, p)
+	if !ok {
+		return p, r.p.rules.reject("", "relative path without a working directory: "+p)
+	}
+	return a, r.p.rules.path(a)
+}
+
+// setstat decides SETSTAT, FSETSTAT and lsetstat on path p.
+func (r *relay) setstat(q *request, pend *pending, p string, pv policy.Verdict) (string, policy.Verdict, *pending, map[string]any) {
+	rl := &r.p.rules
+	vs := []policy.Verdict{pv, rl.change(rl.pol.AllowSetstat, "allow_setstat")}
+	if q.attrs.flags&attrSize != 0 {
+		vs = append(vs, rl.size(q.attrs.size))
+	}
+	pend.audited = true
+	return "sftp.setstat", first(vs...), pend, map[string]any{"path": p, "attrs": int64(q.attrs.flags)}
+}
+
+// extended decides EXTENDED requests (PROTOCOL.sftp §4).
+func (r *relay) extended(q *request, pend *pending) (string, policy.Verdict, *pending, map[string]any) {
+	rl := &r.p.rules
+	switch q.ext {
+	case extPosixRename:
+		return r.twoPaths(q, pend, "sftp.rename", rl.pol.AllowRename, "allow_rename")
+	case extHardlink:
+		return r.twoPaths(q, pend, "sftp.link", rl.pol.AllowSymlink, "allow_symlink")
+	case extStatvfs:
+		p, pv := r.absVerdict(q.path)
+		return "sftp.stat", pv, pend, map[string]any{"path": p}
+	case extFstatvfs, extFsync:
+		h, hv := r.byHandle(q.handle, nil)
+		pend.h = h
+		return "sftp.stat", hv, pend, nil
+	case extLsetstat:
+		p, pv := r.absVerdict(q.path)
+		return r.setstat(q, pend, p, pv)
+	case extExpandPath:
+		pend.audited = true
+		return "sftp.realpath", rl.accept(), pend, map[string]any{"path": q.path}
+	case extLimits, extHomeDir, extUsersGroups:
+		return "sftp.extended", rl.accept(), pend, nil
+	case extCopyData:
+		src, sv := r.byHandle(q.handle, func(h *handle) bool { return !h.dir })
+		dst, dv := r.byHandle(q.handle2, func(h *handle) bool { return !h.dir && h.writable() })
+		detail := map[string]any{"length": q.length}
+		if src != nil && dst != nil {
+			detail["path"], detail["new_path"] = src.path, dst.path
+		}
+		v := first(sv, dv, rl.accept())
+		if v.Accept && rl.pol.MaxUploadSize > 0 {
+			// Length 0 copies to the end of the source: of unknown size.
+			end := q.offset2 + q.length
+			if q.length == 0 || end < q.offset2 {
+				v = rl.reject("max_upload_size", "copy of unknown size")
+			} else {
+				v = rl.size(end)
+			}
+		}
+		if v.Accept {
+			dst.spoil()
+		}
+		pend.audited = true
+		return "sftp.copy", v, pend, detail
+	}
+	detail := map[string]any{"extension": q.ext}
+	if rl.pol.AllowUnknownExtensions {
+		pend.audited = true
+		return "sftp.extended", rl.accept(), pend, detail
+	}
+	return "sftp.extended", rl.reject("", "unknown extension "+q.ext), pend, detail
+}
+
+// baseName is path.Base without its special cases: what follows the last
+// slash.
+func baseName(p string) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			return p[i+1:]
+		}
+	}
+	return p
+}
+
+// openFlags spells OPEN's pflags for the audit, e.g. "write,creat,trunc".
+func openFlags(f uint32) string {
+	names := []struct {
+		bit  uint32
+		name string
+	}{{fxfRead, "read"}, {fxfWrite, "write"}, {fxfAppend, "append"}, {fxfCreat, "creat"}, {fxfTrunc, "trunc"}, {fxfExcl, "excl"}}
+	var s []byte
+	for _, n := range names {
+		if f&n.bit != 0 {
+			if len(s) > 0 {
+				s = append(s, ',')
+			}
+			s = append(s, n.name...)
+		}
+	}
+	return string(s)
+}
+
+// fromServer relays the server's responses until its EOF, pairing each
+// with its request.
+func (r *relay) fromServer() error {
+	buf := r.p.buffer()
+	defer r.p.release(buf)
+	for {
+		pkt, b, err := readPacket(r.upstream, *buf)
+		*buf = b
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("sftpproxy: server: %w", err)
+		}
+		resp, err := parseResponse(pkt[4:])
+		if err != nil {
+			return fmt.Errorf("sftpproxy: server: %w", err)
+		}
+		r.mu.Lock()
+		pend := r.pending[resp.id]
+		delete(r.pending, resp.id)
+		r.mu.Unlock()
+		if pend == nil {
+			return fmt.Errorf("sftpproxy: server answered request id %d, which is not pending", resp.id)
+		}
+		r.response(pend, &resp, pkt)
+		if err := r.toClient(pkt); err != nil {
+			return err
+		}
+	}
+}
+
+// response updates the session's state from a response before it is
+// forwarded, and audits the operation.
+func (r *relay) response(pend *pending, resp *response, pkt []byte) {
+	e := pend.event
+	result := "ok"
+	if resp.typ == fxpStatus && resp.status != fxOK {
+		result = statusName(resp.status)
+	}
+	switch {
+	case pend.typ == fxpRead && resp.typ == fxpData:
+		pend.h.readData(pend.offset, resp.data)
+	case pend.typ == fxpWrite && result != "ok":
+		pend.h.spoil()
+	case pend.opened != nil && resp.typ == fxpHandle:
+		r.mu.Lock()
+		r.handles[resp.handle] = pend.opened
+		r.mu.Unlock()
+		e.Detail["handle"] = hex.EncodeToString([]byte(resp.handle))
+	case pend.typ == fxpClose:
+		r.mu.Lock()
+		if r.handles[pend.key] == pend.h {
+			delete(r.handles, pend.key)
+		}
+		r.mu.Unlock()
+		ev := r.st.AuditEvent("sftp.close")
+		ev.Verdict, ev.Rule = audit.Accept, r.p.rules.prefix
+		ev.Detail = pend.h.closeDetail()
+		ev.Detail["result"] = result
+		r.audit(ev)
+	case (pend.typ == fxpRealpath || pend.ext == extExpandPath) && resp.typ == fxpName:
+		e.Detail["result"] = resp.name
+	case pend.ext == extLimits && resp.typ == fxpExtendedReply:
+		clampLimits(pkt[9:])
+	}
+	if e != nil {
+		if _, ok := e.Detail["result"]; !ok {
+			e.Detail["result"] = result
+		}
+		r.audit(*e)
+	}
+}
+
+// clampLimits lowers the server's limits@openssh.com answer (PROTOCOL.sftp
+// §4.8: packet, read, write lengths and open handles as uint64) to what the
+// proxy accepts, in place, so that the client never sends a packet the
+// proxy must refuse. OpenSSH's sftp-server already answers with these.
+func clampLimits(b []byte) {
+	if len(b) < 24 {
+		return
+	}
+	for i, limit := range []uint64{maxPacket, maxPacket - 1024, maxPacket - 1024} {
+		f := b[8*i : 8*i+8]
+		if v := binary.BigEndian.Uint64(f); v == 0 || v > limit {
+			binary.BigEndian.PutUint64(f, limit)
+		}
+	}
+}
+
+// statusName names a STATUS code for the audit.
+func statusName(code uint32) string {
+	names := [...]string{"ok", "eof", "no_such_file", "permission_denied", "failure", "bad_message", "no_connection", "connection_lost", "op_unsupported"}
+	if int(code) < len(names) {
+		return names[code]
+	}
+	return fmt.Sprintf("status_%d", code)
+}
+
+// closeAll audits the handles still open when the session ends.
+func (r *relay) closeAll() {
+	r.mu.Lock()
+	hs := r.handles
+	r.handles = nil
+	r.mu.Unlock()
+	for _, h := range hs {
+		e := r.st.AuditEvent("sftp.close")
+		e.Verdict, e.Rule, e.Reason = audit.Accept, r.p.rules.prefix, "session ended with the handle open"
+		e.Detail = h.closeDetail()
+		r.audit(e)
+	}
+}
+
+func (r *relay) audit(e audit.Event) {
+	if err := r.p.p.Audit.Write(r.ctx, e); err != nil {
+		r.p.p.Logger.ErrorContext(r.ctx, "audit write failed", "session_id", e.SessionID, "err", err)
+	}
+}

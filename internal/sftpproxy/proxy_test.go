@@ -1,0 +1,519 @@
+package sftpproxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/pkg/sftp"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/session"
+)
+
+// pipeStream is one end of two io.Pipes: a Stream that can be closed.
+type pipeStream struct {
+	r *io.PipeReader
+	w *io.PipeWriter
+}
+
+func (s pipeStream) Read(p []byte) (int, error)  { return s.r.Read(p) }
+func (s pipeStream) Write(p []byte) (int, error) { return s.w.Write(p) }
+func (s pipeStream) CloseWrite() error           { return s.w.Close() }
+func (s pipeStream) Close() error {
+	s.r.CloseWithError(io.ErrClosedPipe)
+	return s.w.Close()
+}
+
+// pair returns the two ends of a bidirectional pipe.
+func pair() (a, b pipeStream) {
+	ar, bw := io.Pipe()
+	br, aw := io.Pipe()
+	return pipeStream{ar, aw}, pipeStream{br, bw}
+}
+
+// sink records audit events.
+type sink struct {
+	mu     sync.Mutex
+	events []audit.Event
+}
+
+func (s *sink) Write(_ context.Context, e audit.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, e)
+	return nil
+}
+
+func (s *sink) of(typ string) []audit.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []audit.Event
+	for _, e := range s.events {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// rig is a pkg/sftp client talking through the proxy to pkg/sftp's server
+// serving dir.
+type rig struct {
+	client *sftp.Client
+	dir    string
+	audit  *sink
+	done   chan relayResult
+}
+
+type relayResult struct {
+	in, out int64
+	err     error
+}
+
+func permissive() Policy {
+	return Policy{AllowUpload: true, AllowDownload: true, AllowRemove: true, AllowRename: true, AllowMkdir: true, AllowSymlink: true, AllowSetstat: true}
+}
+
+// newRig serves dir, or a new temporary folder when dir is "".
+func newRig(t *testing.T, pol Policy, dir string) *rig {
+	t.Helper()
+	if dir == "" {
+		var err error
+		if dir, err = filepath.EvalSymlinks(t.TempDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clientEnd, proxyClient := pair()
+	proxyUp, serverEnd := pair()
+	srv, err := sftp.NewServer(struct {
+		io.Reader
+		io.WriteCloser
+	}{serverEnd.r, serverEnd.w}, sftp.WithServerWorkingDirectory(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = srv.Serve()
+		serverEnd.w.Close()
+	})
+	s := &sink{}
+	p := New(Params{Service: "svc", Policy: pol, Audit: s, Logger: slog.New(slog.DiscardHandler)})
+	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc", Instance: 1})
+	st := m.Stack("ssh", -1).Stack("session", 0).Stack("sftp", -1)
+	r := &rig{dir: dir, audit: s, done: make(chan relayResult, 1)}
+	wg.Go(func() {
+		in, out, err := p.Relay(context.Background(), st, proxyClient, proxyUp)
+		r.done <- relayResult{in, out, err}
+	})
+	r.client, err = sftp.NewClientPipe(clientEnd.r, clientEnd.w)
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	t.Cleanup(func() {
+		r.client.Close()
+		wg.Wait()
+		m.Destroy()
+	})
+	return r
+}
+
+// end closes the client and returns what Relay returned.
+func (r *rig) end(t *testing.T) relayResult {
+	t.Helper()
+	r.client.Close()
+	res := <-r.done
+	if res.err != nil {
+		t.Fatalf("Relay: got error %v, want nil", res.err)
+	}
+	return res
+}
+
+func TestRelayTransferAndHashes(t *testing.T) {
+	r := newRig(t, permissive(), "")
+	data := make([]byte, 3<<20+12345)
+	_, _ = rand.Read(data)
+	sum := sha256.Sum256(data)
+	want := hex.EncodeToString(sum[:])
+
+	f, err := r.client.Create("up.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.ReadFrom(bytes.NewReader(data)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(r.dir, "up.bin"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("upload: got %d bytes (%v), want the %d sent", len(got), err, len(data))
+	}
+	g, err := r.client.Open(filepath.Join(r.dir, "up.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back bytes.Buffer
+	if _, err := io.Copy(&back, struct{ io.Reader }{g}); err != nil {
+		t.Fatal(err)
+	}
+	g.Close()
+	if !bytes.Equal(back.Bytes(), data) {
+		t.Fatalf("download: got %d bytes, want the %d uploaded", back.Len(), len(data))
+	}
+	res := r.end(t)
+	if res.in < int64(len(data)) || res.out < int64(len(data)) {
+		t.Fatalf("got in %d out %d, want both at least %d", res.in, res.out, len(data))
+	}
+	closes := r.audit.of("sftp.close")
+	if len(closes) != 2 {
+		t.Fatalf("got %d close events, want 2: %+v", len(closes), closes)
+	}
+	for i, dir := range []string{"bytes_written", "bytes_read"} {
+		e := closes[i]
+		if e.Detail["sha256"] != want || e.Detail[dir] != int64(len(data)) || e.SessionID != "gw1/svc:1/ssh/session:0/sftp" {
+			t.Fatalf("close %d: got %+v, want %s %d and sha256 %s in session gw1/svc:1/ssh/session:0/sftp", i, e, dir, len(data), want)
+		}
+	}
+	opens := r.audit.of("sftp.open")
+	if len(opens) != 2 || opens[0].Detail["path"] != filepath.Join(r.dir, "up.bin") || opens[0].Detail["flags"] != "read,write,creat,trunc" {
+		t.Fatalf("got open events %+v, want 2, the first for %s with read,write,creat,trunc", opens, filepath.Join(r.dir, "up.bin"))
+	}
+}
+
+// TestRelayPolicy runs one operation per case through the proxy and checks
+// the client's error, the audit rule, and that the server never saw a
+// denied request.
+func TestRelayPolicy(t *testing.T) {
+	const rule = "services[svc].policy.subsystems.sftp"
+	setup := func(t *testing.T, dir string) {
+		for _, d := range []string{"pub", "secret", "sub"} {
+			if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, f := range []string{"pub/a.txt", "secret/key", "sub/b.txt"} {
+			if err := os.WriteFile(filepath.Join(dir, f), []byte("content"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write := func(c *sftp.Client, name string, n int) error {
+		f, err := c.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC)
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(make([]byte, n))
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	read := func(c *sftp.Client, name string) error {
+		f, err := c.Open(name)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.ReadAll(f)
+		return err
+	}
+	tests := []struct {
+		name   string
+		pol    func(p *Policy, dir string)
+		op     func(c *sftp.Client, dir string) error
+		event  string // audit type of the denial; "" when permitted
+		rule   string
+		intact func(dir string) bool // the server did not act
+	}{
+		{"read only refuses upload", func(p *Policy, dir string) { p.ReadOnly = true },
+			func(c *sftp.Client, _ string) error { return write(c, "new.txt", 10) },
+			"sftp.open", rule + ".read_only", absent("new.txt")},
+		{"read only permits download", func(p *Policy, dir string) { p.ReadOnly = true },
+			func(c *sftp.Client, _ string) error { return read(c, "pub/a.txt") }, "", "", nil},
+		{"download refused", func(p *Policy, dir string) { p.AllowDownload = false },
+			func(c *sftp.Client, _ string) error { return read(c, "pub/a.txt") },
+			"sftp.open", rule + ".allow_download", nil},
+		{"deny_paths relative traversal", func(p *Policy, dir string) { p.DenyPaths = []string{dir + "/secret"} },
+			func(c *sftp.Client, _ string) error { return read(c, "sub/../secret/key") },
+			"sftp.open", rule + ".deny_paths[0]", nil},
+		{"deny_paths wins over allow_paths", func(p *Policy, dir string) { p.AllowPaths = []string{dir}; p.DenyPaths = []string{dir + "/secret"} },
+			func(c *sftp.Client, dir string) error { _, err := c.Stat(dir + "//secret/./key"); return err },
+			"sftp.stat", rule + ".deny_paths[0]", nil},
+		{"allow_paths refuses outside", nil,
+			func(c *sftp.Client, _ string) error { return read(c, "pub/../../../../../etc/passwd") },
+			"sftp.open", rule + ".allow_paths", nil},
+		{"allow_paths permits inside", nil,
+			func(c *sftp.Client, _ string) error { return read(c, "pub/a.txt") }, "", "", nil},
+		{"remove refused", func(p *Policy, dir string) { p.AllowRemove = false },
+			func(c *sftp.Client, _ string) error { return c.Remove("sub/b.txt") },
+			"sftp.remove", rule + ".allow_remove", present("sub/b.txt")},
+		{"rename refused", func(p *Policy, dir string) { p.AllowRename = false },
+			func(c *sftp.Client, _ string) error { return c.Rename("sub/b.txt", "sub/c.txt") },
+			"sftp.rename", rule + ".allow_rename", present("sub/b.txt")},
+		{"posix-rename into a denied path", func(p *Policy, dir string) { p.DenyPaths = []string{dir + "/secret"} },
+			func(c *sftp.Client, _ string) error { return c.PosixRename("sub/b.txt", "secret/b.txt") },
+			"sftp.rename", rule + ".deny_paths[0]", present("sub/b.txt")},
+		{"mkdir refused", func(p *Policy, dir string) { p.AllowMkdir = false },
+			func(c *sftp.Client, _ string) error { return c.Mkdir("newdir") },
+			"sftp.mkdir", rule + ".allow_mkdir", absent("newdir")},
+		{"symlink refused", func(p *Policy, dir string) { p.AllowSymlink = false },
+			func(c *sftp.Client, _ string) error { return c.Symlink("pub/a.txt", "link") },
+			"sftp.symlink", rule + ".allow_symlink", absent("link")},
+		{"symlink to a denied target", func(p *Policy, dir string) { p.DenyPaths = []string{dir + "/secret"} },
+			func(c *sftp.Client, _ string) error { return c.Symlink("../secret/key", "pub/link") },
+			"sftp.symlink", rule + ".deny_paths[0]", absent("pub/link")},
+		{"hardlink refused", func(p *Policy, dir string) { p.AllowSymlink = false },
+			func(c *sftp.Client, _ string) error { return c.Link("pub/a.txt", "hard") },
+			"sftp.link", rule + ".allow_symlink", absent("hard")},
+		{"setstat refused", func(p *Policy, dir string) { p.AllowSetstat = false },
+			func(c *sftp.Client, _ string) error { return c.Chmod("pub/a.txt", 0o600) },
+			"sftp.setstat", rule + ".allow_setstat", nil},
+		{"truncate past the limit", func(p *Policy, dir string) { p.MaxUploadSize = 100 },
+			func(c *sftp.Client, _ string) error { return c.Truncate("pub/a.txt", 1000) },
+			"sftp.setstat", rule + ".max_upload_size", nil},
+		{"write within the limit", func(p *Policy, dir string) { p.MaxUploadSize = 100 },
+			func(c *sftp.Client, _ string) error { return write(c, "small", 100) }, "", "", nil},
+		{"write past the limit", func(p *Policy, dir string) { p.MaxUploadSize = 100 },
+			func(c *sftp.Client, _ string) error { return write(c, "big", 101) },
+			"sftp.write", rule + ".max_upload_size", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, err := filepath.EvalSymlinks(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			pol := permissive()
+			if tc.pol != nil {
+				tc.pol(&pol, dir)
+			} else {
+				pol.AllowPaths = []string{dir + "/pub"}
+			}
+			r := newRig(t, pol, dir)
+			setup(t, r.dir)
+			err = tc.op(r.client, r.dir)
+			if tc.event == "" {
+				if err != nil {
+					t.Fatalf("got %v, want success", err)
+				}
+				r.end(t)
+				return
+			}
+			// pkg/sftp turns SSH_FX_PERMISSION_DENIED into os.ErrPermission.
+			if !errors.Is(err, os.ErrPermission) {
+				t.Fatalf("got error %v, want SSH_FX_PERMISSION_DENIED", err)
+			}
+			r.end(t)
+			if tc.intact != nil && !tc.intact(r.dir) {
+				t.Fatal("the server acted on a denied request")
+			}
+			evs := slices.DeleteFunc(r.audit.of(tc.event), func(e audit.Event) bool { return e.Verdict != audit.Reject })
+			if len(evs) != 1 || evs[0].Rule != tc.rule {
+				t.Fatalf("got %s rejections %+v, want one by %s", tc.event, evs, tc.rule)
+			}
+		})
+	}
+}
+
+func absent(name string) func(string) bool {
+	return func(dir string) bool {
+		_, err := os.Lstat(filepath.Join(dir, name))
+		return errors.Is(err, os.ErrNotExist)
+	}
+}
+
+func present(name string) func(string) bool {
+	return func(dir string) bool { _, err := os.Lstat(filepath.Join(dir, name)); return err == nil }
+}
+
+func TestRelaySymlinkCreatedThenOpened(t *testing.T) {
+	r := newRig(t, permissive(), "")
+	if err := os.WriteFile(filepath.Join(r.dir, "target.txt"), []byte("linked"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.client.Symlink("target.txt", "link.txt"); err != nil {
+		t.Fatalf("symlink: %v", err)
+	}
+	f, err := r.client.Open("link.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(f)
+	f.Close()
+	if err != nil || string(got) != "linked" {
+		t.Fatalf("got %q, %v; want %q", got, err, "linked")
+	}
+	r.end(t)
+	evs := r.audit.of("sftp.symlink")
+	if len(evs) != 1 || evs[0].Verdict != audit.Accept || evs[0].Detail["target"] != filepath.Join(r.dir, "target.txt") {
+		t.Fatalf("got %+v, want one accepted symlink to %s", evs, filepath.Join(r.dir, "target.txt"))
+	}
+}
+
+// rawSession speaks SFTP by hand to the proxy, with pkg/sftp's server
+// behind it.
+func rawSession(t *testing.T, pol Policy) (c pipeStream, done chan relayResult) {
+	t.Helper()
+	clientEnd, proxyClient := pair()
+	proxyUp, serverEnd := pair()
+	srv, err := sftp.NewServer(struct {
+		io.Reader
+		io.WriteCloser
+	}{serverEnd.r, serverEnd.w}, sftp.WithServerWorkingDirectory(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_ = srv.Serve()
+		serverEnd.w.Close()
+	})
+	p := New(Params{Service: "svc", Policy: pol, Audit: &sink{}, Logger: slog.New(slog.DiscardHandler)})
+	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc"})
+	done = make(chan relayResult, 1)
+	wg.Go(func() {
+		in, out, err := p.Relay(context.Background(), m.Stack("sftp", -1), proxyClient, proxyUp)
+		done <- relayResult{in, out, err}
+	})
+	t.Cleanup(func() {
+		clientEnd.Close()
+		wg.Wait()
+		m.Destroy()
+	})
+	if _, err := clientEnd.Write(version{version: 3}.marshal(fxpInit)); err != nil {
+		t.Fatal(err)
+	}
+	pkt, _, err := readPacket(clientEnd, nil)
+	if err != nil {
+		t.Fatalf("VERSION: %v", err)
+	}
+	v, err := parseVersion(pkt[4:], fxpVersion)
+	if err != nil || v.version != 3 {
+		t.Fatalf("got VERSION %+v, %v; want version 3", v, err)
+	}
+	for _, e := range v.exts {
+		if !knownExtension(string(e[0])) {
+			t.Errorf("the server's unknown extension %q was offered to the client", e[0])
+		}
+	}
+	return clientEnd, done
+}
+
+func packet(typ byte, id uint32, fields ...[]byte) []byte {
+	b := []byte{0, 0, 0, 0, typ}
+	b = appendU32(b, id)
+	for _, f := range fields {
+		b = append(b, f...)
+	}
+	b[0], b[1], b[2], b[3] = byte((len(b)-4)>>24), byte((len(b)-4)>>16), byte((len(b)-4)>>8), byte(len(b)-4)
+	return b
+}
+
+func str(s string) []byte { return appendBytes(nil, []byte(s)) }
+
+func TestRelayRaw(t *testing.T) {
+	tests := []struct {
+		name string
+		pol  Policy
+		req  []byte
+		want uint32 // STATUS code
+	}{
+		{"unknown extension refused", Policy{}, packet(fxpExtended, 7, str("evil@example.com"), str("x")), fxOpUnsupported},
+		{"unknown extension allowed", Policy{AllowUnknownExtensions: true}, packet(fxpExtended, 7, str("evil@example.com")), fxOpUnsupported},
+		{"unknown request type", Policy{}, packet(99, 7), fxOpUnsupported},
+		{"trailing bytes", Policy{}, packet(fxpStat, 7, str("/"), []byte{1}), fxBadMessage},
+		{"NUL in a path", Policy{DenyPaths: []string{"/etc"}}, packet(fxpStat, 7, str("/tmp\x00/../etc/passwd")), fxBadMessage},
+		{"write on an unknown handle", permissive(), packet(fxpWrite, 7, str("\x00\x00\x00\x01"), appendU32(appendU32(nil, 0), 0), str("data")), fxPermissionDenied},
+		{"permitted stat", permissive(), packet(fxpStat, 7, str(".")), 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := rawSession(t, tc.pol)
+			if _, err := c.Write(tc.req); err != nil {
+				t.Fatal(err)
+			}
+			pkt, _, err := readPacket(c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := parseResponse(pkt[4:])
+			if err != nil || resp.id != 7 {
+				t.Fatalf("got %+v, %v; want a response to id 7", resp, err)
+			}
+			if tc.want == 0 {
+				if resp.typ != fxpAttrs {
+					t.Fatalf("got response type %d, want ATTRS", resp.typ)
+				}
+				return
+			}
+			if resp.typ != fxpStatus || resp.status != tc.want {
+				t.Fatalf("got type %d status %d, want STATUS %d", resp.typ, resp.status, tc.want)
+			}
+		})
+	}
+}
+
+func TestRelayRefusesOversizedPacket(t *testing.T) {
+	c, done := rawSession(t, permissive())
+	hdr := appendU32(nil, maxPacket+1)
+	if _, err := c.Write(hdr); err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if !errors.Is(res.err, ErrTooLarge) {
+		t.Fatalf("got %v, want ErrTooLarge", res.err)
+	}
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("got data after the oversized packet, want the session closed")
+	}
+}
+
+func TestRelayKeepsPipelining(t *testing.T) {
+	// 64 requests in flight, as OpenSSH's client keeps, answered in order,
+	// with denied requests answered by the proxy in between.
+	c, _ := rawSession(t, Policy{AllowDownload: true, DenyPaths: []string{"/denied"}})
+	var reqs []byte
+	for id := uint32(0); id < 64; id++ {
+		p := "."
+		if id%2 == 1 {
+			p = "/denied/x"
+		}
+		reqs = append(reqs, packet(fxpStat, id, str(p))...)
+	}
+	go func() { _, _ = c.Write(reqs) }()
+	seen := map[uint32]bool{}
+	for range 64 {
+		pkt, _, err := readPacket(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := parseResponse(pkt[4:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantType := byte(fxpAttrs)
+		if resp.id%2 == 1 {
+			wantType = fxpStatus
+		}
+		if resp.typ != wantType || seen[resp.id] {
+			t.Fatalf("id %d: got type %d (seen %v), want %d once", resp.id, resp.typ, seen[resp.id], wantType)
+		}
+		seen[resp.id] = true
+	}
+	if len(seen) != 64 {
+		t.Fatalf("got %d answers, want 64", len(seen))
+	}
+}
