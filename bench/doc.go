@@ -1,0 +1,12 @@
+// Command bench measures Sluice against a direct OpenSSH connection and an
+// OpenSSH ProxyJump on loopback: bulk throughput, keystroke latency, session
+// setup, Sluice's CPU per GiB relayed, SFTP and, optionally, the memory of
+// idle proxied sessions. It sets up everything in a temporary folder (two
+// sshd, a built Sluice) and prints a Markdown table. Run it from the
+// repository root, usually through bench/run.sh; docs/benchmarks.md has the
+// commands and the figures.
+//
+// With SLUICE_CPUPROFILE=FILE the gateway runs in a child process of this
+// program (the same code as `sluice serve`) that writes a CPU profile to FILE
+// when it stops. The hook lives here only, never in the product.
+package main
