@@ -1,4 +1,3 @@
-// Command sluice is the Sluice SSH gateway firewall. See the README.
 package main
 
 import (

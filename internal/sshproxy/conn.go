@@ -36,6 +36,8 @@ type conn struct {
 	wg sync.WaitGroup
 	// open counts channels open now, for MaxChannels.
 	open atomic.Int32
+	// refused counts channel opens refused by MaxChannels.
+	refused atomic.Int64
 	// numbers of channels per type, for stacked session ids ("session:0").
 	mu      sync.Mutex
 	numbers map[string]int
@@ -91,6 +93,9 @@ func (c *conn) totals() map[string]any {
 	}
 	if c.recording != "" {
 		d["recording"] = c.recording
+	}
+	if r := c.refused.Load(); r > 0 {
+		d["channels_refused"] = r
 	}
 	return d
 }
@@ -246,9 +251,17 @@ func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChann
 		n := c.open.Add(1)
 		if max := c.p.p.MaxChannels; max > 0 && int(n) > max {
 			c.open.Add(-1)
-			e := c.st.AuditEvent("channel")
-			e.Verdict, e.Rule, e.Reason = audit.Reject, "services["+c.p.p.Service+"].max_channels", fmt.Sprintf("%d channels open", max)
-			c.audit(ctx, e)
+			// Refusing costs the client one round trip and the gateway no
+			// upstream work, so a flood of opens would fill the audit queue
+			// (under fail_closed, stopping every session): audit the 1st,
+			// 2nd, 4th, 8th... refusal with the running count, and the total
+			// in session.end.
+			if r := c.refused.Add(1); r&(r-1) == 0 {
+				e := c.st.AuditEvent("channel")
+				e.Verdict, e.Rule, e.Reason = audit.Reject, "services["+c.p.p.Service+"].max_channels", fmt.Sprintf("%d channels open", max)
+				e.Detail = map[string]any{"refused": r}
+				c.audit(ctx, e)
+			}
 			_ = nc.Reject(ssh.ResourceShortage, msgProhibited)
 			continue
 		}

@@ -1,0 +1,529 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math/bits"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+)
+
+// rawDial opens a TCP connection to the gateway from the office zone,
+// bounded by a deadline of a minute.
+func (w *world) rawDial(t *testing.T) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientAddr)}, Timeout: 10 * time.Second}
+	c, err := d.Dial("tcp", w.gw.Addr("ssh-in").String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(time.Minute))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// closedWithin reads and discards what the gateway sends on c until it
+// closes the connection, and fails the test when that takes longer than d.
+func closedWithin(t *testing.T, c net.Conn, d time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	_ = c.SetReadDeadline(start.Add(d))
+	_, err := io.Copy(io.Discard, c)
+	took := time.Since(start)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("connection still open after %v, want closed by the gateway", d)
+	}
+	return took
+}
+
+// stillServes checks that a legitimate OpenSSH login through the gateway
+// works.
+func (w *world) stillServes(t *testing.T) {
+	t.Helper()
+	r := w.ssh(nil, "echo ok")
+	if r.code != 0 || r.stdout != "ok\n" {
+		t.Fatalf("legitimate session: got %d %q (stderr %q), want 0 %q", r.code, r.stdout, r.stderr, "ok\n")
+	}
+}
+
+// waitEvents polls the audit store until at least want events of typ match,
+// for up to 20s, and returns them.
+func (w *world) waitEvents(t *testing.T, typ string, want int, match func(audit.Event) bool) []audit.Event {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		all, err := w.gw.Store().Query(t.Context(), audit.Filter{Type: typ})
+		if err != nil {
+			t.Fatalf("audit query: %v", err)
+		}
+		var got []audit.Event
+		for _, e := range all {
+			if match == nil || match(e) {
+				got = append(got, e)
+			}
+		}
+		if len(got) >= want || time.Now().After(deadline) {
+			return got
+		}
+		sleepBriefly()
+	}
+}
+
+// from matches the events of the connection whose client address is addr.
+func from(addr net.Addr, verdict audit.Verdict) func(audit.Event) bool {
+	return func(e audit.Event) bool {
+		return e.ClientAddr == addr.String() && (verdict == "" || e.Verdict == verdict)
+	}
+}
+
+// TestHostileClientPreAuth: a client that sends garbage, an endless or
+// dripping version line, or an absurd packet length is disconnected within
+// a bound far below the login grace time (or, for the drip, at the login
+// grace time), its audit says the handshake failed, and the gateway goes on
+// serving others.
+func TestHostileClientPreAuth(t *testing.T) {
+	cases := []struct {
+		name  string
+		grace string
+		// bound is how soon the gateway must close the connection.
+		bound time.Duration
+		// send is the hostile peer; it must return when writes fail or
+		// stop is closed.
+		send func(c net.Conn, stop <-chan struct{})
+	}{
+		{"garbage", "", 5 * time.Second, func(c net.Conn, stop <-chan struct{}) {
+			b := make([]byte, 64<<10)
+			_, _ = rand.Read(b)
+			_, _ = c.Write(b)
+		}},
+		{"endless version line", "", 5 * time.Second, func(c net.Conn, stop <-chan struct{}) {
+			// x/crypto/ssh gives up after 255 bytes (RFC 4253 §4.2); up to
+			// 64 MiB are offered.
+			_, _ = c.Write([]byte("SSH-2.0-"))
+			streamUntil(c, stop, bytes.Repeat([]byte("a"), 32<<10), 64<<20)
+		}},
+		{"endless lines before the version", "", 5 * time.Second, func(c net.Conn, stop <-chan struct{}) {
+			// x/crypto/ssh ignores at most 1024 lines before the version.
+			streamUntil(c, stop, bytes.Repeat([]byte("not a version\r\n"), 2048), 64<<20)
+		}},
+		{"dripping version line", "2s", 6 * time.Second, func(c net.Conn, stop <-chan struct{}) {
+			_, _ = c.Write([]byte("SSH-2.0-"))
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for range 200 {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				if _, err := c.Write([]byte("a")); err != nil {
+					return
+				}
+			}
+		}},
+		{"packet length 0xfffffff0", "", 5 * time.Second, func(c net.Conn, stop <-chan struct{}) {
+			pkt := []byte("SSH-2.0-hostile\r\n")
+			pkt = binary.BigEndian.AppendUint32(pkt, 0xfffffff0)
+			pkt = append(pkt, make([]byte, 64)...)
+			_, _ = c.Write(pkt)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, worldOptions{loginGraceTime: tc.grace})
+			c := w.rawDial(t)
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() { tc.send(c, stop) })
+			took := closedWithin(t, c, tc.bound)
+			close(stop)
+			c.Close()
+			wg.Wait()
+			t.Logf("closed by the gateway after %v", took)
+			evs := w.waitEvents(t, "auth", 1, from(c.LocalAddr(), audit.Reject))
+			if len(evs) != 1 || !strings.Contains(evs[0].Reason, "handshake or authentication failed") {
+				t.Fatalf("got auth events %+v, want one reject saying the handshake failed", evs)
+			}
+			t.Logf("audit reason: %s", evs[0].Reason)
+			w.stillServes(t)
+		})
+	}
+}
+
+// streamUntil writes chunk repeatedly until max bytes were written, a write
+// fails or stop is closed.
+func streamUntil(c net.Conn, stop <-chan struct{}, chunk []byte, max int) {
+	for n := 0; n < max; n += len(chunk) {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if _, err := c.Write(chunk); err != nil {
+			return
+		}
+	}
+}
+
+// TestHostileChannelOpenFlood: 10,000 channel opens on one connection get
+// at most max_channels channels; every other open is refused with
+// resource shortage and audited by the max_channels rule, the audit queue
+// keeps up, and the connection and the gateway go on working.
+func TestHostileChannelOpenFlood(t *testing.T) {
+	const opens, workers, maxChannels = 10000, 4, 10 // the default max_channels
+	w := newWorld(t, worldOptions{})
+	client := w.dial(t, w.aliceConfig(t))
+	defer client.Close()
+
+	var mu sync.Mutex
+	var open []ssh.Channel
+	rejected := 0
+	var others []error
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for range opens / workers {
+				ch, reqs, err := client.OpenChannel("session", nil)
+				mu.Lock()
+				var oe *ssh.OpenChannelError
+				switch {
+				case err == nil:
+					go ssh.DiscardRequests(reqs)
+					open = append(open, ch)
+				case errors.As(err, &oe) && oe.Reason == ssh.ResourceShortage:
+					rejected++
+				default:
+					others = append(others, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("%d channel opens in %v: %d open, %d refused", opens, time.Since(start), len(open), rejected)
+	if len(others) > 0 {
+		t.Fatalf("got %d other errors (first %v), want only resource shortage", len(others), others[0])
+	}
+	if len(open) < 1 || len(open) > maxChannels || rejected != opens-len(open) {
+		t.Fatalf("got %d open, %d refused; want 1..%d open and the rest refused", len(open), rejected, maxChannels)
+	}
+	// The 1st, 2nd, 4th... refusal is audited, so that the flood cannot
+	// fill the audit queue.
+	isMax := func(e audit.Event) bool {
+		return e.Verdict == audit.Reject && e.Rule == "services[ssh-in].max_channels"
+	}
+	want := bits.Len(uint(rejected))
+	evs := w.waitEvents(t, "channel", want, isMax)
+	if len(evs) != want {
+		t.Fatalf("got %d max_channels rejects in the audit, want %d", len(evs), want)
+	}
+	if last := evs[len(evs)-1].Detail["refused"]; fmt.Sprint(last) != strconv.Itoa(1<<(want-1)) {
+		t.Fatalf("got the last audited refusal's count %v, want %d", last, 1<<(want-1))
+	}
+	if err := w.gw.queue.Healthy(); err != nil {
+		t.Fatalf("audit queue after the flood: got %v, want healthy", err)
+	}
+	for _, ch := range open {
+		ch.Close()
+	}
+	// The flooding connection itself still works once it is under the limit.
+	out := runOn(t, client, "echo again")
+	if out != "again\n" {
+		t.Fatalf("the flooding connection: got %q, want %q", out, "again\n")
+	}
+	client.Close()
+	evs = w.waitEvents(t, "session.end", 1, from(client.LocalAddr(), ""))
+	if len(evs) != 1 || fmt.Sprint(evs[0].Detail["channels_refused"]) != strconv.Itoa(rejected) {
+		t.Fatalf("got session.end %+v, want channels_refused %d", evs, rejected)
+	}
+	w.stillServes(t)
+}
+
+// runOn runs a command in a new session on client, retrying briefly while
+// the channels closed just before are still counted as open.
+func runOn(t *testing.T, client *ssh.Client, cmd string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		s, err := client.NewSession()
+		if err == nil {
+			out, err := s.Output(cmd)
+			s.Close()
+			if err != nil {
+				t.Fatalf("%s: %v", cmd, err)
+			}
+			return string(out)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new session: %v", err)
+		}
+		sleepBriefly()
+	}
+}
+
+// TestHostileRequestFlood: a flood of global requests, and channels that
+// get a burst of requests and are closed by the client while the gateway
+// is still working through them, neither stop the gateway nor break the
+// flooding connection.
+func TestHostileRequestFlood(t *testing.T) {
+	const global, channels, perChannel = 10000, 20, 200
+	w := newWorld(t, worldOptions{})
+	client := w.dial(t, w.aliceConfig(t))
+	defer client.Close()
+
+	start := time.Now()
+	payload := bytes.Repeat([]byte("x"), 1024)
+	for i := range global {
+		// One in a hundred waits for its answer, which must be a refusal.
+		if i%100 == 0 {
+			ok, _, err := client.SendRequest("hostile@sluice.test", true, payload)
+			if err != nil || ok {
+				t.Fatalf("global request %d: got %v, %v; want refused", i, ok, err)
+			}
+			continue
+		}
+		if _, _, err := client.SendRequest("hostile@sluice.test", false, payload); err != nil {
+			t.Fatalf("global request %d: %v", i, err)
+		}
+	}
+	t.Logf("%d global requests in %v", global, time.Since(start))
+
+	start = time.Now()
+	for range channels {
+		ch, reqs, err := client.OpenChannel("session", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go ssh.DiscardRequests(reqs)
+		var wg sync.WaitGroup
+		for i := range perChannel {
+			env := ssh.Marshal(struct{ Name, Value string }{"LC_FLOOD", strconv.Itoa(i)})
+			if i%10 == 0 {
+				// Replies may never come once the channel is closed; the
+				// goroutine ends when the channel does.
+				wg.Go(func() { _, _ = ch.SendRequest("env", true, env) })
+				continue
+			}
+			_, _ = ch.SendRequest("env", false, env)
+			_, _ = ch.SendRequest("hostile@sluice.test", false, payload)
+		}
+		ch.Close()
+		waitGroupWithin(t, &wg, 10*time.Second)
+	}
+	t.Logf("%d channels with %d requests each, closed by the client, in %v", channels, 2*perChannel, time.Since(start))
+
+	if out := runOn(t, client, "echo alive"); out != "alive\n" {
+		t.Fatalf("the flooding connection: got %q, want %q", out, "alive\n")
+	}
+	if err := w.gw.queue.Healthy(); err != nil {
+		t.Fatalf("audit queue after the flood: got %v, want healthy", err)
+	}
+	w.stillServes(t)
+}
+
+func waitGroupWithin(t *testing.T, wg *sync.WaitGroup, d time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("requests on a closed channel still unanswered after %v", d)
+	}
+}
+
+// fakeUpstream listens on 127.0.0.1 (the servers zone) and runs serve for
+// every connection; it closes the listener and every connection at cleanup.
+func fakeUpstream(t *testing.T, serve func(c net.Conn)) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.SetDeadline(time.Now().Add(time.Minute))
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Go(func() { defer c.Close(); serve(c) })
+		}
+	})
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestHostileUpstream: an upstream that stalls its handshake, sends an
+// endless banner or garbage costs the client a clear refusal within
+// connect_timeout, is audited as an upstream reject, and leaves the gateway
+// serving others.
+func TestHostileUpstream(t *testing.T) {
+	const connectTimeout = 2 * time.Second
+	cases := []struct {
+		name  string
+		serve func(c net.Conn)
+	}{
+		{"never finishes the handshake", func(c net.Conn) {
+			_, _ = io.Copy(io.Discard, c)
+		}},
+		{"8 MiB banner", func(c net.Conn) {
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+			streamUntil(c, nil, bytes.Repeat([]byte("x"), 64<<10), 8<<20)
+		}},
+		{"8 MiB of lines before the version", func(c net.Conn) {
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+			streamUntil(c, nil, bytes.Repeat([]byte("hello\r\n"), 8<<10), 8<<20)
+		}},
+		{"garbage after the version", func(c net.Conn) {
+			go func() { _, _ = io.Copy(io.Discard, c) }()
+			b := make([]byte, 1<<20)
+			_, _ = rand.Read(b)
+			_, _ = c.Write(append([]byte("SSH-2.0-fake\r\n"), b...))
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t, worldOptions{service: fmt.Sprintf("    connect_timeout: %v\n    down_host_ttl: 0s\n", connectTimeout)})
+			port := fakeUpstream(t, tc.serve)
+			cfg := w.aliceConfig(t)
+			cfg.User = "alice+127.0.0.1:" + strconv.Itoa(port)
+			client := w.dial(t, cfg)
+			defer client.Close()
+			start := time.Now()
+			_, err := client.NewSession()
+			took := time.Since(start)
+			var oe *ssh.OpenChannelError
+			if !errors.As(err, &oe) || oe.Reason != ssh.ConnectionFailed || oe.Message != msgUnavailableForTest {
+				t.Fatalf("session: got %v, want connection failed %q", err, msgUnavailableForTest)
+			}
+			t.Logf("refused after %v", took)
+			if took > connectTimeout+3*time.Second {
+				t.Fatalf("refused after %v, want within connect_timeout %v (+3s)", took, connectTimeout)
+			}
+			waitClosed(t, client, 10*time.Second)
+			evs := w.waitEvents(t, "upstream", 1, from(client.LocalAddr(), audit.Reject))
+			if len(evs) != 1 || evs[0].Rule != "services[ssh-in].upstream" {
+				t.Fatalf("got upstream events %+v, want one reject by services[ssh-in].upstream", evs)
+			}
+			t.Logf("audit reason: %s", evs[0].Reason)
+			w.stillServes(t)
+		})
+	}
+}
+
+// msgUnavailableForTest is sshproxy's fixed text for a target it cannot
+// reach.
+const msgUnavailableForTest = "sluice: target unavailable"
+
+func waitClosed(t *testing.T, client *ssh.Client, d time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { _ = client.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("client connection still open after %v, want closed by the gateway", d)
+	}
+}
+
+// TestHostileUpstreamDiesMidTransfer: when the target's session process is
+// killed during a large transfer, the client gets EOF and the connection
+// closed, and the channel's end is audited with exit_status "missing".
+func TestHostileUpstreamDiesMidTransfer(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	client := w.dial(t, w.aliceConfig(t))
+	defer client.Close()
+	s, err := client.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	stdout, err := s.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidFile := filepath.Join(w.dir, "session.pid")
+	// The shell's parent is sshd's process for this connection.
+	if err := s.Start(fmt.Sprintf("echo $PPID > %s; exec head -c 100M /dev/zero", pidFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(stdout, make([]byte, 1<<20)); err != nil {
+		t.Fatalf("first MiB: %v", err)
+	}
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 1 {
+		t.Fatalf("sshd session pid: got %q, %v", data, err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill sshd session %d: %v", pid, err)
+	}
+	type copied struct {
+		n   int64
+		err error
+	}
+	done := make(chan copied, 1)
+	go func() {
+		n, err := io.Copy(io.Discard, bufio.NewReader(stdout))
+		done <- copied{n, err}
+	}()
+	select {
+	case c := <-done:
+		if c.err != nil || c.n+1<<20 >= 100<<20 {
+			t.Fatalf("after the kill: read %d more bytes, %v; want EOF before the end of the transfer", c.n, c.err)
+		}
+		t.Logf("EOF after %d more bytes", c.n)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no EOF 20s after the target's session died")
+	}
+	var missing *ssh.ExitMissingError
+	if err := s.Wait(); !errors.As(err, &missing) {
+		t.Fatalf("session wait: got %v, want exit status missing", err)
+	}
+	waitClosed(t, client, 10*time.Second)
+	evs := w.waitEvents(t, "channel.end", 1, from(client.LocalAddr(), ""))
+	if len(evs) != 1 || evs[0].Detail["exit_status"] != "missing" {
+		t.Fatalf("got channel.end %+v, want one with exit_status missing", evs)
+	}
+	evs = w.waitEvents(t, "session.end", 1, from(client.LocalAddr(), ""))
+	if len(evs) != 1 || !strings.Contains(evs[0].Reason, "upstream closed") {
+		t.Fatalf("got session.end %+v, want reason upstream closed", evs)
+	}
+	w.stillServes(t)
+}
