@@ -67,9 +67,11 @@ func TestLeakAbruptEnds(t *testing.T) {
 			t.Fatalf("warm-up %v: %v", s, err)
 		}
 	}
-	if out := runOn(t, w.dial(t, cfg), "echo warm"); out != "warm\n" {
+	warm := w.dial(t, cfg)
+	if out := runOn(t, warm, "echo warm"); out != "warm\n" {
 		t.Fatalf("warm-up session: got %q", out)
 	}
+	warm.Close()
 	time.Sleep(500 * time.Millisecond)
 	baseG, baseFD := settled(t, 0, 0, 3*time.Second)
 	t.Logf("baseline: %d goroutines, %d fds", baseG, baseFD)

@@ -90,7 +90,7 @@ func New() *Metrics {
 func (m *Metrics) Observe(e audit.Event) {
 	svc := e.Service
 	if e.Verdict == audit.Reject && limitRules[lastPart(e.Rule)] {
-		m.LimitsHit.WithLabelValues(svc, lastPart(e.Rule)).Inc()
+		m.LimitsHit.WithLabelValues(svc, lastPart(e.Rule)).Add(sampledCount(e))
 	}
 	switch e.Type {
 	case eventConnection:
@@ -149,4 +149,23 @@ func lastPart(rule string) string {
 		return rule[i+1:]
 	}
 	return rule
+}
+
+// sampledCount is how many refusals an audited refusal stands for. The proxy
+// audits the 1st, 2nd, 4th, 8th... refusal of a kind on a connection with
+// the running count in detail "refused" (see sshproxy's auditRefusal), so
+// the event carrying count n stands for the n/2 refusals since the previous
+// one.
+func sampledCount(e audit.Event) float64 {
+	var n float64
+	switch v := e.Detail["refused"].(type) {
+	case int64:
+		n = float64(v)
+	case float64: // read back from a JSON store
+		n = v
+	}
+	if n < 2 {
+		return 1
+	}
+	return n / 2
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -41,6 +42,9 @@ type conn struct {
 	// numbers of channels per type, for stacked session ids ("session:0").
 	mu      sync.Mutex
 	numbers map[string]int
+	// refusals counts refusals per audit event type and rule, guarded by
+	// mu; see auditRefusal.
+	refusals map[string]int64
 	// remoteForwards counts accepted tcpip-forward requests; forwarded-tcpip
 	// channels from the target are relayed only while it is positive.
 	remoteForwards atomic.Int32
@@ -132,12 +136,42 @@ func (c *conn) audit(ctx context.Context, e audit.Event) { c.p.write(ctx, e) }
 func (c *conn) decide(ctx context.Context, s session.Session, typ string, v policy.Verdict, detail map[string]any) bool {
 	e := s.AuditEvent(typ)
 	e.Rule, e.Reason, e.Detail = v.Rule, v.Reason, detail
-	e.Verdict = audit.Reject
 	if v.Accept {
 		e.Verdict = audit.Accept
+		c.audit(ctx, e)
+		return true
+	}
+	e.Verdict = audit.Reject
+	c.auditRefusal(ctx, e)
+	return false
+}
+
+// auditRefusal writes a refusal's audit event unless it is part of a flood.
+// A refusal costs the gateway no upstream work, so a client repeating one at
+// wire speed would fill the audit queue (under fail_closed, stopping every
+// session): the 1st, 2nd, 4th, 8th... refusal of one event type and rule on
+// the connection is audited, with the running count in detail "refused".
+// It returns that count.
+func (c *conn) auditRefusal(ctx context.Context, e audit.Event) int64 {
+	key := e.Type + " " + e.Rule
+	c.mu.Lock()
+	if c.refusals == nil {
+		c.refusals = make(map[string]int64)
+	}
+	c.refusals[key]++
+	n := c.refusals[key]
+	c.mu.Unlock()
+	if n&(n-1) != 0 {
+		return n
+	}
+	if n > 1 {
+		d := make(map[string]any, len(e.Detail)+1)
+		maps.Copy(d, e.Detail)
+		d["refused"] = n
+		e.Detail = d
 	}
 	c.audit(ctx, e)
-	return v.Accept
+	return n
 }
 
 // dial routes, chains and logs in upstream.
@@ -238,6 +272,10 @@ func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChann
 			c.mu.Lock()
 			c.cause = cause
 			c.mu.Unlock()
+			// Let the relays pass the end of each channel on (EOF, close,
+			// no exit status) before the client leg goes: closing it at once
+			// would reset a client that still has data in flight.
+			c.drainChannels(ctx, upstreamGoneGrace)
 		}
 		cancel(cause)
 		c.sconn.Close()
@@ -251,17 +289,11 @@ func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChann
 		n := c.open.Add(1)
 		if max := c.p.p.MaxChannels; max > 0 && int(n) > max {
 			c.open.Add(-1)
-			// Refusing costs the client one round trip and the gateway no
-			// upstream work, so a flood of opens would fill the audit queue
-			// (under fail_closed, stopping every session): audit the 1st,
-			// 2nd, 4th, 8th... refusal with the running count, and the total
-			// in session.end.
-			if r := c.refused.Add(1); r&(r-1) == 0 {
-				e := c.st.AuditEvent("channel")
-				e.Verdict, e.Rule, e.Reason = audit.Reject, "services["+c.p.p.Service+"].max_channels", fmt.Sprintf("%d channels open", max)
-				e.Detail = map[string]any{"refused": r}
-				c.audit(ctx, e)
-			}
+			// Sampled like every refusal; the total goes into session.end.
+			c.refused.Add(1)
+			e := c.st.AuditEvent("channel")
+			e.Verdict, e.Rule, e.Reason = audit.Reject, "services["+c.p.p.Service+"].max_channels", fmt.Sprintf("%d channels open", max)
+			c.auditRefusal(ctx, e)
 			_ = nc.Reject(ssh.ResourceShortage, msgProhibited)
 			continue
 		}
@@ -275,6 +307,28 @@ func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChann
 	c.wg.Wait()
 }
 
+// upstreamGoneGrace bounds how long the client leg stays open after the
+// target's connection ended, for its channels to close cleanly.
+const upstreamGoneGrace = 5 * time.Second
+
+// drainChannels waits until no channel is open, ctx is done, or grace has
+// passed.
+func (c *conn) drainChannels(ctx context.Context, grace time.Duration) {
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for c.open.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 // channel dispatches one channel the client opened.
 func (c *conn) channel(ctx context.Context, nc ssh.NewChannel) {
 	switch typ := nc.ChannelType(); typ {
@@ -285,7 +339,7 @@ func (c *conn) channel(ctx context.Context, nc ssh.NewChannel) {
 	default:
 		e := c.st.AuditEvent("channel")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "channel types", "unknown channel type "+fmt.Sprintf("%q", typ)
-		c.audit(ctx, e)
+		c.auditRefusal(ctx, e)
 		_ = nc.Reject(ssh.UnknownChannelType, "unknown channel type")
 	}
 }

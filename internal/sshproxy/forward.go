@@ -18,7 +18,7 @@ func (c *conn) directTCPIP(ctx context.Context, nc ssh.NewChannel, st *session.S
 	if err != nil {
 		e := st.AuditEvent("forward.local")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "protocol", err.Error()
-		c.audit(ctx, e)
+		c.auditRefusal(ctx, e)
 		_ = nc.Reject(ssh.ConnectionFailed, "malformed request")
 		return
 	}
@@ -116,7 +116,7 @@ func (c *conn) upstreamChannels(ctx context.Context, chans <-chan ssh.NewChannel
 		if !allowed {
 			e := st.AuditEvent("channel.upstream")
 			e.Verdict, e.Rule, e.Reason = audit.Reject, "channel types", "target opened an unrequested channel"
-			c.audit(ctx, e)
+			c.auditRefusal(ctx, e)
 			_ = nc.Reject(ssh.Prohibited, "prohibited")
 			continue
 		}
