@@ -32,6 +32,10 @@ func TestExecExitCodeAndStderr(t *testing.T) {
 	if evs[0].User != "alice" || evs[0].ClientZone != "office" {
 		t.Fatalf("got user %q zone %q, want alice, office", evs[0].User, evs[0].ClientZone)
 	}
+	ends := w.events("session.end", nil)
+	if len(ends) != 1 || !strings.Contains(ends[0].Reason, "client closed") || ends[0].Detail["exit_status"] != float64(7) {
+		t.Fatalf("got session.end %+v, want one ended by the client with exit_status 7", ends)
+	}
 }
 
 func TestExecDeniedByPattern(t *testing.T) {
@@ -50,6 +54,9 @@ func TestExecDeniedByPattern(t *testing.T) {
 	evs := w.events("exec", func(e audit.Event) bool { return e.Verdict == audit.Reject })
 	if len(evs) != 1 || evs[0].Rule != "services[ssh-in].policy.exec.deny[0]" {
 		t.Fatalf("got %+v, want one reject by services[ssh-in].policy.exec.deny[0]", evs)
+	}
+	if ends := w.events("channel.end", nil); len(ends) != 1 || ends[0].Detail["exit_status"] != float64(1) {
+		t.Fatalf("got channel.end %+v, want exit_status 1 for the refused command", ends)
 	}
 }
 

@@ -109,12 +109,13 @@ func (c *conn) endReason(ctx context.Context) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
+	case ctx.Err() != nil:
+		// Ended from outside (shutdown, kill, idle, reload).
+		return context.Cause(ctx).Error()
 	case c.cause != nil:
 		return c.cause.Error()
-	case ctx.Err() != nil:
-		return context.Cause(ctx).Error()
 	}
-	return "client closed the connection"
+	return errClientClosed.Error()
 }
 
 // next returns the next channel number of a type.
@@ -268,10 +269,7 @@ func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChann
 	c.wg.Go(func() {
 		err := up.Wait()
 		cause := fmt.Errorf("%w: %v", session.ErrUpstreamClosed, err)
-		if ctx.Err() == nil {
-			c.mu.Lock()
-			c.cause = cause
-			c.mu.Unlock()
+		if ctx.Err() == nil && c.setCause(cause) {
 			// Let the relays pass the end of each channel on (EOF, close,
 			// no exit status) before the client leg goes: closing it at once
 			// would reset a client that still has data in flight.
@@ -302,9 +300,27 @@ func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChann
 			c.channel(ctx, nc)
 		})
 	}
+	// The client's connection ended first (unless the target's did and
+	// closed it): that is why the session ends.
+	c.setCause(errClientClosed)
 	close(stopIdle)
 	up.Close()
 	c.wg.Wait()
+}
+
+// errClientClosed is the end cause when the client closed its connection.
+var errClientClosed = fmt.Errorf("%w: client closed the connection", session.ErrClosed)
+
+// setCause records why the connection ends, unless a cause is already
+// recorded; it reports whether cause was recorded.
+func (c *conn) setCause(cause error) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cause != nil {
+		return false
+	}
+	c.cause = cause
+	return true
 }
 
 // upstreamGoneGrace bounds how long the client leg stays open after the

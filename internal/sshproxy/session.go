@@ -223,7 +223,11 @@ func (r *relay) Serve(s *sshsession.Session) {
 	r.mu.Unlock()
 	if denied {
 		_, _ = s.Stderr().Write([]byte(msgDenied))
-		s.Exit(1)
+		status := uint32(1)
+		r.mu.Lock()
+		r.exit = &status
+		r.mu.Unlock()
+		s.Exit(status)
 		return
 	}
 	// A client that goes away takes the target's channel with it.
