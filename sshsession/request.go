@@ -260,13 +260,9 @@ func parseEnv(b []byte, lim Limits) (*EnvRequest, error) {
 }
 
 func parseExec(b []byte, lim Limits) (*ExecRequest, error) {
-	d := decoder{b: b}
-	cmd, ok := d.string()
-	if !ok {
-		return nil, fmt.Errorf("command: %w", errTruncated)
-	}
-	if !d.empty() {
-		return nil, errTrailing
+	cmd, err := onlyString(b, "command")
+	if err != nil {
+		return nil, err
 	}
 	if len(cmd) > lim.MaxCommandLen {
 		return nil, &limitError{"command", len(cmd), lim.MaxCommandLen}
@@ -278,13 +274,9 @@ func parseExec(b []byte, lim Limits) (*ExecRequest, error) {
 }
 
 func parseSubsystem(b []byte, lim Limits) (*SubsystemRequest, error) {
-	d := decoder{b: b}
-	name, ok := d.string()
-	if !ok {
-		return nil, fmt.Errorf("name: %w", errTruncated)
-	}
-	if !d.empty() {
-		return nil, errTrailing
+	name, err := onlyString(b, "name")
+	if err != nil {
+		return nil, err
 	}
 	if len(name) > lim.MaxSubsystem {
 		return nil, &limitError{"name", len(name), lim.MaxSubsystem}
@@ -293,6 +285,20 @@ func parseSubsystem(b []byte, lim Limits) (*SubsystemRequest, error) {
 		return nil, errors.New("name is empty or not printable ASCII")
 	}
 	return &SubsystemRequest{Name: string(name)}, nil
+}
+
+// onlyString decodes a payload that is exactly one SSH string (RFC 4251
+// §5), the field named what: exec, subsystem and signal requests.
+func onlyString(b []byte, what string) ([]byte, error) {
+	d := decoder{b: b}
+	v, ok := d.string()
+	if !ok {
+		return nil, fmt.Errorf("%s: %w", what, errTruncated)
+	}
+	if !d.empty() {
+		return nil, errTrailing
+	}
+	return v, nil
 }
 
 func parseWindowChange(b []byte) (*WindowChange, error) {
@@ -311,13 +317,9 @@ func parseWindowChange(b []byte) (*WindowChange, error) {
 }
 
 func parseSignal(b []byte) (*SignalRequest, error) {
-	d := decoder{b: b}
-	name, ok := d.string()
-	if !ok {
-		return nil, fmt.Errorf("name: %w", errTruncated)
-	}
-	if !d.empty() {
-		return nil, errTrailing
+	name, err := onlyString(b, "name")
+	if err != nil {
+		return nil, err
 	}
 	if err := checkSignalName(name); err != nil {
 		return nil, err

@@ -2,10 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -134,19 +130,19 @@ func setupDemo(state string) (*demoSetup, error) {
 		return nil, err
 	}
 	keyPath := filepath.Join(dir, "demo_ed25519")
-	userKey, err := loadOrGenerateUserKey(keyPath)
+	user, err := hostkey.LoadOrGenerateFile(keyPath, "ed25519")
 	if err != nil {
 		return nil, err
 	}
-	upstreamKey, err := loadOrGenerateUserKey(filepath.Join(dir, "upstream_ed25519"))
+	upstream, err := hostkey.LoadOrGenerateFile(filepath.Join(dir, "upstream_ed25519"), "ed25519")
 	if err != nil {
 		return nil, err
 	}
 	return &demoSetup{
 		stateDir:    dir,
 		keyPath:     keyPath,
-		userKey:     userKey,
-		upstreamKey: upstreamKey,
+		userKey:     user.PublicKey(),
+		upstreamKey: upstream.PublicKey(),
 		hostKey:     signers[0],
 		targetKey:   targetSigners[0],
 		knownHosts:  filepath.Join(dir, "known_hosts"),
@@ -210,43 +206,6 @@ func (d *demoSetup) writeKnownHosts() error {
 		return fmt.Errorf("sluice: demo: %w", err)
 	}
 	return nil
-}
-
-// loadOrGenerateUserKey returns the public key of the OpenSSH private key
-// at path, generating an ed25519 key there (mode 0600, with path.pub) when
-// there is none.
-func loadOrGenerateUserKey(path string) (ssh.PublicKey, error) {
-	data, err := os.ReadFile(path)
-	if err == nil {
-		s, err := ssh.ParsePrivateKey(data)
-		if err != nil {
-			return nil, fmt.Errorf("sluice: demo key %s: %w", path, err)
-		}
-		return s.PublicKey(), nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("sluice: demo key: %w", err)
-	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("sluice: demo key: %w", err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "sluice demo user")
-	if err != nil {
-		return nil, fmt.Errorf("sluice: demo key: %w", err)
-	}
-	s, err := ssh.NewSignerFromKey(priv)
-	if err != nil {
-		return nil, fmt.Errorf("sluice: demo key: %w", err)
-	}
-	if err := os.WriteFile(path+".pub", ssh.MarshalAuthorizedKey(s.PublicKey()), 0o644); err != nil {
-		return nil, fmt.Errorf("sluice: demo key: %w", err)
-	}
-	// The private key last: its presence means the pair is complete.
-	if err := os.WriteFile(path, pem.EncodeToMemory(block), 0o600); err != nil {
-		return nil, fmt.Errorf("sluice: demo key: %w", err)
-	}
-	return s.PublicKey(), nil
 }
 
 // sshCommand is the OpenSSH command line that logs in to the demo; tool is

@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sluice-ssh/sluice/internal/auth"
 	"github.com/sluice-ssh/sluice/internal/hostkey"
 	"github.com/sluice-ssh/sluice/internal/target"
 )
@@ -40,7 +41,7 @@ func runTarget(args []string, stdout, stderr io.Writer) int {
 // the exit code. It logs the bound address ("target listening addr=...").
 func serveTarget(ctx context.Context, listen, state, akPath string, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	keys, err := readAuthorizedKeys(akPath)
+	keys, err := auth.ReadPublicKeys(akPath)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -71,31 +72,6 @@ func serveTarget(ctx context.Context, listen, state, akPath string, stderr io.Wr
 // LANG and LC_*.
 func acceptLocaleEnv(name, _ string) bool {
 	return name == "LANG" || len(name) > 3 && name[:3] == "LC_"
-}
-
-// readAuthorizedKeys returns the keys of an OpenSSH authorized_keys file;
-// key options are not supported by the built-in target and are ignored.
-func readAuthorizedKeys(path string) ([]ssh.PublicKey, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("sluice: authorized keys: %w", err)
-	}
-	var keys []ssh.PublicKey
-	for i, line := range bytes.Split(data, []byte("\n")) {
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 || line[0] == '#' {
-			continue
-		}
-		k, _, _, _, err := ssh.ParseAuthorizedKey(line)
-		if err != nil {
-			return nil, fmt.Errorf("sluice: authorized keys %s:%d: %w", path, i+1, err)
-		}
-		keys = append(keys, k)
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("sluice: authorized keys %s: no keys", path)
-	}
-	return keys, nil
 }
 
 // allowKeys authenticates any user name that offers one of keys.

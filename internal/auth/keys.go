@@ -7,6 +7,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 )
 
 // keyFile is one user's authorized_keys file, parsed once and parsed again
@@ -75,4 +77,31 @@ func parseKeyFile(data []byte) ([]keyLine, []skippedLine) {
 		skipped = append(skipped, skippedLine{line: n + 1, err: fmt.Errorf("auth: %w", err)})
 	}
 	return lines, skipped
+}
+
+// ReadPublicKeys returns the keys of a file in OpenSSH authorized_keys
+// format, such as a list of user certificate authorities. Options on a line
+// are ignored. Every line must parse: a bad line is an error naming it,
+// never a key silently dropped; a file with no key is an error too.
+func ReadPublicKeys(path string) ([]ssh.PublicKey, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("auth: %w", err)
+	}
+	var keys []ssh.PublicKey
+	for i, line := range bytes.Split(data, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		k, _, _, _, err := ssh.ParseAuthorizedKey(line)
+		if err != nil {
+			return nil, fmt.Errorf("auth: %s:%d: %w", path, i+1, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("auth: %s: no keys", path)
+	}
+	return keys, nil
 }

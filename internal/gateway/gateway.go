@@ -213,7 +213,7 @@ func (g *Gateway) authenticator(cfg *config.Config) (*auth.Authenticator, error)
 	}
 	var cas []ssh.PublicKey
 	for _, path := range cfg.TrustedUserCAKeys {
-		keys, err := readAuthorizedKeys(path)
+		keys, err := auth.ReadPublicKeys(path)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: trusted_user_ca_keys: %w", err)
 		}
@@ -246,26 +246,6 @@ func (g *Gateway) authFailed(method, user string, remote net.Addr, rule, reason 
 	_ = g.queue.Write(context.Background(), e)
 }
 
-func readAuthorizedKeys(path string) ([]ssh.PublicKey, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var keys []ssh.PublicKey
-	for len(data) > 0 {
-		key, _, _, rest, err := ssh.ParseAuthorizedKey(data)
-		if err != nil {
-			break
-		}
-		keys = append(keys, key)
-		data = rest
-	}
-	if len(keys) == 0 {
-		return nil, fmt.Errorf("%s: no keys", path)
-	}
-	return keys, nil
-}
-
 // buildService builds a service's proxy and the service parameters from
 // g.cfg; the caller adds the Listener.
 func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator) (service.Params, error) {
@@ -291,17 +271,10 @@ func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []
 		signers = append(signers, s)
 	}
 	serverZones := sc.ServerZones
+	serverRule := "services[" + sc.Name + "].server_zones"
 	permit := func(addr netip.AddrPort) error {
-		z, ok := zones.Lookup(addr.Addr())
-		if !ok {
-			return fmt.Errorf("%s is in no zone", addr.Addr())
-		}
-		for _, name := range serverZones {
-			if z.Within(name) {
-				return nil
-			}
-		}
-		return fmt.Errorf("zone %s of %s is not in services[%s].server_zones", z.Name(), addr.Addr(), sc.Name)
+		z, _ := zones.Lookup(addr.Addr())
+		return session.Permit(session.StageServer, addr, z, serverZones, serverRule)
 	}
 	ch := chainer.New(chainer.Params{
 		Timeout:  sc.ConnectTimeout.Std(),

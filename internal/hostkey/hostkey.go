@@ -52,7 +52,7 @@ func LoadOrGenerate(stateDir string, types []string) ([]ssh.Signer, error) {
 			continue
 		}
 		seen[typ] = true
-		s, err := loadOrGenerate(filepath.Join(stateDir, name), typ)
+		s, err := LoadOrGenerateFile(filepath.Join(stateDir, name), typ)
 		if err != nil {
 			return nil, err
 		}
@@ -61,7 +61,15 @@ func LoadOrGenerate(stateDir string, types []string) ([]ssh.Signer, error) {
 	return signers, nil
 }
 
-func loadOrGenerate(path, typ string) (ssh.Signer, error) {
+// LoadOrGenerateFile returns the OpenSSH private key at path, generating
+// one of typ there (mode 0600, with path.pub beside it, written atomically)
+// when there is none. An existing key readable or writable by group or
+// others is refused. Besides host keys it serves for any key the gateway
+// keeps for itself, such as the demo's user and upstream keys.
+func LoadOrGenerateFile(path, typ string) (ssh.Signer, error) {
+	if _, ok := keyFile(typ); !ok {
+		return nil, fmt.Errorf("hostkey: unknown key type %q (want ed25519, ecdsa or rsa)", typ)
+	}
 	st, err := os.Stat(path)
 	switch {
 	case err == nil:
@@ -102,7 +110,7 @@ func generate(path, typ string) (ssh.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hostkey: %w", err)
 	}
-	block, err := ssh.MarshalPrivateKey(priv, "sluice host key")
+	block, err := ssh.MarshalPrivateKey(priv, "sluice "+filepath.Base(path))
 	if err != nil {
 		return nil, fmt.Errorf("hostkey: %w", err)
 	}

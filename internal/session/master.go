@@ -138,9 +138,19 @@ func (m *Master) lookup(addr netip.AddrPort) *zone.Zone {
 	return z
 }
 
-// permit is Zorp's isClientPermitted / isServerPermitted: z or one of its
-// ancestors must be listed.
+// permit is Zorp's isClientPermitted / isServerPermitted for this
+// session's service.
 func (m *Master) permit(stage string, addr netip.AddrPort, z *zone.Zone, allowed []string, field string) error {
+	return Permit(stage, addr, z, allowed, fmt.Sprintf("services[%s].%s", m.service, field))
+}
+
+// Permit is the zone access check of Zorp's isClientPermitted and
+// isServerPermitted: z, the zone of addr (nil when addr is in no zone), or
+// one of its ancestors must be in allowed. A refusal is a *DeniedError whose
+// Rule is rule, or "zones" for an address in no zone. The chainer uses it
+// to check a server address before dialling it; SetClient and SetServer use
+// it when the address is set.
+func Permit(stage string, addr netip.AddrPort, z *zone.Zone, allowed []string, rule string) error {
 	if z == nil {
 		return &DeniedError{Stage: stage, Addr: addr, Rule: "zones"}
 	}
@@ -149,7 +159,7 @@ func (m *Master) permit(stage string, addr netip.AddrPort, z *zone.Zone, allowed
 			return nil
 		}
 	}
-	return &DeniedError{Stage: stage, Zone: z.Name(), Addr: addr, Rule: fmt.Sprintf("services[%s].%s", m.service, field)}
+	return &DeniedError{Stage: stage, Zone: z.Name(), Addr: addr, Rule: rule}
 }
 
 func unmap(a netip.AddrPort) netip.AddrPort {

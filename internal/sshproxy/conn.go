@@ -37,8 +37,6 @@ type conn struct {
 	wg sync.WaitGroup
 	// open counts channels open now, for MaxChannels.
 	open atomic.Int32
-	// refused counts channel opens refused by MaxChannels.
-	refused atomic.Int64
 	// numbers of channels per type, for stacked session ids ("session:0").
 	mu      sync.Mutex
 	numbers map[string]int
@@ -98,7 +96,7 @@ func (c *conn) totals() map[string]any {
 	if c.recording != "" {
 		d["recording"] = c.recording
 	}
-	if r := c.refused.Load(); r > 0 {
+	if r := c.refusals[refusalKey("channel", c.maxChannelsRule())]; r > 0 {
 		d["channels_refused"] = r
 	}
 	return d
@@ -154,7 +152,7 @@ func (c *conn) decide(ctx context.Context, s session.Session, typ string, v poli
 // the connection is audited, with the running count in detail "refused".
 // It returns that count.
 func (c *conn) auditRefusal(ctx context.Context, e audit.Event) int64 {
-	key := e.Type + " " + e.Rule
+	key := refusalKey(e.Type, e.Rule)
 	c.mu.Lock()
 	if c.refusals == nil {
 		c.refusals = make(map[string]int64)
@@ -175,6 +173,12 @@ func (c *conn) auditRefusal(ctx context.Context, e audit.Event) int64 {
 	return n
 }
 
+// refusalKey is what auditRefusal counts refusals by.
+func refusalKey(typ, rule string) string { return typ + " " + rule }
+
+// maxChannelsRule names the rule behind a max_channels refusal.
+func (c *conn) maxChannelsRule() string { return "services[" + c.p.p.Service + "].max_channels" }
+
 // dial routes, chains and logs in upstream.
 func (c *conn) dial(ctx context.Context) (ssh.Conn, error) {
 	pp := c.p.p
@@ -185,27 +189,29 @@ func (c *conn) dial(ctx context.Context) (ssh.Conn, error) {
 		c.audit(ctx, e)
 		return nil, err
 	}
-	nc, attempts, err := pp.Chainer.Connect(ctx, route.Targets)
 	e := c.m.AuditEvent("connect")
 	e.Rule = route.Rule
-	e.Detail = map[string]any{"targets": route.Targets, "attempts": describeAttempts(attempts)}
-	if err != nil {
-		e.Verdict, e.Reason = audit.Reject, err.Error()
-		c.audit(ctx, e)
-		return nil, err
-	}
-	target := attempts[len(attempts)-1].Target
-	remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
-	local, _ := netip.ParseAddrPort(nc.LocalAddr().String())
-	if err := c.m.SetServer(remote, local); err != nil {
-		nc.Close()
+	// reject audits a failed connect; a zone refusal names its own rule.
+	reject := func(err error) error {
 		e.Verdict, e.Reason = audit.Reject, err.Error()
 		var d *session.DeniedError
 		if errors.As(err, &d) {
 			e.Rule = d.Rule
 		}
 		c.audit(ctx, e)
-		return nil, err
+		return err
+	}
+	nc, attempts, err := pp.Chainer.Connect(ctx, route.Targets)
+	e.Detail = map[string]any{"targets": route.Targets, "attempts": describeAttempts(attempts)}
+	if err != nil {
+		return nil, reject(err)
+	}
+	target := attempts[len(attempts)-1].Target
+	remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
+	local, _ := netip.ParseAddrPort(nc.LocalAddr().String())
+	if err := c.m.SetServer(remote, local); err != nil {
+		nc.Close()
+		return nil, reject(err)
 	}
 	c.m.SetTarget(target)
 	e = c.m.AuditEvent("connect")
@@ -288,9 +294,8 @@ func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChann
 		if max := c.p.p.MaxChannels; max > 0 && int(n) > max {
 			c.open.Add(-1)
 			// Sampled like every refusal; the total goes into session.end.
-			c.refused.Add(1)
 			e := c.st.AuditEvent("channel")
-			e.Verdict, e.Rule, e.Reason = audit.Reject, "services["+c.p.p.Service+"].max_channels", fmt.Sprintf("%d channels open", max)
+			e.Verdict, e.Rule, e.Reason = audit.Reject, c.maxChannelsRule(), fmt.Sprintf("%d channels open", max)
 			c.auditRefusal(ctx, e)
 			_ = nc.Reject(ssh.ResourceShortage, msgProhibited)
 			continue
