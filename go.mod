@@ -35,3 +35,5 @@ require (
 	modernc.org/memory v1.12.1 // indirect
 	modernc.org/sqlite v1.61.1 // indirect
 )
+
+replace golang.org/x/crypto => ./internal/tempfork/xcrypto
