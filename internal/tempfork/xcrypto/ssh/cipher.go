@@ -19,6 +19,7 @@ import (
 	"slices"
 
 	"golang.org/x/crypto/chacha20"
+	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/internal/poly1305"
 )
 
@@ -721,7 +722,26 @@ func (c *cbcCipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader
 type chacha20Poly1305Cipher struct {
 	lengthKey  [32]byte
 	contentKey [32]byte
-	buf        []byte
+	// content is the RFC 8439 AEAD under contentKey. Sluice patch
+	// (docs/xcrypto-fork.md, "chacha20 keystream"): only its keystream is
+	// used, because the chacha20 package has no amd64 assembly while the
+	// AEAD has.
+	content cipher.AEAD
+	// nonce is the per-packet nonce, kept here so that passing it to
+	// content, an interface, does not allocate.
+	nonce [12]byte
+	buf   []byte
+}
+
+// xorContent encrypts or decrypts buf in place with contentKey's keystream
+// from block 1 on, exactly as chacha20.Cipher.XORKeyStream after skipping
+// block 0 would. RFC 8439's AEAD encrypts with the same 96-bit nonce layout
+// and the same counter, starting at block 1; the tag it appends is not
+// this protocol's (which covers the encrypted length, without RFC 8439's
+// padding and lengths) and is discarded. Seal writes that tag in the 16
+// bytes after buf, so cap(buf) must be at least len(buf)+16.
+func (c *chacha20Poly1305Cipher) xorContent(nonce []byte, buf []byte) {
+	c.content.Seal(buf[:0], nonce, buf, nil)
 }
 
 func newChaCha20Cipher(key, unusedIV, unusedMACKey []byte, unusedAlgs DirectionAlgorithms) (packetCipher, error) {
@@ -735,19 +755,24 @@ func newChaCha20Cipher(key, unusedIV, unusedMACKey []byte, unusedAlgs DirectionA
 
 	copy(c.contentKey[:], key[:32])
 	copy(c.lengthKey[:], key[32:])
+	content, err := chacha20poly1305.New(c.contentKey[:])
+	if err != nil {
+		return nil, err
+	}
+	c.content = content
 	return c, nil
 }
 
 func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([]byte, error) {
-	nonce := make([]byte, 12)
+	nonce := c.nonce[:]
 	binary.BigEndian.PutUint32(nonce[8:], seqNum)
 	s, err := chacha20.NewUnauthenticatedCipher(c.contentKey[:], nonce)
 	if err != nil {
 		return nil, err
 	}
-	var polyKey, discardBuf [32]byte
+	// The Poly1305 key is block 0 of the keystream; xorContent starts at block 1.
+	var polyKey [32]byte
 	s.XORKeyStream(polyKey[:], polyKey[:])
-	s.XORKeyStream(discardBuf[:], discardBuf[:]) // skip the next 32 bytes
 
 	encryptedLength := c.buf[:4]
 	if _, err := io.ReadFull(r, encryptedLength); err != nil {
@@ -786,7 +811,8 @@ func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([
 	}
 
 	plain := c.buf[4:contentEnd]
-	s.XORKeyStream(plain, plain)
+	// The tag Seal appends overwrites the packet's MAC, already checked.
+	c.xorContent(nonce, plain)
 
 	if len(plain) == 0 {
 		return nil, errors.New("ssh: empty packet")
@@ -809,15 +835,15 @@ func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([
 }
 
 func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader, payload []byte) error {
-	nonce := make([]byte, 12)
+	nonce := c.nonce[:]
 	binary.BigEndian.PutUint32(nonce[8:], seqNum)
 	s, err := chacha20.NewUnauthenticatedCipher(c.contentKey[:], nonce)
 	if err != nil {
 		return err
 	}
-	var polyKey, discardBuf [32]byte
+	// The Poly1305 key is block 0 of the keystream; xorContent starts at block 1.
+	var polyKey [32]byte
 	s.XORKeyStream(polyKey[:], polyKey[:])
-	s.XORKeyStream(discardBuf[:], discardBuf[:]) // skip the next 32 bytes
 
 	// There is no blocksize, so fall back to multiple of 8 byte
 	// padding, as described in RFC 4253, Sec 6.
@@ -849,7 +875,8 @@ func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, r
 		return err
 	}
 
-	s.XORKeyStream(c.buf[4:], c.buf[4:packetEnd])
+	// The tag Seal appends lands where the MAC goes, and is overwritten.
+	c.xorContent(nonce, c.buf[4:packetEnd])
 
 	var mac [poly1305.TagSize]byte
 	poly1305.Sum(&mac, c.buf[:packetEnd], &polyKey)
