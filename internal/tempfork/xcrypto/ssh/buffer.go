@@ -26,6 +26,10 @@ type buffer struct {
 type element struct {
 	buf  []byte
 	next *element
+	// packet is the whole SSH packet buf was sliced from, handed to
+	// recyclePacket once buf is consumed. Sluice patch (docs/xcrypto-fork.md,
+	// "pooled packet buffers").
+	packet []byte
 }
 
 // newBuffer returns an empty buffer that is not closed.
@@ -42,8 +46,15 @@ func newBuffer() *buffer {
 // write makes buf available for Read to receive.
 // buf must not be modified after the call to write.
 func (b *buffer) write(buf []byte) {
+	b.writePacket(buf, nil)
+}
+
+// writePacket is write for buf, a slice of packet. Neither may be used by
+// the caller after the call: once buf is read, packet goes back to the
+// packet pool.
+func (b *buffer) writePacket(buf, packet []byte) {
 	b.Cond.L.Lock()
-	e := &element{buf: buf}
+	e := &element{buf: buf, packet: packet}
 	b.tail.next = e
 	b.tail = e
 	b.Cond.Signal()
@@ -75,6 +86,8 @@ func (b *buffer) Read(buf []byte) (n int, err error) {
 		}
 		// if there is a next buffer, make it the head
 		if len(b.head.buf) == 0 && b.head != b.tail {
+			recyclePacket(b.head.packet)
+			b.head.packet = nil
 			b.head = b.head.next
 			continue
 		}

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"sync"
 )
 
 // debugTransport if set, will print packet types as they go over the
@@ -173,7 +174,7 @@ func (s *connectionState) readPacket(r *bufio.Reader, strictMode bool) ([]byte, 
 
 	// The packet may point to an internal buffer, so copy the
 	// packet out here.
-	fresh := make([]byte, len(packet))
+	fresh := newPacket(len(packet))
 	copy(fresh, packet)
 
 	return fresh, err
@@ -380,4 +381,47 @@ func readVersion(r io.Reader) ([]byte, error) {
 		versionString = versionString[:len(versionString)-1]
 	}
 	return versionString, nil
+}
+
+// Sluice patch (docs/xcrypto-fork.md, "pooled packet buffers"): every
+// packet read used to be copied into a fresh allocation, which for bulk
+// data cost more than the copy into the channel's reader and kept the
+// garbage collector busy. Large packets are now copied into buffers from
+// a pool, and a channel's buffer hands them back once they are read.
+
+const (
+	// pooledPacketCap is the capacity of a pooled packet: the largest
+	// channel data packet this package accepts (an extended data header
+	// and channelMaxPacket of payload).
+	pooledPacketCap = 13 + channelMaxPacket
+	// pooledPacketMin is the smallest packet copied into a pooled buffer.
+	// Smaller ones are allocated to their size, so that a peer sending
+	// small packets that stay unread cannot make a channel hold more
+	// than twice its window in memory.
+	pooledPacketMin = pooledPacketCap / 2
+)
+
+var packetPool = sync.Pool{
+	New: func() any {
+		b := make([]byte, 0, pooledPacketCap)
+		return &b
+	},
+}
+
+// newPacket returns a buffer of length n for a packet read.
+func newPacket(n int) []byte {
+	if n < pooledPacketMin || n > pooledPacketCap {
+		return make([]byte, n)
+	}
+	return (*packetPool.Get().(*[]byte))[:n]
+}
+
+// recyclePacket puts p, which nothing may use any more, back in the pool
+// if newPacket could have taken it from there.
+func recyclePacket(p []byte) {
+	if cap(p) != pooledPacketCap {
+		return
+	}
+	p = p[:0]
+	packetPool.Put(&p)
 }
