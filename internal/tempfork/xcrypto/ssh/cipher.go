@@ -338,23 +338,24 @@ func (c *gcmCipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader
 	}
 
 	length := uint32(len(packet) + int(padding) + 1)
-	binary.BigEndian.PutUint32(c.prefix[:], length)
-	if _, err := w.Write(c.prefix[:]); err != nil {
-		return err
-	}
 
-	if cap(c.buf) < int(length) {
-		c.buf = make([]byte, length)
+	// Sluice patch (docs/xcrypto-fork.md, "one write per packet"): the
+	// length goes in front of the sealed packet in the same buffer, so
+	// that the packet takes one Write, and one write(2), instead of two.
+	total := 4 + int(length) + gcmTagSize
+	if cap(c.buf) < total {
+		c.buf = make([]byte, total)
 	} else {
-		c.buf = c.buf[:length]
+		c.buf = c.buf[:total]
 	}
-
-	c.buf[0] = padding
-	copy(c.buf[1:], packet)
-	if _, err := io.ReadFull(rand, c.buf[1+len(packet):]); err != nil {
+	binary.BigEndian.PutUint32(c.buf, length)
+	body := c.buf[4 : 4+length]
+	body[0] = padding
+	copy(body[1:], packet)
+	if _, err := io.ReadFull(rand, body[1+len(packet):]); err != nil {
 		return err
 	}
-	c.buf = c.aead.Seal(c.buf[:0], c.iv, c.buf, c.prefix[:])
+	c.aead.Seal(body[:0], c.iv, body, c.buf[:4])
 	if _, err := w.Write(c.buf); err != nil {
 		return err
 	}

@@ -150,18 +150,70 @@ func TestPooledPacketsKeepTheirData(t *testing.T) {
 	}
 }
 
-// TestSmallPacketsNotPooled checks that packets too small to fill half a
-// pooled buffer get their own allocation, so that unread small packets
-// cannot pin a whole pooled buffer each.
-func TestSmallPacketsNotPooled(t *testing.T) {
-	if p := newPacket(100); cap(p) == pooledPacketCap {
-		t.Errorf("a 100-byte packet got a pooled buffer of %d bytes", cap(p))
+// TestPacketPoolClasses checks that a packet is never held in a buffer
+// more than twice its size, and that full data packets are pooled.
+func TestPacketPoolClasses(t *testing.T) {
+	smallest := pooledPacketCap(len(packetPools) - 1)
+	for _, n := range []int{1, 100, smallest/2 - 1, smallest / 2, smallest, smallest + 1, 16 << 10, pooledPacketCap(1) + 1, 32 << 10, pooledPacketCap(0), pooledPacketCap(0) + 1, maxPacket} {
+		p := newPacket(n)
+		if len(p) != n {
+			t.Fatalf("newPacket(%d) has length %d", n, len(p))
+		}
+		if cap(p) > 2*n && cap(p) != n {
+			t.Errorf("a %d-byte packet is held in %d bytes", n, cap(p))
+		}
+		recyclePacket(p)
 	}
-	if p := newPacket(pooledPacketCap + 1); len(p) != pooledPacketCap+1 {
-		t.Errorf("an oversized packet has length %d", len(p))
-	}
-	if p := newPacket(pooledPacketCap); cap(p) != pooledPacketCap {
+	if p := newPacket(pooledPacketCap(0)); cap(p) != pooledPacketCap(0) {
 		t.Errorf("a full data packet was not pooled: capacity %d", cap(p))
+	}
+	if p := newPacket(16<<10 + 9); cap(p) != pooledPacketCap(1) {
+		t.Errorf("a 16 KiB data packet was not pooled: capacity %d", cap(p))
+	}
+}
+
+// countingWriter counts Write calls.
+type countingWriter struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.writes++
+	return w.Buffer.Write(p)
+}
+
+// TestGCMOneWritePerPacket checks the "one write per packet" patch: an
+// AES-GCM packet is written with one Write, and upstream's reader still
+// reads it.
+func TestGCMOneWritePerPacket(t *testing.T) {
+	algs := DirectionAlgorithms{Cipher: CipherAES128GCM, compression: compressionNone}
+	kr := &kexResult{Hash: crypto.SHA256}
+	w, err := newPacketCipher(clientKeys, algs, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := newPacketCipher(clientKeys, algs, kr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq, n := range []int{1, 4000, 32 << 10} {
+		payload := make([]byte, n)
+		rand.Read(payload)
+		var out countingWriter
+		if err := w.writeCipherPacket(uint32(seq), &out, rand.Reader, payload); err != nil {
+			t.Fatal(err)
+		}
+		if out.writes != 1 {
+			t.Errorf("%d-byte payload written with %d writes, want 1", n, out.writes)
+		}
+		got, err := r.readCipherPacket(uint32(seq), &out)
+		if err != nil {
+			t.Fatalf("%d-byte payload: %v", n, err)
+		}
+		if !bytes.Equal(got, payload) {
+			t.Errorf("%d-byte payload read back differently", n)
+		}
 	}
 }
 

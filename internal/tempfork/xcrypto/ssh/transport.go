@@ -214,8 +214,12 @@ func (s *connectionState) writePacket(w *bufio.Writer, rand io.Reader, packet []
 
 func newTransport(rwc io.ReadWriteCloser, rand io.Reader, isClient bool) *transport {
 	t := &transport{
-		bufReader: bufio.NewReader(rwc),
-		bufWriter: bufio.NewWriter(rwc),
+		// Sluice patch (docs/xcrypto-fork.md, "small I/O buffers"): 1 KiB
+		// instead of bufio's 4 KiB default. Full-size packets bypass both
+		// buffers (bufio reads and writes large requests directly), and
+		// every idle connection holds the two.
+		bufReader: bufio.NewReaderSize(rwc, transportBufferSize),
+		bufWriter: bufio.NewWriterSize(rwc, transportBufferSize),
 		rand:      rand,
 		reader: connectionState{
 			packetCipher:     &streamPacketCipher{cipher: noneCipher{}},
@@ -389,39 +393,52 @@ func readVersion(r io.Reader) ([]byte, error) {
 // garbage collector busy. Large packets are now copied into buffers from
 // a pool, and a channel's buffer hands them back once they are read.
 
-const (
-	// pooledPacketCap is the capacity of a pooled packet: the largest
-	// channel data packet this package accepts (an extended data header
-	// and channelMaxPacket of payload).
-	pooledPacketCap = 13 + channelMaxPacket
-	// pooledPacketMin is the smallest packet copied into a pooled buffer.
-	// Smaller ones are allocated to their size, so that a peer sending
-	// small packets that stay unread cannot make a channel hold more
-	// than twice its window in memory.
-	pooledPacketMin = pooledPacketCap / 2
-)
+// transportBufferSize is the size of a transport's read and write buffers.
+const transportBufferSize = 1 << 10
 
-var packetPool = sync.Pool{
-	New: func() any {
-		b := make([]byte, 0, pooledPacketCap)
-		return &b
-	},
+// packetPools hold packet buffers of pooledPacketCap(i) bytes. The
+// classes halve, so that a packet is never held in a buffer more than
+// twice its size: a peer sending packets that stay unread cannot make a
+// channel hold more than twice its window. OpenSSH sends full 32 KiB
+// packets downstream but reads its stdin 16 KiB at a time, hence the
+// smaller classes.
+var packetPools [3]sync.Pool
+
+// pooledPacketCap is the capacity of the buffers of packetPools[i]: the
+// largest channel data packet (an extended data header and channelMaxPacket
+// of payload) for i = 0, and half the payload for each class after that.
+func pooledPacketCap(i int) int {
+	return 13 + channelMaxPacket>>i
 }
 
-// newPacket returns a buffer of length n for a packet read.
+// newPacket returns a buffer of length n for a packet read. Packets
+// smaller than half the smallest class, or larger than the largest, are
+// allocated to size.
 func newPacket(n int) []byte {
-	if n < pooledPacketMin || n > pooledPacketCap {
-		return make([]byte, n)
+	for i := len(packetPools) - 1; i >= 0; i-- {
+		c := pooledPacketCap(i)
+		if n > c {
+			continue
+		}
+		if 2*n < c {
+			break
+		}
+		if p, ok := packetPools[i].Get().(*[]byte); ok {
+			return (*p)[:n]
+		}
+		return make([]byte, n, c)
 	}
-	return (*packetPool.Get().(*[]byte))[:n]
+	return make([]byte, n)
 }
 
-// recyclePacket puts p, which nothing may use any more, back in the pool
+// recyclePacket puts p, which nothing may use any more, back in its pool
 // if newPacket could have taken it from there.
 func recyclePacket(p []byte) {
-	if cap(p) != pooledPacketCap {
-		return
+	for i := range packetPools {
+		if cap(p) == pooledPacketCap(i) {
+			p = p[:0]
+			packetPools[i].Put(&p)
+			return
+		}
 	}
-	p = p[:0]
-	packetPool.Put(&p)
 }
