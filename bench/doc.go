@@ -1,7 +1,9 @@
 // Command bench measures Sluice against a direct OpenSSH connection and an
 // OpenSSH ProxyJump on loopback: bulk throughput, keystroke latency, session
 // setup, Sluice's CPU per GiB relayed, SFTP and, optionally, the memory of
-// idle proxied sessions. It sets up everything in a temporary folder (two
+// idle proxied sessions. SFTP is also measured through Sluice to a subsystem
+// it does not inspect, so that the SFTP proxy's cost is the ratio of the
+// two (see unproxiedSubsystem). It sets up everything in a temporary folder (two
 // sshd, a built Sluice) and prints a Markdown table. Run it from the
 // repository root, usually through bench/run.sh; docs/benchmarks.md has the
 // commands and the figures.

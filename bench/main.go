@@ -21,6 +21,7 @@ type options struct {
 	ciphers    []string // bulk ciphers
 	only       map[string]bool
 	keep       bool
+	reuse      string // upstream.reuse of the gateway's service
 }
 
 func main() {
@@ -41,6 +42,7 @@ func main() {
 	flag.StringVar(&ciphers, "ciphers", "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com", "bulk ciphers, comma-separated")
 	flag.StringVar(&only, "only", "", "run only these, comma-separated: bulk,keys,setup,sftp,idle")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folder")
+	flag.StringVar(&o.reuse, "reuse", "30s", "the Sluice service's upstream.reuse (0s: dial and log in upstream for every connection)")
 	flag.Parse()
 	var err error
 	if o.bulk, err = parseSize(bulk); err != nil {

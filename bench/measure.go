@@ -58,7 +58,7 @@ func run(o options) error {
 		return err
 	}
 	wantIdle := o.want("idle") && o.idle > 0
-	if err := w.startSluice(wantIdle); err != nil {
+	if err := w.startSluice(wantIdle, o.reuse); err != nil {
 		return err
 	}
 	res := &results{}
@@ -96,6 +96,7 @@ func run(o options) error {
 		}
 	}
 	if o.want("sftp") {
+		ps = append(ps, w.unproxied())
 		if err := sftp(w, o, ps, res); err != nil {
 			return fmt.Errorf("sftp: %w", err)
 		}
@@ -297,7 +298,9 @@ func bulk(w *world, p path, cipher, dir string, size int64, res *results) error 
 	return nil
 }
 
-// sftp gets and puts a sparse file of o.sftp bytes with `sftp -b`.
+// sftp gets and puts a sparse file of o.sftp bytes with `sftp -b`, over ps
+// and through Sluice without its SFTP proxy (w.unproxied), and records
+// MiB/s and, through Sluice, the gateway's CPU seconds per GiB.
 func sftp(w *world, o options, ps []path, res *results) error {
 	src := w.file("sftp.dat")
 	f, err := os.Create(src)
@@ -322,12 +325,17 @@ func sftp(w *world, o options, ps []path, res *results) error {
 			}
 			for _, p := range rotate(ps, r+len(op)) {
 				args := append([]string{"-q", "-b", batch}, p.args("sftp", defaultCipher)...)
+				cpu0 := w.sluiceCPU()
 				d, err := timed(exec.Command("sftp", args...))
+				cpu1 := w.sluiceCPU()
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", op, p.name, err)
 				}
 				os.Remove(dst)
 				res.add("SFTP "+op, "MiB/s", true, p.name, mib/d.Seconds())
+				if strings.HasPrefix(p.name, "Sluice") {
+					res.add("Sluice CPU SFTP "+op, "CPU-s/GiB", false, p.name, (cpu1-cpu0)/(mib/1024))
+				}
 			}
 		}
 	}

@@ -11,7 +11,8 @@ import (
 )
 
 // report prints the machine, the settings and the table of figures: the
-// median over rounds for each path, and Sluice's ratios to the others.
+// median over rounds for each path, and Sluice's ratios to the others (to
+// Sluice without its SFTP proxy when ps has that path).
 func report(out io.Writer, o options, res *results, ps []path, load0, load1 string, took time.Duration) {
 	sshV, _ := exec.Command("ssh", "-V").CombinedOutput()
 	fmt.Fprintf(out, "\n## Sluice benchmark, %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
@@ -19,13 +20,20 @@ func report(out io.Writer, o options, res *results, ps []path, load0, load1 stri
 	fmt.Fprintf(out, "- load average before %s, after %s; took %s\n", load0, load1, took.Round(time.Second))
 	fmt.Fprintf(out, "- bulk %s, SFTP %s, %d keystrokes, %d setups, %d×%d parallel, %d round(s)\n",
 		size(o.bulk), size(o.sftp), o.keystrokes, o.setupRuns, o.parallel, o.perClient, o.rounds)
-	fmt.Fprintf(out, "- kex curve25519-sha256 on every hop; setup, keystrokes and SFTP with %s\n\n", defaultCipher)
+	fmt.Fprintf(out, "- kex curve25519-sha256 on every hop; setup, keystrokes and SFTP with %s; Sluice upstream.reuse %s\n\n", defaultCipher, o.reuse)
 	names := make([]string, len(ps))
 	for i, p := range ps {
 		names[i] = p.name
 	}
-	fmt.Fprintf(out, "| metric | unit | %s | Sluice/direct | Sluice/ProxyJump |\n", strings.Join(names, " | "))
-	fmt.Fprintf(out, "|---|---|%s---|---|\n", strings.Repeat("---:|", len(names)))
+	refs := []string{"direct", "ProxyJump"}
+	if slices.Contains(names, sluiceUnproxied) {
+		refs = append(refs, sluiceUnproxied)
+	}
+	fmt.Fprintf(out, "| metric | unit | %s |", strings.Join(names, " | "))
+	for _, ref := range refs {
+		fmt.Fprintf(out, " Sluice/%s |", strings.TrimPrefix(ref, "Sluice, "))
+	}
+	fmt.Fprintf(out, "\n|---|---|%s%s\n", strings.Repeat("---:|", len(names)), strings.Repeat("---|", len(refs)))
 	for _, r := range res.rows {
 		med := map[string]float64{}
 		cells := []string{}
@@ -46,7 +54,11 @@ func report(out io.Writer, o options, res *results, ps []path, load0, load1 stri
 			}
 			return fmt.Sprintf("%.2f×", s/d)
 		}
-		fmt.Fprintf(out, "| %s | %s | %s | %s | %s |\n", r.metric, r.unit, strings.Join(cells, " | "), ratio("direct"), ratio("ProxyJump"))
+		fmt.Fprintf(out, "| %s | %s | %s |", r.metric, r.unit, strings.Join(cells, " | "))
+		for _, ref := range refs {
+			fmt.Fprintf(out, " %s |", ratio(ref))
+		}
+		fmt.Fprintln(out)
 	}
 	for _, n := range res.notes {
 		fmt.Fprintf(out, "\n- %s", n)

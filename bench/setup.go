@@ -115,6 +115,9 @@ func (w *world) startSshd(name string) (int, error) {
 			"AllowTcpForwarding yes",
 			"MaxStartups 200",
 			"Subsystem sftp internal-sftp",
+			// The same server under another name, which Sluice relays as
+			// a plain subsystem: the SFTP proxy's cost is the difference.
+			"Subsystem " + unproxiedSubsystem + " internal-sftp",
 		}
 		if err := os.WriteFile(cfg, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 			return 0, err
@@ -163,7 +166,7 @@ func (w *world) knownHost(port int, pubFile string) error {
 // startSluice builds Sluice, starts the built-in target when idle sessions
 // are wanted, writes the config and serves it. Under SLUICE_CPUPROFILE the
 // gateway is this program in gateway mode instead of the built binary.
-func (w *world) startSluice(idle bool) error {
+func (w *world) startSluice(idle bool, reuse string) error {
 	w.sluiceBn = w.file("sluice")
 	if out, err := exec.Command("go", "build", "-o", w.sluiceBn, "./cmd/sluice").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/sluice (run from the repository root): %v\n%s", err, out)
@@ -217,16 +220,16 @@ services:
     client_zones: [lo]
     server_zones: [lo]
     router: {directed: ["127.0.0.1:%d"]}
-    upstream: {user: %q, identity: %s, known_hosts: %s}
+    upstream: {user: %q, identity: %s, known_hosts: %s, reuse: %s}
     policy:
       pty: true
       shell: true
       exec: {allow: [".*"]}
-      subsystems: {sftp: {}}
+      subsystems: {sftp: {}, %s: {}}
 %saudit:
   sink: jsonl:%s
 `, w.file("state"), w.file("client_ed25519.pub"), w.sluicePort, w.targetPort, w.osUser,
-		w.file("upstream_ed25519"), upstreamKH, idleService, w.file("state/audit.jsonl"))
+		w.file("upstream_ed25519"), upstreamKH, reuse, unproxiedSubsystem, idleService, w.file("state/audit.jsonl"))
 	cfg := w.file("sluice.yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		return err
@@ -334,40 +337,63 @@ func (w *world) close(keep bool) {
 	os.RemoveAll(w.dir)
 }
 
+// unproxiedSubsystem names the target's sftp-server under a subsystem name
+// that has no stacked proxy in Sluice, so that Sluice relays its bytes
+// unchanged, as it relays any permitted subsystem (sshproxy.Params.Stacked).
+// Only the SFTP part uses it: the ratio of Sluice with and without the SFTP
+// proxy is that proxy's cost. It is bench config, not a product switch: the
+// "sftp" subsystem is always inspected.
+const unproxiedSubsystem = "sftp-unproxied"
+
+// sluiceUnproxied is the name of the path through Sluice to
+// unproxiedSubsystem.
+const sluiceUnproxied = "Sluice, SFTP unproxied"
+
+// unproxied returns the path through Sluice to unproxiedSubsystem; only
+// tool "sftp" makes sense on it.
+func (w *world) unproxied() path {
+	return path{sluiceUnproxied, func(tool, cipher string) []string {
+		return append(w.base(tool, cipher, w.sluicePort), "-s", unproxiedSubsystem, "bench@127.0.0.1")
+	}}
+}
+
 // paths returns the three ways to the target: direct, ProxyJump and Sluice.
 func (w *world) paths() []path {
-	base := func(tool, cipher string, port int) []string {
-		pf := "-p"
-		if tool == "sftp" {
-			pf = "-P"
-		}
-		return []string{
-			"-F", "/dev/null", pf, strconv.Itoa(port), "-i", w.userKey,
-			"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
-			"-o", "UserKnownHostsFile=" + w.kh, "-o", "GlobalKnownHostsFile=/dev/null",
-			"-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
-			"-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "Compression=no",
-			"-o", "KexAlgorithms=curve25519-sha256", "-o", "Ciphers=" + cipher,
-		}
-	}
 	dest := w.osUser + "@127.0.0.1"
 	return []path{
 		{"direct", func(tool, cipher string) []string {
-			return append(base(tool, cipher, w.targetPort), dest)
+			return append(w.base(tool, cipher, w.targetPort), dest)
 		}},
 		{"ProxyJump", func(tool, cipher string) []string {
 			// `ssh -J` starts the first hop as `ssh -W` without the
 			// command line's -o options, so the ciphers would not be pinned
 			// there; this ProxyCommand is what -J expands to, with every
 			// option repeated.
-			hop := append([]string{"ssh"}, base("ssh", cipher, w.jumpPort)...)
+			hop := append([]string{"ssh"}, w.base("ssh", cipher, w.jumpPort)...)
 			hop = append(hop, "-W", "%h:%p", dest)
-			a := append(base(tool, cipher, w.targetPort), "-o", "ProxyCommand="+strings.Join(hop, " "))
+			a := append(w.base(tool, cipher, w.targetPort), "-o", "ProxyCommand="+strings.Join(hop, " "))
 			return append(a, dest)
 		}},
 		{"Sluice", func(tool, cipher string) []string {
-			return append(base(tool, cipher, w.sluicePort), "bench@127.0.0.1")
+			return append(w.base(tool, cipher, w.sluicePort), "bench@127.0.0.1")
 		}},
+	}
+}
+
+// base returns the options of tool ("ssh" or "sftp") to port on loopback
+// with cipher pinned, without the destination.
+func (w *world) base(tool, cipher string, port int) []string {
+	pf := "-p"
+	if tool == "sftp" {
+		pf = "-P"
+	}
+	return []string{
+		"-F", "/dev/null", pf, strconv.Itoa(port), "-i", w.userKey,
+		"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none",
+		"-o", "UserKnownHostsFile=" + w.kh, "-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR",
+		"-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "Compression=no",
+		"-o", "KexAlgorithms=curve25519-sha256", "-o", "Ciphers=" + cipher,
 	}
 }
 

@@ -171,6 +171,10 @@ type Upstream struct {
 	Identity   string // absolute path of a private key, or ""
 	Password   string // or ""
 	KnownHosts string // absolute path; strict host-key checking is always on
+	// Reuse keeps an upstream connection open this long after its client
+	// connection ended cleanly, for the next connection of the same gateway
+	// user to the same route. 0 = off.
+	Reuse Duration
 }
 
 // LoginUser expands the User template for the gateway user name user.

@@ -169,6 +169,7 @@ func (d *decoder) upstream(n *yaml.Node, key string, u *Upstream) {
 		{"identity", false, func(n *yaml.Node, k string) { d.path(n, k, &u.Identity) }},
 		{"password", false, func(n *yaml.Node, k string) { d.str(n, k, &u.Password) }},
 		{"known_hosts", true, func(n *yaml.Node, k string) { d.path(n, k, &u.KnownHosts) }},
+		{"reuse", false, func(n *yaml.Node, k string) { d.duration(n, k, &u.Reuse) }},
 	})
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,31 +33,51 @@ c.close()
 `
 
 func TestParamikoClient(t *testing.T) {
-	// Debian's python3-paramiko belongs to Debian's interpreter, which may
-	// not be the python3 first on PATH.
-	py := "/usr/bin/python3"
-	if _, err := os.Stat(py); err != nil {
-		py = sshtest.RequireTool(t, "python3")
-	}
+	py := paramikoPython(t)
 	w := newWorld(t, worldOptions{})
-	script := filepath.Join(w.dir, "client.py")
-	if err := os.WriteFile(script, []byte(paramikoScript), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	kh := filepath.Join(w.dir, "gateway_known_hosts")
-	if err := os.WriteFile(kh, []byte(sshtest.KnownHostsLine(w.gw.Addr("ssh-in").String(), w.hostKey)+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	script, kh := w.paramikoFiles(t, paramikoScript)
 	r := w.run(nil, py, script, strconv.Itoa(w.port), w.target(), w.aliceKey, kh)
 	if r.code != 0 {
-		if strings.Contains(r.stderr, "No module named 'paramiko'") && os.Getenv("SLUICE_INTEROP") != "require" {
-			t.Skip("paramiko is not installed (apt-get install python3-paramiko)")
-		}
 		t.Fatalf("paramiko: exit %d: %s", r.code, r.stderr)
 	}
 	if got, want := strings.TrimSpace(r.stdout), "paramiko to-stderr 5"; got != want {
 		t.Fatalf("got %q, want %q", got, want)
 	}
+}
+
+// paramikoPython returns the Python interpreter that has paramiko: Debian's
+// python3-paramiko belongs to Debian's interpreter, which may not be the
+// python3 first on PATH. Without paramiko the test fails under
+// SLUICE_INTEROP=require and is skipped otherwise.
+func paramikoPython(t *testing.T) string {
+	t.Helper()
+	py := "/usr/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		py = sshtest.RequireTool(t, "python3")
+	}
+	if err := exec.Command(py, "-c", "import paramiko").Run(); err != nil {
+		msg := "paramiko is not installed for " + py + " (apt-get install python3-paramiko)"
+		if os.Getenv("SLUICE_INTEROP") == "require" {
+			t.Fatalf("SLUICE_INTEROP=require: %s", msg)
+		}
+		t.Skip(msg)
+	}
+	return py
+}
+
+// paramikoFiles writes a paramiko script and a known_hosts file holding the
+// gateway's host key to the world's folder, and returns their paths.
+func (w *world) paramikoFiles(t *testing.T, source string) (script, knownHosts string) {
+	t.Helper()
+	script = filepath.Join(w.dir, "client.py")
+	if err := os.WriteFile(script, []byte(source), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	knownHosts = filepath.Join(w.dir, "gateway_known_hosts")
+	if err := os.WriteFile(knownHosts, []byte(sshtest.KnownHostsLine(w.gw.Addr("ssh-in").String(), w.hostKey)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return script, knownHosts
 }
 
 // TestStalledClientBoundsMemory: a client that stops reading while the

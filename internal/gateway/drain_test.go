@@ -78,7 +78,8 @@ func TestDrainLetsSessionsFinish(t *testing.T) {
 }
 
 // TestDrainTimeoutEndsSessions: a session still running when drain_timeout
-// expires is ended, and the audit says why.
+// expires is ended, its client reads why on stderr first, and the audit
+// says why.
 func TestDrainTimeoutEndsSessions(t *testing.T) {
 	w := newWorld(t, worldOptions{gateway: "  drain_timeout: 1s\n"})
 	live := w.startSSH("sleep 30")
@@ -93,6 +94,10 @@ func TestDrainTimeoutEndsSessions(t *testing.T) {
 		if took := time.Since(start); took > 15*time.Second {
 			t.Fatalf("session ended %v after shutdown, want about drain_timeout (1s)", took)
 		}
+		if !strings.Contains(r.stderr, strings.TrimSpace(msgShutdown)) {
+			t.Fatalf("client stderr: got %q, want it to contain %q", r.stderr, strings.TrimSpace(msgShutdown))
+		}
+		t.Logf("client stderr: %q, exit %d", r.stderr, r.code)
 	case <-time.After(30 * time.Second):
 		t.Fatal("the session outlived drain_timeout by far")
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -120,7 +121,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gatew
 		if err != nil {
 			return nil, err
 		}
-		if p.Listener, err = listen(sc); err != nil {
+		if p.Listener, err = g.listen(sc); err != nil {
 			return nil, err
 		}
 		svc := service.New(p)
@@ -179,6 +180,7 @@ func (g *Gateway) shutdown() {
 	for _, s := range g.stopServing() {
 		wg.Go(func() {
 			if err := s.Shutdown(drain); err != nil {
+				farewell(s.Live())
 				s.Close()
 			}
 		})
@@ -192,6 +194,26 @@ func (g *Gateway) shutdown() {
 	if err := g.queue.Close(qctx); err != nil {
 		g.logger.Error("closing the audit queue", "err", err)
 	}
+}
+
+// msgShutdown is what the client of a session still live at the drain
+// timeout reads on its stderr before the gateway closes the connection.
+const msgShutdown = "sluice: gateway shutting down, session ended\r\n"
+
+// farewellTimeout bounds the wait for msgShutdown to reach the clients: a
+// client that does not read is cut off without it.
+const farewellTimeout = time.Second
+
+// farewell tells the clients of live sessions that the gateway is ending
+// them, waiting for at most farewellTimeout.
+func farewell(live []*session.Master) {
+	ctx, cancel := context.WithTimeout(context.Background(), farewellTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, m := range live {
+		wg.Go(func() { sshproxy.Farewell(ctx, m, msgShutdown) })
+	}
+	wg.Wait()
 }
 
 func buildZones(cfg *config.Config) (*zone.Tree, error) {
@@ -234,12 +256,14 @@ func (g *Gateway) authenticator(cfg *config.Config) (*auth.Authenticator, error)
 
 // authFailed audits one refused authentication attempt.
 func (g *Gateway) authFailed(method, user string, remote net.Addr, rule, reason string) {
-	g.penalise(remote)
 	v, ok := g.masters.Load(remote.String())
 	if !ok {
+		g.penalise(remote, g.logger)
 		return
 	}
-	e := v.(*session.Master).AuditEvent("auth")
+	m := v.(*session.Master)
+	g.penalise(remote, g.logger.With("service", m.Service(), "session_id", m.ID()))
+	e := m.AuditEvent("auth")
 	e.User = user
 	e.Verdict, e.Rule, e.Reason = audit.Reject, rule, reason
 	e.Detail = map[string]any{"method": method}
@@ -301,11 +325,12 @@ func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []
 			Password: sc.Upstream.Password,
 			HostKeys: checker,
 			Timeout:  sc.ConnectTimeout.Std(),
+			Reuse:    sc.Upstream.Reuse.Std(),
 		},
 		Policy:         pol,
 		Record:         g.recordStart(sc),
 		Stacked:        g.stackedProxies(sc),
-		ExecTransfer:   execTransfer(sc),
+		ExecTransfer:   g.execTransfer(sc),
 		Session:        sshsession.Config{},
 		LoginGraceTime: g.cfg.Gateway.LoginGraceTime.Std(),
 		MaxChannels:    sc.MaxChannels,
@@ -332,6 +357,7 @@ func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []
 			defer g.masters.Delete(key)
 			proxy.Handle(ctx, m, c)
 		},
+		Release: proxy.Close,
 	}
 	return p, nil
 }

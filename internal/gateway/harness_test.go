@@ -52,6 +52,9 @@ type worldOptions struct {
 	serverZones string
 	// knownHosts overrides the upstream known_hosts content.
 	knownHosts *string
+	// upstream holds extra YAML lines for the service's upstream, indented
+	// by 6 spaces.
+	upstream string
 	// service holds extra YAML lines for the service, indented by 4 spaces.
 	service string
 	// gateway holds extra YAML lines for the gateway, indented by 2 spaces.
@@ -61,6 +64,9 @@ type worldOptions struct {
 	tail string
 	// loginGraceTime overrides gateway.login_grace_time (default "20s").
 	loginGraceTime string
+	// logs, when set, also receives the gateway's log as JSON lines, at
+	// debug level; it must be safe for concurrent use.
+	logs io.Writer
 }
 
 const defaultPolicy = `      pty: true
@@ -129,11 +135,11 @@ services:
       user: %q
       identity: ./upstream_ed25519
       known_hosts: ./known_hosts
-%s    policy:
+%s%s    policy:
 %s
 audit:
   sink: sqlite
-%s`, grace, o.gateway, port, sz, u.Username, o.service, pol, o.tail)
+%s`, grace, o.gateway, port, sz, u.Username, o.upstream, o.service, pol, o.tail)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -142,7 +148,12 @@ audit:
 	if err != nil {
 		t.Fatalf("config: %v\n%s", err, yaml)
 	}
-	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	debug := &slog.HandlerOptions{Level: slog.LevelDebug}
+	var h slog.Handler = slog.NewTextHandler(testWriter{t}, debug)
+	if o.logs != nil {
+		h = slog.NewMultiHandler(h, slog.NewJSONHandler(o.logs, debug))
+	}
+	logger := slog.New(h)
 	ctx, cancel := context.WithCancel(context.Background())
 	gw, err := New(ctx, cfg, logger)
 	if err != nil {

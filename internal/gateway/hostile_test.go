@@ -563,3 +563,119 @@ func TestHostileUpstreamDiesMidTransfer(t *testing.T) {
 	}
 	w.stillServes(t)
 }
+
+// hostileParamikoScript logs in to the gateway with paramiko, then sends
+// raw channel messages that no SSH library sends. Arguments: port, user,
+// key, known_hosts, mode. It prints the connection's local address, then
+// what happened, one word per line.
+const hostileParamikoScript = `
+import logging, socket, sys, time, paramiko
+from paramiko.common import cMSG_CHANNEL_DATA, cMSG_CHANNEL_REQUEST, cMSG_CHANNEL_WINDOW_ADJUST
+port, user, key, kh, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5]
+logged = []
+class Logged(logging.Handler):
+    def emit(self, record):
+        logged.append(record.getMessage())
+logging.getLogger("paramiko").setLevel(logging.DEBUG)
+logging.getLogger("paramiko").addHandler(Logged())
+sock = socket.create_connection(("127.0.0.1", port), source_address=("` + clientAddr + `", 0))
+print("%s:%d" % sock.getsockname(), flush=True)
+c = paramiko.SSHClient()
+c.load_host_keys(kh)
+c.set_missing_host_key_policy(paramiko.RejectPolicy())
+c.connect("127.0.0.1", port=port, username=user, key_filename=key,
+          look_for_keys=False, allow_agent=False, sock=sock)
+t = c.get_transport()
+
+def send(*fields):
+    m = paramiko.Message()
+    m.add_byte(fields[0])
+    for f in fields[1:]:
+        if isinstance(f, bool):
+            m.add_boolean(f)
+        elif isinstance(f, int):
+            m.add_int(f)
+        else:
+            m.add_string(f)
+    t._send_user_message(m)
+
+def run(command):
+    ch = t.open_session()
+    ch.exec_command(command)
+    out = ch.makefile().read().decode().strip()
+    ch.close()
+    return out
+
+def ended():
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if not t.is_active():
+            return "closed"
+        time.sleep(0.05)
+    return "open"
+
+never = 1000  # a channel number the gateway never opened
+if mode == "window":
+    ch = t.open_session()
+    # The gateway may send paramiko 2 MiB; 0xffffffff more, twice,
+    # overflows the 2^32 - 1 a window can hold (RFC 4254 section 5.2).
+    send(cMSG_CHANNEL_WINDOW_ADJUST, ch.remote_chanid, 0xffffffff)
+    send(cMSG_CHANNEL_WINDOW_ADJUST, ch.remote_chanid, 0xffffffff)
+    print(ended())
+elif mode == "unknown-channel":
+    # paramiko drops its own connection on a reply for a channel it never
+    # saw: mark the number seen, so that the reply is logged and ignored.
+    t.channels_seen[never] = True
+    send(cMSG_CHANNEL_REQUEST, never, "exec", False, "id")
+    send(cMSG_CHANNEL_REQUEST, never, "exec", True, "id")
+    print(run("echo alive"))
+    print("answered" if any("dead channel %d" % never in s for s in logged) else "unanswered")
+    send(cMSG_CHANNEL_DATA, never, b"hostile")
+    print(ended())
+`
+
+// TestHostileChannelMessages: raw channel messages from a paramiko client.
+// A window adjust whose sum overflows 2^32, and data for a channel number
+// never opened, end that client's connection (x/crypto/ssh treats both as
+// connection errors) and its session.end says why; requests for a channel
+// never opened are answered with failure or ignored, and that connection
+// goes on working. A legitimate session running meanwhile is unaffected,
+// and the gateway goes on serving.
+func TestHostileChannelMessages(t *testing.T) {
+	py := paramikoPython(t)
+	w := newWorld(t, worldOptions{})
+	script, kh := w.paramikoFiles(t, hostileParamikoScript)
+	legit := w.startSSH("sleep 5; echo survived")
+	w.waitLive(1)
+	cases := []struct {
+		mode string
+		// want is what the script prints after the address; reason is
+		// part of the session.end reason.
+		want, reason string
+	}{
+		{"window", "closed", "client connection failed: ssh: invalid window update for 4294967295 bytes"},
+		{"unknown-channel", "alive answered closed", "client connection failed: ssh: invalid channel 1000"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.mode, func(t *testing.T) {
+			r := w.run(nil, py, script, strconv.Itoa(w.port), w.target(), w.aliceKey, kh, tc.mode)
+			lines := strings.Fields(r.stdout)
+			if r.code != 0 || len(lines) == 0 {
+				t.Fatalf("paramiko: exit %d, stdout %q: %s", r.code, r.stdout, r.stderr)
+			}
+			local, got := lines[0], strings.Join(lines[1:], " ")
+			if got != tc.want {
+				t.Fatalf("got %q, want %q (stderr %s)", got, tc.want, r.stderr)
+			}
+			evs := w.waitEvents(t, "session.end", 1, func(e audit.Event) bool { return e.ClientAddr == local })
+			if len(evs) != 1 || !strings.Contains(evs[0].Reason, tc.reason) {
+				t.Fatalf("got session.end %+v, want one whose reason says %q", evs, tc.reason)
+			}
+			t.Logf("session.end reason: %s", evs[0].Reason)
+		})
+	}
+	if r := <-legit; r.code != 0 || r.stdout != "survived\n" {
+		t.Fatalf("legitimate session: got %d %q (stderr %q), want 0 %q", r.code, r.stdout, r.stderr, "survived\n")
+	}
+	w.stillServes(t)
+}

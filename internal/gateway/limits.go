@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"log/slog"
 	"net"
 	"net/netip"
 
@@ -23,13 +24,14 @@ func startupsParams(cfg *config.Config) service.StartupsParams {
 	}
 }
 
-// penalise counts a failed authentication attempt against its source.
-func (g *Gateway) penalise(remote net.Addr) {
+// penalise counts a failed authentication attempt against its source;
+// log is the logger of the connection that failed.
+func (g *Gateway) penalise(remote net.Addr, log *slog.Logger) {
 	ap, err := netip.ParseAddrPort(remote.String())
 	if err != nil {
 		return
 	}
 	if g.startups.Failed(ap.Addr().Unmap()) {
-		g.logger.Warn("source penalised for failed authentication", "source", ap.Addr().Unmap(), "for", g.startups.Penalty())
+		log.Warn("source penalised for failed authentication", "source", ap.Addr().Unmap(), "for", g.startups.Penalty())
 	}
 }

@@ -107,7 +107,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 			if b.svc != nil {
 				continue
 			}
-			l, err := listen(b.sc)
+			l, err := g.listen(b.sc)
 			if err != nil {
 				errs = append(errs, err)
 				continue

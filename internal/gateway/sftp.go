@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/sluice-ssh/sluice/internal/config"
-	"github.com/sluice-ssh/sluice/internal/policy"
+	"github.com/sluice-ssh/sluice/internal/scpproxy"
 	"github.com/sluice-ssh/sluice/internal/session"
 	"github.com/sluice-ssh/sluice/internal/sftpproxy"
 	"github.com/sluice-ssh/sluice/internal/sshproxy"
@@ -29,21 +29,39 @@ func (g *Gateway) stackedProxies(sc *config.Service) map[string]sshproxy.Stacked
 	}
 }
 
-// closableSession lets the SFTP proxy close the client's channel when it
+// closableSession lets a stacked proxy close the client's channel when it
 // ends a session early (a protocol error from either side).
 type closableSession struct{ *sshsession.Session }
 
 func (s closableSession) Close() error { return s.Channel().Close() }
 
-// execTransfer decides exec commands that run a file-transfer server (scp
-// in server mode, sftp-server) by the service's sftp policy, so that exec
-// is no way around it.
-func execTransfer(sc *config.Service) func(command string) (policy.Verdict, bool) {
+// execTransfer decides exec commands that run a file-transfer server by
+// the service's sftp policy, so that exec is no way around it. scp in
+// server mode, as OpenSSH's client runs it ("scp -O"), is stacked through
+// the scp proxy, which applies the policy per file; every other such
+// command (sftp-server, scp in a shell construct) is refused unless the
+// policy permits everything (sftpproxy.DecideExec).
+func (g *Gateway) execTransfer(sc *config.Service) func(command string) (sshproxy.Transfer, bool) {
 	var sftp *config.Subsystem
+	var scp *scpproxy.Proxy
 	if sub, ok := sc.Policy.Subsystems["sftp"]; ok {
 		sftp = &sub
+		scp = scpproxy.New(scpproxy.Params{Service: sc.Name, Policy: sftpproxy.PolicyFrom(sub), Audit: g.queue, Logger: g.logger})
 	}
-	return func(command string) (policy.Verdict, bool) {
-		return sftpproxy.DecideExec(sc.Name, sftp, command)
+	return func(command string) (sshproxy.Transfer, bool) {
+		if scp != nil {
+			if c, err := scpproxy.ParseCommand(command); err == nil {
+				t := sshproxy.Transfer{Verdict: scp.Decide(c), Name: "scp"}
+				t.Proxy = func(ctx context.Context, st *session.Stacked, client, upstream sshproxy.Stream) (int64, int64, error) {
+					if s, ok := client.(*sshsession.Session); ok {
+						client = closableSession{s}
+					}
+					return scp.Relay(ctx, st, c, client, upstream)
+				}
+				return t, true
+			}
+		}
+		v, ok := sftpproxy.DecideExec(sc.Name, sftp, command)
+		return sshproxy.Transfer{Verdict: v}, ok
 	}
 }

@@ -157,14 +157,23 @@ func TestSFTPReadOnly(t *testing.T) {
 	if r := w.run(nil, "scp", append(w.args("scp"), "-o", user, "127.0.0.1:"+a, scpGot)...); r.code != 0 || fileSum(t, scpGot) != fileSum(t, a) {
 		t.Fatalf("scp download under read_only: exit %d: %s", r.code, r.stderr)
 	}
-	// scp -O runs "scp -t" by exec, where the proxy cannot look: refused.
+	// scp -O runs "scp -t" by exec, stacked through the scp proxy: the
+	// file is refused with a message, under the same read_only rule.
 	r = w.run(nil, "scp", append(w.args("scp"), "-O", "-o", user, src, "127.0.0.1:"+dir+"/pub/scp-O.bin")...)
-	if r.code == 0 || exists(filepath.Join(dir, "pub", "scp-O.bin")) {
-		t.Fatalf("scp -O under read_only: got exit %d, want a refusal", r.code)
+	if r.code == 0 || exists(filepath.Join(dir, "pub", "scp-O.bin")) || !strings.Contains(r.stderr, "up.bin: denied by policy") {
+		t.Fatalf("scp -O under read_only: got exit %d, stderr %q; want a refusal naming up.bin", r.code, r.stderr)
 	}
-	evs := w.events("exec", func(e audit.Event) bool { return e.Verdict == audit.Reject })
-	if len(evs) != 1 || evs[0].Rule != "services[ssh-in].policy.subsystems.sftp.read_only" || !strings.HasPrefix(fmt.Sprint(evs[0].Detail["command"]), "scp ") {
-		t.Fatalf("got %+v, want one scp exec refused by the sftp read_only rule", evs)
+	evs := w.events("scp.upload", func(e audit.Event) bool { return e.Verdict == audit.Reject })
+	if len(evs) != 1 || evs[0].Rule != "services[ssh-in].policy.subsystems.sftp.read_only" || !strings.HasSuffix(evs[0].SessionID, "/session:0/scp") {
+		t.Fatalf("got %+v, want one scp.upload refused by the sftp read_only rule", evs)
+	}
+	// scp -O download works under read_only.
+	scpO := filepath.Join(w.dir, "scp-O-a.txt")
+	if r := w.run(nil, "scp", append(w.args("scp"), "-O", "-o", user, "127.0.0.1:"+a, scpO)...); r.code != 0 || fileSum(t, scpO) != fileSum(t, a) {
+		t.Fatalf("scp -O download under read_only: exit %d: %s", r.code, r.stderr)
+	}
+	if !w.scpAudited("scp.download", a, fileSum(t, a)) {
+		t.Fatalf("got no scp.download of %s with its sha256", a)
 	}
 }
 

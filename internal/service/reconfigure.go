@@ -23,10 +23,18 @@ func (s *Service) current() Params {
 // Reconfigure replaces the parameters new connections are served with: the
 // zones and the client and server zones, the limits, Admit, Startups and the
 // Handler. Live sessions keep the ones they started with. The listener, the
-// name, the audit sink and the logger cannot change; p's are ignored.
+// name, the audit sink and the logger cannot change; p's are ignored. The
+// Release of the parameters replaced is called.
 func (s *Service) Reconfigure(p Params) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	release := s.p.Release
+	defer func() {
+		s.mu.Unlock()
+		if release != nil {
+			release()
+		}
+	}()
+	s.p.Release = p.Release
 	s.p.Gateway = p.Gateway
 	s.p.Zones = p.Zones
 	s.p.ClientZones = slices.Clone(p.ClientZones)

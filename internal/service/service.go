@@ -67,6 +67,10 @@ type Params struct {
 	// Logger receives operational logs; nil discards them.
 	Logger  *slog.Logger
 	Handler Handler
+	// Release, when set, is called once Handler serves no new connection:
+	// when Reconfigure replaces it, or when the service stops accepting.
+	// Connections being served carry on.
+	Release func()
 	// Clock is passed to the sessions; nil means time.Now.
 	Clock func() time.Time
 }
@@ -364,6 +368,9 @@ func (s *Service) stop() error {
 		return nil
 	}
 	close(s.shutdown)
+	if r := s.current().Release; r != nil {
+		r()
+	}
 	if err := s.p.Listener.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		return fmt.Errorf("service: %s: close listener: %w", s.p.Name, err)
 	}

@@ -22,5 +22,7 @@
 //
 // ClassifyExec and DecideExec close the bypass through exec: "scp -t",
 // "scp -f" and sftp-server binaries run with exec fall under the same
-// policy (see DecideExec).
+// policy (see DecideExec); the gateway stacks the scp proxy
+// (internal/scpproxy) on the scp commands OpenSSH's client sends, which
+// decides them per file with the same Rules.
 package sftpproxy

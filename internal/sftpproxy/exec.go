@@ -39,13 +39,14 @@ func ClassifyExec(cmd string) string {
 	return ""
 }
 
-// DecideExec decides an exec command that ClassifyExec recognises, so that
-// exec is no way around the sftp subsystem's policy. sftp is the service's
-// "sftp" subsystem policy, nil when the sftp subsystem is not permitted.
-// The command is refused unless sftp permits every operation everywhere:
-// the proxy cannot see inside scp's or a raw sftp-server's stream. ok is
-// false when cmd is not a file-transfer server; the exec policy alone then
-// decides.
+// DecideExec decides an exec command that ClassifyExec recognises and no
+// stacked proxy inspects, so that exec is no way around the sftp
+// subsystem's policy. sftp is the service's "sftp" subsystem policy, nil
+// when the sftp subsystem is not permitted. The command is refused unless
+// sftp permits every operation everywhere: nothing sees inside a raw
+// sftp-server's stream, or inside scp started in a form the scp proxy does
+// not take (scpproxy.ParseCommand). ok is false when cmd is not a
+// file-transfer server; the exec policy alone then decides.
 func DecideExec(service string, sftp *config.Subsystem, cmd string) (v policy.Verdict, ok bool) {
 	kind := ClassifyExec(cmd)
 	if kind == "" {

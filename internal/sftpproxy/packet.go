@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 )
 
@@ -96,39 +95,6 @@ var ErrMalformed = errors.New("sftpproxy: malformed packet")
 
 // ErrTooLarge reports a packet longer than the 256 KiB maximum.
 var ErrTooLarge = errors.New("sftpproxy: packet too large")
-
-// readPacket reads one packet (length field included) into buf, growing it
-// when needed up to the maximum, and returns the packet and the buffer to
-// reuse. A clean EOF before a packet starts is io.EOF.
-func readPacket(r io.Reader, buf []byte) (pkt, next []byte, err error) {
-	if cap(buf) < 4 {
-		buf = make([]byte, 4, 32<<10)
-	}
-	if _, err := io.ReadFull(r, buf[:4]); err != nil {
-		return nil, buf, err
-	}
-	n := binary.BigEndian.Uint32(buf[:4])
-	switch {
-	case n > maxPacket:
-		return nil, buf, fmt.Errorf("%w: %d bytes, maximum %d", ErrTooLarge, n, maxPacket)
-	case n == 0:
-		return nil, buf, fmt.Errorf("%w: empty", ErrMalformed)
-	}
-	total := 4 + int(n)
-	if cap(buf) < total {
-		nb := make([]byte, total)
-		copy(nb, buf[:4])
-		buf = nb
-	}
-	buf = buf[:total]
-	if _, err := io.ReadFull(r, buf[4:]); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, buf, fmt.Errorf("sftpproxy: reading packet: %w", err)
-	}
-	return buf, buf, nil
-}
 
 // decoder reads SFTP's wire types (draft-ietf-secsh-filexfer-02 §3, the
 // SSH types of RFC 4251 §5). The first error sticks; later reads return

@@ -1,8 +1,11 @@
 package sftpproxy
 
 import (
+	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -56,7 +59,45 @@ func TestParseRequest(t *testing.T) {
 	}
 }
 
-func TestReadPacket(t *testing.T) {
+// readPacket reads one packet (length field included) into buf, growing it
+// when needed, without reading ahead: tests read their end of a pipe one
+// packet at a time with it. A clean EOF before a packet starts is io.EOF.
+func readPacket(r io.Reader, buf []byte) (pkt, next []byte, err error) {
+	if cap(buf) < 4 {
+		buf = make([]byte, 4, 32<<10)
+	}
+	if _, err := io.ReadFull(r, buf[:4]); err != nil {
+		return nil, buf, err
+	}
+	n := binary.BigEndian.Uint32(buf[:4])
+	switch {
+	case n > maxPacket:
+		return nil, buf, fmt.Errorf("%w: %d bytes, maximum %d", ErrTooLarge, n, maxPacket)
+	case n == 0:
+		return nil, buf, fmt.Errorf("%w: empty", ErrMalformed)
+	}
+	total := 4 + int(n)
+	if cap(buf) < total {
+		nb := make([]byte, total)
+		copy(nb, buf[:4])
+		buf = nb
+	}
+	buf = buf[:total]
+	if _, err := io.ReadFull(r, buf[4:]); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, buf, fmt.Errorf("sftpproxy: reading packet: %w", err)
+	}
+	return buf, buf, nil
+}
+
+// newPacketReader reads b as the relay reads a stream.
+func newPacketReader(b []byte) *packetReader {
+	return &packetReader{br: bufio.NewReaderSize(bytes.NewReader(b), readBufSize)}
+}
+
+func TestPacketReader(t *testing.T) {
 	tests := []struct {
 		name string
 		in   []byte
@@ -67,10 +108,13 @@ func TestReadPacket(t *testing.T) {
 		{"empty", []byte{0, 0, 0, 0}, ErrMalformed},
 		{"too large", appendU32(nil, maxPacket+1), ErrTooLarge},
 		{"truncated", packet(fxpStat, 1, str("/"))[:8], io.ErrUnexpectedEOF},
+		{"short header", []byte{0, 0}, io.ErrUnexpectedEOF},
+		{"larger than the read-ahead", packet(fxpWrite, 1, str("h"), u64(0), str(string(make([]byte, 2*readBufSize)))), nil},
+		{"truncated, larger than the read-ahead", packet(fxpWrite, 1, str("h"), u64(0), str(string(make([]byte, 2*readBufSize))))[:readBufSize+10], io.ErrUnexpectedEOF},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, _, err := readPacket(bytes.NewReader(tc.in), nil)
+			got, err := newPacketReader(tc.in).next()
 			if !errors.Is(err, tc.err) {
 				t.Fatalf("got %v, want %v", err, tc.err)
 			}
@@ -80,6 +124,65 @@ func TestReadPacket(t *testing.T) {
 		})
 	}
 }
+
+// TestPacketReaderSequence reads packets of every size class back to back,
+// in place and copied, as the relay does.
+func TestPacketReaderSequence(t *testing.T) {
+	var stream []byte
+	var want [][]byte
+	for i, n := range []int{0, 10, chunkSize, readBufSize - 4 - 13, readBufSize, 3 * readBufSize, 1} {
+		p := packet(fxpWrite, uint32(i), str("h"), u64(0), str(string(bytes.Repeat([]byte{byte(i)}, n))))
+		stream = append(stream, p...)
+		want = append(want, p)
+	}
+	pr := newPacketReader(stream)
+	for i, w := range want {
+		got, err := pr.next()
+		if err != nil || !bytes.Equal(got, w) {
+			t.Fatalf("packet %d: got %d bytes (id %d), %v; want %d bytes", i, len(got), binary.BigEndian.Uint32(got[5:]), err, len(w))
+		}
+	}
+	if _, err := pr.next(); err != io.EOF {
+		t.Fatalf("after the last packet: got %v, want io.EOF", err)
+	}
+}
+
+// TestBatcher checks that a batcher writes whole chunks as soon as it
+// holds them and the rest on flush, in order.
+func TestBatcher(t *testing.T) {
+	var got [][]byte
+	w := writerFunc(func(p []byte) (int, error) {
+		got = append(got, bytes.Clone(p))
+		return len(p), nil
+	})
+	b := batcher{w: w}
+	var all []byte
+	for i, n := range []int{chunkSize + 29, chunkSize + 29, 28, 3 * chunkSize} {
+		p := bytes.Repeat([]byte{byte(i)}, n)
+		all = append(all, p...)
+		if err := b.write(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.flush(); err != nil {
+		t.Fatal(err)
+	}
+	if b.n != int64(len(all)) || !bytes.Equal(bytes.Join(got, nil), all) {
+		t.Fatalf("got %d bytes (counted %d), want %d in order", len(bytes.Join(got, nil)), b.n, len(all))
+	}
+	for i, p := range got[:len(got)-1] {
+		if len(p) != chunkSize {
+			t.Fatalf("write %d: got %d bytes, want %d", i, len(p), chunkSize)
+		}
+	}
+	if err := b.flush(); err != nil || len(got) != 6 {
+		t.Fatalf("got %d writes, %v; want 6 and an empty flush writing nothing", len(got), err)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 func FuzzParsePacket(f *testing.F) {
 	seeds := [][]byte{
@@ -103,7 +206,7 @@ func FuzzParsePacket(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		pkt, _, err := readPacket(bytes.NewReader(b), nil)
+		pkt, err := newPacketReader(b).next()
 		if err != nil {
 			return
 		}

@@ -85,18 +85,30 @@ func (p Policy) restriction() string {
 	return ""
 }
 
-// rules decides single operations under a Policy; prefix is the config
-// path of the sftp subsystem, e.g. "services[ssh-in].policy.subsystems.sftp".
-type rules struct {
-	pol    Policy
+// Rules decides single file-transfer operations under a Policy and names
+// the config key that decided. The SFTP proxy and the scp proxy
+// (internal/scpproxy) both decide with them, so that one policy governs
+// every way a file moves.
+type Rules struct {
+	pol Policy
+	// prefix is the config path of the sftp subsystem, e.g.
+	// "services[ssh-in].policy.subsystems.sftp".
 	prefix string
 }
 
-func (r *rules) accept() policy.Verdict {
+// NewRules returns the Rules of a service's sftp subsystem policy.
+func NewRules(service string, pol Policy) Rules {
+	return Rules{pol: pol, prefix: "services[" + service + "].policy.subsystems.sftp"}
+}
+
+// Accept is the verdict of an operation no rule refuses.
+func (r *Rules) Accept() policy.Verdict {
 	return policy.Verdict{Accept: true, Rule: r.prefix, Reason: "permitted"}
 }
 
-func (r *rules) reject(key, reason string) policy.Verdict {
+// Reject refuses by the rule key (under the subsystem's config path; ""
+// for the subsystem itself) for reason.
+func (r *Rules) Reject(key, reason string) policy.Verdict {
 	rule := r.prefix
 	if key != "" {
 		rule += "." + key
@@ -104,46 +116,68 @@ func (r *rules) reject(key, reason string) policy.Verdict {
 	return policy.Verdict{Rule: rule, Reason: reason}
 }
 
-// path decides whether the absolute, clean path p may be touched.
-func (r *rules) path(p string) policy.Verdict {
+// Path decides whether the absolute, clean path p may be touched. Without
+// allow_paths and deny_paths every path may, relative ones too.
+func (r *Rules) Path(p string) policy.Verdict {
 	for i, g := range r.pol.DenyPaths {
 		if matchTree(g, p) {
-			return r.reject("deny_paths["+strconv.Itoa(i)+"]", "path denied: "+p)
+			return r.Reject("deny_paths["+strconv.Itoa(i)+"]", "path denied: "+p)
 		}
 	}
 	if len(r.pol.AllowPaths) == 0 {
-		return r.accept()
+		return r.Accept()
 	}
 	for _, g := range r.pol.AllowPaths {
 		if matchTree(g, p) {
-			return r.accept()
+			return r.Accept()
 		}
 	}
-	return r.reject("allow_paths", "path not allowed: "+p)
+	return r.Reject("allow_paths", "path not allowed: "+p)
 }
 
-// change decides an operation that changes files, permitted by allowed
+// Change decides an operation that changes files, permitted by allowed
 // (the config key key) unless the policy is read-only.
-func (r *rules) change(allowed bool, key string) policy.Verdict {
+func (r *Rules) Change(allowed bool, key string) policy.Verdict {
 	switch {
 	case r.pol.ReadOnly:
-		return r.reject("read_only", "read-only: "+key+" refused")
+		return r.Reject("read_only", "read-only: "+key+" refused")
 	case !allowed:
-		return r.reject(key, key+" is false")
+		return r.Reject(key, key+" is false")
 	}
-	return r.accept()
+	return r.Accept()
 }
 
-// size decides whether a file may reach end bytes.
-func (r *rules) size(end uint64) policy.Verdict {
+// Size decides whether a file may reach end bytes.
+func (r *Rules) Size(end uint64) policy.Verdict {
 	if limit := r.pol.MaxUploadSize; limit > 0 && end > uint64(limit) {
-		return r.reject("max_upload_size", "write past "+strconv.FormatInt(limit, 10)+" bytes")
+		return r.Reject("max_upload_size", "write past "+strconv.FormatInt(limit, 10)+" bytes")
 	}
-	return r.accept()
+	return r.Accept()
 }
 
-// first returns the first verdict that rejects, or the last one.
-func first(vs ...policy.Verdict) policy.Verdict {
+// Download decides reading a file's content.
+func (r *Rules) Download() policy.Verdict {
+	if !r.pol.AllowDownload {
+		return r.Reject("allow_download", "download refused")
+	}
+	return r.Accept()
+}
+
+// Upload decides writing a file's content.
+func (r *Rules) Upload() policy.Verdict { return r.Change(r.pol.AllowUpload, "allow_upload") }
+
+// Mkdir decides creating a directory.
+func (r *Rules) Mkdir() policy.Verdict { return r.Change(r.pol.AllowMkdir, "allow_mkdir") }
+
+// Setstat decides changing a file's permissions, owner, times or size.
+func (r *Rules) Setstat() policy.Verdict { return r.Change(r.pol.AllowSetstat, "allow_setstat") }
+
+// HasPathRules reports whether allow_paths or deny_paths apply, so that a
+// path must be absolute to be decided.
+func (r *Rules) HasPathRules() bool { return len(r.pol.AllowPaths) > 0 || len(r.pol.DenyPaths) > 0 }
+
+// First returns the first verdict that rejects, or the last one.
+func First(vs ...policy.Verdict) policy.Verdict {
 	for _, v := range vs {
 		if !v.Accept {
 			return v

@@ -48,14 +48,13 @@ type Params struct {
 // each Relay call is one session.
 type Proxy struct {
 	p     Params
-	rules rules
-	// bufs holds packet buffers (*[]byte) between sessions.
-	bufs sync.Pool
+	rules Rules
+	bufs  bufferPool
 }
 
 // New returns a Proxy for p.
 func New(p Params) *Proxy {
-	return &Proxy{p: p, rules: rules{pol: p.Policy, prefix: "services[" + p.Service + "].policy.subsystems.sftp"}}
+	return &Proxy{p: p, rules: NewRules(p.Service, p.Policy)}
 }
 
 // Relay runs one SFTP session, stacked as st, between client and upstream
@@ -69,12 +68,22 @@ func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, client, upstream
 		pending: make(map[uint32]*pending),
 		handles: make(map[string]*handle),
 	}
+	// Requests: read from the client, batched to the server, flushed
+	// before the relay waits for the client.
+	cb := p.bufs.get(flushFirst{client, r.flushServer})
+	defer p.bufs.put(cb)
+	r.fromC, r.toS = packetReader{br: cb.br}, batcher{w: upstream, buf: cb.out}
+	// Responses: read from the server, batched to the client, flushed
+	// before the relay waits for the server.
+	sb := p.bufs.get(flushFirst{upstream, r.flushClient})
+	defer p.bufs.put(sb)
+	r.fromS, r.toC = packetReader{br: sb.br}, batcher{w: client, buf: sb.out}
 	stop := context.AfterFunc(ctx, r.abort)
 	defer stop()
 	defer r.closeAll()
 	if err := r.handshake(); err != nil {
 		r.abort()
-		return r.in, r.out, err
+		return r.in, r.sent(), err
 	}
 	var wg sync.WaitGroup
 	var upErr error
@@ -93,7 +102,7 @@ func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, client, upstream
 		_ = upstream.CloseWrite()
 	}
 	wg.Wait()
-	return r.in, r.out, errors.Join(inErr, upErr)
+	return r.in, r.sent(), errors.Join(inErr, upErr)
 }
 
 // relay is one SFTP session.
@@ -109,11 +118,18 @@ type relay struct {
 	// in counts bytes read from the client; only fromClient (and the
 	// handshake before it) touches it.
 	in int64
+	// fromC and toS are the requests' way: only fromClient (and the
+	// handshake before it) uses them.
+	fromC packetReader
+	toS   batcher
+	// fromS is the responses' way in; only fromServer (and the handshake)
+	// uses it.
+	fromS packetReader
 
-	// clientMu serialises writes to the client: responses from the
-	// server and the proxy's own answers to denied requests.
+	// clientMu serialises writes to the client through toC: responses
+	// from the server and the proxy's own answers to denied requests.
 	clientMu sync.Mutex
-	out      int64
+	toC      batcher
 
 	// mu guards the tables. It is never held during I/O; a handle's own mu
 	// is taken after it, never before.
@@ -225,10 +241,7 @@ func (r *relay) abort() {
 // paths. The client sends nothing else before VERSION, so the proxy's
 // request cannot collide with one of the client's.
 func (r *relay) handshake() error {
-	buf := r.p.buffer()
-	defer r.p.release(buf)
-	pkt, b, err := readPacket(r.client, *buf)
-	*buf = b
+	pkt, err := r.fromC.next()
 	if err != nil {
 		return fmt.Errorf("sftpproxy: reading INIT: %w", err)
 	}
@@ -236,10 +249,10 @@ func (r *relay) handshake() error {
 	if _, err := parseVersion(pkt[4:], fxpInit); err != nil {
 		return fmt.Errorf("sftpproxy: INIT: %w", err)
 	}
-	if _, err := r.upstream.Write(pkt); err != nil {
+	if err := r.toServer(pkt); err != nil {
 		return fmt.Errorf("sftpproxy: forwarding INIT: %w", err)
 	}
-	if pkt, *buf, err = readPacket(r.upstream, *buf); err != nil {
+	if pkt, err = r.fromS.next(); err != nil {
 		return fmt.Errorf("sftpproxy: reading VERSION: %w", err)
 	}
 	v, err := parseVersion(pkt[4:], fxpVersion)
@@ -260,10 +273,10 @@ func (r *relay) handshake() error {
 	}
 	reply := v.marshal(fxpVersion)
 
-	if _, err := r.upstream.Write(realpathPacket(0, ".")); err != nil {
+	if err := r.toServer(realpathPacket(0, ".")); err != nil {
 		return fmt.Errorf("sftpproxy: asking REALPATH: %w", err)
 	}
-	if pkt, *buf, err = readPacket(r.upstream, *buf); err != nil {
+	if pkt, err = r.fromS.next(); err != nil {
 		return fmt.Errorf("sftpproxy: reading REALPATH: %w", err)
 	}
 	resp, err := parseResponse(pkt[4:])
@@ -287,39 +300,72 @@ func knownExtension(name string) bool {
 	return false
 }
 
-// buffer takes a packet buffer from the pool.
-func (p *Proxy) buffer() *[]byte {
-	if b, ok := p.bufs.Get().(*[]byte); ok {
-		return b
+// toServer writes one packet of the proxy's own to the server at once.
+func (r *relay) toServer(pkt []byte) error {
+	if err := r.toS.write(pkt); err != nil {
+		return err
 	}
-	b := make([]byte, 0, 32<<10)
-	return &b
+	return r.toS.flush()
 }
 
-func (p *Proxy) release(b *[]byte) { p.bufs.Put(b) }
+// flushServer writes what toS holds.
+func (r *relay) flushServer() error {
+	if err := r.toS.flush(); err != nil {
+		return fmt.Errorf("sftpproxy: writing to the server: %w", err)
+	}
+	return nil
+}
 
-// toClient writes one packet to the client.
+// toClient writes one packet of the proxy's own to the client at once: an
+// answer to a denied request is not held back until the server speaks.
 func (r *relay) toClient(pkt []byte) error {
 	r.clientMu.Lock()
 	defer r.clientMu.Unlock()
-	n, err := r.client.Write(pkt)
-	r.out += int64(n)
+	err := r.toC.write(pkt)
+	if err == nil {
+		err = r.toC.flush()
+	}
 	if err != nil {
 		return fmt.Errorf("sftpproxy: writing to the client: %w", err)
 	}
 	return nil
 }
 
+// forwardToClient queues a server's response for the client; flushClient
+// sends it before fromServer next waits.
+func (r *relay) forwardToClient(pkt []byte) error {
+	r.clientMu.Lock()
+	defer r.clientMu.Unlock()
+	if err := r.toC.write(pkt); err != nil {
+		return fmt.Errorf("sftpproxy: writing to the client: %w", err)
+	}
+	return nil
+}
+
+// flushClient writes what toC holds.
+func (r *relay) flushClient() error {
+	r.clientMu.Lock()
+	defer r.clientMu.Unlock()
+	if err := r.toC.flush(); err != nil {
+		return fmt.Errorf("sftpproxy: writing to the client: %w", err)
+	}
+	return nil
+}
+
+// sent returns the bytes written to the client.
+func (r *relay) sent() int64 {
+	r.clientMu.Lock()
+	defer r.clientMu.Unlock()
+	return r.toC.n
+}
+
 // fromClient relays the client's requests until its EOF, answering the
 // denied ones itself.
 func (r *relay) fromClient() error {
-	buf := r.p.buffer()
-	defer r.p.release(buf)
 	for {
-		pkt, b, err := readPacket(r.client, *buf)
-		*buf = b
+		pkt, err := r.fromC.next()
 		if err == io.EOF {
-			return nil
+			return r.flushServer()
 		}
 		if err != nil {
 			return err
@@ -335,7 +381,7 @@ func (r *relay) fromClient() error {
 		if !forward {
 			continue
 		}
-		if _, err := r.upstream.Write(pkt); err != nil {
+		if err := r.toS.write(pkt); err != nil {
 			return fmt.Errorf("sftpproxy: writing to the server: %w", err)
 		}
 	}
@@ -363,7 +409,7 @@ func (r *relay) request(pkt []byte) (forward bool, err error) {
 	r.mu.Unlock()
 	var (
 		op     = "sftp.request"
-		v      = r.p.rules.reject("", fmt.Sprintf("request id %d already in flight", q.id))
+		v      = r.p.rules.Reject("", fmt.Sprintf("request id %d already in flight", q.id))
 		pend   *pending
 		detail map[string]any
 	)
@@ -409,18 +455,16 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 		write := h.writable()
 		vs := []policy.Verdict{pv}
 		if q.pflags&fxfRead != 0 || !write {
-			if !rl.pol.AllowDownload {
-				vs = append(vs, rl.reject("allow_download", "download refused"))
-			}
+			vs = append(vs, rl.Download())
 		}
 		if write {
-			vs = append(vs, rl.change(rl.pol.AllowUpload, "allow_upload"))
+			vs = append(vs, rl.Upload())
 			if rl.pol.MaxUploadSize > 0 && q.pflags&fxfAppend != 0 && q.pflags&fxfTrunc == 0 {
-				vs = append(vs, rl.reject("max_upload_size", "append to a file of unknown size"))
+				vs = append(vs, rl.Reject("max_upload_size", "append to a file of unknown size"))
 			}
 		}
 		pend.opened, pend.audited = h, true
-		return "sftp.open", first(append(vs, rl.accept())...), pend, detail
+		return "sftp.open", First(append(vs, rl.Accept())...), pend, detail
 	case fxpOpendir:
 		p, pv := r.absVerdict(q.path)
 		pend.opened, pend.audited = &handle{path: p, dir: true}, true
@@ -441,8 +485,8 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 		total := uint64(h.written) + q.length
 		h.mu.Unlock()
 		end := q.offset + q.length
-		if v = first(rl.size(end), rl.size(total)); end < q.offset {
-			v = rl.reject("", "offset overflows")
+		if v = First(rl.Size(end), rl.Size(total)); end < q.offset {
+			v = rl.Reject("", "offset overflows")
 		}
 		if !v.Accept {
 			// Accepted writes are audited in their handle's close event.
@@ -465,7 +509,7 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 		} else {
 			var h *handle
 			if h, pv = r.byHandle(q.handle, nil); h != nil {
-				p, pv = h.path, rl.path(h.path)
+				p, pv = h.path, rl.Path(h.path)
 			}
 		}
 		return r.setstat(q, pend, p, pv)
@@ -476,17 +520,17 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 			op = "sftp.rmdir"
 		}
 		pend.audited = true
-		return op, first(pv, rl.change(rl.pol.AllowRemove, "allow_remove")), pend, map[string]any{"path": p}
+		return op, First(pv, rl.Change(rl.pol.AllowRemove, "allow_remove")), pend, map[string]any{"path": p}
 	case fxpMkdir:
 		p, pv := r.absVerdict(q.path)
 		pend.audited = true
-		return "sftp.mkdir", first(pv, rl.change(rl.pol.AllowMkdir, "allow_mkdir")), pend, map[string]any{"path": p}
+		return "sftp.mkdir", First(pv, rl.Mkdir()), pend, map[string]any{"path": p}
 	case fxpRealpath:
 		p, pv := r.absVerdict(q.path)
 		if p == r.cwd {
 			// The client asks for its working directory at the start; it
 			// may lie outside allow_paths.
-			pv = rl.accept()
+			pv = rl.Accept()
 		}
 		pend.audited = true
 		return "sftp.realpath", pv, pend, map[string]any{"path": p}
@@ -505,12 +549,12 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 		}
 		target, tv := r.absVerdict(target)
 		pend.audited = true
-		return "sftp.symlink", first(lv, tv, rl.change(rl.pol.AllowSymlink, "allow_symlink")), pend,
+		return "sftp.symlink", First(lv, tv, rl.Change(rl.pol.AllowSymlink, "allow_symlink")), pend,
 			map[string]any{"path": link, "target": target}
 	case fxpExtended:
 		return r.extended(q, pend)
 	}
-	return "sftp.request", rl.reject("", "unsupported request"), pend, nil
+	return "sftp.request", rl.Reject("", "unsupported request"), pend, nil
 }
 
 // twoPaths decides rename-like operations.
@@ -519,7 +563,7 @@ func (r *relay) twoPaths(q *request, pend *pending, op string, allowed bool, key
 	from, fv := r.absVerdict(q.path)
 	to, tv := r.absVerdict(q.path2)
 	pend.audited = true
-	return op, first(fv, tv, rl.change(allowed, key)), pend, map[string]any{"path": from, "new_path": to}
+	return op, First(fv, tv, rl.Change(allowed, key)), pend, map[string]any{"path": from, "new_path": to}
 }
 
 // byHandle finds an open handle that want accepts (nil accepts any).
@@ -528,29 +572,29 @@ func (r *relay) byHandle(key string, want func(*handle) bool) (*handle, policy.V
 	h := r.handles[key]
 	r.mu.Unlock()
 	if h == nil || (want != nil && !want(h)) {
-		return nil, r.p.rules.reject("", "unknown or unsuitable handle")
+		return nil, r.p.rules.Reject("", "unknown or unsuitable handle")
 	}
-	return h, r.p.rules.accept()
+	return h, r.p.rules.Accept()
 }
 
 // absVerdict makes p absolute and decides whether it may be touched.
 func (r *relay) absVerdict(p string) (string, policy.Verdict) {
 	a, ok := absPath(r.cwd, p)
 	if !ok {
-		return p, r.p.rules.reject("", "relative path without a working directory: "+p)
+		return p, r.p.rules.Reject("", "relative path without a working directory: "+p)
 	}
-	return a, r.p.rules.path(a)
+	return a, r.p.rules.Path(a)
 }
 
 // setstat decides SETSTAT, FSETSTAT and lsetstat on path p.
 func (r *relay) setstat(q *request, pend *pending, p string, pv policy.Verdict) (string, policy.Verdict, *pending, map[string]any) {
 	rl := &r.p.rules
-	vs := []policy.Verdict{pv, rl.change(rl.pol.AllowSetstat, "allow_setstat")}
+	vs := []policy.Verdict{pv, rl.Setstat()}
 	if q.attrs.flags&attrSize != 0 {
-		vs = append(vs, rl.size(q.attrs.size))
+		vs = append(vs, rl.Size(q.attrs.size))
 	}
 	pend.audited = true
-	return "sftp.setstat", first(vs...), pend, map[string]any{"path": p, "attrs": int64(q.attrs.flags)}
+	return "sftp.setstat", First(vs...), pend, map[string]any{"path": p, "attrs": int64(q.attrs.flags)}
 }
 
 // extended decides EXTENDED requests (PROTOCOL.sftp §4).
@@ -573,9 +617,9 @@ func (r *relay) extended(q *request, pend *pending) (string, policy.Verdict, *pe
 		return r.setstat(q, pend, p, pv)
 	case extExpandPath:
 		pend.audited = true
-		return "sftp.realpath", rl.accept(), pend, map[string]any{"path": q.path}
+		return "sftp.realpath", rl.Accept(), pend, map[string]any{"path": q.path}
 	case extLimits, extHomeDir, extUsersGroups:
-		return "sftp.extended", rl.accept(), pend, nil
+		return "sftp.extended", rl.Accept(), pend, nil
 	case extCopyData:
 		src, sv := r.byHandle(q.handle, func(h *handle) bool { return !h.dir })
 		dst, dv := r.byHandle(q.handle2, func(h *handle) bool { return !h.dir && h.writable() })
@@ -583,14 +627,14 @@ func (r *relay) extended(q *request, pend *pending) (string, policy.Verdict, *pe
 		if src != nil && dst != nil {
 			detail["path"], detail["new_path"] = src.path, dst.path
 		}
-		v := first(sv, dv, rl.accept())
+		v := First(sv, dv, rl.Accept())
 		if v.Accept && rl.pol.MaxUploadSize > 0 {
 			// Length 0 copies to the end of the source: of unknown size.
 			end := q.offset2 + q.length
 			if q.length == 0 || end < q.offset2 {
-				v = rl.reject("max_upload_size", "copy of unknown size")
+				v = rl.Reject("max_upload_size", "copy of unknown size")
 			} else {
-				v = rl.size(end)
+				v = rl.Size(end)
 			}
 		}
 		if v.Accept {
@@ -602,9 +646,9 @@ func (r *relay) extended(q *request, pend *pending) (string, policy.Verdict, *pe
 	detail := map[string]any{"extension": q.ext}
 	if rl.pol.AllowUnknownExtensions {
 		pend.audited = true
-		return "sftp.extended", rl.accept(), pend, detail
+		return "sftp.extended", rl.Accept(), pend, detail
 	}
-	return "sftp.extended", rl.reject("", "unknown extension "+q.ext), pend, detail
+	return "sftp.extended", rl.Reject("", "unknown extension "+q.ext), pend, detail
 }
 
 // baseName is path.Base without its special cases: what follows the last
@@ -639,13 +683,10 @@ func openFlags(f uint32) string {
 // fromServer relays the server's responses until its EOF, pairing each
 // with its request.
 func (r *relay) fromServer() error {
-	buf := r.p.buffer()
-	defer r.p.release(buf)
 	for {
-		pkt, b, err := readPacket(r.upstream, *buf)
-		*buf = b
+		pkt, err := r.fromS.next()
 		if err == io.EOF {
-			return nil
+			return r.flushClient()
 		}
 		if err != nil {
 			return fmt.Errorf("sftpproxy: server: %w", err)
@@ -662,7 +703,7 @@ func (r *relay) fromServer() error {
 			return fmt.Errorf("sftpproxy: server answered request id %d, which is not pending", resp.id)
 		}
 		r.response(pend, &resp, pkt)
-		if err := r.toClient(pkt); err != nil {
+		if err := r.forwardToClient(pkt); err != nil {
 			return err
 		}
 	}

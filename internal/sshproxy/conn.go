@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"maps"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +20,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/chainer"
 	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/sshsession"
 )
 
 // conn is one proxied connection: the authenticated client leg, the upstream
@@ -26,10 +30,15 @@ type conn struct {
 	m     *session.Master
 	st    *session.Stacked // GATEWAY/SERVICE:N/ssh
 	sconn *ssh.ServerConn
+	log   *slog.Logger // with the master's session_id
 	id    auth.Identity
 	restr policy.Restrictions
 
-	up ssh.Conn
+	up *upstream
+	// key is what the upstream connection may be reused for.
+	key reuseKey
+	// released is closed when the connection is done with up.
+	released chan struct{}
 	// act is when channel data last moved, for IdleTimeout.
 	act *activity
 
@@ -46,8 +55,14 @@ type conn struct {
 	// remoteForwards counts accepted tcpip-forward requests; forwarded-tcpip
 	// channels from the target are relayed only while it is positive.
 	remoteForwards atomic.Int32
+	// forwarded is set once a tcpip-forward request was accepted: the
+	// target then keeps state for the connection, which is never reused.
+	forwarded atomic.Bool
 	// agent and x11 are set once a session channel's request was accepted.
 	agent, x11 atomic.Bool
+	// programs holds the session channels whose program runs, guarded by
+	// mu; see farewell.
+	programs map[*sshsession.Session]struct{}
 
 	// Totals for the master's session.end event, guarded by mu.
 	bytesIn, bytesOut int64
@@ -163,6 +178,7 @@ func (c *conn) auditRefusal(ctx context.Context, e audit.Event) int64 {
 	if n&(n-1) != 0 {
 		return n
 	}
+	c.log.DebugContext(ctx, "refused", "type", e.Type, "rule", e.Rule, "count", n)
 	if n > 1 {
 		d := make(map[string]any, len(e.Detail)+1)
 		maps.Copy(d, e.Detail)
@@ -180,7 +196,7 @@ func refusalKey(typ, rule string) string { return typ + " " + rule }
 func (c *conn) maxChannelsRule() string { return "services[" + c.p.p.Service + "].max_channels" }
 
 // dial routes, chains and logs in upstream.
-func (c *conn) dial(ctx context.Context) (ssh.Conn, error) {
+func (c *conn) dial(ctx context.Context) (*upstream, error) {
 	pp := c.p.p
 	route, err := pp.Router.Route(c.id.User, c.sconn.User())
 	if err != nil {
@@ -201,6 +217,27 @@ func (c *conn) dial(ctx context.Context) (ssh.Conn, error) {
 		c.audit(ctx, e)
 		return err
 	}
+	up := pp.Upstream
+	c.key = reuseKey{user: c.id.User, upstreamUser: up.User(c.id.User), route: route.Rule + "\x00" + strings.Join(route.Targets, "\x00")}
+	if c.p.upstreams != nil {
+		if u := c.p.upstreams.get(c.key); u != nil {
+			e.Detail = map[string]any{"targets": route.Targets, "reused": true}
+			// The server zone is checked again, under the current policy.
+			if err := c.m.SetServer(u.remote, u.local); err != nil {
+				u.Close()
+				return nil, reject(err)
+			}
+			c.m.SetTarget(u.target)
+			e.Verdict, e.Target = audit.Accept, u.target
+			c.audit(ctx, e)
+			e := c.m.AuditEvent("upstream")
+			e.Verdict, e.Rule, e.Target = audit.Accept, "services["+pp.Service+"].upstream", u.target
+			e.Detail = map[string]any{"upstream_user": c.key.upstreamUser, "server_version": string(u.ServerVersion()),
+				"reused": true, "uses": u.uses, "age": time.Since(u.dialled).Round(time.Millisecond).String()}
+			c.audit(ctx, e)
+			return u, nil
+		}
+	}
 	nc, attempts, err := pp.Chainer.Connect(ctx, route.Targets)
 	e.Detail = map[string]any{"targets": route.Targets, "attempts": describeAttempts(attempts)}
 	if err != nil {
@@ -218,7 +255,6 @@ func (c *conn) dial(ctx context.Context) (ssh.Conn, error) {
 	e.Verdict, e.Rule, e.Target = audit.Accept, route.Rule, target
 	c.audit(ctx, e)
 
-	up := pp.Upstream
 	var methods []ssh.AuthMethod
 	if len(up.Signers) > 0 {
 		methods = append(methods, ssh.PublicKeys(up.Signers...))
@@ -249,9 +285,7 @@ func (c *conn) dial(ctx context.Context) (ssh.Conn, error) {
 	e.Verdict, e.Rule, e.Target = audit.Accept, "services["+pp.Service+"].upstream", target
 	e.Detail = map[string]any{"upstream_user": cfg.User, "server_version": string(uc.ServerVersion())}
 	c.audit(ctx, e)
-	c.wg.Go(func() { c.upstreamChannels(ctx, chans) })
-	c.wg.Go(func() { ssh.DiscardRequests(reqs) })
-	return uc, nil
+	return newUpstream(uc, chans, reqs, target, remote, local), nil
 }
 
 func describeAttempts(as []chainer.Attempt) []string {
@@ -267,14 +301,20 @@ func describeAttempts(as []chainer.Attempt) []string {
 }
 
 // serve relays the connection until either leg closes.
-func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+func (c *conn) serve(ctx context.Context, up *upstream, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
 	c.up = up
+	c.released = make(chan struct{})
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	c.wg.Go(func() { c.upstreamChannels(ctx, up.chans) })
 	// When the target goes away, end the client leg too, and the reverse.
 	c.wg.Go(func() {
-		err := up.Wait()
-		cause := fmt.Errorf("%w: %v", session.ErrUpstreamClosed, err)
+		select {
+		case <-up.done:
+		case <-c.released:
+			return
+		}
+		cause := fmt.Errorf("%w: %v", session.ErrUpstreamClosed, up.err)
 		if ctx.Err() == nil && c.setCause(cause) {
 			// Let the relays pass the end of each channel on (EOF, close,
 			// no exit status) before the client leg goes: closing it at once
@@ -307,14 +347,48 @@ func (c *conn) serve(ctx context.Context, up ssh.Conn, chans <-chan ssh.NewChann
 	}
 	// The client's connection ended first (unless the target's did and
 	// closed it): that is why the session ends.
-	c.setCause(errClientClosed)
+	c.setCause(clientEnd(c.sconn.Wait()))
 	close(stopIdle)
-	up.Close()
+	reuse := c.reusable(ctx)
+	close(c.released)
+	if !reuse {
+		up.Close()
+	}
 	c.wg.Wait()
+	if reuse && !c.p.upstreams.put(c.key, up) {
+		up.Close()
+	}
+}
+
+// reusable reports whether the upstream connection may serve another client
+// connection once this one is done: the service reuses connections, the
+// client closed its connection (nothing else ended it), and the target
+// holds no state for it (no remote forwarding, agent or X11).
+func (c *conn) reusable(ctx context.Context) bool {
+	if c.p.upstreams == nil || ctx.Err() != nil || c.forwarded.Load() || c.agent.Load() || c.x11.Load() || !c.up.alive() {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cause == errClientClosed
 }
 
 // errClientClosed is the end cause when the client closed its connection.
 var errClientClosed = fmt.Errorf("%w: client closed the connection", session.ErrClosed)
+
+// clientEnd is the end cause when the client's leg ended first, from the
+// error x/crypto/ssh ended it with. EOF, or a disconnect message (whose
+// type x/crypto/ssh does not export; its text starts "ssh: disconnect"),
+// is the client closing the connection. Anything else is a failure the
+// cause names: a reset, or a protocol violation x/crypto/ssh ends the
+// whole connection for, such as a window adjust that overflows 2^32
+// (RFC 4254 §5.2) or data for a channel that was never opened.
+func clientEnd(err error) error {
+	if errors.Is(err, io.EOF) || strings.HasPrefix(err.Error(), "ssh: disconnect") {
+		return errClientClosed
+	}
+	return fmt.Errorf("%w: client connection failed: %v", session.ErrClosed, err)
+}
 
 // setCause records why the connection ends, unless a cause is already
 // recorded; it reports whether cause was recorded.

@@ -90,6 +90,7 @@ func (c *conn) remoteForward(ctx context.Context, req *ssh.Request) {
 	}
 	if ok && req.Type == "tcpip-forward" {
 		c.remoteForwards.Add(1)
+		c.forwarded.Store(true)
 	}
 	if ok && req.Type == "cancel-tcpip-forward" {
 		c.remoteForwards.Add(-1)
@@ -101,7 +102,19 @@ func (c *conn) remoteForward(ctx context.Context, req *ssh.Request) {
 // forwarded-tcpip for an accepted ssh -R, agent and X11 channels once the
 // client's request for them was accepted. Everything else is refused.
 func (c *conn) upstreamChannels(ctx context.Context, chans <-chan ssh.NewChannel) {
-	for nc := range chans {
+	for {
+		var nc ssh.NewChannel
+		select {
+		case n, ok := <-chans:
+			if !ok {
+				return
+			}
+			nc = n
+		case <-c.released:
+			// The connection is done with the target; chans may live on
+			// with a reused upstream connection.
+			return
+		}
 		typ := nc.ChannelType()
 		var allowed bool
 		switch typ {

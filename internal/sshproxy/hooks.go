@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/session"
 	"github.com/sluice-ssh/sluice/sshsession"
 )
@@ -22,6 +23,19 @@ type Stream interface {
 // bytes it moved from and to the client. It decides and audits each
 // operation itself, under st.
 type StackedProxy func(ctx context.Context, st *session.Stacked, client, upstream Stream) (in, out int64, err error)
+
+// Transfer is ExecTransfer's decision on an exec command that runs a
+// file-transfer server.
+type Transfer struct {
+	Verdict policy.Verdict
+	// Name and Proxy, when Proxy is set and the verdict accepts, relay the
+	// channel's stdin and stdout through Proxy as a session stacked under
+	// the channel's (".../session:N/" + Name), as a subsystem's stacked
+	// proxy; stderr is relayed unchanged. Such a channel is not recorded:
+	// the stacked proxy audits what moves.
+	Name  string
+	Proxy StackedProxy
+}
 
 // Recorder receives a copy of a session channel's streams. Its methods are
 // called on the data path and must not block; a recorder that cannot keep

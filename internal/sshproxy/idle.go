@@ -104,7 +104,7 @@ func (c *conn) watchIdle(ctx context.Context, timeout time.Duration, stop <-chan
 		e := c.m.AuditEvent("idle")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "services["+c.p.p.Service+"].idle_timeout", cause.Error()
 		c.audit(ctx, e)
-		c.p.p.Logger.InfoContext(ctx, "ending idle connection", "session_id", c.m.ID(), "idle", idle)
+		c.log.InfoContext(ctx, "ending idle connection", "idle", idle)
 		end(cause)
 		c.m.End(cause)
 		c.sconn.Close()

@@ -40,6 +40,10 @@ type Upstream struct {
 	HostKeys *hostkey.Checker
 	// Timeout bounds the upstream SSH handshake and authentication.
 	Timeout time.Duration
+	// Reuse keeps an upstream connection this long after its client
+	// connection ended cleanly, for the next connection of the same user
+	// on the same route (see conn.reusable). Zero means never.
+	Reuse time.Duration
 }
 
 // Params configures a Proxy. Every field is required unless it says
@@ -76,10 +80,11 @@ type Params struct {
 	// (e.g. "sftp"); a subsystem without one is relayed unchanged.
 	Stacked map[string]StackedProxy
 	// ExecTransfer, when set, decides exec commands that run a file
-	// transfer server (scp -t/-f, sftp-server) by the subsystem policy; ok
-	// false leaves the command to the exec policy alone. See
-	// sftpproxy.DecideExec.
-	ExecTransfer func(command string) (v policy.Verdict, ok bool)
+	// transfer server (scp -t/-f, sftp-server) by the subsystem policy,
+	// and may stack a proxy on them (see Transfer); ok false leaves the
+	// command to the exec policy alone. It is asked only about commands
+	// the exec policy permits.
+	ExecTransfer func(command string) (t Transfer, ok bool)
 	// Record decides whether each session channel is recorded; nil records
 	// nothing.
 	Record RecordStart
@@ -90,16 +95,35 @@ type Params struct {
 // Proxy is the SSH proxy: it serves one accepted client connection at a time
 // per Handle call, relaying every channel to the target under policy.
 type Proxy struct {
-	p Params
+	p   Params
+	log *slog.Logger // p.Logger with the service
+	// upstreams keeps upstream connections for reuse; nil when
+	// Upstream.Reuse is zero.
+	upstreams *upstreamPool
 	bufferPool
 }
 
 // New returns a Proxy for p.
-func New(p Params) *Proxy { return &Proxy{p: p} }
+func New(p Params) *Proxy {
+	px := &Proxy{p: p, log: p.Logger.With("service", p.Service)}
+	if p.Upstream.Reuse > 0 {
+		px.upstreams = newUpstreamPool(p.Upstream.Reuse)
+	}
+	return px
+}
+
+// Close closes the upstream connections kept for reuse, and keeps no more.
+// Connections being served carry on.
+func (p *Proxy) Close() {
+	if p.upstreams != nil {
+		p.upstreams.close()
+	}
+}
 
 // Handle serves one accepted connection for its master session. It returns
 // when both legs are closed and every goroutine it started has exited.
 func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
+	log := p.log.With("session_id", m.ID())
 	if p.p.LoginGraceTime > 0 {
 		_ = c.SetDeadline(time.Now().Add(p.p.LoginGraceTime))
 	}
@@ -115,10 +139,11 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
 
 	id, err := auth.IdentityOf(sconn.Permissions)
 	if err != nil {
-		p.p.Logger.ErrorContext(ctx, "authenticated connection without identity", "session_id", m.ID(), "err", err)
+		log.ErrorContext(ctx, "authenticated connection without identity", "err", err)
 		return
 	}
 	m.SetUser(id.User, id.Groups, id.Method)
+	log.DebugContext(ctx, "client authenticated", "user", id.User, "method", id.Method)
 	e := m.AuditEvent("auth")
 	e.Verdict, e.Rule = audit.Accept, "authentication"
 	e.Detail = map[string]any{"method": id.Method, "key": id.KeyFingerprint, "ssh_user": sconn.User()}
@@ -137,7 +162,8 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
 		}
 	}
 
-	cn := &conn{p: p, m: m, st: m.Stack("ssh", -1), sconn: sconn, id: id, restr: restrictions(id.Restrictions), act: newActivity()}
+	cn := &conn{p: p, m: m, st: m.Stack("ssh", -1), sconn: sconn, log: log, id: id, restr: restrictions(id.Restrictions), act: newActivity()}
+	session.Set(m, connKey, cn)
 	up, err := cn.dial(ctx)
 	if err != nil {
 		// The client has authenticated but there is nothing to relay to:
@@ -152,17 +178,19 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
 	start.Target = m.Target()
 	start.Detail = map[string]any{"target": m.Target(), "ssh_user": sconn.User()}
 	p.write(ctx, start)
+	log.DebugContext(ctx, "session started", "target", m.Target())
 	cn.serve(ctx, up, chans, reqs)
 	end := m.AuditEvent("session.end")
 	end.Target = m.Target()
 	end.Reason = cn.endReason(ctx)
 	end.Detail = cn.totals()
 	p.write(ctx, end)
+	log.DebugContext(ctx, "session ended", "reason", end.Reason)
 }
 
 func (p *Proxy) write(ctx context.Context, e audit.Event) {
 	if err := p.p.Audit.Write(ctx, e); err != nil {
-		p.p.Logger.ErrorContext(ctx, "audit write failed", "session_id", e.SessionID, "err", err)
+		p.log.ErrorContext(ctx, "audit write failed", "session_id", e.SessionID, "err", err)
 	}
 }
 

@@ -47,7 +47,7 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel, st *session.Stack
 	<-r.upDone
 	if r.rec != nil {
 		if err := r.rec.Close(); err != nil {
-			c.p.p.Logger.ErrorContext(ctx, "closing a recording", "session_id", st.ID(), "err", err)
+			c.p.log.ErrorContext(ctx, "closing a recording", "session_id", st.ID(), "err", err)
 		}
 	}
 	e = st.AuditEvent("channel.end")
@@ -70,6 +70,9 @@ type relay struct {
 
 	// rec is the channel's recorder, or nil; set before the program starts.
 	rec Recorder
+	// transfer is the stacked proxy of an exec command, or nil; set before
+	// the program starts.
+	transfer *Transfer
 
 	mu       sync.Mutex
 	exit     *uint32
@@ -162,6 +165,7 @@ func (r *relay) program(s *sshsession.Session, requested string, isShell bool) e
 	c, pol := r.c, r.c.p.p.Policy
 	cmd, forced, rule := pol.EffectiveCommand(requested, isShell, c.restr)
 	var v policy.Verdict
+	var transfer *Transfer
 	switch {
 	case forced:
 		v = policy.Verdict{Accept: true, Rule: rule, Reason: "forced command"}
@@ -172,8 +176,11 @@ func (r *relay) program(s *sshsession.Session, requested string, isShell bool) e
 		// scp and sftp-server run by exec must not get around the sftp
 		// subsystem's policy.
 		if xt := c.p.p.ExecTransfer; v.Accept && xt != nil {
-			if tv, ok := xt(cmd); ok {
-				v = tv
+			if t, ok := xt(cmd); ok {
+				v = t.Verdict
+				if t.Proxy != nil {
+					transfer = &t
+				}
 			}
 		}
 	}
@@ -183,6 +190,9 @@ func (r *relay) program(s *sshsession.Session, requested string, isShell bool) e
 	}
 	if forced && requested != "" {
 		detail["original_command"] = requested
+	}
+	if transfer != nil && v.Accept {
+		detail["stacked"] = transfer.Name
 	}
 	typ := "exec"
 	if isShell {
@@ -200,8 +210,11 @@ func (r *relay) program(s *sshsession.Session, requested string, isShell bool) e
 		r.mu.Unlock()
 		return nil
 	}
-	if err := r.startRecording(s, cmd); err != nil {
-		return err
+	r.transfer = transfer
+	if transfer == nil {
+		if err := r.startRecording(s, cmd); err != nil {
+			return err
+		}
 	}
 	if forced {
 		if requested != "" {
@@ -233,10 +246,14 @@ func (r *relay) Serve(s *sshsession.Session) {
 	// A client that goes away takes the target's channel with it.
 	stop := context.AfterFunc(s.Context(), func() { r.up.Close() })
 	defer stop()
+	defer r.c.running(s)()
 
-	if sub, ok := s.Program().(*sshsession.SubsystemRequest); ok && r.c.p.p.Stacked[sub.Name] != nil {
-		r.stacked(s, sub.Name)
-	} else {
+	switch sub, ok := s.Program().(*sshsession.SubsystemRequest); {
+	case ok && r.c.p.p.Stacked[sub.Name] != nil:
+		r.stacked(s, sub.Name, r.c.p.p.Stacked[sub.Name], "subsystem.end")
+	case r.transfer != nil:
+		r.stackedExec(s)
+	default:
 		r.streams(s)
 	}
 	<-r.upDone
@@ -284,12 +301,13 @@ func (r *relay) streams(s *sshsession.Session) {
 	r.mu.Unlock()
 }
 
-// stacked hands the channel's data to the stacked proxy for a subsystem,
-// as a session stacked under this channel's (".../session:N/sftp").
-func (r *relay) stacked(s *sshsession.Session, name string) {
-	in, out, err := r.c.p.p.Stacked[name](r.ctx, r.st.Stack(name, -1), s, r.up)
+// stacked hands the channel's data to a stacked proxy (a subsystem's, or
+// an exec command's Transfer) as a session stacked under this channel's
+// (".../session:N/sftp"). An error that ended it is audited as endType.
+func (r *relay) stacked(s *sshsession.Session, name string, sp StackedProxy, endType string) {
+	in, out, err := sp(r.ctx, r.st.Stack(name, -1), s, r.up)
 	if err != nil {
-		e := r.st.AuditEvent("subsystem.end")
+		e := r.st.AuditEvent(endType)
 		e.Reason = err.Error()
 		r.c.audit(r.ctx, e)
 		r.up.Close()
@@ -297,6 +315,21 @@ func (r *relay) stacked(s *sshsession.Session, name string) {
 	r.mu.Lock()
 	r.in, r.out = in, out
 	r.mu.Unlock()
+}
+
+// stackedExec runs an exec command's stacked proxy, with the target's
+// stderr relayed to the client unchanged alongside it.
+func (r *relay) stackedExec(s *sshsession.Session) {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		n, _ := r.c.p.copy(s.Stderr(), r.up.Stderr())
+		_ = s.Stderr().Close()
+		r.mu.Lock()
+		r.errBytes = n
+		r.mu.Unlock()
+	})
+	r.stacked(s, r.transfer.Name, r.transfer.Proxy, "exec.end")
+	wg.Wait()
 }
 
 // startRecording asks RecordStart whether to record the channel. A channel

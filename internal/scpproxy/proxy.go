@@ -1,0 +1,461 @@
+package scpproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"path"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/policy"
+	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/internal/sftpproxy"
+)
+
+// bufSize is the read buffer of each side and the data copy's chunk: one
+// SSH channel packet (OpenSSH's CHAN_SES_PACKET_DEFAULT, 32 KiB).
+const bufSize = 32 << 10
+
+// Stream is one side of the channel's byte stream: read what the peer
+// sends, write what it receives, CloseWrite to send EOF. A Stream that is
+// also an io.Closer is closed when the session must end early.
+type Stream interface {
+	io.ReadWriter
+	CloseWrite() error
+}
+
+// Params configures a Proxy. Every field is required.
+type Params struct {
+	// Service names the service, for rule names.
+	Service string
+	// Policy is the service's sftp subsystem policy: scp follows it.
+	Policy sftpproxy.Policy
+	Audit  audit.Sink
+	Logger *slog.Logger
+}
+
+// Proxy is the scp proxy of one service. It is safe for concurrent use:
+// each Relay call is one session.
+type Proxy struct {
+	p     Params
+	rules sftpproxy.Rules
+}
+
+// New returns a Proxy for p.
+func New(p Params) *Proxy {
+	return &Proxy{p: p, rules: sftpproxy.NewRules(p.Service, p.Policy)}
+}
+
+// Decide decides the command itself, before it runs: a relative path is
+// refused when allow_paths or deny_paths apply, since the login directory
+// it is relative to is not known. Everything else is decided per file.
+func (p *Proxy) Decide(c Command) policy.Verdict {
+	if relative(c.Path) && p.rules.HasPathRules() {
+		return p.rules.Reject("", "scp with a relative path under path rules: the login directory is unknown")
+	}
+	return p.rules.Accept()
+}
+
+// Relay runs one scp session of command c, stacked as st, between client
+// and upstream (the target's scp). It returns when both directions have
+// ended, with the bytes read from and written to the client, and the error
+// that ended the session early (a protocol error from either side, ctx
+// done).
+func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, c Command, client, upstream Stream) (in, out int64, err error) {
+	cr := &counter{r: client, w: client}
+	ends := [2]side{
+		{name: "client", s: client, r: bufio.NewReaderSize(cr, bufSize), w: cr},
+		{name: "server", s: upstream, r: bufio.NewReaderSize(upstream, bufSize), w: upstream},
+	}
+	r := &relay{p: p, ctx: ctx, st: st, cmd: c, src: &ends[0], sink: &ends[1], buf: make([]byte, bufSize)}
+	if !c.Sink {
+		r.src, r.sink = r.sink, r.src
+	}
+	stop := context.AfterFunc(ctx, r.abort)
+	defer stop()
+	if err := r.run(); err != nil {
+		r.abort()
+		return cr.in, cr.out, err
+	}
+	return cr.in, cr.out, nil
+}
+
+// side is one peer: the source of records or the sink that answers them.
+type side struct {
+	name string
+	s    Stream
+	r    *bufio.Reader
+	w    io.Writer
+}
+
+func (s *side) write(b []byte) error {
+	if _, err := s.w.Write(b); err != nil {
+		return fmt.Errorf("scpproxy: writing to the %s: %w", s.name, err)
+	}
+	return nil
+}
+
+// counter counts the bytes read from and written to the client.
+type counter struct {
+	r       io.Reader
+	w       io.Writer
+	in, out int64
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.in += int64(n)
+	return n, err
+}
+
+func (c *counter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.out += int64(n)
+	return n, err
+}
+
+// relay is one scp session. Its one goroutine follows the protocol's lock
+// step: a record from the source, the sink's status, and so on.
+type relay struct {
+	p   *Proxy
+	ctx context.Context
+	st  *session.Stacked
+	cmd Command
+	src *side
+	// sink answers the source's records.
+	sink *side
+	// dirs holds, for each directory entered, the paths it may be at (see
+	// paths).
+	dirs [][]string
+	// times says that a T record was forwarded for the next C or D.
+	times bool
+	buf   []byte
+}
+
+// errSinkGone ends a session whose sink closed its stream where a status
+// was due: the server's scp exited (or the client's did), which is not
+// the proxy's error.
+var errSinkGone = errors.New("scpproxy: sink closed")
+
+// abort ends the session early: it closes both streams where they can be
+// closed and sends EOF where they cannot.
+func (r *relay) abort() {
+	for _, s := range []Stream{r.src.s, r.sink.s} {
+		if c, ok := s.(io.Closer); ok {
+			_ = c.Close()
+		} else {
+			_ = s.CloseWrite()
+		}
+	}
+}
+
+// run relays records and statuses until the source's EOF.
+func (r *relay) run() error {
+	// The sink speaks first (scp.c, sink and main's "if (fflag) response()").
+	if _, err := r.status(); err != nil {
+		return r.ended(err)
+	}
+	for {
+		line, err := readLine(r.src.r)
+		if err == io.EOF {
+			return r.finish()
+		}
+		if err != nil {
+			return fmt.Errorf("scpproxy: reading the %s: %w", r.src.name, err)
+		}
+		rec, err := parseRecord(line)
+		if err != nil {
+			return err
+		}
+		switch rec.typ {
+		case recError, recFatal:
+			// No status follows an error line; the sink prints it.
+			err = r.sink.write(line)
+		case recTimes:
+			err = r.timesRecord(rec)
+		case recFile:
+			err = r.file(rec)
+		case recDir:
+			err = r.dir(rec)
+		case recEnd:
+			err = r.end(rec)
+		}
+		if err != nil {
+			return r.ended(err)
+		}
+	}
+}
+
+// ended turns a sink that went away where a status was due into the end
+// of the session: the source is sent EOF and gives up as scp does when it
+// loses its peer.
+func (r *relay) ended(err error) error {
+	if !errors.Is(err, errSinkGone) {
+		return err
+	}
+	_ = r.src.s.CloseWrite()
+	return nil
+}
+
+// finish ends a session whose source has sent EOF after a whole record:
+// the sink gets EOF too. Nothing is due from the sink any more, and the
+// relay does not wait for its EOF: OpenSSH's scp client waits for ssh to
+// exit before it closes its end, and ssh waits for the channel to close.
+func (r *relay) finish() error {
+	if len(r.dirs) > 0 {
+		return fmt.Errorf("%w: EOF inside a directory", ErrProtocol)
+	}
+	_ = r.sink.s.CloseWrite()
+	return nil
+}
+
+// status relays one status from the sink to the source.
+func (r *relay) status() (ok bool, err error) {
+	s, ok, err := readStatus(r.sink.r)
+	if err == io.EOF {
+		return false, errSinkGone
+	}
+	if err != nil {
+		return false, fmt.Errorf("scpproxy: reading the %s: %w", r.sink.name, err)
+	}
+	return ok, r.src.write(s)
+}
+
+// forward sends a record to the sink and relays its status.
+func (r *relay) forward(rec record) (ok bool, err error) {
+	if err := r.sink.write(rec.marshal()); err != nil {
+		return false, err
+	}
+	return r.status()
+}
+
+// timesRecord relays T. An upload's times are a setstat: when the policy
+// refuses it, the proxy answers the record itself and the server keeps its
+// own times.
+func (r *relay) timesRecord(rec record) error {
+	if r.cmd.Sink {
+		if v := r.p.rules.Setstat(); !v.Accept {
+			r.times = false
+			r.audit("scp.setstat", v, map[string]any{"mtime": rec.mtime}, "")
+			return r.src.write([]byte{0})
+		}
+	}
+	ok, err := r.forward(rec)
+	r.times = ok
+	return err
+}
+
+// file relays C, its data and the statuses after it.
+func (r *relay) file(rec record) error {
+	op := "scp.download"
+	if r.cmd.Sink {
+		op = "scp.upload"
+	}
+	paths, err := r.paths(rec.name)
+	if err != nil {
+		return err
+	}
+	vs := []policy.Verdict{r.p.rules.Download()}
+	if r.cmd.Sink {
+		vs = []policy.Verdict{r.p.rules.Upload(), r.p.rules.Size(uint64(rec.size))}
+	}
+	for _, p := range paths {
+		vs = append(vs, r.p.rules.Path(p))
+	}
+	v := sftpproxy.First(vs...)
+	detail := r.detail(paths, rec)
+	detail["size"] = rec.size
+	times := r.times
+	r.times = false
+	if !v.Accept {
+		r.audit(op, v, detail, "")
+		return r.refuse(rec.name)
+	}
+	if times {
+		detail["times"] = true
+	}
+	ok, err := r.forward(rec)
+	if err != nil || !ok {
+		detail["bytes"] = 0
+		r.audit(op, v, detail, "refused by the sink")
+		return err
+	}
+	sum, n, err := r.data(rec.size)
+	if err != nil {
+		return err
+	}
+	detail["bytes"] = n
+	// The source's status after the data, then the sink's.
+	srcOK, err := r.sourceStatus()
+	if err != nil {
+		return err
+	}
+	sinkOK, err := r.status()
+	result := ""
+	switch {
+	case !srcOK:
+		result = "the source failed"
+	case !sinkOK || err != nil:
+		result = "the sink failed"
+	default:
+		detail["sha256"] = hex.EncodeToString(sum.Sum(nil))
+	}
+	r.audit(op, v, detail, result)
+	return err
+}
+
+// sourceStatus relays the status a source sends after a file's data.
+func (r *relay) sourceStatus() (ok bool, err error) {
+	s, ok, err := readStatus(r.src.r)
+	if err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return false, fmt.Errorf("scpproxy: reading the %s: %w", r.src.name, err)
+	}
+	return ok, r.sink.write(s)
+}
+
+// data copies a file's size bytes from the source to the sink, hashing
+// them. The protocol delimits the data by the C record's size, so no more
+// than it is ever sent as the file.
+func (r *relay) data(size int64) (hash.Hash, int64, error) {
+	sum := sha256.New()
+	var n int64
+	for n < size {
+		m, err := r.src.r.Read(r.buf[:min(int64(len(r.buf)), size-n)])
+		if m > 0 {
+			sum.Write(r.buf[:m])
+			if err := r.sink.write(r.buf[:m]); err != nil {
+				return nil, n, err
+			}
+			n += int64(m)
+		}
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil && n < size {
+			return nil, n, fmt.Errorf("scpproxy: reading file data from the %s: %w", r.src.name, err)
+		}
+	}
+	return sum, n, nil
+}
+
+// dir relays D and enters the directory when the sink does.
+func (r *relay) dir(rec record) error {
+	op := "scp.opendir"
+	v := r.p.rules.Download()
+	if r.cmd.Sink {
+		op, v = "scp.mkdir", r.p.rules.Mkdir()
+	}
+	paths, err := r.paths(rec.name)
+	if err != nil {
+		return err
+	}
+	vs := []policy.Verdict{v}
+	for _, p := range paths {
+		vs = append(vs, r.p.rules.Path(p))
+	}
+	v = sftpproxy.First(vs...)
+	detail := r.detail(paths, rec)
+	r.times = false
+	if !v.Accept {
+		r.audit(op, v, detail, "")
+		return r.refuse(rec.name)
+	}
+	ok, err := r.forward(rec)
+	result := ""
+	if !ok {
+		result = "refused by the sink"
+	}
+	r.audit(op, v, detail, result)
+	if ok {
+		r.dirs = append(r.dirs, paths)
+	}
+	return err
+}
+
+// end relays E and leaves the directory.
+func (r *relay) end(rec record) error {
+	if len(r.dirs) == 0 {
+		return fmt.Errorf("%w: E record outside a directory", ErrProtocol)
+	}
+	r.dirs = r.dirs[:len(r.dirs)-1]
+	r.times = false
+	_, err := r.forward(rec)
+	return err
+}
+
+// refuse answers a denied C or D: the source skips it. On a download the
+// source is the server and the client, which never sees the record, gets
+// the message as an error line.
+func (r *relay) refuse(name string) error {
+	msg := errorStatus("sluice: " + name + ": denied by policy")
+	if !r.cmd.Sink {
+		if err := r.sink.write(msg); err != nil {
+			return err
+		}
+	}
+	return r.src.write(msg)
+}
+
+// paths returns the paths a record named name may be written to or read
+// from. Below a directory entered, they follow it. At the top, an
+// upload's target may be a new name (the file is the target) or an
+// existing directory (the file lands inside it) unless
+// Command.targetIsDir; both are checked, in that order. A download's
+// first record must carry its source's name.
+func (r *relay) paths(name string) ([]string, error) {
+	if n := len(r.dirs); n > 0 {
+		var ps []string
+		for _, d := range r.dirs[n-1] {
+			ps = append(ps, path.Join(d, name))
+		}
+		return ps, nil
+	}
+	target := clean(r.cmd.Path)
+	if !r.cmd.Sink {
+		if name != r.cmd.sourceName() {
+			return nil, fmt.Errorf("%w: the server sent %q for %q", ErrProtocol, name, r.cmd.Path)
+		}
+		return []string{target}, nil
+	}
+	if r.cmd.targetIsDir() {
+		return []string{path.Join(target, name)}, nil
+	}
+	return []string{target, path.Join(target, name)}, nil
+}
+
+// detail is the audit detail of a C or D record on paths.
+func (r *relay) detail(paths []string, rec record) map[string]any {
+	d := map[string]any{"path": paths[0], "name": rec.name, "mode": fmt.Sprintf("%04o", rec.mode)}
+	if len(paths) > 1 {
+		d["alt_path"] = paths[1]
+	}
+	return d
+}
+
+// audit writes one event; result, when not "", says why an accepted
+// operation did not complete.
+func (r *relay) audit(typ string, v policy.Verdict, detail map[string]any, result string) {
+	e := r.st.AuditEvent(typ)
+	e.Rule, e.Detail = v.Rule, detail
+	if v.Accept {
+		e.Verdict = audit.Accept
+		if result == "" {
+			result = "ok"
+		}
+		detail["result"] = result
+	} else {
+		e.Verdict, e.Reason = audit.Reject, v.Reason
+	}
+	if err := r.p.p.Audit.Write(r.ctx, e); err != nil {
+		r.p.p.Logger.ErrorContext(r.ctx, "audit write failed", "session_id", e.SessionID, "err", err)
+	}
+}
