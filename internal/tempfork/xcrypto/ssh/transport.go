@@ -214,12 +214,8 @@ func (s *connectionState) writePacket(w *bufio.Writer, rand io.Reader, packet []
 
 func newTransport(rwc io.ReadWriteCloser, rand io.Reader, isClient bool) *transport {
 	t := &transport{
-		// Sluice patch (docs/xcrypto-fork.md, "small I/O buffers"): 1 KiB
-		// instead of bufio's 4 KiB default. Full-size packets bypass both
-		// buffers (bufio reads and writes large requests directly), and
-		// every idle connection holds the two.
-		bufReader: bufio.NewReaderSize(rwc, transportBufferSize),
-		bufWriter: bufio.NewWriterSize(rwc, transportBufferSize),
+		bufReader: bufio.NewReader(rwc),
+		bufWriter: bufio.NewWriter(rwc),
 		rand:      rand,
 		reader: connectionState{
 			packetCipher:     &streamPacketCipher{cipher: noneCipher{}},
@@ -392,9 +388,6 @@ func readVersion(r io.Reader) ([]byte, error) {
 // data cost more than the copy into the channel's reader and kept the
 // garbage collector busy. Large packets are now copied into buffers from
 // a pool, and a channel's buffer hands them back once they are read.
-
-// transportBufferSize is the size of a transport's read and write buffers.
-const transportBufferSize = 1 << 10
 
 // packetPools hold packet buffers of pooledPacketCap(i) bytes. The
 // classes halve, so that a packet is never held in a buffer more than
