@@ -402,3 +402,40 @@ func TestServeListenerError(t *testing.T) {
 		t.Errorf("Close: %v", err)
 	}
 }
+
+// TestRelease checks that the Release of the parameters in force is called
+// once they serve no new connection: when Reconfigure replaces them, and
+// when the service stops accepting.
+func TestRelease(t *testing.T) {
+	var mu sync.Mutex
+	released := map[string]int{}
+	release := func(name string) func() {
+		return func() {
+			mu.Lock()
+			defer mu.Unlock()
+			released[name]++
+		}
+	}
+	count := func(name string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return released[name]
+	}
+	h := start(t, Params{Handler: greet, Release: release("first")})
+	if n := count("first"); n != 0 {
+		t.Fatalf("first released %d times before anything replaced it", n)
+	}
+	h.svc.Reconfigure(Params{Handler: greet, Release: release("second")})
+	if n, m := count("first"), count("second"); n != 1 || m != 0 {
+		t.Fatalf("after Reconfigure: first released %d times, second %d; want 1, 0", n, m)
+	}
+	if err := h.svc.Retire(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.svc.Retire(); err != nil {
+		t.Fatal(err)
+	}
+	if n, m := count("first"), count("second"); n != 1 || m != 1 {
+		t.Fatalf("after Retire twice: first released %d times, second %d; want 1, 1", n, m)
+	}
+}
