@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
@@ -36,18 +35,6 @@ type pipeStream struct {
 func (s pipeStream) Read(p []byte) (int, error)  { return s.r.Read(p) }
 func (s pipeStream) Write(p []byte) (int, error) { return s.w.Write(p) }
 func (s pipeStream) CloseWrite() error           { return s.w.Close() }
-
-type sink struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (s *sink) Write(_ context.Context, e audit.Event) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.events = append(s.events, e)
-	return nil
-}
 
 // TestRelayToOpenSSHSink relays a scripted client's upload to OpenSSH's
 // own "scp -t": a permitted file arrives and is audited with its sha256,
@@ -78,7 +65,7 @@ func TestRelayToOpenSSHSink(t *testing.T) {
 	cr, pw := io.Pipe()
 	pr, cw := io.Pipe()
 	client := pipeStream{pr, pw}
-	s := &sink{}
+	s := &sshtest.AuditSink{}
 	pol := sftpproxy.Policy{AllowUpload: true, AllowDownload: true, DenyPaths: []string{dir + "/secret*"}, MaxUploadSize: 10}
 	p := New(Params{Service: "svc", Policy: pol, Audit: s, Logger: slog.New(slog.DiscardHandler)})
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc", Instance: 1})
@@ -144,11 +131,12 @@ func TestRelayToOpenSSHSink(t *testing.T) {
 		{audit.Reject, "services[svc].policy.subsystems.sftp.deny_paths[0]", dir + "/secret.txt", ""},
 		{audit.Reject, "services[svc].policy.subsystems.sftp.max_upload_size", dir + "/big.txt", ""},
 	}
-	if len(s.events) != len(want) {
-		t.Fatalf("got %d events, want %d: %+v", len(s.events), len(want), s.events)
+	events := s.Events("")
+	if len(events) != len(want) {
+		t.Fatalf("got %d events, want %d: %+v", len(events), len(want), events)
 	}
 	for i, w := range want {
-		e := s.events[i]
+		e := events[i]
 		sha, _ := e.Detail["sha256"].(string)
 		p, _ := e.Detail["path"].(string)
 		typ := "scp.upload"

@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
 
 // pipeStream is one end of two io.Pipes: a Stream that can be closed.
@@ -42,30 +43,7 @@ func pair() (a, b pipeStream) {
 	return pipeStream{ar, aw}, pipeStream{br, bw}
 }
 
-// sink records audit events.
-type sink struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (s *sink) Write(_ context.Context, e audit.Event) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.events = append(s.events, e)
-	return nil
-}
-
-func (s *sink) of(typ string) []audit.Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []audit.Event
-	for _, e := range s.events {
-		if e.Type == typ {
-			out = append(out, e)
-		}
-	}
-	return out
-}
+type sink = sshtest.AuditSink
 
 // rig is a pkg/sftp client talking through the proxy to pkg/sftp's server
 // serving dir.
@@ -177,7 +155,7 @@ func TestRelayTransferAndHashes(t *testing.T) {
 	if res.in < int64(len(data)) || res.out < int64(len(data)) {
 		t.Fatalf("got in %d out %d, want both at least %d", res.in, res.out, len(data))
 	}
-	closes := r.audit.of("sftp.close")
+	closes := r.audit.Events("sftp.close")
 	if len(closes) != 2 {
 		t.Fatalf("got %d close events, want 2: %+v", len(closes), closes)
 	}
@@ -187,7 +165,7 @@ func TestRelayTransferAndHashes(t *testing.T) {
 			t.Fatalf("close %d: got %+v, want %s %d and sha256 %s in session gw1/svc:1/ssh/session:0/sftp", i, e, dir, len(data), want)
 		}
 	}
-	opens := r.audit.of("sftp.open")
+	opens := r.audit.Events("sftp.open")
 	if len(opens) != 2 || opens[0].Detail["path"] != filepath.Join(r.dir, "up.bin") || opens[0].Detail["flags"] != "read,write,creat,trunc" {
 		t.Fatalf("got open events %+v, want 2, the first for %s with read,write,creat,trunc", opens, filepath.Join(r.dir, "up.bin"))
 	}
@@ -320,7 +298,7 @@ func TestRelayPolicy(t *testing.T) {
 			if tc.intact != nil && !tc.intact(r.dir) {
 				t.Fatal("the server acted on a denied request")
 			}
-			evs := slices.DeleteFunc(r.audit.of(tc.event), func(e audit.Event) bool { return e.Verdict != audit.Reject })
+			evs := slices.DeleteFunc(r.audit.Events(tc.event), func(e audit.Event) bool { return e.Verdict != audit.Reject })
 			if len(evs) != 1 || evs[0].Rule != tc.rule {
 				t.Fatalf("got %s rejections %+v, want one by %s", tc.event, evs, tc.rule)
 			}
@@ -357,7 +335,7 @@ func TestRelaySymlinkCreatedThenOpened(t *testing.T) {
 		t.Fatalf("got %q, %v; want %q", got, err, "linked")
 	}
 	r.end(t)
-	evs := r.audit.of("sftp.symlink")
+	evs := r.audit.Events("sftp.symlink")
 	if len(evs) != 1 || evs[0].Verdict != audit.Accept || evs[0].Detail["target"] != filepath.Join(r.dir, "target.txt") {
 		t.Fatalf("got %+v, want one accepted symlink to %s", evs, filepath.Join(r.dir, "target.txt"))
 	}
