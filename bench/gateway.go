@@ -9,7 +9,6 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
 	"syscall"
 
 	"github.com/sluice-ssh/sluice/internal/config"
@@ -25,7 +24,7 @@ const gatewayCmd = "_gateway"
 func runGateway(args []string) int {
 	fs := flag.NewFlagSet(gatewayCmd, flag.ContinueOnError)
 	path := fs.String("c", "", "config `FILE`")
-	stats := fs.String("stats", "", "on SIGUSR1, write the goroutine count to `FILE` (and a heap profile to SLUICE_MEMPROFILE)")
+	stats := fs.String("stats", "", "on SIGUSR1, write the goroutine count, stack and heap bytes in use to `FILE` (and a heap profile to SLUICE_MEMPROFILE)")
 	if err := fs.Parse(args); err != nil || *path == "" {
 		return 2
 	}
@@ -73,9 +72,11 @@ func runGateway(args []string) int {
 	return 0
 }
 
-// writeStats writes the goroutine count to path, then a heap profile to
-// SLUICE_MEMPROFILE if set; path is written last, so that a reader that
-// sees it knows both are complete.
+// writeStats writes the goroutine count and the bytes of goroutine stacks
+// and heap in use (runtime.MemStats StackInuse and HeapInuse, after two
+// collections, the second of which shrinks idle stacks) to path, then a
+// heap profile to SLUICE_MEMPROFILE if set; path is written last, so that
+// a reader that sees it knows both are complete.
 func writeStats(path string) {
 	if p := os.Getenv("SLUICE_MEMPROFILE"); p != "" {
 		runtime.GC()
@@ -84,6 +85,11 @@ func writeStats(path string) {
 			f.Close()
 		}
 	}
-	_ = os.WriteFile(path+".tmp", []byte(strconv.Itoa(runtime.NumGoroutine())), 0o600)
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	line := fmt.Sprintf("%d %d %d", runtime.NumGoroutine(), ms.StackInuse, ms.HeapInuse)
+	_ = os.WriteFile(path+".tmp", []byte(line), 0o600)
 	_ = os.Rename(path+".tmp", path)
 }

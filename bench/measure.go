@@ -365,7 +365,7 @@ func idle(w *world, n int, res *results) error {
 	cfg := &ssh.ClientConfig{User: "bench", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.FixedHostKey(hk)}
 	addr := "127.0.0.1:" + strconv.Itoa(w.idlePort)
 	rss0 := w.sluiceRSS()
-	g0 := w.goroutines()
+	st0, ok0 := w.stats()
 	var clients []*ssh.Client
 	defer func() {
 		for _, c := range clients {
@@ -382,14 +382,16 @@ func idle(w *world, n int, res *results) error {
 		if err != nil {
 			return fmt.Errorf("session %d: %w", i, err)
 		}
-		if err := s.Start("cat"); err != nil {
+		if err := liveCat(s); err != nil {
 			return fmt.Errorf("session %d: %w", i, err)
 		}
 	}
 	time.Sleep(2 * time.Second) // let the relays settle
 	rss1 := w.sluiceRSS()
-	if g1 := w.goroutines(); g0 >= 0 && g1 >= 0 {
-		res.add(fmt.Sprintf("goroutines per idle session (%d)", n), "", false, "Sluice", float64(g1-g0)/float64(n))
+	if st1, ok1 := w.stats(); ok0 && ok1 {
+		res.add(fmt.Sprintf("goroutines per idle session (%d)", n), "", false, "Sluice", float64(st1.goroutines-st0.goroutines)/float64(n))
+		res.add(fmt.Sprintf("goroutine stacks per idle session (%d)", n), "KiB", false, "Sluice", (st1.stack-st0.stack)/1024/float64(n))
+		res.add(fmt.Sprintf("Go heap per idle session (%d)", n), "KiB", false, "Sluice", (st1.heap-st0.heap)/1024/float64(n))
 	}
 	if rss0 < 0 || rss1 < 0 {
 		return errors.New("cannot read the gateway's VmRSS")
@@ -399,27 +401,59 @@ func idle(w *world, n int, res *results) error {
 	return nil
 }
 
-// goroutines asks a gateway in gateway mode for its goroutine count, or
-// returns -1.
-func (w *world) goroutines() int {
+// liveCat starts cat in s and checks, with one line sent and echoed back,
+// that the relay is up: an idle session is measured only once it is live.
+func liveCat(s *ssh.Session) error {
+	in, err := s.StdinPipe()
+	if err != nil {
+		return err
+	}
+	out, err := s.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	var stderr bytes.Buffer
+	s.Stderr = &stderr
+	if err := s.Start("cat"); err != nil {
+		return err
+	}
+	const ping = "ping\n"
+	if _, err := io.WriteString(in, ping); err != nil {
+		return err
+	}
+	got := make([]byte, len(ping))
+	if _, err := io.ReadFull(out, got); err != nil || string(got) != ping {
+		return fmt.Errorf("cat did not echo (%q, %v); stderr: %q", got, err, stderr.String())
+	}
+	return nil
+}
+
+// gwStats is what a gateway in gateway mode reports on SIGUSR1.
+type gwStats struct {
+	goroutines  int
+	stack, heap float64 // bytes in use
+}
+
+// stats asks a gateway in gateway mode for its goroutine count and memory
+// in use; ok is false for the built binary, which has no such hook.
+func (w *world) stats() (st gwStats, ok bool) {
 	if !w.inProcess {
-		return -1
+		return st, false
 	}
 	f := w.file("gateway.stats")
 	os.Remove(f)
 	if err := w.sluice.Process.Signal(syscall.SIGUSR1); err != nil {
-		return -1
+		return st, false
 	}
 	for range 100 {
 		if data, err := os.ReadFile(f); err == nil {
-			n, err := strconv.Atoi(string(data))
-			if err == nil {
-				return n
+			if _, err := fmt.Sscan(string(data), &st.goroutines, &st.stack, &st.heap); err == nil {
+				return st, true
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return -1
+	return st, false
 }
 
 // sluiceCPU returns the gateway's utime+stime in seconds, from

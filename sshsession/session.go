@@ -95,6 +95,17 @@ func (s *Session) Context() context.Context { return s.ctx }
 // Read reads the client's stdin. It returns io.EOF after the client's EOF.
 func (s *Session) Read(p []byte) (int, error) { return s.ch.Read(p) }
 
+// WriteTo writes the client's stdin to w until the client's EOF; it
+// implements io.WriterTo. When the channel implements io.WriterTo itself,
+// as Sluice's x/crypto fork does, w gets each packet's data without an
+// intermediate buffer.
+func (s *Session) WriteTo(w io.Writer) (int64, error) {
+	if wt, ok := s.ch.(io.WriterTo); ok {
+		return wt.WriteTo(w)
+	}
+	return io.Copy(w, struct{ io.Reader }{s.ch})
+}
+
 // Write writes to the client's stdout.
 func (s *Session) Write(p []byte) (int, error) {
 	return s.write(s.ch, &s.stdoutDone, p)

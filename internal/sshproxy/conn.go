@@ -455,7 +455,7 @@ func rejectLike(nc ssh.NewChannel, err error) {
 func (p *Proxy) pipe(a, b ssh.Channel) (aToB, bToA int64) {
 	var wg sync.WaitGroup
 	half := func(dst, src ssh.Channel) int64 {
-		n, err := p.copy(dst, src)
+		n, err := copyStream(dst, src)
 		if err != nil {
 			// One side is gone: nothing more can flow either way.
 			a.Close()

@@ -46,12 +46,13 @@ func (c activeChannel) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteTo keeps the channel's io.WriterTo (see copyStream).
+func (c activeChannel) WriteTo(w io.Writer) (int64, error) {
+	return copyStream(activeWriter{w, c.a}, c.Channel)
+}
+
 func (c activeChannel) Write(p []byte) (int, error) {
-	n, err := c.Channel.Write(p)
-	if n > 0 {
-		c.a.touch()
-	}
-	return n, err
+	return activeWriter{c.Channel, c.a}.Write(p)
 }
 
 func (c activeChannel) Stderr() io.ReadWriter { return activeRW{c.Channel.Stderr(), c.a} }
@@ -69,8 +70,23 @@ func (c activeRW) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// WriteTo keeps the stream's io.WriterTo (see copyStream).
+func (c activeRW) WriteTo(w io.Writer) (int64, error) {
+	return copyStream(activeWriter{w, c.a}, c.ReadWriter)
+}
+
 func (c activeRW) Write(p []byte) (int, error) {
-	n, err := c.ReadWriter.Write(p)
+	return activeWriter{c.ReadWriter, c.a}.Write(p)
+}
+
+// activeWriter counts what is written to w as activity.
+type activeWriter struct {
+	w io.Writer
+	a *activity
+}
+
+func (c activeWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
 	if n > 0 {
 		c.a.touch()
 	}

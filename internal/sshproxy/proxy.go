@@ -100,7 +100,6 @@ type Proxy struct {
 	// upstreams keeps upstream connections for reuse; nil when
 	// Upstream.Reuse is zero.
 	upstreams *upstreamPool
-	bufferPool
 }
 
 // New returns a Proxy for p.

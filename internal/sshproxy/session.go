@@ -279,7 +279,7 @@ func (r *relay) streams(s *sshsession.Session) {
 	// Client stdin to the target. Read ends when the client sends EOF or the
 	// channel closes; the connection owns the goroutine.
 	r.c.wg.Go(func() {
-		n, _ := r.c.p.copy(r.up, stdin)
+		n, _ := copyStream(r.up, stdin)
 		_ = r.up.CloseWrite()
 		r.mu.Lock()
 		r.in = n
@@ -287,13 +287,13 @@ func (r *relay) streams(s *sshsession.Session) {
 	})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		n, _ := r.c.p.copy(stderr, r.up.Stderr())
+		n, _ := copyStream(stderr, r.up.Stderr())
 		_ = s.Stderr().Close()
 		r.mu.Lock()
 		r.errBytes = n
 		r.mu.Unlock()
 	})
-	n, _ := r.c.p.copy(stdout, r.up)
+	n, _ := copyStream(stdout, r.up)
 	_ = s.CloseWrite()
 	wg.Wait()
 	r.mu.Lock()
@@ -322,7 +322,7 @@ func (r *relay) stacked(s *sshsession.Session, name string, sp StackedProxy, end
 func (r *relay) stackedExec(s *sshsession.Session) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		n, _ := r.c.p.copy(s.Stderr(), r.up.Stderr())
+		n, _ := copyStream(s.Stderr(), r.up.Stderr())
 		_ = s.Stderr().Close()
 		r.mu.Lock()
 		r.errBytes = n

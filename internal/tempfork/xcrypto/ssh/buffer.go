@@ -108,3 +108,29 @@ func (b *buffer) Read(buf []byte) (n int, err error) {
 	}
 	return
 }
+
+// take waits until data is buffered, or the buffer is closed and empty,
+// and removes the first run of data from the buffer. The caller owns buf
+// and, once done with buf, hands packet to recyclePacket. Sluice patch
+// (docs/xcrypto-fork.md, "WriteTo without a copy").
+func (b *buffer) take() (buf, packet []byte, err error) {
+	b.Cond.L.Lock()
+	defer b.Cond.L.Unlock()
+	for {
+		if len(b.head.buf) > 0 {
+			buf, packet = b.head.buf, b.head.packet
+			b.head.buf, b.head.packet = nil, nil
+			return buf, packet, nil
+		}
+		if b.head != b.tail {
+			recyclePacket(b.head.packet)
+			b.head.packet = nil
+			b.head = b.head.next
+			continue
+		}
+		if b.closed {
+			return nil, nil, io.EOF
+		}
+		b.Cond.Wait()
+	}
+}
