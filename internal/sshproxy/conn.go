@@ -306,24 +306,7 @@ func (c *conn) serve(ctx context.Context, up *upstream, chans <-chan ssh.NewChan
 	c.released = make(chan struct{})
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	c.wg.Go(func() { c.upstreamChannels(ctx, up.chans) })
-	// When the target goes away, end the client leg too, and the reverse.
-	c.wg.Go(func() {
-		select {
-		case <-up.done:
-		case <-c.released:
-			return
-		}
-		cause := fmt.Errorf("%w: %v", session.ErrUpstreamClosed, up.err)
-		if ctx.Err() == nil && c.setCause(cause) {
-			// Let the relays pass the end of each channel on (EOF, close,
-			// no exit status) before the client leg goes: closing it at once
-			// would reset a client that still has data in flight.
-			c.drainChannels(ctx, upstreamGoneGrace)
-		}
-		cancel(cause)
-		c.sconn.Close()
-	})
+	c.wg.Go(func() { c.watchUpstream(ctx, cancel) })
 	c.wg.Go(func() { c.globalRequests(ctx, reqs) })
 	stopIdle := make(chan struct{})
 	if d := c.p.p.IdleTimeout; d > 0 {
@@ -357,6 +340,39 @@ func (c *conn) serve(ctx context.Context, up *upstream, chans <-chan ssh.NewChan
 	c.wg.Wait()
 	if reuse && !c.p.upstreams.put(c.key, up) {
 		up.Close()
+	}
+}
+
+// watchUpstream serves the target's side of the connection: it relays
+// the channels the target opens (upstreamChannel), and when the target
+// goes away it ends the client leg too. It returns then, or once the
+// connection is done with the target (c.released).
+func (c *conn) watchUpstream(ctx context.Context, cancel context.CancelCauseFunc) {
+	chans := c.up.chans
+	for {
+		select {
+		case nc, ok := <-chans:
+			if !ok {
+				chans = nil // the connection is ending: done follows
+				continue
+			}
+			c.upstreamChannel(ctx, nc)
+			continue
+		case <-c.released:
+			// chans may live on with a reused upstream connection.
+			return
+		case <-c.up.done:
+		}
+		cause := fmt.Errorf("%w: %v", session.ErrUpstreamClosed, c.up.err)
+		if ctx.Err() == nil && c.setCause(cause) {
+			// Let the relays pass the end of each channel on (EOF, close,
+			// no exit status) before the client leg goes: closing it at once
+			// would reset a client that still has data in flight.
+			c.drainChannels(ctx, upstreamGoneGrace)
+		}
+		cancel(cause)
+		c.sconn.Close()
+		return
 	}
 }
 

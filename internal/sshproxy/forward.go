@@ -98,52 +98,39 @@ func (c *conn) remoteForward(ctx context.Context, req *ssh.Request) {
 	_ = req.Reply(ok, payload)
 }
 
-// upstreamChannels relays the channels the target opens towards the client:
+// upstreamChannel relays a channel the target opens towards the client:
 // forwarded-tcpip for an accepted ssh -R, agent and X11 channels once the
-// client's request for them was accepted. Everything else is refused.
-func (c *conn) upstreamChannels(ctx context.Context, chans <-chan ssh.NewChannel) {
-	for {
-		var nc ssh.NewChannel
-		select {
-		case n, ok := <-chans:
-			if !ok {
-				return
-			}
-			nc = n
-		case <-c.released:
-			// The connection is done with the target; chans may live on
-			// with a reused upstream connection.
+// client's request for them was accepted. Everything else is refused. It
+// does not wait for the client.
+func (c *conn) upstreamChannel(ctx context.Context, nc ssh.NewChannel) {
+	typ := nc.ChannelType()
+	var allowed bool
+	switch typ {
+	case "forwarded-tcpip":
+		allowed = c.remoteForwards.Load() > 0
+	case "auth-agent@openssh.com":
+		allowed = c.agent.Load()
+	case "x11":
+		allowed = c.x11.Load()
+	}
+	st := c.st.Stack(typ, c.next(typ))
+	if !allowed {
+		e := st.AuditEvent("channel.upstream")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, "channel types", "target opened an unrequested channel"
+		c.auditRefusal(ctx, e)
+		_ = nc.Reject(ssh.Prohibited, "prohibited")
+		return
+	}
+	c.wg.Go(func() {
+		ch, reqs, err := c.sconn.OpenChannel(typ, nc.ExtraData())
+		if err != nil {
+			rejectLike(nc, err)
 			return
 		}
-		typ := nc.ChannelType()
-		var allowed bool
-		switch typ {
-		case "forwarded-tcpip":
-			allowed = c.remoteForwards.Load() > 0
-		case "auth-agent@openssh.com":
-			allowed = c.agent.Load()
-		case "x11":
-			allowed = c.x11.Load()
-		}
-		st := c.st.Stack(typ, c.next(typ))
-		if !allowed {
-			e := st.AuditEvent("channel.upstream")
-			e.Verdict, e.Rule, e.Reason = audit.Reject, "channel types", "target opened an unrequested channel"
-			c.auditRefusal(ctx, e)
-			_ = nc.Reject(ssh.Prohibited, "prohibited")
-			continue
-		}
-		c.wg.Go(func() {
-			ch, reqs, err := c.sconn.OpenChannel(typ, nc.ExtraData())
-			if err != nil {
-				rejectLike(nc, err)
-				return
-			}
-			e := st.AuditEvent("channel.upstream")
-			e.Verdict, e.Rule = audit.Accept, "channel types"
-			e.Detail = map[string]any{"channel": typ}
-			c.audit(ctx, e)
-			c.plug(ctx, st, "channel.upstream.end", nc, ch, reqs)
-		})
-	}
+		e := st.AuditEvent("channel.upstream")
+		e.Verdict, e.Rule = audit.Accept, "channel types"
+		e.Detail = map[string]any{"channel": typ}
+		c.audit(ctx, e)
+		c.plug(ctx, st, "channel.upstream.end", nc, ch, reqs)
+	})
 }

@@ -30,8 +30,9 @@ type upstream struct {
 // requests are refused for as long as the connection lives.
 func newUpstream(uc ssh.Conn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, target string, remote, local netip.AddrPort) *upstream {
 	u := &upstream{Conn: uc, chans: chans, target: target, remote: remote, local: local, dialled: time.Now(), done: make(chan struct{}), uses: 1}
-	go ssh.DiscardRequests(reqs)
 	go func() {
+		// reqs is closed when the connection ends.
+		ssh.DiscardRequests(reqs)
 		u.err = uc.Wait()
 		close(u.done)
 	}()
