@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // options are the command-line flags.
@@ -76,9 +77,38 @@ func main() {
 	if o.rounds < 1 {
 		o.rounds = 1
 	}
+	if o.want("idle") && o.idle > 0 {
+		// Each idle session holds two sockets in the gateway and one
+		// in this program, the target and sshd; children inherit it.
+		if err := raiseFileLimit(uint64(3*o.idle + 1024)); err != nil {
+			fatalf("--idle %d: %v", o.idle, err)
+		}
+	}
 	if err := run(o); err != nil {
 		fatalf("%v", err)
 	}
+}
+
+// raiseFileLimit raises the open-file limit to at least n: the soft limit
+// up to the hard one, and the hard one too when the kernel allows it
+// (root).
+func raiseFileLimit(n uint64) error {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return err
+	}
+	if l.Cur >= n {
+		return nil
+	}
+	want := syscall.Rlimit{Cur: n, Max: max(n, l.Max)}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err == nil {
+		return nil
+	}
+	if l.Max < n {
+		return fmt.Errorf("needs %d open files; the hard limit is %d (ulimit -Hn)", n, l.Max)
+	}
+	l.Cur = n
+	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
 }
 
 func (o options) want(part string) bool { return len(o.only) == 0 || o.only[part] }

@@ -40,7 +40,7 @@ type transport struct {
 	writer connectionState
 
 	bufReader *bufio.Reader
-	bufWriter *bufio.Writer
+	bufWriter *packetWriter
 	rand      io.Reader
 	isClient  bool
 	io.Closer
@@ -187,7 +187,7 @@ func (t *transport) writePacket(packet []byte) error {
 	return t.writer.writePacket(t.bufWriter, t.rand, packet, t.strictMode)
 }
 
-func (s *connectionState) writePacket(w *bufio.Writer, rand io.Reader, packet []byte, strictMode bool) error {
+func (s *connectionState) writePacket(w *packetWriter, rand io.Reader, packet []byte, strictMode bool) error {
 	changeKeys := len(packet) > 0 && packet[0] == msgNewKeys
 
 	err := s.packetCipher.writeCipherPacket(s.seqNum, w, rand, packet)
@@ -215,7 +215,7 @@ func (s *connectionState) writePacket(w *bufio.Writer, rand io.Reader, packet []
 func newTransport(rwc io.ReadWriteCloser, rand io.Reader, isClient bool) *transport {
 	t := &transport{
 		bufReader: bufio.NewReader(rwc),
-		bufWriter: bufio.NewWriter(rwc),
+		bufWriter: &packetWriter{w: rwc},
 		rand:      rand,
 		reader: connectionState{
 			packetCipher:     &streamPacketCipher{cipher: noneCipher{}},
@@ -434,4 +434,54 @@ func recyclePacket(p []byte) {
 			return
 		}
 	}
+}
+
+// directWriteMin is the size from which a packetWriter with nothing
+// buffered writes through instead of copying, as bufio.Writer does
+// for writes of at least its 4 KiB buffer.
+const directWriteMin = 4096
+
+// maxPooledWrite bounds the buffers kept in writeBufs: room for a full
+// 32 KiB data packet written in pieces (the stream ciphers write length,
+// payload, padding and MAC separately), with margin.
+const maxPooledWrite = 64 << 10
+
+// writeBufs holds packetWriter buffers between packets.
+var writeBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// packetWriter gathers the writes of one packet and sends them to w with
+// one Write on Flush, as the bufio.Writer it replaces did, but takes its
+// buffer from a pool for the duration of a packet only, so that an idle
+// connection holds none (a bufio.Writer holds 4 KiB for the connection's
+// life). A packet written in one piece of at least directWriteMin bytes
+// (the AEAD ciphers write whole packets) is written through without a
+// copy. Sluice patch (docs/xcrypto-fork.md, "no idle write buffer").
+type packetWriter struct {
+	w   io.Writer
+	buf *[]byte // nil between packets
+}
+
+func (p *packetWriter) Write(b []byte) (int, error) {
+	if p.buf == nil {
+		if len(b) >= directWriteMin {
+			return p.w.Write(b)
+		}
+		p.buf = writeBufs.Get().(*[]byte)
+	}
+	*p.buf = append(*p.buf, b...)
+	return len(b), nil
+}
+
+// Flush writes what was gathered, and gives the buffer back.
+func (p *packetWriter) Flush() error {
+	if p.buf == nil {
+		return nil
+	}
+	_, err := p.w.Write(*p.buf)
+	if cap(*p.buf) <= maxPooledWrite {
+		*p.buf = (*p.buf)[:0]
+		writeBufs.Put(p.buf)
+	}
+	p.buf = nil
+	return err
 }
