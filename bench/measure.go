@@ -58,7 +58,11 @@ func run(o options) error {
 		return err
 	}
 	wantIdle := o.want("idle") && o.idle > 0
-	if err := w.startSluice(wantIdle, o.reuse); err != nil {
+	idleN := 0
+	if wantIdle {
+		idleN = o.idle
+	}
+	if err := w.startSluice(idleN, o.reuse); err != nil {
 		return err
 	}
 	res := &results{}
@@ -362,7 +366,6 @@ func idle(w *world, n int, res *results) error {
 	if err != nil {
 		return err
 	}
-	cfg := &ssh.ClientConfig{User: "bench", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: ssh.FixedHostKey(hk)}
 	addr := "127.0.0.1:" + strconv.Itoa(w.idlePort)
 	rss0 := w.sluiceRSS()
 	st0, ok0 := w.stats()
@@ -373,6 +376,12 @@ func idle(w *world, n int, res *results) error {
 		}
 	}()
 	for i := range n {
+		target := w.idleTargets[i%len(w.idleTargets)]
+		cfg := &ssh.ClientConfig{
+			User:            fmt.Sprintf("bench+127.0.0.1:%d", target),
+			Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+			HostKeyCallback: ssh.FixedHostKey(hk),
+		}
 		c, err := ssh.Dial("tcp", addr, cfg)
 		if err != nil {
 			return fmt.Errorf("session %d: %w", i, err)

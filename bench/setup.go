@@ -24,6 +24,9 @@ type world struct {
 	kh      string // the client's known_hosts: target, jump host, Sluice
 
 	targetPort, jumpPort, sluicePort, idlePort int
+	// idleTargets are the ports of the built-in targets of the idle
+	// sessions, which are spread over them.
+	idleTargets []int
 
 	sluice   *exec.Cmd // the gateway (`sluice serve`, or this program under SLUICE_CPUPROFILE)
 	procs    []*exec.Cmd
@@ -163,10 +166,10 @@ func (w *world) knownHost(port int, pubFile string) error {
 	return err
 }
 
-// startSluice builds Sluice, starts the built-in target when idle sessions
-// are wanted, writes the config and serves it. Under SLUICE_CPUPROFILE the
+// startSluice builds Sluice, starts the built-in targets for idle idle
+// sessions, writes the config and serves it. Under SLUICE_CPUPROFILE the
 // gateway is this program in gateway mode instead of the built binary.
-func (w *world) startSluice(idle bool, reuse string) error {
+func (w *world) startSluice(idle int, reuse string) error {
 	w.sluiceBn = w.file("sluice")
 	if out, err := exec.Command("go", "build", "-o", w.sluiceBn, "./cmd/sluice").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/sluice (run from the repository root): %v\n%s", err, out)
@@ -180,23 +183,31 @@ func (w *world) startSluice(idle bool, reuse string) error {
 	f := strings.Fields(string(pub))
 	khLines := fmt.Sprintf("[127.0.0.1]:%d %s %s\n", w.targetPort, f[0], f[1])
 	idleService := ""
-	if idle {
-		port, hostLine, err := w.startTarget()
+	if idle > 0 {
+		targets, err := idleTargets(idle)
 		if err != nil {
 			return err
 		}
-		khLines += hostLine
+		for i := range targets {
+			port, hostLine, err := w.startTarget(fmt.Sprintf("target_state_%d", i))
+			if err != nil {
+				return err
+			}
+			w.idleTargets = append(w.idleTargets, port)
+			khLines += hostLine
+		}
 		if w.idlePort, err = freePort(); err != nil {
 			return err
 		}
+		// In-band routing: each session names its target in its user name.
 		idleService = fmt.Sprintf(`  - name: idle
     listen: 127.0.0.1:%d
     client_zones: [lo]
     server_zones: [lo]
-    router: {directed: ["127.0.0.1:%d"]}
+    router: {inband: true}
     upstream: {user: %q, identity: %s, known_hosts: %s}
     policy: {exec: {allow: [".*"]}}
-`, w.idlePort, port, w.osUser, w.file("upstream_ed25519"), upstreamKH)
+`, w.idlePort, w.osUser, w.file("upstream_ed25519"), upstreamKH)
 	}
 	if err := os.WriteFile(upstreamKH, []byte(khLines), 0o600); err != nil {
 		return err
@@ -265,8 +276,8 @@ var targetAddrRE = regexp.MustCompile(`addr=127\.0\.0\.1:(\d+)`)
 
 // startTarget runs `sluice target` on a free port and returns the port and
 // the known_hosts line for it.
-func (w *world) startTarget() (int, string, error) {
-	state := w.file("target_state")
+func (w *world) startTarget(stateDir string) (int, string, error) {
+	state := w.file(stateDir)
 	cmd := exec.Command(w.sluiceBn, "target", "--listen", "127.0.0.1:0", "--state", state, "--authorized-keys", w.file("upstream_ed25519.pub"))
 	out, err := cmd.StderrPipe()
 	if err != nil {
@@ -296,6 +307,23 @@ func (w *world) startTarget() (int, string, error) {
 	}
 	f := strings.Fields(string(pub))
 	return port, fmt.Sprintf("[127.0.0.1]:%d %s %s\n", port, f[0], f[1]), nil
+}
+
+// idleTargets returns how many built-in targets n idle sessions need. A
+// process may hold as many files as the open-file limit (which main raised
+// to the hard limit): the gateway holds two sockets per session, a target
+// a socket and cat's three pipes.
+func idleTargets(n int) (int, error) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return 0, err
+	}
+	const spare = 256 // listeners, logs, the audit file, the Go runtime
+	if need := uint64(2*n + spare); l.Cur < need {
+		return 0, fmt.Errorf("%d idle sessions need %d open files in the gateway; the limit is %d (ulimit -Hn)", n, need, l.Cur)
+	}
+	perTarget := int(l.Cur-spare) / 4
+	return (n + perTarget - 1) / perTarget, nil
 }
 
 func (w *world) start(cmd *exec.Cmd) error {
