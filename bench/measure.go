@@ -62,7 +62,7 @@ func run(o options) error {
 	if wantIdle {
 		idleN = o.idle
 	}
-	if err := w.startSluice(idleN, o.reuse); err != nil {
+	if err := w.startSluice(idleN, o.reuse, max(o.parallel, 4)); err != nil {
 		return err
 	}
 	res := &results{}

@@ -167,9 +167,10 @@ func (w *world) knownHost(port int, pubFile string) error {
 }
 
 // startSluice builds Sluice, starts the built-in targets for idle idle
-// sessions, writes the config and serves it. Under SLUICE_CPUPROFILE the
+// sessions, writes the config (upstream.reuse and reuse_idle from reuse
+// and reuseIdle) and serves it. Under SLUICE_CPUPROFILE the
 // gateway is this program in gateway mode instead of the built binary.
-func (w *world) startSluice(idle int, reuse string) error {
+func (w *world) startSluice(idle int, reuse string, reuseIdle int) error {
 	w.sluiceBn = w.file("sluice")
 	if out, err := exec.Command("go", "build", "-o", w.sluiceBn, "./cmd/sluice").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/sluice (run from the repository root): %v\n%s", err, out)
@@ -231,7 +232,7 @@ services:
     client_zones: [lo]
     server_zones: [lo]
     router: {directed: ["127.0.0.1:%d"]}
-    upstream: {user: %q, identity: %s, known_hosts: %s, reuse: %s}
+    upstream: {user: %q, identity: %s, known_hosts: %s, reuse: %s, reuse_idle: %d}
     policy:
       pty: true
       shell: true
@@ -240,7 +241,7 @@ services:
 %saudit:
   sink: jsonl:%s
 `, w.file("state"), w.file("client_ed25519.pub"), w.sluicePort, w.targetPort, w.osUser,
-		w.file("upstream_ed25519"), upstreamKH, reuse, unproxiedSubsystem, idleService, w.file("state/audit.jsonl"))
+		w.file("upstream_ed25519"), upstreamKH, reuse, reuseIdle, unproxiedSubsystem, idleService, w.file("state/audit.jsonl"))
 	cfg := w.file("sluice.yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		return err
@@ -312,7 +313,7 @@ func (w *world) startTarget(stateDir string) (int, string, error) {
 // idleTargets returns how many built-in targets n idle sessions need. A
 // process may hold as many files as the open-file limit (which main raised
 // to the hard limit): the gateway holds two sockets per session, a target
-// a socket and cat's three pipes.
+// a socket, cat's three pipes and a pidfd (with room for one more).
 func idleTargets(n int) (int, error) {
 	var l syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
@@ -322,7 +323,7 @@ func idleTargets(n int) (int, error) {
 	if need := uint64(2*n + spare); l.Cur < need {
 		return 0, fmt.Errorf("%d idle sessions need %d open files in the gateway; the limit is %d (ulimit -Hn)", n, need, l.Cur)
 	}
-	perTarget := int(l.Cur-spare) / 4
+	perTarget := int(l.Cur-spare) / 6
 	return (n + perTarget - 1) / perTarget, nil
 }
 

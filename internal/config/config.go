@@ -175,6 +175,9 @@ type Upstream struct {
 	// connection ended cleanly, for the next connection of the same gateway
 	// user to the same route. 0 = off.
 	Reuse Duration
+	// ReuseIdle is the most connections kept idle per gateway user and
+	// route (default 4).
+	ReuseIdle int
 }
 
 // LoginUser expands the User template for the gateway user name user.

@@ -155,6 +155,7 @@ func TestDefaults(t *testing.T) {
 		{"upstream.user", s.Upstream.User, "%u"},
 		{"upstream.known_hosts", s.Upstream.KnownHosts, "/etc/sluice/kh"},
 		{"upstream.reuse", s.Upstream.Reuse.Std(), time.Duration(0)},
+		{"upstream.reuse_idle", s.Upstream.ReuseIdle, 4},
 		{"max_channels", s.MaxChannels, 10},
 		{"max_sessions", s.MaxSessions, 0},
 		{"idle_timeout", s.IdleTimeout.Std(), time.Duration(0)},
@@ -228,7 +229,7 @@ services:
     client_zones: [z]
     server_zones: [z]
     router: {directed: ["a.example:22", "[2001:db8::5]:2022"], users: {u@example.org: "10.0.0.1:22"}}
-    upstream: {user: "%u%%x", known_hosts: /kh, reuse: 90s}
+    upstream: {user: "%u%%x", known_hosts: /kh, reuse: 90s, reuse_idle: 16}
     policy:
       forward_local: ["*:5432", "db.internal:*", "127.0.0.1:80"]
     proxy_protocol: {trusted: ["127.0.0.1/32"]}
@@ -244,6 +245,9 @@ record: {dir: rec}
 	}
 	if got, want := c.Services[0].Upstream.Reuse.Std(), 90*time.Second; got != want {
 		t.Errorf("upstream.reuse: got %v, want %v", got, want)
+	}
+	if got, want := c.Services[0].Upstream.ReuseIdle, 16; got != want {
+		t.Errorf("upstream.reuse_idle: got %v, want %v", got, want)
 	}
 	if got, want := c.Gateway.MaxStartups, (MaxStartups{5, 100, 5}); got != want {
 		t.Errorf("max_startups: got %v, want %v", got, want)

@@ -18,7 +18,7 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 		s := Service{
 			ConnectTimeout: Duration(defaultConnectTimeout),
 			DownHostTTL:    Duration(defaultDownHostTTL),
-			Upstream:       Upstream{User: "%u"},
+			Upstream:       Upstream{User: "%u", ReuseIdle: 4},
 			MaxChannels:    defaultMaxChannels,
 			OnReload:       OnReloadFinish,
 		}
@@ -170,8 +170,13 @@ func (d *decoder) upstream(n *yaml.Node, key string, u *Upstream) {
 		{"password", false, func(n *yaml.Node, k string) { d.str(n, k, &u.Password) }},
 		{"known_hosts", true, func(n *yaml.Node, k string) { d.path(n, k, &u.KnownHosts) }},
 		{"reuse", false, func(n *yaml.Node, k string) { d.duration(n, k, &u.Reuse) }},
+		{"reuse_idle", false, func(n *yaml.Node, k string) { d.intField(n, k, 1, reuseIdleMax, &u.ReuseIdle) }},
 	})
 }
+
+// reuseIdleMax bounds upstream.reuse_idle: a service keeps at most 256
+// idle upstream connections in all (internal/sshproxy).
+const reuseIdleMax = 256
 
 // policy decodes a service policy; keys left out deny.
 func (d *decoder) policy(n *yaml.Node, key string, p *Policy) {

@@ -44,6 +44,9 @@ type Upstream struct {
 	// connection ended cleanly, for the next connection of the same user
 	// on the same route (see conn.reusable). Zero means never.
 	Reuse time.Duration
+	// ReuseIdle is the most connections kept idle per user and route;
+	// required when Reuse is set.
+	ReuseIdle int
 }
 
 // Params configures a Proxy. Every field is required unless it says
@@ -106,7 +109,7 @@ type Proxy struct {
 func New(p Params) *Proxy {
 	px := &Proxy{p: p, log: p.Logger.With("service", p.Service)}
 	if p.Upstream.Reuse > 0 {
-		px.upstreams = newUpstreamPool(p.Upstream.Reuse)
+		px.upstreams = newUpstreamPool(p.Upstream.Reuse, p.Upstream.ReuseIdle)
 	}
 	return px
 }

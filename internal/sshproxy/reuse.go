@@ -69,10 +69,10 @@ func (u *upstream) ping(d time.Duration) bool {
 	}
 }
 
-// Limits of the idle upstream connections a service keeps.
+// Limits of the idle upstream connections a service keeps (the limit per
+// key is the service's Upstream.ReuseIdle).
 const (
-	reusePerKey = 4
-	reuseMax    = 256
+	reuseMax = 256
 	// reusePing bounds the liveness check of an idle connection.
 	reusePing = 2 * time.Second
 )
@@ -96,14 +96,15 @@ type idleUpstream struct {
 // connection belongs to one client connection at a time.
 type upstreamPool struct {
 	ttl    time.Duration
+	perKey int // the most idle connections per key
 	mu     sync.Mutex
 	idle   map[reuseKey][]*idleUpstream
 	n      int
 	closed bool
 }
 
-func newUpstreamPool(ttl time.Duration) *upstreamPool {
-	return &upstreamPool{ttl: ttl, idle: make(map[reuseKey][]*idleUpstream)}
+func newUpstreamPool(ttl time.Duration, perKey int) *upstreamPool {
+	return &upstreamPool{ttl: ttl, perKey: perKey, idle: make(map[reuseKey][]*idleUpstream)}
 }
 
 // put keeps u for k. It returns false, and the caller closes u, when the
@@ -111,7 +112,7 @@ func newUpstreamPool(ttl time.Duration) *upstreamPool {
 func (p *upstreamPool) put(k reuseKey, u *upstream) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.closed || p.n >= reuseMax || len(p.idle[k]) >= reusePerKey || !u.alive() {
+	if p.closed || p.n >= reuseMax || len(p.idle[k]) >= p.perKey || !u.alive() {
 		return false
 	}
 	iu := &idleUpstream{u: u, stop: make(chan struct{}), gone: make(chan struct{})}
