@@ -87,19 +87,8 @@ func (t teeReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// WriteTo keeps the source's io.WriterTo (see copyStream): what is read
-// is recorded, then written to w.
+// WriteTo keeps the source's io.WriterTo (see copyStream): what reaches
+// w is recorded.
 func (t teeReader) WriteTo(w io.Writer) (int64, error) {
-	return copyStream(recordingWriter{w, t.rec}, t.r)
-}
-
-// recordingWriter records each piece of data before writing it to w.
-type recordingWriter struct {
-	w   io.Writer
-	rec func([]byte)
-}
-
-func (t recordingWriter) Write(p []byte) (int, error) {
-	t.rec(p)
-	return t.w.Write(p)
+	return copyStream(teeWriter{w, t.rec}, t.r)
 }

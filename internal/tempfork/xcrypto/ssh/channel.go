@@ -424,7 +424,8 @@ func (c *channel) WriteTo(w io.Writer) (int64, error) {
 
 // writeTo is WriteTo for one of the channel's buffers. Like Read, it
 // opens the window as soon as data leaves the buffer, before w has it.
-func (c *channel) writeTo(w io.Writer, b *buffer) (n int64, err error) {
+func (c *channel) writeTo(w io.Writer, b *buffer) (int64, error) {
+	var n int64
 	for {
 		buf, packet, err := b.take()
 		if err != nil {
