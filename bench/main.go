@@ -23,6 +23,7 @@ type options struct {
 	only       map[string]bool
 	keep       bool
 	reuse      string // upstream.reuse of the gateway's service
+	user       string // the account on the target; "" is the current user
 }
 
 func main() {
@@ -44,6 +45,7 @@ func main() {
 	flag.StringVar(&only, "only", "", "run only these, comma-separated: bulk,keys,setup,sftp,idle")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folder")
 	flag.StringVar(&o.reuse, "reuse", "30s", "the Sluice service's upstream.reuse (0s: dial and log in upstream for every connection)")
+	flag.StringVar(&o.user, "user", "", "the account to log in as on the target (default: the current user); its shell starts for every `ssh true`")
 	flag.Parse()
 	var err error
 	if o.bulk, err = parseSize(bulk); err != nil {

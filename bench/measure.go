@@ -50,7 +50,7 @@ func rotate(ps []path, i int) []path {
 
 // run sets up the world and runs every part asked for.
 func run(o options) error {
-	w, err := newWorld()
+	w, err := newWorld(o.user)
 	if w != nil {
 		defer w.close(o.keep)
 	}
@@ -152,6 +152,7 @@ func setupTimes(w *world, o options, ps []path, res *results) error {
 		for _, p := range rotate(ps, r) {
 			var wg sync.WaitGroup
 			errs := make(chan error, o.parallel)
+			cpu0, busy0 := w.sluiceCPU(), machineCPU()
 			t0 := time.Now()
 			for range o.parallel {
 				wg.Go(func() {
@@ -165,11 +166,17 @@ func setupTimes(w *world, o options, ps []path, res *results) error {
 			}
 			wg.Wait()
 			d := time.Since(t0)
+			cpu1, busy1 := w.sluiceCPU(), machineCPU()
 			close(errs)
 			if err := <-errs; err != nil {
 				return fmt.Errorf("%s parallel: %w", p.name, err)
 			}
-			res.add(fmt.Sprintf("sessions/s, %d parallel", o.parallel), "1/s", true, p.name, float64(o.parallel*o.perClient)/d.Seconds())
+			n := float64(o.parallel * o.perClient)
+			res.add(fmt.Sprintf("sessions/s, %d parallel", o.parallel), "1/s", true, p.name, n/d.Seconds())
+			res.add("machine CPU per session, parallel", "ms", false, p.name, (busy1-busy0)/n*1000)
+			if p.name == "Sluice" {
+				res.add("Sluice CPU per session, parallel", "ms", false, p.name, (cpu1-cpu0)/n*1000)
+			}
 		}
 	}
 	return nil
@@ -315,7 +322,7 @@ func sftp(w *world, o options, ps []path, res *results) error {
 		return err
 	}
 	f.Close()
-	dst := w.file("sftp.put")
+	dst := w.file("home/sftp.put")
 	mib := float64(o.sftp) / (1 << 20)
 	for r := range o.rounds {
 		for _, op := range []string{"get", "put"} {
@@ -478,6 +485,24 @@ func (w *world) sluiceCPU() float64 {
 	ut, _ := strconv.ParseFloat(f[11], 64)
 	st, _ := strconv.ParseFloat(f[12], 64)
 	return (ut + st) / clkTck
+}
+
+// machineCPU returns the CPU seconds all processes have used, from the
+// first line of /proc/stat: user, nice, system, irq and softirq (guest
+// time is already in user and nice).
+func machineCPU() float64 {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	var busy float64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		n, _ := strconv.ParseFloat(f[i], 64)
+		busy += n
+	}
+	return busy / clkTck
 }
 
 // clkTck is sysconf(_SC_CLK_TCK), 100 on every Linux architecture Go

@@ -44,7 +44,11 @@ type path struct {
 	args func(tool, cipher string) []string
 }
 
-func newWorld() (*world, error) {
+// newWorld makes the temporary folder and keys. osUser is the account the
+// client logs in as on the target ("" for the current user); when it is
+// another account, the folder is opened to it and its "home" subfolder,
+// where SFTP puts go, belongs to it.
+func newWorld(osUser string) (*world, error) {
 	dir, err := os.MkdirTemp("", "sluice-bench-")
 	if err != nil {
 		return nil, err
@@ -54,6 +58,9 @@ func newWorld() (*world, error) {
 		return nil, err
 	}
 	w := &world{dir: dir, osUser: u.Username}
+	if err := w.openTo(osUser); err != nil {
+		return w, err
+	}
 	if os.Geteuid() == 0 {
 		// Privilege separation chroots into /run/sshd when sshd runs as root.
 		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
@@ -83,6 +90,32 @@ func newWorld() (*world, error) {
 
 func (w *world) file(name string) string { return filepath.Join(w.dir, name) }
 
+// openTo makes name the target account, unless it is "" or the current
+// user: the folder becomes searchable by it, and "home" is made its own.
+func (w *world) openTo(name string) error {
+	home := w.file("home")
+	if err := os.Mkdir(home, 0o700); err != nil {
+		return err
+	}
+	if name == "" || name == w.osUser {
+		return nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return fmt.Errorf("--user: %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.Chown(home, uid, gid); err != nil {
+		return fmt.Errorf("--user %s: %w", name, err)
+	}
+	w.osUser = name
+	return os.Chmod(w.dir, 0o711)
+}
+
+// concat writes the files srcs, one after the other, to the
+// authorized_keys file dst, readable by all: sshd reads it as the target
+// account.
 func concat(dst string, srcs ...string) error {
 	var b []byte
 	for _, s := range srcs {
@@ -92,7 +125,7 @@ func concat(dst string, srcs ...string) error {
 		}
 		b = append(b, data...)
 	}
-	return os.WriteFile(dst, b, 0o600)
+	return os.WriteFile(dst, b, 0o644)
 }
 
 // startSshd runs /usr/sbin/sshd -D as the current user with name's host key
