@@ -30,6 +30,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == gatewayCmd {
 		os.Exit(runGateway(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == relayCmd {
+		os.Exit(runRelay(os.Args[2:]))
+	}
 	o := options{only: map[string]bool{}}
 	var bulk, sftp, ciphers, only string
 	quick := flag.Bool("quick", false, "small sizes: 256MiB bulk, 128MiB SFTP, 200 keystrokes, 10 setups, 200 idle sessions, 1 round")

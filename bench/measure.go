@@ -76,8 +76,12 @@ func run(o options) error {
 		}
 	}
 	if o.want("keys") {
+		if err := w.startRelay(); err != nil {
+			return fmt.Errorf("TCP relay: %w", err)
+		}
+		kps := append(slices.Clone(ps), w.relayed())
 		for r := range o.rounds {
-			for _, p := range rotate(ps, r) {
+			for _, p := range rotate(kps, r) {
 				n := o.keystrokes / o.rounds
 				if err := keystrokes(p, n, res); err != nil {
 					return fmt.Errorf("keystrokes %s: %w", p.name, err)
@@ -98,6 +102,10 @@ func run(o options) error {
 				}
 			}
 		}
+	}
+	if o.want("keys") {
+		ps = append(ps, w.relayed())
+		res.notes = append(res.notes, keystrokeNote(res))
 	}
 	if o.want("sftp") {
 		ps = append(ps, w.unproxied())

@@ -24,6 +24,7 @@ type world struct {
 	kh      string // the client's known_hosts: target, jump host, Sluice
 
 	targetPort, jumpPort, sluicePort, idlePort int
+	relayPort                                  int // the plain TCP forwarder to the target
 	// idleTargets are the ports of the built-in targets of the idle
 	// sessions, which are spread over them.
 	idleTargets []int

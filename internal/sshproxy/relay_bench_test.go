@@ -128,3 +128,56 @@ func channelPair(b *testing.B, cipher string) (client, server ssh.Channel) {
 	}
 	return client, server
 }
+
+// BenchmarkEcho measures the round trip of one byte, as a keystroke echoed
+// by the target: "direct" between two x/crypto/ssh ends on loopback, and
+// "relayed" through Proxy.pipe between two such connections. The
+// difference is the latency the relay adds to each keystroke.
+//
+//	go test -run '^$' -bench Echo ./internal/sshproxy
+func BenchmarkEcho(b *testing.B) {
+	b.Run("direct", func(b *testing.B) {
+		user, target := channelPair(b, ssh.CipherAES128GCM)
+		echo(b, user, target)
+	})
+	b.Run("relayed", func(b *testing.B) {
+		user, gwClient := channelPair(b, ssh.CipherAES128GCM)
+		gwUp, target := channelPair(b, ssh.CipherAES128GCM)
+		p := &Proxy{}
+		done := make(chan struct{})
+		go func() {
+			p.pipe(gwClient, gwUp)
+			close(done)
+		}()
+		echo(b, user, target)
+		<-done
+	})
+}
+
+// echo sends one byte at a time from user to target, which writes it back,
+// and closes both when the benchmark ends.
+func echo(b *testing.B, user, target ssh.Channel) {
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			if _, err := target.Read(buf); err != nil {
+				return
+			}
+			if _, err := target.Write(buf); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 1)
+	for b.Loop() {
+		if _, err := user.Write(buf); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(user, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	user.Close()
+	target.Close()
+}
