@@ -374,8 +374,11 @@ func (c *channel) adjustWindow(adj uint32) error {
 	// exceed the initial window setting, we don't worry about overflow.
 	c.myConsumed += adj
 	var sendAdj uint32
-	if (channelWindowSize-c.myWindow > 3*c.maxIncomingPayload) ||
-		(c.myWindow < channelWindowSize/2) {
+	// Sluice patch (docs/xcrypto-fork.md, "window adjust at half the
+	// window"): adjust once half the window is used, not after every three
+	// packets; each adjustment is a packet and a write(2) of its own. The
+	// peer always keeps at least half the window to send into.
+	if c.myWindow < channelWindowSize/2 {
 		sendAdj = c.myConsumed
 		c.myConsumed = 0
 		c.myWindow += sendAdj

@@ -413,3 +413,66 @@ func TestPacketWriter(t *testing.T) {
 		}
 	}
 }
+
+// adjustRecorder is a packetConn that keeps the window adjustments a
+// channel sends.
+type adjustRecorder struct {
+	adjusts []uint32
+}
+
+func (r *adjustRecorder) writePacket(p []byte) error {
+	var msg windowAdjustMsg
+	if err := Unmarshal(p, &msg); err != nil {
+		return err
+	}
+	r.adjusts = append(r.adjusts, msg.AdditionalBytes)
+	return nil
+}
+
+func (r *adjustRecorder) readPacket() ([]byte, error) { return nil, io.EOF }
+func (r *adjustRecorder) Close() error                { return nil }
+
+// TestWindowAdjustAtHalfWindow checks the "window adjust at half the
+// window" patch: a reader that consumes every packet as it comes sends one
+// adjustment per half window, not one per three packets, and the peer
+// never has less than half the window, less one packet, to send into.
+func TestWindowAdjustAtHalfWindow(t *testing.T) {
+	rec := &adjustRecorder{}
+	ch := &channel{
+		mux:                &mux{conn: rec},
+		myWindow:           channelWindowSize,
+		maxIncomingPayload: channelMaxPacket,
+	}
+	const total = 8 << 20
+	for range total / channelMaxPacket {
+		// What handleData does on a full data packet, then what Read
+		// does once the packet is consumed.
+		ch.windowMu.Lock()
+		ch.myWindow -= channelMaxPacket
+		if ch.myWindow < channelWindowSize/2-channelMaxPacket {
+			t.Fatalf("peer's window down to %d", ch.myWindow)
+		}
+		ch.windowMu.Unlock()
+		if err := ch.adjustWindow(channelMaxPacket); err != nil {
+			t.Fatal(err)
+		}
+		ch.windowMu.Lock()
+		if ch.myWindow+ch.myConsumed != channelWindowSize {
+			t.Fatalf("myWindow+myConsumed = %d, want %d", ch.myWindow+ch.myConsumed, channelWindowSize)
+		}
+		ch.windowMu.Unlock()
+	}
+	var sum uint32
+	for _, a := range rec.adjusts {
+		if a <= channelWindowSize/2 {
+			t.Errorf("adjustment of %d bytes, want more than half the window (%d)", a, channelWindowSize/2)
+		}
+		sum += a
+	}
+	if want := total / (channelWindowSize/2 + channelMaxPacket); len(rec.adjusts) != want {
+		t.Errorf("%d adjustments for %d bytes, want %d", len(rec.adjusts), total, want)
+	}
+	if sum+ch.myConsumed != total {
+		t.Errorf("adjusted %d + pending %d bytes, want %d", sum, ch.myConsumed, total)
+	}
+}
