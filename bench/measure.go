@@ -103,13 +103,17 @@ func run(o options) error {
 			}
 		}
 	}
+	// cols are the paths of the table: ps and those measured for one
+	// figure only.
+	cols := ps
 	if o.want("keys") {
-		ps = append(ps, w.relayed())
+		cols = append(slices.Clone(cols), w.relayed())
 		res.notes = append(res.notes, keystrokeNote(res))
 	}
 	if o.want("sftp") {
-		ps = append(ps, w.unproxied())
-		if err := sftp(w, o, ps, res); err != nil {
+		un := w.unproxied()
+		cols = append(slices.Clone(cols), un)
+		if err := sftp(w, o, append(slices.Clone(ps), un), res); err != nil {
 			return fmt.Errorf("sftp: %w", err)
 		}
 	}
@@ -118,7 +122,7 @@ func run(o options) error {
 			return fmt.Errorf("idle: %w", err)
 		}
 	}
-	report(os.Stdout, o, res, ps, load0, loadavg(), time.Since(start))
+	report(os.Stdout, o, res, cols, load0, loadavg(), time.Since(start))
 	return nil
 }
 
