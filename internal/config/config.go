@@ -259,6 +259,9 @@ type Subsystem struct {
 	AllowMkdir    bool
 	AllowSymlink  bool
 	AllowSetstat  bool
+	// ContentHash audits the SHA-256 of each file transferred whole and
+	// in order.
+	ContentHash bool
 }
 
 // HostPort is a forwarding destination pattern: Host "*" matches any host

@@ -188,11 +188,11 @@ func TestSubsystemDefaults(t *testing.T) {
 	c := mustParse(t, minimal+`    policy:
       subsystems:
         sftp: {read_only: true, max_upload_size: 1048576}
-        backup: {allow_remove: false}
+        backup: {allow_remove: false, content_hash: false}
 `)
 	subs := c.Services[0].Policy.Subsystems
 	want := Subsystem{ReadOnly: true, AllowUpload: true, AllowDownload: true, MaxUploadSize: 1 << 20,
-		AllowRemove: true, AllowRename: true, AllowMkdir: true, AllowSymlink: true, AllowSetstat: true}
+		AllowRemove: true, AllowRename: true, AllowMkdir: true, AllowSymlink: true, AllowSetstat: true, ContentHash: true}
 	if got := subs["sftp"]; !equalSubsystem(got, want) {
 		t.Errorf("sftp: got %+v, want %+v", got, want)
 	}
@@ -207,7 +207,8 @@ func equalSubsystem(a, b Subsystem) bool {
 	return slices.Equal(a.AllowPaths, b.AllowPaths) && slices.Equal(a.DenyPaths, b.DenyPaths) &&
 		a.ReadOnly == b.ReadOnly && a.AllowUpload == b.AllowUpload && a.AllowDownload == b.AllowDownload &&
 		a.MaxUploadSize == b.MaxUploadSize && a.AllowRemove == b.AllowRemove && a.AllowRename == b.AllowRename &&
-		a.AllowMkdir == b.AllowMkdir && a.AllowSymlink == b.AllowSymlink && a.AllowSetstat == b.AllowSetstat
+		a.AllowMkdir == b.AllowMkdir && a.AllowSymlink == b.AllowSymlink && a.AllowSetstat == b.AllowSetstat &&
+		a.ContentHash == b.ContentHash
 }
 
 func TestValues(t *testing.T) {

@@ -248,7 +248,7 @@ func (d *decoder) patterns(n *yaml.Node, key string) []Pattern {
 func (d *decoder) subsystem(n *yaml.Node, key string) (Subsystem, bool) {
 	sub := Subsystem{
 		AllowUpload: true, AllowDownload: true, AllowRemove: true, AllowRename: true,
-		AllowMkdir: true, AllowSymlink: true, AllowSetstat: true,
+		AllowMkdir: true, AllowSymlink: true, AllowSetstat: true, ContentHash: true,
 	}
 	type set struct {
 		line int
@@ -277,6 +277,7 @@ func (d *decoder) subsystem(n *yaml.Node, key string) (Subsystem, bool) {
 		write("allow_mkdir", &sub.AllowMkdir),
 		write("allow_symlink", &sub.AllowSymlink),
 		write("allow_setstat", &sub.AllowSetstat),
+		{"content_hash", false, func(n *yaml.Node, k string) { d.boolean(n, k, &sub.ContentHash) }},
 	})
 	if !ok {
 		return sub, false

@@ -303,7 +303,7 @@ func (r *relay) file(rec record) error {
 		result = "the source failed"
 	case !sinkOK || err != nil:
 		result = "the sink failed"
-	default:
+	case sum != nil:
 		detail["sha256"] = hex.EncodeToString(sum.Sum(nil))
 	}
 	r.audit(op, v, detail, result)
@@ -323,15 +323,21 @@ func (r *relay) sourceStatus() (ok bool, err error) {
 }
 
 // data copies a file's size bytes from the source to the sink, hashing
-// them. The protocol delimits the data by the C record's size, so no more
-// than it is ever sent as the file.
+// them unless the policy says not to (the hash is then nil). The protocol
+// delimits the data by the C record's size, so no more than it is ever
+// sent as the file.
 func (r *relay) data(size int64) (hash.Hash, int64, error) {
-	sum := sha256.New()
+	var sum hash.Hash
+	if !r.p.p.Policy.NoContentHash {
+		sum = sha256.New()
+	}
 	var n int64
 	for n < size {
 		m, err := r.src.r.Read(r.buf[:min(int64(len(r.buf)), size-n)])
 		if m > 0 {
-			sum.Write(r.buf[:m])
+			if sum != nil {
+				sum.Write(r.buf[:m])
+			}
 			if err := r.sink.write(r.buf[:m]); err != nil {
 				return nil, n, err
 			}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -37,10 +38,17 @@ func (s pipeStream) Write(p []byte) (int, error) { return s.w.Write(p) }
 func (s pipeStream) CloseWrite() error           { return s.w.Close() }
 
 // TestRelayToOpenSSHSink relays a scripted client's upload to OpenSSH's
-// own "scp -t": a permitted file arrives and is audited with its sha256,
-// a denied name and an oversized file are answered by the proxy and never
-// reach scp, and so is a T record (times) under allow_setstat false.
+// own "scp -t": a permitted file arrives and is audited with its sha256
+// (none under content_hash: false), a denied name and an oversized file
+// are answered by the proxy and never reach scp, and so is a T record
+// (times) under allow_setstat false.
 func TestRelayToOpenSSHSink(t *testing.T) {
+	for _, noHash := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoContentHash=%v", noHash), func(t *testing.T) { relayToOpenSSHSink(t, noHash) })
+	}
+}
+
+func relayToOpenSSHSink(t *testing.T, noHash bool) {
 	scp := sshtest.RequireTool(t, "scp")
 	dir, err := filepath.EvalSymlinks(t.TempDir())
 	if err != nil {
@@ -66,7 +74,7 @@ func TestRelayToOpenSSHSink(t *testing.T) {
 	pr, cw := io.Pipe()
 	client := pipeStream{pr, pw}
 	s := &sshtest.AuditSink{}
-	pol := sftpproxy.Policy{AllowUpload: true, AllowDownload: true, DenyPaths: []string{dir + "/secret*"}, MaxUploadSize: 10}
+	pol := sftpproxy.Policy{AllowUpload: true, AllowDownload: true, DenyPaths: []string{dir + "/secret*"}, MaxUploadSize: 10, NoContentHash: noHash}
 	p := New(Params{Service: "svc", Policy: pol, Audit: s, Logger: slog.New(slog.DiscardHandler)})
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc", Instance: 1})
 	defer m.Destroy()
@@ -122,12 +130,16 @@ func TestRelayToOpenSSHSink(t *testing.T) {
 		}
 	}
 	sum := sha256.Sum256([]byte("hello"))
+	okSum := hex.EncodeToString(sum[:])
+	if noHash {
+		okSum = ""
+	}
 	want := []struct {
 		verdict         audit.Verdict
 		rule, path, sha string
 	}{
 		{audit.Reject, "services[svc].policy.subsystems.sftp.allow_setstat", "", ""},
-		{audit.Accept, "services[svc].policy.subsystems.sftp", dir + "/ok.txt", hex.EncodeToString(sum[:])},
+		{audit.Accept, "services[svc].policy.subsystems.sftp", dir + "/ok.txt", okSum},
 		{audit.Reject, "services[svc].policy.subsystems.sftp.deny_paths[0]", dir + "/secret.txt", ""},
 		{audit.Reject, "services[svc].policy.subsystems.sftp.max_upload_size", dir + "/big.txt", ""},
 	}

@@ -46,14 +46,22 @@ func stubServer(s pipeStream) {
 }
 
 // BenchmarkRelay measures an upload through the proxy: pipelined 32 KiB
-// WRITE packets, each decided, hashed and answered.
+// WRITE packets, each decided, hashed (unless content_hash is off) and
+// answered.
 func BenchmarkRelay(b *testing.B) {
+	b.Run("hash", func(b *testing.B) { benchmarkRelay(b, permissive()) })
+	nohash := permissive()
+	nohash.NoContentHash = true
+	b.Run("nohash", func(b *testing.B) { benchmarkRelay(b, nohash) })
+}
+
+func benchmarkRelay(b *testing.B, pol Policy) {
 	const chunk = 32 << 10
 	clientEnd, proxyClient := pair()
 	proxyUp, serverEnd := pair()
 	var wg sync.WaitGroup
 	wg.Go(func() { stubServer(serverEnd) })
-	p := New(Params{Service: "b", Policy: permissive(), Audit: &sink{}, Logger: slog.New(slog.DiscardHandler)})
+	p := New(Params{Service: "b", Policy: pol, Audit: &sink{}, Logger: slog.New(slog.DiscardHandler)})
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "b"})
 	defer m.Destroy()
 	wg.Go(func() {
@@ -81,7 +89,7 @@ func BenchmarkRelay(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		// Ids and offsets advance as in a real upload: no duplicates in
-		// flight, and the content hash stays on.
+		// flight, and the content hash, when on, stays on.
 		id++
 		binary.BigEndian.PutUint32(write[5:], id)
 		binary.BigEndian.PutUint64(write[4+1+4+4+1:], uint64(id-1)*chunk)

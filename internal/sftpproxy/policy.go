@@ -36,6 +36,10 @@ type Policy struct {
 	// AllowUnknownExtensions forwards SFTP extensions the proxy does not
 	// know; by default they are answered SSH_FX_OP_UNSUPPORTED.
 	AllowUnknownExtensions bool
+	// NoContentHash leaves out the SHA-256 of files transferred whole
+	// and in order, which the close (sftp) or file (scp) event carries by
+	// default.
+	NoContentHash bool
 }
 
 // PolicyFrom converts a service's subsystem policy.
@@ -52,6 +56,7 @@ func PolicyFrom(s config.Subsystem) Policy {
 		AllowMkdir:    s.AllowMkdir,
 		AllowSymlink:  s.AllowSymlink,
 		AllowSetstat:  s.AllowSetstat,
+		NoContentHash: !s.ContentHash,
 	}
 }
 

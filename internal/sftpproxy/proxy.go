@@ -451,7 +451,10 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 	case fxpOpen:
 		p, pv := r.absVerdict(q.path)
 		detail = map[string]any{"path": p, "flags": openFlags(q.pflags)}
-		h := &handle{path: p, flags: q.pflags, sum: sha256.New()}
+		h := &handle{path: p, flags: q.pflags}
+		if !rl.pol.NoContentHash {
+			h.sum = sha256.New()
+		}
 		write := h.writable()
 		vs := []policy.Verdict{pv}
 		if q.pflags&fxfRead != 0 || !write {

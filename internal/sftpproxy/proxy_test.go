@@ -171,6 +171,33 @@ func TestRelayTransferAndHashes(t *testing.T) {
 	}
 }
 
+// TestRelayNoContentHash checks that content_hash: false leaves the
+// SHA-256 out of the close event and nothing else.
+func TestRelayNoContentHash(t *testing.T) {
+	pol := permissive()
+	pol.NoContentHash = true
+	r := newRig(t, pol, "")
+	data := []byte("no digest for this file")
+	f, err := r.client.Create("up.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.end(t)
+	closes := r.audit.Events("sftp.close")
+	if len(closes) != 1 {
+		t.Fatalf("got %d close events, want 1: %+v", len(closes), closes)
+	}
+	if d := closes[0].Detail; d["sha256"] != nil || d["bytes_written"] != int64(len(data)) {
+		t.Fatalf("close: got %+v, want bytes_written %d and no sha256", d, len(data))
+	}
+}
+
 // TestRelayPolicy runs one operation per case through the proxy and checks
 // the client's error, the audit rule, and that the server never saw a
 // denied request.
