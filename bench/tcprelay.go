@@ -10,9 +10,9 @@ import (
 )
 
 // relayCmd is the hidden first argument that runs this program as a plain
-// TCP forwarder from a loopback port to another: the cheapest user-space
-// hop a keystroke can take, so that the keystroke figures show what any
-// extra process on the path costs on this machine, apart from SSH.
+// TCP forwarder from a loopback port to another: the least a Go relay can
+// do, so that the keystroke figures show what one more Go process on the
+// path costs on this machine, apart from SSH.
 const relayCmd = "_tcprelay"
 
 // tcpRelay is the name of the direct path through the forwarder.
