@@ -75,11 +75,15 @@ func run(o options) error {
 			return fmt.Errorf("setup: %w", err)
 		}
 	}
+	// cols are the paths of the table: ps and those measured for one
+	// figure only.
+	cols := ps
 	if o.want("keys") {
 		if err := w.startRelay(); err != nil {
 			return fmt.Errorf("TCP relay: %w", err)
 		}
 		kps := append(slices.Clone(ps), w.relayed())
+		cols = kps
 		for r := range o.rounds {
 			for _, p := range rotate(kps, r) {
 				n := o.keystrokes / o.rounds
@@ -88,6 +92,7 @@ func run(o options) error {
 				}
 			}
 		}
+		res.notes = append(res.notes, keystrokeNote(res))
 	}
 	if o.want("bulk") {
 		for _, c := range o.ciphers {
@@ -102,13 +107,6 @@ func run(o options) error {
 				}
 			}
 		}
-	}
-	// cols are the paths of the table: ps and those measured for one
-	// figure only.
-	cols := ps
-	if o.want("keys") {
-		cols = append(slices.Clone(cols), w.relayed())
-		res.notes = append(res.notes, keystrokeNote(res))
 	}
 	if o.want("sftp") {
 		un := w.unproxied()
