@@ -5,7 +5,6 @@
 package ssh
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -39,7 +38,7 @@ type transport struct {
 	reader connectionState
 	writer connectionState
 
-	bufReader *bufio.Reader
+	bufReader *packetReader
 	bufWriter *packetWriter
 	rand      io.Reader
 	isClient  bool
@@ -138,7 +137,7 @@ func (t *transport) readPacket() (p []byte, err error) {
 	return p, err
 }
 
-func (s *connectionState) readPacket(r *bufio.Reader, strictMode bool) ([]byte, error) {
+func (s *connectionState) readPacket(r io.Reader, strictMode bool) ([]byte, error) {
 	packet, err := s.packetCipher.readCipherPacket(s.seqNum, r)
 	s.seqNum++
 	if err == nil && len(packet) == 0 {
@@ -214,7 +213,7 @@ func (s *connectionState) writePacket(w *packetWriter, rand io.Reader, packet []
 
 func newTransport(rwc io.ReadWriteCloser, rand io.Reader, isClient bool) *transport {
 	t := &transport{
-		bufReader: bufio.NewReader(rwc),
+		bufReader: &packetReader{r: rwc},
 		bufWriter: &packetWriter{w: rwc},
 		rand:      rand,
 		reader: connectionState{
@@ -483,5 +482,97 @@ func (p *packetWriter) Flush() error {
 		writeBufs.Put(p.buf)
 	}
 	p.buf = nil
+	return err
+}
+
+// readBufSize is the size of the buffer a packetReader reads into while
+// more input is likely waiting, that of the bufio.Reader it replaces.
+const readBufSize = 4096
+
+// smallRead is the size of the read a packetReader makes when the
+// connection was drained: enough for a keystroke, a window adjustment or
+// a packet's length and first cipher block.
+const smallRead = 256
+
+// readBufs holds packetReader buffers of readBufSize bytes.
+var readBufs = sync.Pool{New: func() any {
+	b := make([]byte, readBufSize)
+	return &b
+}}
+
+// packetReader buffers the reads of the packet ciphers, as the
+// bufio.Reader it replaces did, but holds no buffer for an idle
+// connection (a bufio.Reader holds 4 KiB for the connection's life).
+// After a read that drained the connection (it returned less than it
+// asked for), the next read of the start of a packet, the one that waits
+// for the peer, goes into a small array inside the reader. When the last
+// read filled its buffer, so more is likely waiting, or the request is
+// larger than that array (the rest of a packet), it takes a readBufSize
+// buffer from a pool instead, and gives it back once it is consumed. A request of
+// at least readBufSize bytes with nothing buffered is read straight into
+// the caller's slice, as bufio.Reader does. Sluice patch
+// (docs/xcrypto-fork.md, "no idle read buffer").
+type packetReader struct {
+	r     io.Reader
+	small [smallRead]byte
+	pool  *[]byte // the pooled buffer buf lies in; nil while none is held
+	buf   []byte  // the bytes read and not yet consumed
+	more  bool    // the last read filled its buffer
+	err   error   // returned once buf is consumed
+}
+
+func (p *packetReader) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	if len(p.buf) == 0 {
+		if p.err != nil {
+			return 0, p.readErr()
+		}
+		if len(b) >= readBufSize {
+			n, err := p.r.Read(b)
+			p.more = n == len(b)
+			return n, err
+		}
+		p.fill(len(b))
+		if len(p.buf) == 0 {
+			return 0, p.readErr()
+		}
+	}
+	n := copy(b, p.buf)
+	p.buf = p.buf[n:]
+	if len(p.buf) == 0 {
+		p.release()
+	}
+	return n, nil
+}
+
+// fill reads once into an empty p, for a request of n bytes.
+func (p *packetReader) fill(n int) {
+	dst := p.small[:]
+	if p.more || n > smallRead {
+		p.pool = readBufs.Get().(*[]byte)
+		dst = *p.pool
+	}
+	n, err := p.r.Read(dst)
+	p.buf, p.more, p.err = dst[:n], n == len(dst), err
+	if n == 0 {
+		p.release()
+	}
+}
+
+// release gives the pooled buffer back, if one is held.
+func (p *packetReader) release() {
+	if p.pool != nil {
+		p.buf = nil
+		readBufs.Put(p.pool)
+		p.pool = nil
+	}
+}
+
+// readErr returns the pending error and clears it, as bufio.Reader does.
+func (p *packetReader) readErr() error {
+	err := p.err
+	p.err = nil
 	return err
 }
