@@ -307,31 +307,32 @@ func (c *conn) serve(ctx context.Context, up *upstream, chans <-chan ssh.NewChan
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	c.wg.Go(func() { c.watchUpstream(ctx, cancel) })
-	c.wg.Go(func() { c.globalRequests(ctx, reqs) })
-	stopIdle := make(chan struct{})
+	stopIdle := func() {}
 	if d := c.p.p.IdleTimeout; d > 0 {
-		c.wg.Go(func() { c.watchIdle(ctx, d, stopIdle, cancel) })
+		stopIdle = c.watchIdle(ctx, d, cancel)
 	}
-	for nc := range chans {
-		n := c.open.Add(1)
-		if max := c.p.p.MaxChannels; max > 0 && int(n) > max {
-			c.open.Add(-1)
-			// Sampled like every refusal; the total goes into session.end.
-			e := c.st.AuditEvent("channel")
-			e.Verdict, e.Rule, e.Reason = audit.Reject, c.maxChannelsRule(), fmt.Sprintf("%d channels open", max)
-			c.auditRefusal(ctx, e)
-			_ = nc.Reject(ssh.ResourceShortage, msgProhibited)
-			continue
+	// One goroutine serves the client's channel opens and its global
+	// requests; x/crypto closes both when the connection ends.
+	for chans != nil || reqs != nil {
+		select {
+		case nc, ok := <-chans:
+			if !ok {
+				chans = nil
+				continue
+			}
+			c.accept(ctx, nc)
+		case req, ok := <-reqs:
+			if !ok {
+				reqs = nil
+				continue
+			}
+			c.globalRequest(ctx, req)
 		}
-		c.wg.Go(func() {
-			defer c.open.Add(-1)
-			c.channel(ctx, nc)
-		})
 	}
 	// The client's connection ended first (unless the target's did and
 	// closed it): that is why the session ends.
 	c.setCause(clientEnd(c.sconn.Wait()))
-	close(stopIdle)
+	stopIdle()
 	reuse := c.reusable(ctx)
 	close(c.released)
 	if !reuse {
@@ -341,6 +342,25 @@ func (c *conn) serve(ctx context.Context, up *upstream, chans <-chan ssh.NewChan
 	if reuse && !c.p.upstreams.put(c.key, up) {
 		up.Close()
 	}
+}
+
+// accept serves a channel the client opened on a goroutine of its own,
+// unless max_channels are open.
+func (c *conn) accept(ctx context.Context, nc ssh.NewChannel) {
+	n := c.open.Add(1)
+	if max := c.p.p.MaxChannels; max > 0 && int(n) > max {
+		c.open.Add(-1)
+		// Sampled like every refusal; the total goes into session.end.
+		e := c.st.AuditEvent("channel")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, c.maxChannelsRule(), fmt.Sprintf("%d channels open", max)
+		c.auditRefusal(ctx, e)
+		_ = nc.Reject(ssh.ResourceShortage, msgProhibited)
+		return
+	}
+	c.wg.Go(func() {
+		defer c.open.Add(-1)
+		c.channel(ctx, nc)
+	})
 }
 
 // watchUpstream serves the target's side of the connection: it relays

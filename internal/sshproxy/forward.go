@@ -55,18 +55,18 @@ func (c *conn) plug(ctx context.Context, st *session.Stacked, endType string, nc
 	c.audit(ctx, e)
 }
 
-// globalRequests decides the client's connection-level requests.
-func (c *conn) globalRequests(ctx context.Context, reqs <-chan *ssh.Request) {
-	for req := range reqs {
-		switch req.Type {
-		case "tcpip-forward", "cancel-tcpip-forward":
-			c.remoteForward(ctx, req)
-		default:
-			// keepalive@openssh.com and no-more-sessions@openssh.com are
-			// answered false, which OpenSSH takes as alive.
-			if req.WantReply {
-				_ = req.Reply(false, nil)
-			}
+// globalRequest decides one of the client's connection-level requests.
+// They are answered in order, as RFC 4254 §4 requires: the client matches
+// each reply to its oldest unanswered request.
+func (c *conn) globalRequest(ctx context.Context, req *ssh.Request) {
+	switch req.Type {
+	case "tcpip-forward", "cancel-tcpip-forward":
+		c.remoteForward(ctx, req)
+	default:
+		// keepalive@openssh.com and no-more-sessions@openssh.com are
+		// answered false, which OpenSSH takes as alive.
+		if req.WantReply {
+			_ = req.Reply(false, nil)
 		}
 	}
 }

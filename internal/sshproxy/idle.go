@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -95,21 +96,27 @@ func (c activeWriter) Write(p []byte) (int, error) {
 
 // watchIdle ends the connection when no channel data has moved for
 // timeout: it records session.ErrIdle as the cause, audits an "idle" event
-// and closes both legs. It returns when stop is closed or after ending the
-// connection; serve owns it.
-func (c *conn) watchIdle(ctx context.Context, timeout time.Duration, stop <-chan struct{}, end context.CancelCauseFunc) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
+// and closes both legs. It runs from a timer, not a goroutine of its own.
+// Once the returned stop has returned, the connection is not ended for
+// idleness, and an ending that had begun has finished.
+func (c *conn) watchIdle(ctx context.Context, timeout time.Duration, end context.CancelCauseFunc) (stop func()) {
+	var (
+		mu      sync.Mutex
+		stopped bool
+		t       *time.Timer
+	)
+	mu.Lock()
+	defer mu.Unlock()
+	t = time.AfterFunc(timeout, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
 			return
-		case <-t.C:
 		}
 		idle := c.act.idleFor()
 		if idle < timeout {
 			t.Reset(timeout - idle)
-			continue
+			return
 		}
 		cause := fmt.Errorf("%w: no channel data for %s", session.ErrIdle, idle.Round(time.Second))
 		c.mu.Lock()
@@ -125,6 +132,11 @@ func (c *conn) watchIdle(ctx context.Context, timeout time.Duration, stop <-chan
 		c.m.End(cause)
 		c.sconn.Close()
 		c.up.Close()
-		return
+	})
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		t.Stop()
 	}
 }
