@@ -224,7 +224,7 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 			e.Detail = map[string]any{"targets": route.Targets, "reused": true}
 			// The server zone is checked again, under the current policy.
 			if err := c.m.SetServer(u.remote, u.local); err != nil {
-				u.Close()
+				u.shut()
 				return nil, reject(err)
 			}
 			c.m.SetTarget(u.target)
@@ -306,7 +306,11 @@ func (c *conn) serve(ctx context.Context, up *upstream, chans <-chan ssh.NewChan
 	c.released = make(chan struct{})
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	c.wg.Go(func() { c.watchUpstream(ctx, cancel) })
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		c.watchUpstream(ctx, cancel)
+	}()
 	stopIdle := func() {}
 	if d := c.p.p.IdleTimeout; d > 0 {
 		stopIdle = c.watchIdle(ctx, d, cancel)
@@ -335,12 +339,13 @@ func (c *conn) serve(ctx context.Context, up *upstream, chans <-chan ssh.NewChan
 	stopIdle()
 	reuse := c.reusable(ctx)
 	close(c.released)
+	<-watched // nothing serves the upstream connection now but this goroutine
 	if !reuse {
-		up.Close()
+		up.shut()
 	}
 	c.wg.Wait()
 	if reuse && !c.p.upstreams.put(c.key, up) {
-		up.Close()
+		up.shut()
 	}
 }
 
@@ -368,32 +373,18 @@ func (c *conn) accept(ctx context.Context, nc ssh.NewChannel) {
 // goes away it ends the client leg too. It returns then, or once the
 // connection is done with the target (c.released).
 func (c *conn) watchUpstream(ctx context.Context, cancel context.CancelCauseFunc) {
-	chans := c.up.chans
-	for {
-		select {
-		case nc, ok := <-chans:
-			if !ok {
-				chans = nil // the connection is ending: done follows
-				continue
-			}
-			c.upstreamChannel(ctx, nc)
-			continue
-		case <-c.released:
-			// chans may live on with a reused upstream connection.
-			return
-		case <-c.up.done:
-		}
-		cause := fmt.Errorf("%w: %v", session.ErrUpstreamClosed, c.up.err)
-		if ctx.Err() == nil && c.setCause(cause) {
-			// Let the relays pass the end of each channel on (EOF, close,
-			// no exit status) before the client leg goes: closing it at once
-			// would reset a client that still has data in flight.
-			c.drainChannels(ctx, upstreamGoneGrace)
-		}
-		cancel(cause)
-		c.sconn.Close()
-		return
+	if !c.up.serve(c.released, func(nc ssh.NewChannel) { c.upstreamChannel(ctx, nc) }) {
+		return // the upstream connection may live on, reused
 	}
+	cause := fmt.Errorf("%w: %v", session.ErrUpstreamClosed, c.up.err)
+	if ctx.Err() == nil && c.setCause(cause) {
+		// Let the relays pass the end of each channel on (EOF, close,
+		// no exit status) before the client leg goes: closing it at once
+		// would reset a client that still has data in flight.
+		c.drainChannels(ctx, upstreamGoneGrace)
+	}
+	cancel(cause)
+	c.sconn.Close()
 }
 
 // reusable reports whether the upstream connection may serve another client

@@ -10,15 +10,22 @@ import (
 
 // upstream is an authenticated connection to a target. It outlives the
 // client connection that dialled it when the service reuses upstream
-// connections (Params.Reuse): the goroutines that must run as long as the
-// connection does are its own, not a client connection's.
+// connections (Params.Reuse). At any time one goroutine serves the
+// target's side of it (serve): the owning client connection's
+// watchUpstream, the pool's while it is idle, or its last owner's once it
+// is shut.
 type upstream struct {
 	ssh.Conn
-	chans         <-chan ssh.NewChannel // read by the owning client connection, or by the pool while idle
+	// chans and reqs are the target's channel opens and global requests;
+	// only the goroutine serving the connection touches them, and sets
+	// each to nil once x/crypto has closed it.
+	chans         <-chan ssh.NewChannel
+	reqs          <-chan *ssh.Request
 	target        string
 	remote, local netip.AddrPort
 	dialled       time.Time
-	// done is closed once the connection has ended; err is then why.
+	// done is closed once serve has seen the connection end; err is then
+	// why.
 	done chan struct{}
 	err  error
 	// uses counts the client connections served, the current one included.
@@ -26,17 +33,55 @@ type upstream struct {
 	uses int
 }
 
-// newUpstream wraps a connection just logged in to. The target's global
-// requests are refused for as long as the connection lives.
+// newUpstream wraps a connection just logged in to.
 func newUpstream(uc ssh.Conn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, target string, remote, local netip.AddrPort) *upstream {
-	u := &upstream{Conn: uc, chans: chans, target: target, remote: remote, local: local, dialled: time.Now(), done: make(chan struct{}), uses: 1}
-	go func() {
-		// reqs is closed when the connection ends.
-		ssh.DiscardRequests(reqs)
-		u.err = uc.Wait()
-		close(u.done)
-	}()
-	return u
+	return &upstream{Conn: uc, chans: chans, reqs: reqs, target: target, remote: remote, local: local, dialled: time.Now(), done: make(chan struct{}), uses: 1}
+}
+
+// serve serves the target's side of the connection until stop is closed
+// (it returns false) or the connection has ended (it returns true, with
+// u.done closed): it refuses the target's global requests and hands its
+// channel opens to open, or refuses them when open is nil. x/crypto stalls
+// the whole connection when either goes unread, so the connection must be
+// served from the moment it is dialled until it ends.
+func (u *upstream) serve(stop <-chan struct{}, open func(ssh.NewChannel)) (ended bool) {
+	if !u.alive() {
+		return true
+	}
+	for u.chans != nil || u.reqs != nil {
+		select {
+		case req, ok := <-u.reqs:
+			if !ok {
+				u.reqs = nil
+				continue
+			}
+			if req.WantReply {
+				_ = req.Reply(false, nil)
+			}
+		case nc, ok := <-u.chans:
+			if !ok {
+				u.chans = nil
+				continue
+			}
+			if open == nil {
+				_ = nc.Reject(ssh.Prohibited, "prohibited")
+				continue
+			}
+			open(nc)
+		case <-stop:
+			return false
+		}
+	}
+	u.err = u.Wait()
+	close(u.done)
+	return true
+}
+
+// shut closes the connection and serves it until it has ended: what the
+// goroutine serving it does when nothing is to serve it any more.
+func (u *upstream) shut() {
+	u.Close()
+	u.serve(nil, nil)
 }
 
 // alive reports whether the connection has not ended.
@@ -87,8 +132,8 @@ type reuseKey struct {
 type idleUpstream struct {
 	u     *upstream
 	timer *time.Timer
-	stop  chan struct{} // ends the drain goroutine
-	gone  chan struct{} // closed when the drain goroutine has returned
+	stop  chan struct{} // ends the goroutine serving u while idle
+	gone  chan struct{} // closed when that goroutine has returned
 }
 
 // upstreamPool keeps upstream connections whose client left cleanly, for
@@ -127,20 +172,8 @@ func (p *upstreamPool) put(k reuseKey, u *upstream) bool {
 	// target's channel opens are refused, and its end takes it out.
 	go func() {
 		defer close(iu.gone)
-		for {
-			select {
-			case nc, ok := <-u.chans:
-				if !ok {
-					p.remove(k, iu)
-					return
-				}
-				_ = nc.Reject(ssh.Prohibited, "prohibited")
-			case <-u.done:
-				p.remove(k, iu)
-				return
-			case <-iu.stop:
-				return
-			}
+		if u.serve(iu.stop, nil) {
+			p.remove(k, iu)
 		}
 	}()
 	return true
@@ -185,7 +218,7 @@ func (p *upstreamPool) get(k reuseKey) *upstream {
 			iu.u.uses++
 			return iu.u
 		}
-		iu.u.Close()
+		iu.u.shut()
 	}
 }
 

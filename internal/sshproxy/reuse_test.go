@@ -1,6 +1,7 @@
 package sshproxy
 
 import (
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -9,21 +10,28 @@ import (
 )
 
 // closingConn is an upstream connection whose Close ends it, as a real
-// one's does; nothing else of ssh.Conn is used while it is pooled.
+// one's does: x/crypto closes its channel opens and global requests, and
+// Wait returns. Nothing else of ssh.Conn is used while it is pooled.
 type closingConn struct {
 	ssh.Conn
-	once sync.Once
-	done chan struct{}
+	once  sync.Once
+	chans chan ssh.NewChannel
+	reqs  chan *ssh.Request
 }
 
 func (c *closingConn) Close() error {
-	c.once.Do(func() { close(c.done) })
+	c.once.Do(func() {
+		close(c.chans)
+		close(c.reqs)
+	})
 	return nil
 }
 
+func (c *closingConn) Wait() error { return nil }
+
 func newTestUpstream() *upstream {
-	c := &closingConn{done: make(chan struct{})}
-	return &upstream{Conn: c, done: c.done, uses: 1}
+	c := &closingConn{chans: make(chan ssh.NewChannel), reqs: make(chan *ssh.Request)}
+	return newUpstream(c, c.chans, c.reqs, "db1:22", netip.AddrPort{}, netip.AddrPort{})
 }
 
 // TestPoolPerKeyLimit checks that the pool keeps at most its per-key
@@ -46,7 +54,7 @@ func TestPoolPerKeyLimit(t *testing.T) {
 		t.Fatal("bob's first idle connection was refused because of alice's")
 	}
 	u := newTestUpstream()
-	u.Close()
+	u.shut()
 	if p.put(bob, u) {
 		t.Fatal("a connection that had ended was kept")
 	}
