@@ -547,10 +547,10 @@ func (p *packetReader) Read(b []byte) (int, error) {
 	return n, nil
 }
 
-// fill reads once into an empty p, for a request of n bytes.
-func (p *packetReader) fill(n int) {
+// fill reads once into an empty p, for a request of want bytes.
+func (p *packetReader) fill(want int) {
 	dst := p.small[:]
-	if p.more || n > smallRead {
+	if p.more || want > smallRead {
 		p.pool = readBufs.Get().(*[]byte)
 		dst = *p.pool
 	}
