@@ -4,7 +4,16 @@
 # PostgreSQL (the audit store's shared test suite). As root it installs them
 # from Debian packages; otherwise it prints what to install.
 set -euo pipefail
-pkgs=(openssh-server openssh-client openssh-sftp-server rsync python3-paramiko asciinema postgresql)
+# One package a line, each with the tests that need it.
+pkgs=(
+  openssh-server       # interop: sshd as the target
+  openssh-client       # interop: ssh, scp, sftp
+  openssh-sftp-server  # interop: the target's sftp-server
+  rsync                # interop: rsync over the gateway
+  python3-paramiko     # interop: paramiko clients
+  asciinema            # replay of recordings
+  postgresql           # the audit store's shared suite
+)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
