@@ -65,11 +65,17 @@ type Gateway struct {
 
 // New builds every part of the gateway from cfg and opens the listeners. It
 // serves nothing until Run.
-func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gateway, err error) {
-	g = &Gateway{cfg: cfg, logger: logger, addrs: make(map[string]net.Addr), listens: make(map[string]string)}
+//
+// On error every part already built is closed again, in reverse order, and
+// the error says which part failed.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
+	g := &Gateway{cfg: cfg, logger: logger, addrs: make(map[string]net.Addr), listens: make(map[string]string)}
+	// closers undo what New built; they close over g, which stays set
+	// whatever New returns.
 	var closers []func()
+	built := false
 	defer func() {
-		if err != nil {
+		if !built {
 			for i := len(closers) - 1; i >= 0; i-- {
 				closers[i]()
 			}
@@ -78,11 +84,17 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gatew
 	if err := os.MkdirAll(cfg.Gateway.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("gateway: state dir: %w", err)
 	}
-	g.store, err = audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir)
+	store, err := audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: audit store: %w", err)
 	}
-	closers = append(closers, func() { g.store.Close() })
+	g.store = store
+	// Until the queue owns the store, closing the store is ours to do.
+	closers = append(closers, func() {
+		if g.queue == nil {
+			g.store.Close()
+		}
+	})
 	mode := audit.FailClosed
 	if cfg.Audit.OnFailure == config.BestEffort {
 		mode = audit.BestEffort
@@ -130,6 +142,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gatew
 		g.addrs[sc.Name] = p.Listener.Addr()
 		g.listens[sc.Name] = sc.Listen
 	}
+	built = true
 	return g, nil
 }
 
