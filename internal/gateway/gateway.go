@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 	g.startups = service.NewStartups(startupsParams(cfg))
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
-		p, err := g.buildService(sc, zones, hostKeys, authn)
+		p, err := g.buildService(cfg, sc, zones, hostKeys, authn)
 		if err != nil {
 			return nil, err
 		}
@@ -284,8 +284,8 @@ func (g *Gateway) authFailed(method, user string, remote net.Addr, rule, reason 
 }
 
 // buildService builds a service's proxy and the service parameters from
-// g.cfg; the caller adds the Listener.
-func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator) (service.Params, error) {
+// cfg, the config sc belongs to; the caller adds the Listener.
+func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator) (service.Params, error) {
 	prefix := "gateway: services[" + sc.Name + "]: "
 	pol, err := policy.Compile(sc.Name, policySpec(sc.Policy))
 	if err != nil {
@@ -342,11 +342,11 @@ func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []
 			ReuseIdle: sc.Upstream.ReuseIdle,
 		},
 		Policy:         pol,
-		Record:         g.recordStart(sc),
+		Record:         g.recordStart(cfg, sc),
 		Stacked:        g.stackedProxies(sc),
 		ExecTransfer:   g.execTransfer(sc),
 		Session:        sshsession.Config{},
-		LoginGraceTime: g.cfg.Gateway.LoginGraceTime.Std(),
+		LoginGraceTime: cfg.Gateway.LoginGraceTime.Std(),
 		MaxChannels:    sc.MaxChannels,
 		IdleTimeout:    sc.IdleTimeout.Std(),
 		Authenticated:  service.Authenticated,
@@ -354,7 +354,7 @@ func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []
 		Logger:         g.logger,
 	})
 	p := service.Params{
-		Gateway:            g.cfg.Gateway.Name,
+		Gateway:            cfg.Gateway.Name,
 		Name:               sc.Name,
 		Zones:              zones,
 		ClientZones:        sc.ClientZones,
