@@ -180,14 +180,16 @@ const reuseIdleMax = 256
 
 // policy decodes a service policy; keys left out deny.
 func (d *decoder) policy(n *yaml.Node, key string, p *Policy) {
+	p.Exec.Match = ExecMatchCommands
 	d.mapping(n, key, []field{
 		{"pty", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.PTY) }},
 		{"shell", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.Shell) }},
 		{"exec", false, func(n *yaml.Node, k string) {
 			d.mapping(n, k, []field{
-				{"allow", false, func(n *yaml.Node, k string) { p.Exec.Allow = d.patterns(n, k) }},
-				{"deny", false, func(n *yaml.Node, k string) { p.Exec.Deny = d.patterns(n, k) }},
+				{"allow", false, func(n *yaml.Node, k string) { p.Exec.Allow = d.patterns(n, k, false) }},
+				{"deny", false, func(n *yaml.Node, k string) { p.Exec.Deny = d.patterns(n, k, true) }},
 				{"forced_command", false, func(n *yaml.Node, k string) { d.str(n, k, &p.Exec.ForcedCommand) }},
+				{"match", false, func(n *yaml.Node, k string) { d.enum(n, k, &p.Exec.Match, ExecMatchCommands, ExecMatchWhole) }},
 			})
 		}},
 		{"env", false, func(n *yaml.Node, k string) {
@@ -227,7 +229,9 @@ func (d *decoder) policy(n *yaml.Node, key string, p *Policy) {
 
 // patterns decodes a list of RE2 patterns, each anchored on the whole
 // command.
-func (d *decoder) patterns(n *yaml.Node, key string) []Pattern {
+// patterns decodes exec patterns; deny says they are deny patterns, for
+// the warnings of patternWarnings.
+func (d *decoder) patterns(n *yaml.Node, key string, deny bool) []Pattern {
 	ps := []Pattern{}
 	d.seq(n, key, func(n *yaml.Node, k string) {
 		s, ok := d.scalar(n, k, "a pattern")
@@ -241,6 +245,9 @@ func (d *decoder) patterns(n *yaml.Node, key string) []Pattern {
 			return
 		}
 		ps = append(ps, Pattern{Text: s.Value, Re: regexp.MustCompile("^(?:" + s.Value + ")$")})
+		for _, w := range patternWarnings(s.Value, deny) {
+			d.warnf(n, k, "%s", w)
+		}
 	})
 	return ps
 }
