@@ -362,3 +362,40 @@ func TestLoadRelativeToFile(t *testing.T) {
 		t.Errorf("authorized_keys: got %q, want %q", got, want)
 	}
 }
+
+// TestPatternWarnings: patterns that are valid but cannot work as written
+// are reported as warnings with their line, and the file still loads.
+func TestPatternWarnings(t *testing.T) {
+	c, err := Parse("/etc/sluice/w.yaml", []byte(`gateway: {name: gw, state_dir: /s}
+zones: [{name: z, networks: ["127.0.0.0/8"]}]
+users: [{name: u, authorized_keys: /k}]
+services:
+  - name: s
+    listen: ":2222"
+    client_zones: [z]
+    server_zones: [z]
+    router: {directed: ["a.example:22"]}
+    upstream: {known_hosts: /kh}
+    policy:
+      exec:
+        allow: ["^ls( .*)?$", "uptime"]
+        deny: ["reboot|shutdown .*", "rm( .*)?"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range c.Warnings {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`/etc/sluice/w.yaml:13: services[s].policy.exec.allow[0]: warning: pattern "^ls( .*)?$" is anchored already (it must match the whole command); "^rm " would match only the command "rm " with its trailing space`,
+		`/etc/sluice/w.yaml:14: services[s].policy.exec.deny[0]: warning: pattern "reboot|shutdown .*" refuses "reboot" only without arguments; write "reboot( .*)?" to refuse it with any`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\ngot  %q\nwant %q", got, want)
+	}
+	if c.Services[0].Policy.Exec.Match != ExecMatchCommands {
+		t.Errorf("exec.match: got %q, want the default %q", c.Services[0].Policy.Exec.Match, ExecMatchCommands)
+	}
+}
