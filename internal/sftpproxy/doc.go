@@ -21,8 +21,10 @@
 // so that the client is not offered what would be refused.
 //
 // ClassifyExec and DecideExec close the bypass through exec: "scp -t",
-// "scp -f" and sftp-server binaries run with exec fall under the same
-// policy (see DecideExec); the gateway stacks the scp proxy
+// "scp -f", "rsync --server", sftp-server binaries and commands whose
+// programs cannot be known statically, found in the command read as shell
+// source (internal/shellcmd), fall under the same policy (see
+// DecideExec); the gateway stacks the scp proxy
 // (internal/scpproxy) on the scp commands OpenSSH's client sends, which
 // decides them per file with the same Rules.
 package sftpproxy

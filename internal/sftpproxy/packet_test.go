@@ -279,19 +279,34 @@ func TestClassifyAndDecideExec(t *testing.T) {
 		{"/usr/bin/scp -v -r -p -t -- /dst", ExecSCP},
 		{"scp -prf x", ExecSCP},
 		{"cd /x && exec 'scp' -t .", ExecSCP},
+		{`sc""p -t .`, ExecSCP},
+		{`s\cp -f x`, ExecSCP},
+		{"sh -c 'scp -t .'", ExecSCP},
 		{"/usr/lib/openssh/sftp-server", ExecSFTPServer},
 		{"sftp-server -R", ExecSFTPServer},
 		{"internal-sftp", ExecSFTPServer},
 		{"env X=1 /usr/libexec/sftp-server", ExecSFTPServer},
+		{"true; /usr/lib/openssh/'sftp-server'", ExecSFTPServer},
+		{"rsync --server -vlogDtpre.iLsfxCIvu . /dst", ExecRsync},
+		{"sudo rsync --server --sender -v . /src", ExecRsync},
+		{"/usr/lib/openssh/sftp-serve[r]", ExecUnknown},
+		{"sftp -s '/usr/lib/openssh/sftp-serve[r]'", ""}, // an sftp client on the target, not a server
+		{"s=sftp-server; /usr/lib/openssh/$s", ExecUnknown},
+		{"$(echo scp) -t .", ExecUnknown},
+		{"eval \"$x\"", ExecUnknown},
+		{"bash -s", ExecUnknown},
+		{"ls '", ExecUnknown},
 		{"scp", ""},
 		{"scp file host:", ""},
 		{"echo scp", ""},
+		{"echo sftp-server", ""},
 		{"ls -ft", ""},
+		{"rsync -a /a /b", ""},
 		{"cat /etc/passwd", ""},
 	}
 	for _, tc := range classify {
-		if got := ClassifyExec(tc.cmd); got != tc.want {
-			t.Errorf("ClassifyExec(%q): got %q, want %q", tc.cmd, got, tc.want)
+		if got, why := ClassifyExec(tc.cmd); got != tc.want {
+			t.Errorf("ClassifyExec(%q): got %q (%s), want %q", tc.cmd, got, why, tc.want)
 		}
 	}
 	open := config.Subsystem{AllowUpload: true, AllowDownload: true, AllowRemove: true, AllowRename: true, AllowMkdir: true, AllowSymlink: true, AllowSetstat: true}
@@ -312,6 +327,9 @@ func TestClassifyAndDecideExec(t *testing.T) {
 		{"read only", &ro, "scp -t /x", true, false, "services[s].policy.subsystems.sftp.read_only"},
 		{"deny paths", &denied, "/usr/lib/openssh/sftp-server", true, false, "services[s].policy.subsystems.sftp.deny_paths"},
 		{"no sftp", nil, "scp -f /x", true, false, "services[s].policy.subsystems"},
+		{"rsync read only", &ro, "rsync --server . /x", true, false, "services[s].policy.subsystems.sftp.read_only"},
+		{"unknown restrictive", &denied, "$prog", true, false, "services[s].policy.subsystems.sftp.deny_paths"},
+		{"unknown permissive", &open, "$prog", true, true, "services[s].policy.subsystems.sftp"},
 	}
 	for _, tc := range decide {
 		v, ok := DecideExec("s", tc.sftp, tc.cmd)

@@ -21,6 +21,8 @@ type Command struct {
 	Program string
 	// Normalised is Text with the program as its base name ("rm -rf x").
 	Normalised string
+	// Args are the words after the program, as in Text.
+	Args []string
 	// Wrapped marks a command started by another one: through a wrapper
 	// (env, sudo, nohup, timeout, xargs, find -exec, …) or a shell's -c
 	// string. The starting command is in the Analysis too.
@@ -158,6 +160,7 @@ func (z *analyser) command(words []word, redirs []string, wrapped bool, depth in
 		Text:       text,
 		Program:    prog,
 		Normalised: strings.Join(append([]string{prog}, texts[1:]...), " "),
+		Args:       texts[1:len(words)],
 		Wrapped:    wrapped,
 	})
 	args := words[1:]
