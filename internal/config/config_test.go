@@ -399,3 +399,46 @@ services:
 		t.Errorf("exec.match: got %q, want the default %q", c.Services[0].Policy.Exec.Match, ExecMatchCommands)
 	}
 }
+
+// TestTransferLeakWarning: file rules on the sftp subsystem next to a shell
+// or an exec.allow that lets files move by other programs are reported.
+func TestTransferLeakWarning(t *testing.T) {
+	for _, tt := range []struct {
+		name, policy, want string
+	}{
+		{"shell", `{shell: true, subsystems: {sftp: {read_only: true}}}`, "shell: true lets the user read and write files"},
+		{"broad exec", `{exec: {allow: [".*"]}, subsystems: {sftp: {deny_paths: ["/x"]}}}`, `exec.allow ".*" permits "cat /etc/hosts"`},
+		{"cat allowed", `{exec: {allow: ["cat .*", "ls"]}, subsystems: {sftp: {allow_upload: false}}}`, `exec.allow "cat .*" permits "cat /etc/hosts"`},
+		{"narrow exec", `{exec: {allow: ["ls( -l)?", "uptime"]}, subsystems: {sftp: {read_only: true}}}`, ""},
+		{"no file rules", `{shell: true, subsystems: {sftp: {}}}`, ""},
+		{"no sftp", `{shell: true}`, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("/etc/sluice/w.yaml", []byte(`gateway: {name: gw, state_dir: /s}
+zones: [{name: z, networks: ["127.0.0.0/8"]}]
+users: [{name: u, authorized_keys: /k}]
+services:
+  - name: s
+    listen: ":2222"
+    client_zones: [z]
+    server_zones: [z]
+    router: {directed: ["a.example:22"]}
+    upstream: {known_hosts: /kh}
+    policy: `+tt.policy+`
+`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range c.Warnings {
+				got = append(got, w.Error())
+			}
+			switch {
+			case tt.want == "" && len(got) > 0:
+				t.Errorf("got warnings %q, want none", got)
+			case tt.want != "" && (len(got) != 1 || !strings.Contains(got[0], tt.want) || !strings.HasPrefix(got[0], "/etc/sluice/w.yaml:11: services[s].policy: warning: ")):
+				t.Errorf("got warnings %q, want one at line 11 holding %q", got, tt.want)
+			}
+		})
+	}
+}

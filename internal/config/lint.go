@@ -52,3 +52,46 @@ func bareWords(pat string) []string {
 	}
 	return out
 }
+
+// fileCommands are commands that read or write files by other means than
+// a file-transfer protocol: an exec.allow pattern that matches one of them
+// lets a user get around the sftp policy's file rules.
+var fileCommands = []string{"cat /etc/hosts", "tar cf - /srv", "dd if=/srv/f", "cp /a /b", "vi /etc/hosts", "sh", "python3 -c x", "base64 /srv/f"}
+
+// transferLeak says why p's file rules can be got around, or "": the sftp
+// subsystem restricts which files move while a shell or a broad
+// exec.allow lets the user read and write files with other programs.
+func transferLeak(p *Policy) string {
+	sub, ok := p.Subsystems["sftp"]
+	if !ok {
+		return ""
+	}
+	rule := ""
+	switch {
+	case sub.ReadOnly:
+		rule = "read_only"
+	case !sub.AllowUpload:
+		rule = "allow_upload: false"
+	case !sub.AllowDownload:
+		rule = "allow_download: false"
+	case len(sub.AllowPaths) > 0:
+		rule = "allow_paths"
+	case len(sub.DenyPaths) > 0:
+		rule = "deny_paths"
+	case sub.MaxUploadSize > 0:
+		rule = "max_upload_size"
+	default:
+		return ""
+	}
+	if p.Shell {
+		return fmt.Sprintf("subsystems.sftp has %s, but shell: true lets the user read and write files with any program (cat, tar, an editor): the sftp rules bind SFTP and scp only (see docs/security.md)", rule)
+	}
+	for _, a := range p.Exec.Allow {
+		for _, c := range fileCommands {
+			if a.Re.MatchString(c) {
+				return fmt.Sprintf("subsystems.sftp has %s, but exec.allow %q permits %q, which reads or writes files by other means: the sftp rules bind SFTP and scp only (see docs/security.md)", rule, a.Text, c)
+			}
+		}
+	}
+	return ""
+}

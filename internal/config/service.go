@@ -225,10 +225,11 @@ func (d *decoder) policy(n *yaml.Node, key string, p *Policy) {
 		{"agent", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.Agent) }},
 		{"x11", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.X11) }},
 	})
+	if w := transferLeak(p); w != "" {
+		d.warnf(n, key, "%s", w)
+	}
 }
 
-// patterns decodes a list of RE2 patterns, each anchored on the whole
-// command.
 // patterns decodes exec patterns; deny says they are deny patterns, for
 // the warnings of patternWarnings.
 func (d *decoder) patterns(n *yaml.Node, key string, deny bool) []Pattern {
