@@ -278,7 +278,11 @@ func parseRequest(b []byte) (request, error) {
 	default:
 		return q, fmt.Errorf("%w: request type %d", ErrMalformed, q.typ)
 	}
-	return q, d.end()
+	// Bytes after the fields are ignored, as OpenSSH's sftp-server ignores
+	// them (process() in sftp-server.c consumes what its handler left of
+	// the packet): pkg/sftp, and so rclone, pads some requests. The server
+	// acts on the fields alone, so the proxy decides on the same.
+	return q, d.err
 }
 
 // parseExtended decodes the fields of the extensions the proxy knows;

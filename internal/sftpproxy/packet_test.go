@@ -33,7 +33,10 @@ func TestParseRequest(t *testing.T) {
 		{"unknown extension", packet(fxpExtended, 5, str("x@y"), []byte{1, 2, 3}),
 			request{typ: fxpExtended, id: 5, ext: "x@y"}, nil},
 		{"short string", packet(fxpStat, 6, appendU32(nil, 10), []byte("abc")), request{}, ErrMalformed},
-		{"trailing", packet(fxpClose, 7, str("h"), []byte{0}), request{}, ErrMalformed},
+		// OpenSSH's sftp-server ignores bytes after a request's fields.
+		{"trailing", packet(fxpClose, 7, str("h"), []byte{0}), request{typ: fxpClose, id: 7, handle: "h"}, nil},
+		{"write padded", packet(fxpWrite, 8, str("h"), u64(0), str("data"), make([]byte, 12)),
+			request{typ: fxpWrite, id: 8, handle: "h", length: 4, data: []byte("data")}, nil},
 		{"NUL", packet(fxpRemove, 8, str("a\x00b")), request{}, ErrMalformed},
 		{"response type", packet(fxpStatus, 9, appendU32(nil, 0)), request{}, ErrMalformed},
 	}

@@ -439,7 +439,7 @@ func TestRelayRaw(t *testing.T) {
 		{"unknown extension refused", Policy{}, packet(fxpExtended, 7, str("evil@example.com"), str("x")), fxOpUnsupported},
 		{"unknown extension allowed", Policy{AllowUnknownExtensions: true}, packet(fxpExtended, 7, str("evil@example.com")), fxOpUnsupported},
 		{"unknown request type", Policy{}, packet(99, 7), fxOpUnsupported},
-		{"trailing bytes", Policy{}, packet(fxpStat, 7, str("/"), []byte{1}), fxBadMessage},
+		{"trailing bytes ignored", Policy{}, packet(fxpStat, 7, str("/"), []byte{1}), 0},
 		{"NUL in a path", Policy{DenyPaths: []string{"/etc"}}, packet(fxpStat, 7, str("/tmp\x00/../etc/passwd")), fxBadMessage},
 		{"write on an unknown handle", permissive(), packet(fxpWrite, 7, str("\x00\x00\x00\x01"), appendU32(appendU32(nil, 0), 0), str("data")), fxPermissionDenied},
 		{"permitted stat", permissive(), packet(fxpStat, 7, str(".")), 0},
