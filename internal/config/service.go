@@ -245,10 +245,16 @@ func (d *decoder) patterns(n *yaml.Node, key string) []Pattern {
 	return ps
 }
 
+// DefaultMaxOutstanding is the default of an SFTP channel's
+// max_outstanding: eight times the 64 requests OpenSSH's sftp keeps in
+// flight (sftp -R) and pkg/sftp's default concurrency.
+const DefaultMaxOutstanding = 512
+
 func (d *decoder) subsystem(n *yaml.Node, key string) (Subsystem, bool) {
 	sub := Subsystem{
 		AllowUpload: true, AllowDownload: true, AllowRemove: true, AllowRename: true,
 		AllowMkdir: true, AllowSymlink: true, AllowSetstat: true, ContentHash: true,
+		MaxOutstanding: DefaultMaxOutstanding,
 	}
 	type set struct {
 		line int
@@ -278,6 +284,7 @@ func (d *decoder) subsystem(n *yaml.Node, key string) (Subsystem, bool) {
 		write("allow_symlink", &sub.AllowSymlink),
 		write("allow_setstat", &sub.AllowSetstat),
 		{"content_hash", false, func(n *yaml.Node, k string) { d.boolean(n, k, &sub.ContentHash) }},
+		{"max_outstanding", false, func(n *yaml.Node, k string) { d.intField(n, k, 1, 65536, &sub.MaxOutstanding) }},
 	})
 	if !ok {
 		return sub, false

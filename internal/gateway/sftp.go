@@ -18,7 +18,7 @@ func (g *Gateway) stackedProxies(sc *config.Service) map[string]sshproxy.Stacked
 	if !ok {
 		return nil
 	}
-	sp := sftpproxy.New(sftpproxy.Params{Service: sc.Name, Policy: sftpproxy.PolicyFrom(sub), Audit: g.queue, Logger: g.logger})
+	sp := sftpproxy.New(sftpproxy.Params{Service: sc.Name, Policy: sftpproxy.PolicyFrom(sub), Audit: g.queue, Logger: g.logger, MaxOutstanding: sub.MaxOutstanding})
 	return map[string]sshproxy.StackedProxy{
 		"sftp": func(ctx context.Context, st *session.Stacked, client, upstream sshproxy.Stream) (int64, int64, error) {
 			if s, ok := client.(*sshsession.Session); ok {

@@ -1,11 +1,16 @@
 package gateway
 
 import (
+	"encoding/binary"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
@@ -66,4 +71,138 @@ func TestRcloneUploadDownload(t *testing.T) {
 	if evs := w.events("sftp.request", func(e audit.Event) bool { return e.Verdict == audit.Reject && strings.Contains(e.Reason, "malformed") }); len(evs) != 0 {
 		t.Fatalf("got %d requests refused as malformed, want none: %+v", len(evs), evs[0])
 	}
+}
+
+// sftpPacket encodes one SFTP packet (draft-ietf-secsh-filexfer-02 §3)
+// of type typ whose body is fields, each already encoded.
+func sftpPacket(typ byte, fields ...[]byte) []byte {
+	b := []byte{0, 0, 0, 0, typ}
+	for _, f := range fields {
+		b = append(b, f...)
+	}
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	return b
+}
+
+func sftpU32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+
+func sftpString(s string) []byte { return append(sftpU32(uint32(len(s))), s...) }
+
+// readSFTPPacket reads one SFTP packet's body (without its length field).
+func readSFTPPacket(r io.Reader) ([]byte, error) {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return nil, err
+	}
+	b := make([]byte, binary.BigEndian.Uint32(n[:]))
+	_, err := io.ReadFull(r, b)
+	return b, err
+}
+
+// TestSFTPPipeliningClientBoundsMemory: clients that pipeline READ
+// requests for 32 KiB each and never read a reply leave the gateway's heap
+// within a bound: the proxy stops reading a channel's requests once
+// max_outstanding are unanswered, and SSH flow control stops the client.
+func TestSFTPPipeliningClientBoundsMemory(t *testing.T) {
+	const clients, watch = 5, 8 * time.Second
+	w, dir := sftpWorld(t, `{deny_paths: ["%s/secret"]}`)
+	big := filepath.Join(dir, "pub", "big.bin")
+	writeRandom(t, big, 1<<20)
+	before := heapInUse()
+	sent := make([]atomic.Int64, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		client := w.dial(t, w.aliceConfig(t))
+		defer client.Close()
+		sess, err := client.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := sess.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := sess.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.RequestSubsystem("sftp"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.Write(sftpPacket(1, sftpU32(3))); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readSFTPPacket(out); err != nil {
+			t.Fatalf("VERSION: %v", err)
+		}
+		// OPEN big.bin for reading, then READ it at offset 0 again and
+		// again, each request 29 bytes asking for a 32 KiB reply.
+		if _, err := in.Write(sftpPacket(3, sftpU32(1), sftpString(big), sftpU32(1), sftpU32(0))); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := readSFTPPacket(out)
+		if err != nil || resp[0] != 102 {
+			t.Fatalf("OPEN: got %x, %v; want a HANDLE", resp, err)
+		}
+		handle := string(resp[9:])
+		wg.Go(func() {
+			for id := uint32(2); ; id++ {
+				pkt := sftpPacket(5, sftpU32(id), sftpString(handle), make([]byte, 8), sftpU32(32<<10))
+				if _, err := in.Write(pkt); err != nil {
+					return
+				}
+				sent[i].Add(1)
+			}
+		})
+		t.Cleanup(func() { client.Close(); wg.Wait() })
+	}
+	total := func() (n int64) {
+		for i := range sent {
+			n += sent[i].Load()
+		}
+		return n
+	}
+	var peak uint64
+	var mid int64
+	for end, half := time.Now().Add(watch), time.Now().Add(watch/2); time.Now().Before(end); {
+		time.Sleep(500 * time.Millisecond)
+		peak = max(peak, heapInUse())
+		if mid == 0 && time.Now().After(half) {
+			mid = total()
+		}
+	}
+	last := total()
+	grown := int64(peak) - int64(before)
+	t.Logf("%d clients pipelining for %v sent %d requests (%d in the second half); gateway heap %d KiB before, peak %d KiB (grew %d KiB, %d KiB a client); RSS %d KiB",
+		clients, watch, last, last-mid, before>>10, peak>>10, grown>>10, grown>>10/clients, rssKiB(t))
+	// The clients are stopped: by the proxy's max_outstanding, then by
+	// the SSH window of their channel.
+	if last-mid > clients*1000 {
+		t.Errorf("the clients sent %d requests in the second half, want them stopped", last-mid)
+	}
+	// Per client: the SSH window of the client's channel in the gateway
+	// (2 MiB of 29-byte packets, each held in its own buffer), the proxy's
+	// buffers and max_outstanding pending requests; the test's own client
+	// adds a 2 MiB window of replies. See docs/operations.md.
+	if limit := int64(clients) * 16 << 20; grown > limit {
+		t.Fatalf("gateway heap grew by %d MiB, want at most %d MiB", grown>>20, limit>>20)
+	}
+	w.stillServes(t)
+}
+
+// rssKiB returns the test process's resident set size (VmRSS), 0 where
+// /proc is not there.
+func rssKiB(t *testing.T) int64 {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return 0
 }

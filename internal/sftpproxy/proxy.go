@@ -13,6 +13,7 @@ import (
 	"sync"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/session"
 )
@@ -35,13 +36,18 @@ type Stream interface {
 	CloseWrite() error
 }
 
-// Params configures a Proxy. Every field is required.
+// Params configures a Proxy. Every field but MaxOutstanding is required.
 type Params struct {
 	// Service names the service, for rule names.
 	Service string
 	Policy  Policy
 	Audit   audit.Sink
 	Logger  *slog.Logger
+	// MaxOutstanding bounds the requests of one session forwarded to the
+	// server and not yet answered: past it the proxy stops reading the
+	// client's requests until the server answers one, and SSH flow control
+	// stops the client. 0 means config.DefaultMaxOutstanding.
+	MaxOutstanding int
 }
 
 // Proxy is the SFTP proxy of one service. It is safe for concurrent use:
@@ -54,6 +60,9 @@ type Proxy struct {
 
 // New returns a Proxy for p.
 func New(p Params) *Proxy {
+	if p.MaxOutstanding <= 0 {
+		p.MaxOutstanding = config.DefaultMaxOutstanding
+	}
 	return &Proxy{p: p, rules: NewRules(p.Service, p.Policy)}
 }
 
@@ -65,8 +74,10 @@ func New(p Params) *Proxy {
 func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, client, upstream Stream) (in, out int64, err error) {
 	r := &relay{
 		p: p, ctx: ctx, st: st, client: client, upstream: upstream,
-		pending: make(map[uint32]*pending),
-		handles: make(map[string]*handle),
+		pending:    make(map[uint32]*pending),
+		handles:    make(map[string]*handle),
+		slots:      make(chan struct{}, p.p.MaxOutstanding),
+		serverDone: make(chan struct{}),
 	}
 	// Requests: read from the client, batched to the server, flushed
 	// before the relay waits for the client.
@@ -88,6 +99,7 @@ func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, client, upstream
 	var wg sync.WaitGroup
 	var upErr error
 	wg.Go(func() {
+		defer close(r.serverDone)
 		upErr = r.fromServer()
 		if upErr != nil {
 			r.abort()
@@ -136,6 +148,14 @@ type relay struct {
 	mu      sync.Mutex
 	pending map[uint32]*pending
 	handles map[string]*handle
+	// slots holds a token for each request in pending: fromClient puts
+	// one in before it forwards a request, and blocks (reading nothing
+	// more from the client) while all Params.MaxOutstanding are taken;
+	// fromServer takes one out with each answer.
+	slots chan struct{}
+	// serverDone is closed when fromServer has returned, so that
+	// fromClient does not wait for a slot that will never free.
+	serverDone chan struct{}
 }
 
 // pending is a request forwarded to the server and not yet answered.
@@ -409,11 +429,13 @@ func (r *relay) request(pkt []byte) (forward bool, err error) {
 	r.mu.Unlock()
 	var (
 		op     = "sftp.request"
-		v      = r.p.rules.Reject("", fmt.Sprintf("request id %d already in flight", q.id))
+		v      policy.Verdict
 		pend   *pending
 		detail map[string]any
 	)
-	if !dup {
+	if dup {
+		v = r.p.rules.Reject("", fmt.Sprintf("request id %d already in flight", q.id))
+	} else {
 		op, v, pend, detail = r.decide(&q)
 	}
 	if v.Accept {
@@ -421,6 +443,9 @@ func (r *relay) request(pkt []byte) (forward bool, err error) {
 			e := r.st.AuditEvent(op)
 			e.Verdict, e.Rule, e.Detail = audit.Accept, v.Rule, detail
 			pend.event = &e
+		}
+		if err := r.takeSlot(); err != nil {
+			return false, err
 		}
 		r.mu.Lock()
 		r.pending[q.id] = pend
@@ -435,6 +460,26 @@ func (r *relay) request(pkt []byte) (forward bool, err error) {
 		code, msg = fxOpUnsupported, msgUnsupported
 	}
 	return false, r.toClient(statusPacket(q.id, code, msg))
+}
+
+// takeSlot waits until fewer than Params.MaxOutstanding requests are
+// unanswered and takes a slot for one more. Before it waits it sends the
+// server what is batched, which the server must see to answer.
+func (r *relay) takeSlot() error {
+	select {
+	case r.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if err := r.flushServer(); err != nil {
+		return err
+	}
+	select {
+	case r.slots <- struct{}{}:
+		return nil
+	case <-r.serverDone:
+		return errors.New("sftpproxy: the server ended with requests unanswered")
+	}
 }
 
 func isRequestType(t byte) bool {
@@ -705,6 +750,7 @@ func (r *relay) fromServer() error {
 		if pend == nil {
 			return fmt.Errorf("sftpproxy: server answered request id %d, which is not pending", resp.id)
 		}
+		<-r.slots
 		r.response(pend, &resp, pkt)
 		if err := r.forwardToClient(pkt); err != nil {
 			return err

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 
@@ -520,5 +521,83 @@ func TestRelayKeepsPipelining(t *testing.T) {
 	}
 	if len(seen) != 64 {
 		t.Fatalf("got %d answers, want 64", len(seen))
+	}
+}
+
+// TestRelayBoundsOutstanding: past MaxOutstanding unanswered requests the
+// proxy forwards nothing more until the server answers one.
+func TestRelayBoundsOutstanding(t *testing.T) {
+	const limit = 4
+	clientEnd, proxyClient := pair()
+	proxyUp, serverEnd := pair()
+	p := New(Params{Service: "svc", Policy: permissive(), Audit: &sink{}, Logger: slog.New(slog.DiscardHandler), MaxOutstanding: limit})
+	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc"})
+	defer m.Destroy()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.Relay(context.Background(), m.Stack("sftp", -1), proxyClient, proxyUp)
+		done <- err
+	}()
+	// The server's side of the handshake, then requests counted as they
+	// arrive.
+	seen := make(chan uint32, 100)
+	go func() {
+		defer close(seen)
+		for {
+			pkt, _, err := readPacket(serverEnd, nil)
+			if err != nil {
+				return
+			}
+			switch q, _ := parseRequest(pkt[4:]); {
+			case pkt[4] == fxpInit:
+				_, _ = serverEnd.Write(version{version: 3}.marshal(fxpVersion))
+			case q.typ == fxpRealpath && q.id == 0:
+				_, _ = serverEnd.Write(packet(fxpName, 0, appendU32(nil, 1), str("/"), str("/"), appendU32(nil, 0)))
+			default:
+				seen <- q.id
+			}
+		}
+	}()
+	go func() {
+		_, _ = clientEnd.Write(version{version: 3}.marshal(fxpInit))
+		for id := uint32(1); id <= 3*limit; id++ {
+			if _, err := clientEnd.Write(packet(fxpStat, id, str("/"))); err != nil {
+				return
+			}
+		}
+	}()
+	if _, _, err := readPacket(clientEnd, nil); err != nil {
+		t.Fatalf("VERSION: %v", err)
+	}
+	for i := 1; i <= limit; i++ {
+		if id := <-seen; id != uint32(i) {
+			t.Fatalf("got request %d, want %d", id, i)
+		}
+	}
+	select {
+	case id := <-seen:
+		t.Fatalf("got request %d with %d unanswered, want none past MaxOutstanding", id, limit)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// One answer frees one slot.
+	if _, err := serverEnd.Write(statusPacket(1, fxOK, "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := readPacket(clientEnd, nil); err != nil {
+		t.Fatal(err)
+	}
+	if id := <-seen; id != limit+1 {
+		t.Fatalf("after one answer: got request %d, want %d", id, limit+1)
+	}
+	select {
+	case id := <-seen:
+		t.Fatalf("got request %d, want none", id)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// The server ends: the proxy stops waiting for a slot.
+	serverEnd.Close()
+	clientEnd.Close()
+	if err := <-done; err == nil {
+		t.Fatal("Relay: got nil, want the error of a server that ended with requests unanswered")
 	}
 }
