@@ -24,9 +24,17 @@ func (g *Gateway) stackedProxies(sc *config.Service) map[string]sshproxy.Stacked
 			if s, ok := client.(*sshsession.Session); ok {
 				client = closableSession{s}
 			}
-			return sp.Relay(ctx, st, client, upstream)
+			return sp.Relay(ctx, st, peers(st), client, upstream)
 		},
 	}
+}
+
+// peers returns what the SFTP proxy needs to know of the two ends of st's
+// connection.
+func peers(st *session.Stacked) sftpproxy.Peers {
+	cv, _ := session.Lookup(st, sshproxy.ClientVersion)
+	sv, _ := session.Lookup(st, sshproxy.ServerVersion)
+	return sftpproxy.Peers{ClientVersion: cv, ServerVersion: sv}
 }
 
 // closableSession lets a stacked proxy close the client's channel when it

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -205,4 +206,101 @@ func rssKiB(t *testing.T) int64 {
 		}
 	}
 	return 0
+}
+
+// paramikoSymlink makes a link with paramiko's SFTP client. Arguments:
+// port, user, key, known_hosts, target, link.
+const paramikoSymlink = `
+import socket, sys, paramiko
+port, user, key, kh, target, link = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+sock = socket.create_connection(("127.0.0.1", port), source_address=("` + clientAddr + `", 0))
+c = paramiko.SSHClient()
+c.load_host_keys(kh)
+c.set_missing_host_key_policy(paramiko.RejectPolicy())
+c.connect("127.0.0.1", port=port, username=user, key_filename=key,
+          look_for_keys=False, allow_agent=False, sock=sock)
+c.open_sftp().symlink(target, link)
+c.close()
+`
+
+// asyncsshSymlink makes a link with asyncssh's SFTP client. Arguments:
+// port, user, key, known_hosts, target, link.
+const asyncsshSymlink = `
+import asyncio, sys, asyncssh
+port, user, key, kh, target, link = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+async def main():
+    async with asyncssh.connect("127.0.0.1", port, username=user, client_keys=[key], known_hosts=kh,
+                                local_addr=("` + clientAddr + `", 0)) as conn:
+        async with conn.start_sftp_client() as sftp:
+            await sftp.symlink(target, link)
+asyncio.run(main())
+`
+
+// pythonWith returns Debian's Python interpreter when it can import
+// module (installed by the Debian package pkg); without it the test fails
+// under SLUICE_INTEROP=require and is skipped otherwise.
+func pythonWith(t *testing.T, module, pkg string) string {
+	t.Helper()
+	py := "/usr/bin/python3"
+	if _, err := os.Stat(py); err != nil {
+		py = sshtest.RequireTool(t, "python3")
+	}
+	if err := exec.Command(py, "-c", "import "+module).Run(); err != nil {
+		msg := module + " is not installed for " + py + " (apt-get install " + pkg + ")"
+		if os.Getenv("SLUICE_INTEROP") == "require" {
+			t.Fatalf("SLUICE_INTEROP=require: %s", msg)
+		}
+		t.Skip(msg)
+	}
+	return py
+}
+
+// TestSFTPSymlinkEnds: links made through the gateway by OpenSSH's sftp
+// (which sends the target first), paramiko (likewise) and asyncssh (which
+// sends the link first to a server that does not say it is OpenSSH) land
+// on an OpenSSH target with the right ends, and the audit names them as
+// the server applied them.
+func TestSFTPSymlinkEnds(t *testing.T) {
+	w, dir := sftpWorld(t, `{deny_paths: ["%s/secret"], allow_symlink: true}`)
+	target := filepath.Join(dir, "pub", "a.txt")
+	kh := filepath.Join(w.dir, "gateway_known_hosts")
+	if err := os.WriteFile(kh, []byte(sshtest.KnownHostsLine(w.gw.Addr("ssh-in").String(), w.hostKey)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clients := []struct {
+		name string
+		make func(link string) result
+	}{
+		{"openssh", func(link string) result { return w.sftpBatch("symlink " + target + " " + link + "\n") }},
+		{"paramiko", func(link string) result {
+			script := filepath.Join(w.dir, "paramiko_symlink.py")
+			if err := os.WriteFile(script, []byte(paramikoSymlink), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return w.run(nil, pythonWith(t, "paramiko", "python3-paramiko"), script, strconv.Itoa(w.port), w.target(), w.aliceKey, kh, target, link)
+		}},
+		{"asyncssh", func(link string) result {
+			script := filepath.Join(w.dir, "asyncssh_symlink.py")
+			if err := os.WriteFile(script, []byte(asyncsshSymlink), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return w.run(nil, pythonWith(t, "asyncssh", "python3-asyncssh"), script, strconv.Itoa(w.port), w.target(), w.aliceKey, kh, target, link)
+		}},
+	}
+	for _, c := range clients {
+		t.Run(c.name, func(t *testing.T) {
+			link := filepath.Join(dir, "pub", c.name+"-link")
+			if r := c.make(link); r.code != 0 {
+				t.Fatalf("%s: exit %d: %s", c.name, r.code, r.stderr)
+			}
+			if got, err := os.Readlink(link); err != nil || got != target {
+				t.Fatalf("%s: got a link to %q, %v; want %s -> %s", link, got, err, link, target)
+			}
+			if evs := w.events("sftp.symlink", func(e audit.Event) bool {
+				return e.Verdict == audit.Accept && e.Detail["path"] == link && e.Detail["target"] == target
+			}); len(evs) != 1 {
+				t.Fatalf("got %d sftp.symlink events with path %s and target %s, want 1", len(evs), link, target)
+			}
+		})
+	}
 }

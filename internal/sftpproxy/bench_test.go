@@ -65,7 +65,7 @@ func benchmarkRelay(b *testing.B, pol Policy) {
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "b"})
 	defer m.Destroy()
 	wg.Go(func() {
-		if _, _, err := p.Relay(context.Background(), m.Stack("sftp", -1), proxyClient, proxyUp); err != nil {
+		if _, _, err := p.Relay(context.Background(), m.Stack("sftp", -1), Peers{}, proxyClient, proxyUp); err != nil {
 			b.Error(err)
 		}
 	})

@@ -13,6 +13,14 @@
 // proxy cannot see them), but links the client creates are checked at both
 // ends.
 //
+// SYMLINK is read in the order its client sends and forwarded in the order
+// the server reads, each known from its SSH identification string (Peers;
+// symlink.go): OpenSSH's reversed order, or the draft's.
+//
+// A session forwards at most Params.MaxOutstanding requests the server has
+// not answered; past it the proxy stops reading the client, so that a
+// client that never reads replies holds a bounded amount of memory.
+//
 // The OpenSSH extensions its sftp client uses are understood
 // (posix-rename, statvfs, fstatvfs, hardlink, fsync, lsetstat, limits,
 // expand-path @openssh.com, copy-data, home-directory,

@@ -66,18 +66,29 @@ func New(p Params) *Proxy {
 	return &Proxy{p: p, rules: NewRules(p.Service, p.Policy)}
 }
 
+// Peers says what the two ends of a session are: the SSH identification
+// strings (RFC 4253 §4.2) of the client and of the target server, ""
+// where unknown. The proxy adapts to what each is known to do (see
+// symlinkLinkFirst).
+type Peers struct {
+	ClientVersion string
+	ServerVersion string
+}
+
 // Relay runs one SFTP session, stacked as st, between client and upstream
-// (the target's sftp-server). It returns when both directions have ended,
+// (the target's sftp-server), whose ends are peers. It returns when both directions have ended,
 // with the bytes read from and written to the client, and the first error
 // that ended the session early. On the client's EOF it sends EOF upstream;
 // on the server's EOF it sends EOF to the client.
-func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, client, upstream Stream) (in, out int64, err error) {
+func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, peers Peers, client, upstream Stream) (in, out int64, err error) {
 	r := &relay{
 		p: p, ctx: ctx, st: st, client: client, upstream: upstream,
-		pending:    make(map[uint32]*pending),
-		handles:    make(map[string]*handle),
-		slots:      make(chan struct{}, p.p.MaxOutstanding),
-		serverDone: make(chan struct{}),
+		clientLinkFirst: clientSymlinkLinkFirst(peers.ClientVersion),
+		serverLinkFirst: serverSymlinkLinkFirst(peers.ServerVersion),
+		pending:         make(map[uint32]*pending),
+		handles:         make(map[string]*handle),
+		slots:           make(chan struct{}, p.p.MaxOutstanding),
+		serverDone:      make(chan struct{}),
 	}
 	// Requests: read from the client, batched to the server, flushed
 	// before the relay waits for the client.
@@ -127,6 +138,10 @@ type relay struct {
 	// cwd is the server's answer to REALPATH "." at the start, or "" when
 	// it gave none; relative paths are anchored at it.
 	cwd string
+	// clientLinkFirst and serverLinkFirst say in which order the client
+	// sends SYMLINK's paths and the server reads them: the link first
+	// (draft-ietf-secsh-filexfer-02 §6.10) or the target first (OpenSSH).
+	clientLinkFirst, serverLinkFirst bool
 	// in counts bytes read from the client; only fromClient (and the
 	// handshake before it) touches it.
 	in int64
@@ -174,6 +189,9 @@ type pending struct {
 	// completed and written when the response arrives.
 	audited bool
 	event   *audit.Event
+	// rewritten, when not nil, is forwarded in place of the client's
+	// packet (a SYMLINK put in the server's order).
+	rewritten []byte
 }
 
 // handle is an open file or directory of the server.
@@ -394,23 +412,24 @@ func (r *relay) fromClient() error {
 		if len(pkt) < 9 {
 			return fmt.Errorf("%w: request of %d bytes", ErrMalformed, len(pkt)-4)
 		}
-		forward, err := r.request(pkt)
+		out, err := r.request(pkt)
 		if err != nil {
 			return err
 		}
-		if !forward {
+		if out == nil {
 			continue
 		}
-		if err := r.toS.write(pkt); err != nil {
+		if err := r.toS.write(out); err != nil {
 			return fmt.Errorf("sftpproxy: writing to the server: %w", err)
 		}
 	}
 }
 
 // request decides one request (length field included, type and id
-// present). It registers what is forwarded as pending before the caller
-// writes it, and answers what is not.
-func (r *relay) request(pkt []byte) (forward bool, err error) {
+// present). It returns what to forward to the server, pkt or a
+// rewritten packet, and registers it as pending before the caller writes
+// it; it answers what is not forwarded (nil) itself.
+func (r *relay) request(pkt []byte) (out []byte, err error) {
 	q, perr := parseRequest(pkt[4:])
 	if perr != nil {
 		code, msg := uint32(fxBadMessage), msgMalformed
@@ -421,7 +440,7 @@ func (r *relay) request(pkt []byte) (forward bool, err error) {
 		e.Verdict, e.Rule, e.Reason = audit.Reject, r.p.rules.prefix, perr.Error()
 		e.Detail = map[string]any{"type": int(q.typ)}
 		r.audit(e)
-		return false, r.toClient(statusPacket(q.id, code, msg))
+		return nil, r.toClient(statusPacket(q.id, code, msg))
 	}
 	// Only this goroutine adds to pending: checking first is safe.
 	r.mu.Lock()
@@ -445,12 +464,15 @@ func (r *relay) request(pkt []byte) (forward bool, err error) {
 			pend.event = &e
 		}
 		if err := r.takeSlot(); err != nil {
-			return false, err
+			return nil, err
 		}
 		r.mu.Lock()
 		r.pending[q.id] = pend
 		r.mu.Unlock()
-		return true, nil
+		if pend.rewritten != nil {
+			return pend.rewritten, nil
+		}
+		return pkt, nil
 	}
 	e := r.st.AuditEvent(op)
 	e.Verdict, e.Rule, e.Reason, e.Detail = audit.Reject, v.Rule, v.Reason, detail
@@ -459,7 +481,7 @@ func (r *relay) request(pkt []byte) (forward bool, err error) {
 	if v.Rule == r.p.rules.prefix && q.typ == fxpExtended && !knownExtension(q.ext) {
 		code, msg = fxOpUnsupported, msgUnsupported
 	}
-	return false, r.toClient(statusPacket(q.id, code, msg))
+	return nil, r.toClient(statusPacket(q.id, code, msg))
 }
 
 // takeSlot waits until fewer than Params.MaxOutstanding requests are
@@ -589,8 +611,18 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 	case fxpRename:
 		return r.twoPaths(q, pend, "sftp.rename", rl.pol.AllowRename, "allow_rename")
 	case fxpSymlink:
-		link, lv := r.absVerdict(q.path2)
-		target := q.path
+		linkArg, target := q.path2, q.path
+		if r.clientLinkFirst {
+			linkArg, target = q.path, q.path2
+		}
+		if r.clientLinkFirst != r.serverLinkFirst {
+			first, second := target, linkArg
+			if r.serverLinkFirst {
+				first, second = linkArg, target
+			}
+			pend.rewritten = twoPathPacket(fxpSymlink, q.id, first, second)
+		}
+		link, lv := r.absVerdict(linkArg)
 		if len(target) == 0 || target[0] != '/' {
 			// A relative target is resolved from the link's directory.
 			target = link[:len(link)-len(baseName(link))] + target

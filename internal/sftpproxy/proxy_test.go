@@ -93,7 +93,7 @@ func newRig(t *testing.T, pol Policy, dir string) *rig {
 	st := m.Stack("ssh", -1).Stack("session", 0).Stack("sftp", -1)
 	r := &rig{dir: dir, audit: s, done: make(chan relayResult, 1)}
 	wg.Go(func() {
-		in, out, err := p.Relay(context.Background(), st, proxyClient, proxyUp)
+		in, out, err := p.Relay(context.Background(), st, Peers{}, proxyClient, proxyUp)
 		r.done <- relayResult{in, out, err}
 	})
 	r.client, err = sftp.NewClientPipe(clientEnd.r, clientEnd.w)
@@ -373,12 +373,18 @@ func TestRelaySymlinkCreatedThenOpened(t *testing.T) {
 // behind it.
 func rawSession(t *testing.T, pol Policy) (c pipeStream, done chan relayResult) {
 	t.Helper()
+	return rawSessionWith(t, pol, Peers{}, t.TempDir())
+}
+
+// rawSessionWith is rawSession between peers, serving dir.
+func rawSessionWith(t *testing.T, pol Policy, peers Peers, dir string) (c pipeStream, done chan relayResult) {
+	t.Helper()
 	clientEnd, proxyClient := pair()
 	proxyUp, serverEnd := pair()
 	srv, err := sftp.NewServer(struct {
 		io.Reader
 		io.WriteCloser
-	}{serverEnd.r, serverEnd.w}, sftp.WithServerWorkingDirectory(t.TempDir()))
+	}{serverEnd.r, serverEnd.w}, sftp.WithServerWorkingDirectory(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +397,7 @@ func rawSession(t *testing.T, pol Policy) (c pipeStream, done chan relayResult) 
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc"})
 	done = make(chan relayResult, 1)
 	wg.Go(func() {
-		in, out, err := p.Relay(context.Background(), m.Stack("sftp", -1), proxyClient, proxyUp)
+		in, out, err := p.Relay(context.Background(), m.Stack("sftp", -1), peers, proxyClient, proxyUp)
 		done <- relayResult{in, out, err}
 	})
 	t.Cleanup(func() {
@@ -535,7 +541,7 @@ func TestRelayBoundsOutstanding(t *testing.T) {
 	defer m.Destroy()
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := p.Relay(context.Background(), m.Stack("sftp", -1), proxyClient, proxyUp)
+		_, _, err := p.Relay(context.Background(), m.Stack("sftp", -1), Peers{}, proxyClient, proxyUp)
 		done <- err
 	}()
 	// The server's side of the handshake, then requests counted as they
@@ -599,5 +605,54 @@ func TestRelayBoundsOutstanding(t *testing.T) {
 	clientEnd.Close()
 	if err := <-done; err == nil {
 		t.Fatal("Relay: got nil, want the error of a server that ended with requests unanswered")
+	}
+}
+
+// TestRelaySymlinkOrder: each client's SYMLINK is read in the order that
+// client sends and forwarded in the order the server reads. pkg/sftp's
+// server reads OpenSSH's order (target first).
+func TestRelaySymlinkOrder(t *testing.T) {
+	const openssh, asyncssh = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3", "SSH-2.0-AsyncSSH_2.10.1"
+	tests := []struct {
+		name   string
+		peers  Peers
+		first  string // what the client sends first: "link" or "target"
+		onDisk string // where the link lands, pointing at the other name
+	}{
+		{"OpenSSH client", Peers{ClientVersion: openssh, ServerVersion: openssh}, "target", "link"},
+		{"pkg/sftp client", Peers{ClientVersion: "SSH-2.0-Go", ServerVersion: openssh}, "target", "link"},
+		{"paramiko client", Peers{ClientVersion: "SSH-2.0-paramiko_2.12.0", ServerVersion: openssh}, "target", "link"},
+		{"libssh2 client", Peers{ClientVersion: "SSH-2.0-libssh2_1.10.0", ServerVersion: openssh}, "target", "link"},
+		{"asyncssh client", Peers{ClientVersion: asyncssh, ServerVersion: openssh}, "link", "link"},
+		{"libssh client", Peers{ClientVersion: "SSH-2.0-libssh_0.10.4", ServerVersion: openssh}, "link", "link"},
+		// An asyncssh server reads the draft's order: pkg/sftp, reading
+		// OpenSSH's, then makes the link at the target's name.
+		{"asyncssh server", Peers{ClientVersion: openssh, ServerVersion: asyncssh}, "target", "target"},
+		{"asyncssh both", Peers{ClientVersion: asyncssh, ServerVersion: asyncssh}, "link", "target"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, err := filepath.EvalSymlinks(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _ := rawSessionWith(t, permissive(), tc.peers, dir)
+			names := map[string]string{"link": dir + "/link", "target": dir + "/target"}
+			other := map[string]string{"link": "target", "target": "link"}
+			if _, err := c.Write(packet(fxpSymlink, 7, str(names[tc.first]), str(names[other[tc.first]]))); err != nil {
+				t.Fatal(err)
+			}
+			pkt, _, err := readPacket(c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp, err := parseResponse(pkt[4:]); err != nil || resp.typ != fxpStatus || resp.status != fxOK {
+				t.Fatalf("got %+v, %v; want STATUS OK", resp, err)
+			}
+			got, err := os.Readlink(names[tc.onDisk])
+			if want := names[other[tc.onDisk]]; err != nil || got != want {
+				t.Fatalf("%s: got link to %q, %v; want %q", tc.onDisk, got, err, want)
+			}
+		})
 	}
 }
