@@ -261,6 +261,7 @@ func (d *decoder) subsystem(n *yaml.Node, key string) (Subsystem, bool) {
 		key  string
 	}
 	writes := map[string]set{} // write permissions set to true explicitly
+	symlinkSet := false
 	write := func(name string, dst *bool) field {
 		return field{name, false, func(n *yaml.Node, k string) {
 			d.boolean(n, k, dst)
@@ -281,13 +282,25 @@ func (d *decoder) subsystem(n *yaml.Node, key string) (Subsystem, bool) {
 		write("allow_remove", &sub.AllowRemove),
 		write("allow_rename", &sub.AllowRename),
 		write("allow_mkdir", &sub.AllowMkdir),
-		write("allow_symlink", &sub.AllowSymlink),
+		{"allow_symlink", false, func(n *yaml.Node, k string) {
+			symlinkSet = true
+			d.boolean(n, k, &sub.AllowSymlink)
+			if sub.AllowSymlink {
+				writes["allow_symlink"] = set{n.Line, k}
+			}
+		}},
 		write("allow_setstat", &sub.AllowSetstat),
 		{"content_hash", false, func(n *yaml.Node, k string) { d.boolean(n, k, &sub.ContentHash) }},
 		{"max_outstanding", false, func(n *yaml.Node, k string) { d.intField(n, k, 1, 65536, &sub.MaxOutstanding) }},
 	})
 	if !ok {
 		return sub, false
+	}
+	if !symlinkSet && (len(sub.AllowPaths) > 0 || len(sub.DenyPaths) > 0) {
+		// Links are off by default under path rules: a link swapped
+		// between the proxy's check and the server's use is the one way
+		// around them that the proxy cannot close (docs/security.md).
+		sub.AllowSymlink = false
 	}
 	if sub.ReadOnly {
 		for _, name := range []string{"allow_upload", "allow_remove", "allow_rename", "allow_mkdir", "allow_symlink", "allow_setstat"} {
