@@ -725,7 +725,6 @@ func (r *relay) byHandle(key string, want func(*handle) bool) (*handle, policy.V
 	return h, r.p.rules.Accept()
 }
 
-
 // setstat decides SETSTAT, FSETSTAT and lsetstat on path p.
 func (r *relay) setstat(q *request, pend *pending, p string, pv policy.Verdict) (string, policy.Verdict, *pending, map[string]any) {
 	rl := &r.p.rules
@@ -797,7 +796,6 @@ func (r *relay) extended(q *request, pend *pending) (string, policy.Verdict, *pe
 	}
 	return "sftp.extended", rl.Reject("", "unknown extension "+q.ext), pend, detail
 }
-
 
 // openFlags spells OPEN's pflags for the audit, e.g. "write,creat,trunc".
 func openFlags(f uint32) string {
