@@ -305,3 +305,109 @@ func TestSFTPSymlinkEnds(t *testing.T) {
 		})
 	}
 }
+
+// TestSFTPCanonicalPaths: with OpenSSH's sftp and sshd, each way around
+// path rules through links, renames and path answers is refused and
+// audited with its rule, while ordinary work goes on. The tree:
+// export/alice/.ssh/authorized_keys (denied by "export/*/.ssh"),
+// export/pub/a.txt, and two links the client did not make:
+// export/pub/pre -> ../alice and export/pub/out -> the folder above
+// export (outside allow_paths).
+func TestSFTPCanonicalPaths(t *testing.T) {
+	w, dir := sftpWorld(t, `{allow_paths: ["%s/export"], deny_paths: ["%s/export/*/.ssh"], allow_symlink: true}`)
+	ex := filepath.Join(dir, "export")
+	keys := filepath.Join(ex, "alice", ".ssh", "authorized_keys")
+	for _, d := range []string{filepath.Dir(keys), filepath.Join(ex, "pub")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for f, content := range map[string]string{keys: "ssh-ed25519 AAAA the-real-key\n", filepath.Join(ex, "pub", "a.txt"): "public\n"} {
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{"pre": "../alice", "out": dir} {
+		if err := os.Symlink(target, filepath.Join(ex, "pub", link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evil := filepath.Join(w.dir, "evil")
+	if err := os.WriteFile(evil, []byte("ssh-ed25519 AAAA the-attackers-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	up := filepath.Join(w.dir, "up.bin")
+	want := writeRandom(t, up, 100000)
+	stolen := filepath.Join(w.dir, "stolen")
+	batch := strings.Join([]string{
+		"cd " + ex + "/pub",
+		// Legitimate work.
+		"get a.txt " + filepath.Join(w.dir, "a.txt"),
+		"put " + up + " up.bin",
+		"rename up.bin up2.bin",
+		"symlink a.txt a-link",
+		"mkdir newdir",
+		"rename newdir newdir2",
+		// A link to an allowed parent of the denied folder.
+		"-symlink " + ex + "/alice al",
+		"-symlink ../alice al2",
+		// Through a link that was already there.
+		"-get pre/.ssh/authorized_keys " + stolen,
+		"-put " + evil + " pre/.ssh/authorized_keys",
+		// Moving the denied subtree, or a tree to where it could be.
+		"-rename " + ex + "/alice " + ex + "/pub/x",
+		"-rename newdir2 " + ex + "/bob",
+		// Where a link outside allow_paths leads.
+		"-cd out",
+		"-ls out/",
+	}, "\n") + "\n"
+	r := w.sftpBatch(batch)
+	if r.code != 0 {
+		t.Fatalf("sftp: exit %d: %s", r.code, r.stderr)
+	}
+	t.Logf("sftp said: %s", r.stderr)
+	// What should have worked did.
+	if got := fileSum(t, filepath.Join(ex, "pub", "up2.bin")); got != want {
+		t.Fatalf("upload renamed: got sha256 %x, want %x", got, want)
+	}
+	if got, err := os.ReadFile(filepath.Join(w.dir, "a.txt")); err != nil || string(got) != "public\n" {
+		t.Fatalf("download: got %q, %v", got, err)
+	}
+	if got, err := os.Readlink(filepath.Join(ex, "pub", "a-link")); err != nil || got != "a.txt" {
+		t.Fatalf("a link to an allowed file: got %q, %v; want a.txt", got, err)
+	}
+	if !exists(filepath.Join(ex, "pub", "newdir2")) {
+		t.Fatal("mkdir and rename inside pub did not happen")
+	}
+	// What should not have, did not.
+	for _, p := range []string{filepath.Join(ex, "pub", "al"), filepath.Join(ex, "pub", "al2"), stolen, filepath.Join(ex, "pub", "x"), filepath.Join(ex, "bob")} {
+		if exists(p) {
+			t.Errorf("%s exists: a bypass worked", p)
+		}
+	}
+	if got, err := os.ReadFile(keys); err != nil || string(got) != "ssh-ed25519 AAAA the-real-key\n" {
+		t.Errorf("authorized_keys: got %q, %v; want it untouched", got, err)
+	}
+	rule := func(key string) func(audit.Event) bool {
+		return func(e audit.Event) bool {
+			return e.Verdict == audit.Reject && e.Rule == "services[ssh-in].policy.subsystems.sftp."+key
+		}
+	}
+	for _, c := range []struct {
+		typ, key string
+		n        int
+	}{
+		{"sftp.symlink", "deny_paths[0]", 2},
+		{"sftp.stat", "deny_paths[0]", 1},
+		{"sftp.open", "deny_paths[0]", 1},
+		{"sftp.rename", "deny_paths[0]", 2},
+		{"sftp.realpath", "allow_paths", 1},
+	} {
+		if evs := w.events(c.typ, rule(c.key)); len(evs) < c.n {
+			t.Errorf("got %d %s refused by %s, want at least %d", len(evs), c.typ, c.key, c.n)
+		}
+	}
+	if evs := w.events("sftp.realpath", func(e audit.Event) bool { return e.Verdict == audit.Reject }); len(evs) > 0 {
+		t.Logf("realpath refusal: %+v", evs[0])
+	}
+}

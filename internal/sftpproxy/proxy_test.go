@@ -10,9 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sync"
+	"strings"
 	"testing"
 	"time"
 
@@ -654,5 +656,141 @@ func TestRelaySymlinkOrder(t *testing.T) {
 				t.Fatalf("%s: got link to %q, %v; want %q", tc.onDisk, got, err, want)
 			}
 		})
+	}
+}
+
+// openSSHRig is a pkg/sftp client talking through the proxy to OpenSSH's
+// own sftp-server, started in dir: the server that resolves links.
+func openSSHRig(t *testing.T, pol Policy, dir string) *rig {
+	t.Helper()
+	bin := sshtest.RequireTool(t, "sftp-server")
+	cmd := exec.Command(bin, "-d", dir, "-e", "-l", "ERROR")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	clientEnd, proxyClient := pair()
+	s := &sink{}
+	p := New(Params{Service: "svc", Policy: pol, Audit: s, Logger: slog.New(slog.DiscardHandler)})
+	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc", Instance: 1})
+	st := m.Stack("ssh", -1).Stack("session", 0).Stack("sftp", -1)
+	r := &rig{dir: dir, audit: s, done: make(chan relayResult, 1)}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		in, out, err := p.Relay(context.Background(), st, Peers{ServerVersion: "SSH-2.0-OpenSSH_9.2p1"}, proxyClient, procStream{stdout, stdin})
+		r.done <- relayResult{in, out, err}
+	})
+	r.client, err = sftp.NewClientPipe(clientEnd.r, clientEnd.w)
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	t.Cleanup(func() {
+		r.client.Close()
+		wg.Wait()
+		_ = cmd.Wait()
+		m.Destroy()
+	})
+	return r
+}
+
+// procStream is a process's stdout and stdin as a Stream.
+type procStream struct {
+	io.Reader
+	io.WriteCloser
+}
+
+func (p procStream) CloseWrite() error { return p.WriteCloser.Close() }
+
+// TestRelayCanonicalPaths: decisions follow links on the server, whoever
+// made them, and answers that would show what the rules hide are refused.
+func TestRelayCanonicalPaths(t *testing.T) {
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := dir + "/export"
+	for _, d := range []string{ex + "/alice/.ssh", ex + "/pub"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(ex+"/alice/.ssh/authorized_keys", []byte("key\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ex+"/pub/a.txt", []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"pre": "../alice", "out": dir, "keys": "../alice/.ssh/authorized_keys"} {
+		if err := os.Symlink(target, ex+"/pub/"+link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol := permissive()
+	pol.AllowPaths, pol.DenyPaths = []string{ex}, []string{ex + "/*/.ssh"}
+	r := openSSHRig(t, pol, ex+"/pub")
+	c := r.client
+	denied := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, os.ErrPermission) {
+			t.Errorf("%s: got %v, want permission denied", what, err)
+		}
+	}
+	// Allowed: the file, and the link itself (READLINK of a link in pub
+	// to a file in pub).
+	if _, err := c.Stat("a.txt"); err != nil {
+		t.Fatalf("stat a.txt: %v", err)
+	}
+	if err := c.Symlink("a.txt", "a-link"); err != nil {
+		t.Fatalf("symlink a.txt: %v", err)
+	}
+	if got, err := c.ReadLink("a-link"); err != nil || got != "a.txt" {
+		t.Fatalf("readlink a-link: got %q, %v; want a.txt", got, err)
+	}
+	// Through links that were there.
+	_, err = c.Open("pre/.ssh/authorized_keys")
+	denied("open through pre", err)
+	_, err = c.Open("keys")
+	denied("open keys", err)
+	_, err = c.Stat("out")
+	denied("stat out", err)
+	// Answers.
+	_, err = c.ReadLink("out")
+	denied("readlink out", err)
+	_, err = c.RealPath("out")
+	denied("realpath out", err)
+	_, err = c.RealPath("pre/.ssh")
+	denied("realpath pre/.ssh", err)
+	// Making links and names that reach the denied folder.
+	denied("symlink to alice", c.Symlink(ex+"/alice", "al"))
+	denied("symlink to ..", c.Symlink("..", "up"))
+	denied("hard link to the keys", c.Link(ex+"/alice/.ssh/authorized_keys", "k2"))
+	denied("hard link to the link to the keys", c.Link("keys", "k3"))
+	denied("rename alice", c.PosixRename(ex+"/alice", "x"))
+	denied("rename alice (RENAME)", c.Rename(ex+"/alice", "x"))
+	if err := c.Mkdir("d"); err != nil {
+		t.Fatal(err)
+	}
+	denied("rename a folder to where .ssh is denied", c.Rename("d", ex+"/bob"))
+	for _, p := range []string{"al", "up", "k2", "k3", "x", ex + "/bob"} {
+		if _, err := os.Lstat(filepath.Join(ex+"/pub", p)); err == nil {
+			t.Errorf("%s was made", p)
+		}
+	}
+	r.end(t)
+	var hidden int
+	for _, e := range r.audit.Events("") {
+		if e.Verdict == audit.Reject && strings.HasPrefix(e.Reason, "answer hidden") {
+			hidden++
+		}
+	}
+	if hidden != 3 {
+		t.Errorf("got %d answers hidden in the audit, want 3 (readlink out, realpath out, realpath pre/.ssh)", hidden)
 	}
 }
