@@ -276,6 +276,10 @@ type Subsystem struct {
 	// ContentHash audits the SHA-256 of each file transferred whole and
 	// in order.
 	ContentHash bool
+	// MaxOutstanding is how many requests one SFTP channel may have
+	// forwarded and unanswered; past it the proxy stops reading the
+	// client's requests.
+	MaxOutstanding int
 }
 
 // HostPort is a forwarding destination pattern: Host "*" matches any host

@@ -203,6 +203,30 @@ func TestSubsystemDefaults(t *testing.T) {
 	}
 }
 
+// TestSubsystemLinksUnderPathRules: links are off by default once path
+// rules are set, unless allow_symlink says otherwise; max_outstanding is
+// read.
+func TestSubsystemLinksUnderPathRules(t *testing.T) {
+	c := mustParse(t, minimal+`    policy:
+      subsystems:
+        sftp: {deny_paths: ["/home/*/.ssh"], max_outstanding: 64}
+        a: {allow_paths: ["/srv"], allow_symlink: true}
+        b: {}
+`)
+	subs := c.Services[0].Policy.Subsystems
+	for name, want := range map[string]bool{"sftp": false, "a": true, "b": true} {
+		if got := subs[name].AllowSymlink; got != want {
+			t.Errorf("%s: got allow_symlink %v, want %v", name, got, want)
+		}
+	}
+	if got := subs["sftp"].MaxOutstanding; got != 64 {
+		t.Errorf("got max_outstanding %d, want 64", got)
+	}
+	if got := subs["b"].MaxOutstanding; got != DefaultMaxOutstanding {
+		t.Errorf("got max_outstanding %d, want the default %d", got, DefaultMaxOutstanding)
+	}
+}
+
 func equalSubsystem(a, b Subsystem) bool {
 	return slices.Equal(a.AllowPaths, b.AllowPaths) && slices.Equal(a.DenyPaths, b.DenyPaths) &&
 		a.ReadOnly == b.ReadOnly && a.AllowUpload == b.AllowUpload && a.AllowDownload == b.AllowDownload &&

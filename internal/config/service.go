@@ -253,16 +253,23 @@ func (d *decoder) patterns(n *yaml.Node, key string, deny bool) []Pattern {
 	return ps
 }
 
+// DefaultMaxOutstanding is the default of an SFTP channel's
+// max_outstanding: eight times the 64 requests OpenSSH's sftp keeps in
+// flight (sftp -R) and pkg/sftp's default concurrency.
+const DefaultMaxOutstanding = 512
+
 func (d *decoder) subsystem(n *yaml.Node, key string) (Subsystem, bool) {
 	sub := Subsystem{
 		AllowUpload: true, AllowDownload: true, AllowRemove: true, AllowRename: true,
 		AllowMkdir: true, AllowSymlink: true, AllowSetstat: true, ContentHash: true,
+		MaxOutstanding: DefaultMaxOutstanding,
 	}
 	type set struct {
 		line int
 		key  string
 	}
 	writes := map[string]set{} // write permissions set to true explicitly
+	symlinkSet := false
 	write := func(name string, dst *bool) field {
 		return field{name, false, func(n *yaml.Node, k string) {
 			d.boolean(n, k, dst)
@@ -283,12 +290,25 @@ func (d *decoder) subsystem(n *yaml.Node, key string) (Subsystem, bool) {
 		write("allow_remove", &sub.AllowRemove),
 		write("allow_rename", &sub.AllowRename),
 		write("allow_mkdir", &sub.AllowMkdir),
-		write("allow_symlink", &sub.AllowSymlink),
+		{"allow_symlink", false, func(n *yaml.Node, k string) {
+			symlinkSet = true
+			d.boolean(n, k, &sub.AllowSymlink)
+			if sub.AllowSymlink {
+				writes["allow_symlink"] = set{n.Line, k}
+			}
+		}},
 		write("allow_setstat", &sub.AllowSetstat),
 		{"content_hash", false, func(n *yaml.Node, k string) { d.boolean(n, k, &sub.ContentHash) }},
+		{"max_outstanding", false, func(n *yaml.Node, k string) { d.intField(n, k, 1, 65536, &sub.MaxOutstanding) }},
 	})
 	if !ok {
 		return sub, false
+	}
+	if !symlinkSet && (len(sub.AllowPaths) > 0 || len(sub.DenyPaths) > 0) {
+		// Links are off by default under path rules: a link swapped
+		// between the proxy's check and the server's use is the one way
+		// around them that the proxy cannot close (docs/security.md).
+		sub.AllowSymlink = false
 	}
 	if sub.ReadOnly {
 		for _, name := range []string{"allow_upload", "allow_remove", "allow_rename", "allow_mkdir", "allow_symlink", "allow_setstat"} {

@@ -67,7 +67,7 @@ func exists(path string) bool {
 }
 
 func TestSFTPPolicyThroughOpenSSH(t *testing.T) {
-	w, dir := sftpWorld(t, `{deny_paths: ["%s/secret"], max_upload_size: 100000}`)
+	w, dir := sftpWorld(t, `{deny_paths: ["%s/secret"], max_upload_size: 100000, allow_symlink: true}`)
 	src := filepath.Join(w.dir, "up.bin")
 	want := writeRandom(t, src, 50000)
 	big := filepath.Join(w.dir, "big.bin")
