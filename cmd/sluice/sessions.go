@@ -83,7 +83,7 @@ func runSessions(args []string, stdout, stderr io.Writer) int {
 		if s.ExitStatus != nil {
 			exit = strconv.Itoa(*s.ExitStatus)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", s.ID, orDash(s.User), orDash(s.Client), orDash(s.Target),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", cell(s.ID), orDash(s.User), orDash(s.Client), orDash(s.Target),
 			s.Start.Local().Format(time.DateTime), end, exit, s.BytesIn, s.BytesOut)
 	}
 	if err := tw.Flush(); err != nil {
@@ -140,9 +140,9 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "sluice:", err)
 				return 1
 			}
-			detail = string(b)
+			detail = string(graphicJSON(b))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Type, e.SessionID,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), cell(e.Type), cell(e.SessionID),
 			orDash(e.User), orDash(string(e.Verdict)), orDash(e.Rule), orDash(e.Reason), detail)
 	}
 	if err := tw.Flush(); err != nil {
@@ -324,10 +324,15 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("sluice: --since %q: want an RFC 3339 time, YYYY-MM-DD or a duration such as 2h", s)
 }
 
+// writeJSONLines writes one JSON value per line, with the characters a
+// terminal could act on escaped (see graphicJSON).
 func writeJSONLines[T any](stdout, stderr io.Writer, items []T) int {
-	enc := json.NewEncoder(stdout)
 	for _, it := range items {
-		if err := enc.Encode(it); err != nil {
+		b, err := json.Marshal(it)
+		if err == nil {
+			_, err = stdout.Write(append(graphicJSON(b), '\n'))
+		}
+		if err != nil {
 			fmt.Fprintln(stderr, "sluice:", err)
 			return 1
 		}
@@ -335,9 +340,10 @@ func writeJSONLines[T any](stdout, stderr io.Writer, items []T) int {
 	return 0
 }
 
+// orDash is s as a table cell (see cell), or "-" when s is empty.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return cell(s)
 }

@@ -51,6 +51,20 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("audit: sqlite: %w", err)
 	}
+	// SQLite creates the database 0644 less the umask, and its -wal and
+	// -shm files with the mode of the database: create the database 0600
+	// first (an empty file is an empty database) and tighten files an
+	// older version left open.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: sqlite: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := private(p); err != nil {
+			return nil, fmt.Errorf("audit: sqlite: %w", err)
+		}
+	}
 	common := "_pragma=busy_timeout(" + strconv.Itoa(sqliteBusyTimeoutMS) + ")"
 	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
 	if err != nil {
@@ -63,10 +77,6 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	if err := migrateSQL(ctx, w, sqliteMigrations); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("audit: sqlite %s: %w", path, err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("audit: sqlite: %w", err)
 	}
 	r, err := sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
 	if err != nil {
@@ -214,4 +224,20 @@ func (s *sqliteStore) Close() error {
 	}
 	s.closed = true
 	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// private makes the file at path (if any) readable and writable by its
+// owner only, when it is not already.
+func private(path string) error {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return os.Chmod(path, st.Mode().Perm()&0o700)
 }
