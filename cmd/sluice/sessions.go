@@ -287,7 +287,7 @@ func openStore(ctx context.Context, cfg *config.Config) (audit.Store, error) {
 			return nil, fmt.Errorf("no audit database at %s (has the gateway run?)", db)
 		}
 	}
-	return audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir)
+	return audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir, cfg.Gateway.Name)
 }
 
 // inSession keeps the events of session id and of the sessions stacked in

@@ -18,7 +18,7 @@ func TestFileModes(t *testing.T) {
 	for _, sink := range []string{"sqlite", "jsonl:logs/events.jsonl"} {
 		t.Run(sink, func(t *testing.T) {
 			state := filepath.Join(t.TempDir(), "state")
-			s, err := Open(ctx, sink, state)
+			s, err := Open(ctx, sink, state, "gw1")
 			if err != nil {
 				t.Fatalf("Open: got %v, want nil", err)
 			}
@@ -46,7 +46,7 @@ func TestFileModes(t *testing.T) {
 func TestSQLiteTightensOldModes(t *testing.T) {
 	ctx := context.Background()
 	state := filepath.Join(t.TempDir(), "state")
-	s, err := Open(ctx, "sqlite", state)
+	s, err := Open(ctx, "sqlite", state, "gw1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestSQLiteTightensOldModes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s, err = Open(ctx, "sqlite", state)
+	s, err = Open(ctx, "sqlite", state, "gw1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -113,3 +113,36 @@ func (d dialect) insertEvent() string {
 func (r row) args() []any {
 	return []any{r.timeNS, r.typ, r.sessionID, r.user, r.verdict, r.data}
 }
+
+// selectRaw reads every event with its indexed columns in stored order.
+const selectRaw = "SELECT id, time_ns, type, session_id, user_name, verdict, data FROM events ORDER BY id"
+
+// sqlRows is what database/sql's and pgx's rows have in common.
+type sqlRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanHeads reads the rows of SELECT gateway, seq, hash FROM chain_heads.
+func scanHeads(rows sqlRows) (map[string]chainHead, error) {
+	out := map[string]chainHead{}
+	for rows.Next() {
+		var (
+			gw, hash string
+			seq      int64
+		)
+		if err := rows.Scan(&gw, &seq, &hash); err != nil {
+			return nil, fmt.Errorf("audit: chain heads: %w", err)
+		}
+		h, err := headOf(uint64(seq), hash)
+		if err != nil {
+			return nil, err
+		}
+		out[gw] = h
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit: chain heads: %w", err)
+	}
+	return out, nil
+}

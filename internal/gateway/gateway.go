@@ -78,7 +78,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gatew
 	if err := os.MkdirAll(cfg.Gateway.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("gateway: state dir: %w", err)
 	}
-	g.store, err = audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir)
+	g.store, err = audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir, cfg.Gateway.Name)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: audit store: %w", err)
 	}
