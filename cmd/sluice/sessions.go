@@ -93,8 +93,12 @@ func runSessions(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// runAudit is `sluice audit -c FILE [--user U] [--session ID] [--type T] [--since T] [--json]`.
+// runAudit is `sluice audit -c FILE [--user U] [--session ID] [--type T] [--since T] [--json]`
+// and `sluice audit verify -c FILE [--head GATEWAY:SEQ:HASH]`.
 func runAudit(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "verify" {
+		return runAuditVerify(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("c", "", "config `FILE`")
@@ -150,6 +154,75 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// runAuditVerify is `sluice audit verify -c FILE [--head GATEWAY:SEQ:HASH]`:
+// it checks the hash chains of the audit store and the recordings the
+// session.end events list (see audit.Verify), prints the first break and
+// exits 1, or a summary and each chain's head and exits 0.
+func runAuditVerify(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "", "config `FILE`")
+	head := fs.String("head", "", "a head printed by an earlier verify, `GATEWAY:SEQ:HASH`, that the chain must still hold")
+	const use = "usage: sluice audit verify -c FILE [--head GATEWAY:SEQ:HASH]"
+	cfg, _, code := parseCommand(fs, args, path, 0, use, stderr)
+	if cfg == nil {
+		return code
+	}
+	var expect *audit.Link
+	if *head != "" {
+		l, err := parseHead(*head)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		expect = &l
+	}
+	// Hashing the recordings again can take a while: no timeout, Ctrl-C.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	defer st.Close()
+	v, err := audit.Verify(ctx, st, expect)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	if v.Break != nil {
+		fmt.Fprintf(stdout, "BROKEN at %s\n", cell(v.Break.String()))
+		return 1
+	}
+	fmt.Fprintf(stdout, "verified: %d events in %d chains, %d recordings; %d events from before linking, %d torn lines skipped\n",
+		v.Events, len(v.Heads), v.Recordings, v.Unlinked, v.Torn)
+	for _, h := range v.Heads {
+		fmt.Fprintf(stdout, "head %s:%d:%s\n", cell(h.Gateway), h.Seq, h.Hash)
+	}
+	if len(v.Heads) > 0 {
+		fmt.Fprintln(stdout, "keep a head elsewhere: `sluice audit verify --head GATEWAY:SEQ:HASH` checks the store still holds it")
+	}
+	return 0
+}
+
+// parseHead reads --head GATEWAY:SEQ:HASH (the gateway name may hold ':').
+func parseHead(s string) (audit.Link, error) {
+	i := strings.LastIndexByte(s, ':')
+	j := -1
+	if i > 0 {
+		j = strings.LastIndexByte(s[:i], ':')
+	}
+	if j <= 0 {
+		return audit.Link{}, fmt.Errorf("sluice: --head %q: want GATEWAY:SEQ:HASH", s)
+	}
+	seq, err := strconv.ParseUint(s[j+1:i], 10, 64)
+	if err != nil || seq == 0 || len(s[i+1:]) != 64 {
+		return audit.Link{}, fmt.Errorf("sluice: --head %q: want GATEWAY:SEQ:HASH with SEQ a positive number and HASH 64 hex digits", s)
+	}
+	return audit.Link{Gateway: s[:j], Seq: seq, Hash: strings.ToLower(s[i+1:])}, nil
 }
 
 // runReplay is `sluice replay -c FILE ID [--speed N]`: it plays the
