@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -230,4 +232,69 @@ func FuzzScanJSONL(f *testing.F) {
 			t.Errorf("scanJSONL on a reader without errors: got %v, want nil", err)
 		}
 	})
+}
+
+// TestPostgresShared opens one PostgreSQL store from two gateways, as two
+// gateway processes sharing a database do, and checks that each keeps its
+// own chain and counters and ends only its own crashed sessions.
+func TestPostgresShared(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgSchemaDSN(t, pgDSN(t))
+	open := func(gw string) Store {
+		s, err := Open(ctx, dsn, "", gw)
+		if err != nil {
+			t.Fatalf("Open %s: %v", gw, err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	gw1, gw2, gw1again := open("gw1"), open("gw2"), open("gw1")
+	// Interleaved writes, concurrent for gw1 from two handles.
+	done := make(chan error, 2)
+	for _, s := range []Store{gw1, gw1again} {
+		go func() {
+			for i := range 20 {
+				if err := s.Write(ctx, ev(i, "exec", "gw1/ssh-in:1/ssh/session:0", "alice", Accept)); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := range 10 {
+		if err := gw2.Write(ctx, ev(i, TypeSessionStart, "gw2/ssh-in:"+strconv.Itoa(i+1), "bob", Accept)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("concurrent Write: %v", err)
+		}
+	}
+	if err := gw1.Write(ctx, ev(30, TypeSessionStart, "gw1/ssh-in:1", "alice", Accept)); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := mustReserve(t, gw1, "ssh-in"), mustReserve(t, gw2, "ssh-in"); a != 2 || b != 11 {
+		t.Errorf("first instances: got gw1 %d, gw2 %d, want 2 and 11", a, b)
+	}
+	if a := mustReserve(t, gw1again, "ssh-in"); a != 2+InstanceBlock {
+		t.Errorf("gw1 from its second handle: got %d, want %d", a, 2+InstanceBlock)
+	}
+	if ended, err := EndOrphans(ctx, gw1, "gw1", time.Now()); err != nil || len(ended) != 1 || ended[0] != "gw1/ssh-in:1" {
+		t.Errorf("EndOrphans gw1: got %v, %v, want only gw1/ssh-in:1", ended, err)
+	}
+	v, err := Verify(ctx, gw2, nil)
+	if err != nil || v.Break != nil || len(v.Heads) != 2 || v.Heads[0].Seq != 44 || v.Heads[1].Seq != 11 {
+		t.Fatalf("Verify: got %+v, %v, want two chains, gw1 at seq 44, gw2 at 11", v, err)
+	}
+}
+
+func mustReserve(t *testing.T, s Store, service string) uint64 {
+	t.Helper()
+	n, err := s.ReserveInstances(context.Background(), service, InstanceBlock)
+	if err != nil {
+		t.Fatalf("ReserveInstances: %v", err)
+	}
+	return n
 }
