@@ -9,13 +9,12 @@ import (
 )
 
 // Link is an event's place in the hash chain of the gateway that wrote it
-// (the "chain" member of the event JSON). Hash is the hex SHA-256 of the
-// previous link's hash (32 zero bytes before the first event) followed by
-// the event's canonical form: its JSON with Hash empty, numbers as written
-// and object members in encoding/json's order (struct fields in order,
-// map keys sorted). The store computes it in its single writer, in the
-// order it stores the events, and persists the head so that the chain
-// continues across restarts.
+// (the "chain" member of the event JSON, always its last member). Hash is
+// the hex SHA-256 of the previous link's hash (32 zero bytes before the
+// first event) followed by the event's JSON exactly as stored, with Hash
+// empty: any change to the stored bytes breaks the chain. The store
+// computes it in its single writer, in the order it stores the events,
+// and persists the head so that the chain continues across restarts.
 type Link struct {
 	Gateway string `json:"gateway"`
 	Seq     uint64 `json:"seq"`
@@ -50,67 +49,51 @@ func headOf(seq uint64, hexHash string) (chainHead, error) {
 	return h, nil
 }
 
+// linkSuffix is how the JSON of an event with its link and an empty hash
+// ends: Chain is the last field of Event.
+const linkSuffix = `"hash":""}}`
+
 // link sets e.Chain to the link after prev in gateway's chain and returns
-// the new head.
-func link(prev chainHead, gateway string, e *Event) (chainHead, error) {
+// the event's JSON as the store keeps it, and the new head.
+func link(prev chainHead, gateway string, e *Event) ([]byte, chainHead, error) {
 	e.Chain = &Link{Gateway: gateway, Seq: prev.seq + 1}
-	sum, err := linkHash(prev, *e)
+	blank, err := json.Marshal(e)
 	if err != nil {
-		return chainHead{}, err
+		return nil, chainHead{}, fmt.Errorf("audit: encode event: %w", err)
 	}
+	if !bytes.HasSuffix(blank, []byte(linkSuffix)) {
+		return nil, chainHead{}, fmt.Errorf("audit: encoded event does not end with its link: %.40q", blank[max(0, len(blank)-40):])
+	}
+	sum := linkHash(prev, blank)
 	e.Chain.Hash = hex.EncodeToString(sum[:])
-	return chainHead{seq: prev.seq + 1, hash: sum}, nil
+	cut := len(blank) - len(`"}}`)
+	data := make([]byte, 0, len(blank)+sha256.Size*2)
+	data = append(append(append(data, blank[:cut]...), e.Chain.Hash...), blank[cut:]...)
+	return data, chainHead{seq: prev.seq + 1, hash: sum}, nil
 }
 
-// linkHash is SHA-256(prev.hash || canonical(e)), e.Chain.Hash ignored.
-func linkHash(prev chainHead, e Event) ([sha256.Size]byte, error) {
-	c, err := canonical(e)
-	if err != nil {
-		return [sha256.Size]byte{}, err
-	}
+// linkHash is SHA-256(prev.hash || blank), blank being the event's JSON
+// with an empty hash.
+func linkHash(prev chainHead, blank []byte) [sha256.Size]byte {
 	h := sha256.New()
 	h.Write(prev.hash[:])
-	h.Write(c)
+	h.Write(blank)
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
-	return sum, nil
+	return sum
 }
 
-// canonical is e's JSON with Chain.Hash empty, normalised by one decoding
-// that keeps numbers as written (json.Number) and one encoding: so the form
-// computed at write time from Go values (ints, structs in Detail) equals
-// the form computed by a verifier from the stored JSON.
-func canonical(e Event) ([]byte, error) {
-	if e.Chain != nil {
-		l := *e.Chain
-		l.Hash = ""
-		e.Chain = &l
+// blankHash returns stored event JSON with the hash of its link removed
+// (what link hashed) and that hash, or false when data does not end with a
+// link as link writes it.
+func blankHash(data []byte) (blank []byte, hash string, ok bool) {
+	const hexLen = sha256.Size * 2
+	tail := len(`"}}`)
+	head := len(linkSuffix) - tail // `"hash":"`
+	n := len(data)
+	if n < head+hexLen+tail || string(data[n-tail:]) != `"}}` || string(data[n-tail-hexLen-head:n-tail-hexLen]) != linkSuffix[:head] {
+		return nil, "", false
 	}
-	b, err := json.Marshal(e)
-	if err != nil {
-		return nil, fmt.Errorf("audit: encode event: %w", err)
-	}
-	n, err := decodeExact(b)
-	if err != nil {
-		return nil, err
-	}
-	if n.Chain != nil {
-		n.Chain.Hash = ""
-	}
-	b, err = json.Marshal(n)
-	if err != nil {
-		return nil, fmt.Errorf("audit: encode event: %w", err)
-	}
-	return b, nil
-}
-
-// decodeExact decodes a stored event keeping its numbers as written.
-func decodeExact(data []byte) (Event, error) {
-	d := json.NewDecoder(bytes.NewReader(data))
-	d.UseNumber()
-	var e Event
-	if err := d.Decode(&e); err != nil {
-		return Event{}, fmt.Errorf("audit: decode stored event: %w", err)
-	}
-	return e, nil
+	blank = append(append(make([]byte, 0, n-hexLen), data[:n-tail-hexLen]...), data[n-tail:]...)
+	return blank, string(data[n-tail-hexLen : n-tail]), true
 }

@@ -170,14 +170,11 @@ func (s *jsonlStore) appendLocked(ctx context.Context, events []Event) error {
 	var buf bytes.Buffer
 	for i := range events {
 		e := events[i]
-		var err error
-		if head, err = link(head, s.gateway, &e); err != nil {
+		b, next, err := link(head, s.gateway, &e)
+		if err != nil {
 			return err
 		}
-		b, err := json.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("audit: encode event: %w", err)
-		}
+		head = next
 		buf.Write(b)
 		buf.WriteByte('\n')
 	}

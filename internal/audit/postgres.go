@@ -169,14 +169,11 @@ func (s *postgresStore) queueChained(ctx context.Context, tx pgx.Tx, b *pgx.Batc
 	}
 	ins := postgresDialect.insertEvent()
 	for _, e := range events {
-		if head, err = link(head, s.gateway, &e); err != nil {
+		var data []byte
+		if data, head, err = link(head, s.gateway, &e); err != nil {
 			return err
 		}
-		r, err := toRow(e)
-		if err != nil {
-			return err
-		}
-		b.Queue(ins, r.args()...)
+		b.Queue(ins, rowOf(e, data).args()...)
 	}
 	b.Queue(`UPDATE chain_heads SET seq = $2, hash = $3 WHERE gateway = $1`, s.gateway, int64(head.seq), head.hex())
 	return nil

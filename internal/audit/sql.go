@@ -31,14 +31,19 @@ func toRow(e Event) (row, error) {
 	if err != nil {
 		return row{}, fmt.Errorf("audit: encode event: %w", err)
 	}
+	return rowOf(e, b), nil
+}
+
+// rowOf is e as a row whose data is e's JSON, data.
+func rowOf(e Event, data []byte) row {
 	return row{
 		timeNS:    timeKey(e.Time),
 		typ:       indexKey(e.Type),
 		sessionID: indexKey(e.SessionID),
 		user:      indexKey(e.User),
 		verdict:   indexKey(string(e.Verdict)),
-		data:      string(b),
-	}, nil
+		data:      string(data),
+	}
 }
 
 func fromJSON(data []byte) (Event, error) {

@@ -208,13 +208,11 @@ func (s *sqliteStore) insertChained(ctx context.Context, tx *sql.Tx, events []Ev
 	}
 	defer stmt.Close()
 	for _, e := range events {
-		if head, err = link(head, s.gateway, &e); err != nil {
+		var data []byte
+		if data, head, err = link(head, s.gateway, &e); err != nil {
 			return err
 		}
-		r, err := toRow(e)
-		if err != nil {
-			return err
-		}
+		r := rowOf(e, data)
 		if _, err := stmt.ExecContext(ctx, r.args()...); err != nil {
 			return fmt.Errorf("audit: sqlite write: %w", err)
 		}
