@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -219,7 +221,7 @@ func parseHead(s string) (audit.Link, error) {
 		return audit.Link{}, fmt.Errorf("sluice: --head %q: want GATEWAY:SEQ:HASH", s)
 	}
 	seq, err := strconv.ParseUint(s[j+1:i], 10, 64)
-	if err != nil || seq == 0 || len(s[i+1:]) != 64 {
+	if b, herr := hex.DecodeString(s[i+1:]); err != nil || herr != nil || seq == 0 || len(b) != sha256.Size {
 		return audit.Link{}, fmt.Errorf("sluice: --head %q: want GATEWAY:SEQ:HASH with SEQ a positive number and HASH 64 hex digits", s)
 	}
 	return audit.Link{Gateway: s[:j], Seq: seq, Hash: strings.ToLower(s[i+1:])}, nil
