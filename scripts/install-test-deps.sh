@@ -13,6 +13,7 @@ pkgs=(
   python3-paramiko     # interop: paramiko clients
   asciinema            # replay of recordings
   postgresql           # the audit store's shared suite
+  systemd              # systemd-analyze verify of contrib/sluice.service
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -25,10 +25,15 @@ diff)
 	up=$(upstream)
 	status=0
 	for d in "${dirs[@]}"; do
-		diff -ruN "$up/$d" "$fork/$d" | sed "s|$up/|upstream/|; s|$fork/|fork/|" || status=$?
+		# diff exits 1 when the trees differ, which is expected; >1 is an
+		# error (a directory missing on either side), kept whatever the
+		# directories after it return.
+		[ -d "$up/$d" ] && [ -d "$fork/$d" ] || { echo "xcrypto-fork: $d: missing in $( [ -d "$up/$d" ] && echo the fork || echo upstream)" >&2; status=2; continue; }
+		rc=0
+		diff -ruN "$up/$d" "$fork/$d" | sed "s|$up/|upstream/|; s|$fork/|fork/|" || rc=$?
+		[ "$rc" -le 1 ] || status=$rc
 	done
-	# diff exits 1 when the trees differ, which is expected: only >1 is an error.
-	[ "$status" -le 1 ]
+	[ "$status" -eq 0 ]
 	;;
 test)
 	cd "$fork" && go test ./...

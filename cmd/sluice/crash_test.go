@@ -23,11 +23,10 @@ import (
 )
 
 // sluiceProcess starts `sluice ARGS...` as a process of its own (the test
-// binary, see TestMain) and returns it with its stdout.
+// binary, see sluiceCmd) and returns it with its stdout.
 func sluiceProcess(t *testing.T, args ...string) (*exec.Cmd, *bufio.Reader) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), envRunMain+"=1")
+	cmd := sluiceCmd(os.Args[0], args...)
 	cmd.Stderr = t.Output()
 	out, err := cmd.StdoutPipe()
 	if err != nil {

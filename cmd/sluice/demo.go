@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -82,7 +83,11 @@ func demo(ctx context.Context, listen, state string, stdout, stderr io.Writer) i
 	g, err := gateway.New(ctx, cfg, logger)
 	if err != nil {
 		cancel()
-		fmt.Fprintln(stderr, err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			fmt.Fprintf(stderr, "sluice demo: %s is in use by another process; pick another address with --listen, e.g. --listen 127.0.0.1:2223\n", listen)
+			return 1
+		}
+		fmt.Fprintln(stderr, "sluice demo:", err)
 		return 1
 	}
 	d.addr = g.Addr(demoService)

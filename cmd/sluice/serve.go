@@ -34,7 +34,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	g, err := gateway.New(ctx, cfg, logger)
 	if err != nil {
-		logger.Error("starting the gateway", "err", err)
+		// One plain line, whatever the log format: the operator reads it
+		// on a terminal or in the journal.
+		fmt.Fprintln(stderr, "sluice serve: cannot start:", err)
 		return 1
 	}
 	for _, s := range cfg.Services {

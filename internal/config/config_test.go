@@ -220,7 +220,7 @@ func TestValues(t *testing.T) {
   log: {format: json, level: debug}
   admin: {listen: "[::1]:9100", socket: admin.sock}
 zones:
-  - {name: z, networks: ["10.1.2.3/8", "::ffff:192.168.0.0/112", "2001:db8::1/32"]}
+  - {name: z, networks: ["10.0.0.0/8", "::ffff:192.168.0.0/112", "2001:db8::/32", "192.0.2.7"]}
 trusted_user_ca_keys: [ca.pub]
 users:
   - {name: u@example.org}
@@ -241,6 +241,7 @@ record: {dir: rec}
 		netip.MustParsePrefix("10.0.0.0/8"),
 		netip.MustParsePrefix("192.168.0.0/16"),
 		netip.MustParsePrefix("2001:db8::/32"),
+		netip.MustParsePrefix("192.0.2.7/32"),
 	}; !slices.Equal(got, want) {
 		t.Errorf("networks: got %v, want %v", got, want)
 	}

@@ -114,14 +114,18 @@ func TestErrorClasses(t *testing.T) {
 			`t.yaml:11: services[s].router.directed[1]: bad target "10.0.0.2": want host:port with a port from 1 to 65535`,
 			`t.yaml:11: services[s].router.directed[2]: bad target "h:0": want host:port with a port from 1 to 65535`,
 		}},
-		{"bad CIDR", func(t *testing.T) string { return edit(t, `"127.0.0.0/8"`, `"127.0.0.0/8", "10.0.0.1", "10.0.0.0/33"`) },
+		{"bad network", func(t *testing.T) string {
+			return edit(t, `"127.0.0.0/8"`, `"127.0.0.0/8", "10.0.0.0/33", "10.1.2.3/8", "10.0.0.x", "fe80::1%eth0"`)
+		},
 			[]string{
-				`t.yaml:3: zones[z].networks[1]: bad CIDR "10.0.0.1": want an address and a prefix length, like 10.0.0.0/8 or 2001:db8::/32`,
-				`t.yaml:3: zones[z].networks[2]: bad CIDR "10.0.0.0/33": want an address and a prefix length, like 10.0.0.0/8 or 2001:db8::/32`,
+				`t.yaml:3: zones[z].networks[1]: invalid network "10.0.0.0/33": netip.ParsePrefix("10.0.0.0/33"): prefix length out of range`,
+				`t.yaml:3: zones[z].networks[2]: invalid network "10.1.2.3/8": prefix 10.1.2.3/8 has host bits set (network is 10.0.0.0/8)`,
+				`t.yaml:3: zones[z].networks[3]: invalid network "10.0.0.x": ParseAddr("10.0.0.x"): unexpected character (at "x")`,
+				`t.yaml:3: zones[z].networks[4]: invalid network "fe80::1%eth0": address has an IPv6 zone`,
 			}},
 		{"network in two zones", func(t *testing.T) string {
-			return edit(t, "users:\n", "  - name: y\n    networks: [\"127.1.2.3/8\"]\nusers:\n")
-		}, []string{`t.yaml:5: zones[y].networks[0]: network 127.0.0.0/8 is already in zone "z" (line 3)`}},
+			return edit(t, "users:\n", "  - name: y\n    networks: [\"127.0.0.1\", \"127.0.0.0/8\"]\nusers:\n")
+		}, []string{`t.yaml:5: zones[y].networks[1]: network 127.0.0.0/8 is already in zone "z" (line 3)`}},
 		{"network twice in a zone", func(t *testing.T) string {
 			return edit(t, `"127.0.0.0/8"`, `"127.0.0.0/8", "::ffff:127.0.0.0/104"`)
 		}, []string{`t.yaml:3: zones[z].networks[1]: network 127.0.0.0/8 listed twice in zone "z"`}},

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sluice-ssh/sluice/internal/zone"
 )
 
 // Names of gateways, zones, services, groups and subsystems appear in
@@ -305,28 +307,20 @@ func (d *decoder) zones(n *yaml.Node, key string, dst *[]Zone) {
 	})
 }
 
-// prefix decodes a CIDR, masked, with IPv4-mapped IPv6 unmapped to IPv4.
+// prefix decodes a network with zone.ParsePrefix, the one parser of
+// networks: a CIDR prefix or a bare address (a host), host bits not set,
+// IPv4-mapped IPv6 unmapped to IPv4.
 func (d *decoder) prefix(n *yaml.Node, key string) (netip.Prefix, bool) {
 	var s string
 	if !d.str(n, key, &s) {
 		return netip.Prefix{}, false
 	}
-	p, err := netip.ParsePrefix(s)
+	p, err := zone.ParsePrefix(s)
 	if err != nil {
-		d.errorf(n, key, "bad CIDR %q: want an address and a prefix length, like 10.0.0.0/8 or 2001:db8::/32", s)
+		d.errorf(n, key, "%s", strings.TrimPrefix(err.Error(), "zone: "))
 		return netip.Prefix{}, false
 	}
-	return normalizePrefix(p), true
-}
-
-// normalizePrefix masks p and turns ::ffff:a.b.c.d/N (N >= 96) into
-// a.b.c.d/(N-96), so that one network has one spelling.
-func normalizePrefix(p netip.Prefix) netip.Prefix {
-	p = p.Masked()
-	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	return p
+	return p, true
 }
 
 // checkParents reports zones whose parent chain loops, once per loop.

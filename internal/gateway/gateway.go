@@ -69,11 +69,17 @@ type Gateway struct {
 
 // New builds every part of the gateway from cfg and opens the listeners. It
 // serves nothing until Run.
-func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gateway, err error) {
-	g = &Gateway{cfg: cfg, logger: logger, addrs: make(map[string]net.Addr), listens: make(map[string]string), instances: make(map[string]*audit.Instances)}
+//
+// On error every part already built is closed again, in reverse order, and
+// the error says which part failed.
+func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
+	g := &Gateway{cfg: cfg, logger: logger, addrs: make(map[string]net.Addr), listens: make(map[string]string), instances: make(map[string]*audit.Instances)}
+	// closers undo what New built; they close over g, which stays set
+	// whatever New returns.
 	var closers []func()
+	built := false
 	defer func() {
-		if err != nil {
+		if !built {
 			for i := len(closers) - 1; i >= 0; i-- {
 				closers[i]()
 			}
@@ -82,11 +88,17 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gatew
 	if err := os.MkdirAll(cfg.Gateway.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("gateway: state dir: %w", err)
 	}
-	g.store, err = audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir, cfg.Gateway.Name)
+	store, err := audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir, cfg.Gateway.Name)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: audit store: %w", err)
 	}
-	closers = append(closers, func() { g.store.Close() })
+	g.store = store
+	// Until the queue owns the store, closing the store is ours to do.
+	closers = append(closers, func() {
+		if g.queue == nil {
+			g.store.Close()
+		}
+	})
 	if err := g.endOrphans(ctx); err != nil {
 		return nil, err
 	}
@@ -124,7 +136,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gatew
 	g.startups = service.NewStartups(startupsParams(cfg))
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
-		p, err := g.buildService(sc, zones, hostKeys, authn)
+		p, err := g.buildService(cfg, sc, zones, hostKeys, authn)
 		if err != nil {
 			return nil, err
 		}
@@ -137,6 +149,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (g *Gatew
 		g.addrs[sc.Name] = p.Listener.Addr()
 		g.listens[sc.Name] = sc.Listen
 	}
+	built = true
 	return g, nil
 }
 
@@ -278,8 +291,8 @@ func (g *Gateway) authFailed(method, user string, remote net.Addr, rule, reason 
 }
 
 // buildService builds a service's proxy and the service parameters from
-// g.cfg; the caller adds the Listener.
-func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator) (service.Params, error) {
+// cfg, the config sc belongs to; the caller adds the Listener.
+func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator) (service.Params, error) {
 	prefix := "gateway: services[" + sc.Name + "]: "
 	pol, err := policy.Compile(sc.Name, policySpec(sc.Policy))
 	if err != nil {
@@ -336,11 +349,11 @@ func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []
 			ReuseIdle: sc.Upstream.ReuseIdle,
 		},
 		Policy:         pol,
-		Record:         g.recordStart(sc),
+		Record:         g.recordStart(cfg, sc),
 		Stacked:        g.stackedProxies(sc),
 		ExecTransfer:   g.execTransfer(sc),
 		Session:        sshsession.Config{},
-		LoginGraceTime: g.cfg.Gateway.LoginGraceTime.Std(),
+		LoginGraceTime: cfg.Gateway.LoginGraceTime.Std(),
 		MaxChannels:    sc.MaxChannels,
 		IdleTimeout:    sc.IdleTimeout.Std(),
 		Authenticated:  service.Authenticated,
@@ -348,7 +361,7 @@ func (g *Gateway) buildService(sc *config.Service, zones *zone.Tree, hostKeys []
 		Logger:         g.logger,
 	})
 	p := service.Params{
-		Gateway:            g.cfg.Gateway.Name,
+		Gateway:            cfg.Gateway.Name,
 		Name:               sc.Name,
 		Zones:              zones,
 		ClientZones:        sc.ClientZones,

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pires/go-proxyproto"
@@ -30,13 +31,25 @@ const proxyHeaderBuffer = 256
 func (g *Gateway) listen(sc *config.Service) (net.Listener, error) {
 	l, err := net.Listen("tcp", sc.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("gateway: services[%s]: listen: %w", sc.Name, err)
+		return nil, fmt.Errorf("gateway: services[%s]: listen %s: %w%s", sc.Name, sc.Listen, err, listenHint(err))
 	}
 	if len(sc.ProxyProtocol.Trusted) == 0 {
 		return l, nil
 	}
 	r := &proxyRefusals{g: g, service: sc.Name}
 	return newProxyListener(l, sc.ProxyProtocol.Trusted, proxyHeaderTimeout, r.refused), nil
+}
+
+// listenHint says what an operator can do about a failed listen, for the
+// two causes that are not typos.
+func listenHint(err error) string {
+	switch {
+	case errors.Is(err, syscall.EADDRINUSE):
+		return " (another process listens there: stop it or pick another address)"
+	case errors.Is(err, syscall.EACCES):
+		return " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+	}
+	return ""
 }
 
 // proxyListener is a listener for the PROXY protocol v1 and v2. Accept

@@ -26,14 +26,14 @@ type recorders struct {
 
 // recordStart returns the service's sshproxy.RecordStart, or nil when the
 // service does not record.
-func (g *Gateway) recordStart(sc *config.Service) sshproxy.RecordStart {
+func (g *Gateway) recordStart(cfg *config.Config, sc *config.Service) sshproxy.RecordStart {
 	if !sc.Record {
 		return nil
 	}
 	rs := &recorders{
-		dir:      g.cfg.Record.Dir,
+		dir:      cfg.Record.Dir,
 		input:    sc.RecordInput,
-		mode:     g.cfg.Record.OnFailure,
+		mode:     cfg.Record.OnFailure,
 		logger:   g.logger,
 		failures: &g.ops.recordFailures,
 	}

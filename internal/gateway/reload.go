@@ -88,12 +88,12 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	// buildService reads g.cfg; only Reload writes it, under reloadMu.
-	g.setConfig(cfg)
+	// Nothing reads cfg through g.cfg before the commit below: a config
+	// that fails to build is never seen by the running gateway.
 	if len(errs) == 0 {
 		for i := range cfg.Services {
 			sc := &cfg.Services[i]
-			p, err := g.buildService(sc, zones, g.hostKeys, authn)
+			p, err := g.buildService(cfg, sc, zones, g.hostKeys, authn)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -118,7 +118,6 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 		}
 	}
 	if len(errs) > 0 {
-		g.setConfig(old)
 		for _, s := range fresh {
 			_ = s.Close()
 		}
@@ -128,6 +127,7 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 	}
 
 	// Commit.
+	g.setConfig(cfg)
 	g.startups.Reconfigure(startupsParams(cfg))
 	next := make([]*service.Service, 0, len(plan))
 	addrs := make(map[string]string, len(plan))

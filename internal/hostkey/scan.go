@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -127,4 +128,131 @@ func AppendKnownHosts(path, addr string, keys []ssh.PublicKey) ([]ssh.PublicKey,
 		return nil, fmt.Errorf("hostkey: %w", err)
 	}
 	return added, nil
+}
+
+// StaleKey is a key known_hosts lists for an address where the server now
+// offers another key of the same type: what OpenSSH reports as "REMOTE
+// HOST IDENTIFICATION HAS CHANGED".
+type StaleKey struct {
+	Key  ssh.PublicKey
+	Line int // 1-based line in the file
+	// Shared is set when the line names other hosts too (several names, a
+	// wildcard or a negation): it cannot be removed for addr alone.
+	Shared bool
+}
+
+// StaleKnownHosts returns the keys the known_hosts file at path lists for
+// addr whose type the server offers (in offered) with another key. A
+// missing file has none.
+func StaleKnownHosts(path, addr string, offered []ssh.PublicKey) ([]StaleKey, error) {
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	check, err := knownhosts.New(path)
+	if err != nil {
+		return nil, fmt.Errorf("hostkey: %w", err)
+	}
+	lines, err := readLines(path)
+	if err != nil {
+		return nil, err
+	}
+	offeredTypes := map[string]bool{}
+	for _, k := range offered {
+		offeredTypes[k.Type()] = true
+	}
+	var stale []StaleKey
+	seen := map[int]bool{}
+	remote := &net.TCPAddr{IP: net.IPv4zero}
+	for _, k := range offered {
+		var ke *knownhosts.KeyError
+		if !errors.As(check(addr, remote, k), &ke) {
+			continue
+		}
+		for _, w := range ke.Want {
+			if seen[w.Line] || !offeredTypes[w.Key.Type()] || offers(offered, w.Key) {
+				continue
+			}
+			seen[w.Line] = true
+			stale = append(stale, StaleKey{Key: w.Key, Line: w.Line, Shared: sharedLine(lines, w.Line)})
+		}
+	}
+	return stale, nil
+}
+
+func offers(keys []ssh.PublicKey, k ssh.PublicKey) bool {
+	for _, o := range keys {
+		if bytes.Equal(o.Marshal(), k.Marshal()) {
+			return true
+		}
+	}
+	return false
+}
+
+// sharedLine reports whether known_hosts line n (1-based) names more than
+// one host: several patterns, a wildcard or a negation.
+func sharedLine(lines [][]byte, n int) bool {
+	if n < 1 || n > len(lines) {
+		return true
+	}
+	_, hosts, _, _, _, err := ssh.ParseKnownHosts(lines[n-1])
+	if err != nil || len(hosts) != 1 {
+		return true
+	}
+	return strings.ContainsAny(hosts[0], "*?!")
+}
+
+func readLines(path string) ([][]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("hostkey: %w", err)
+	}
+	return bytes.SplitAfter(data, []byte("\n")), nil
+}
+
+// RemoveKnownHostsLines rewrites the known_hosts file at path without the
+// given lines (1-based), through a temporary file renamed over it so that a
+// crash leaves either the old file or the new one. The file keeps its mode.
+func RemoveKnownHostsLines(path string, remove []int) error {
+	lines, err := readLines(path)
+	if err != nil {
+		return err
+	}
+	drop := map[int]bool{}
+	for _, n := range remove {
+		drop[n] = true
+	}
+	var b bytes.Buffer
+	for i, l := range lines {
+		if !drop[i+1] {
+			b.Write(l)
+		}
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("hostkey: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".known_hosts-*")
+	if err != nil {
+		return fmt.Errorf("hostkey: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b.Bytes()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("hostkey: %w", err)
+	}
+	if err := tmp.Chmod(st.Mode().Perm()); err != nil {
+		tmp.Close()
+		return fmt.Errorf("hostkey: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("hostkey: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("hostkey: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("hostkey: %w", err)
+	}
+	return nil
 }
