@@ -271,7 +271,7 @@ services:
       pty: true
       shell: true
       exec: {allow: [".*"]}
-      subsystems: {sftp: {}, %s: {}}
+      subsystems: {sftp: {deny_paths: ["/sluice-bench-none/*/.ssh"]}, %s: {}}
 %saudit:
   sink: jsonl:%s
 `, w.file("state"), w.file("client_ed25519.pub"), w.sluicePort, w.targetPort, w.osUser,

@@ -11,6 +11,8 @@ pkgs=(
   openssh-sftp-server  # interop: the target's sftp-server
   rsync                # interop: rsync over the gateway
   python3-paramiko     # interop: paramiko clients
+  python3-asyncssh     # interop: asyncssh SFTP client (gateway TestSFTPSymlinkEnds)
+  rclone               # interop: pkg/sftp client (gateway TestRcloneUploadDownload)
   asciinema            # replay of recordings
   postgresql           # the audit store's shared suite
   systemd              # systemd-analyze verify of contrib/sluice.service

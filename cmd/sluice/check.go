@@ -10,7 +10,8 @@ import (
 )
 
 // runCheck implements "sluice check -c FILE": it prints every problem in
-// the file to stderr, one per line, and exits 1, or prints "FILE: ok" and
+// the file to stderr, one per line, and exits 1, or prints its warnings
+// (FILE:LINE: key: warning: ...) to stderr and "FILE: ok" to stdout and
 // exits 0. Usage errors exit 2.
 func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("sluice check", flag.ContinueOnError)
@@ -29,7 +30,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	if _, err := config.Load(file); err != nil {
+	cfg, err := config.Load(file)
+	if err != nil {
 		if errs, ok := errors.AsType[*config.Errors](err); ok {
 			for _, e := range errs.List {
 				fmt.Fprintln(stderr, e)
@@ -38,6 +40,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "sluice check: %v\n", err)
 		}
 		return 1
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stderr, w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", file)
 	return 0

@@ -58,6 +58,9 @@ func reload(ctx context.Context, path string, g reloader, logger *slog.Logger) {
 		}
 		return
 	}
+	for _, w := range cfg.Warnings {
+		logger.Warn("config", "warning", w.Error())
+	}
 	if err := g.Reload(ctx, cfg); err != nil {
 		logger.Error("reload failed; keeping the running config", "err", err)
 	}

@@ -30,6 +30,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	logger := newLogger(stderr, cfg.Gateway.Log)
+	for _, w := range cfg.Warnings {
+		logger.Warn("config", "warning", w.Error())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	g, err := gateway.New(ctx, cfg, logger)

@@ -22,6 +22,10 @@ type Config struct {
 	Services          []Service
 	Audit             Audit
 	Record            Record
+	// Warnings are what is valid but most likely not what the author
+	// meant (a pattern that cannot work as written), by line. `sluice
+	// check` prints them; the gateway logs them at start.
+	Warnings []*Error
 }
 
 // Service returns the service called name, or nil.
@@ -235,7 +239,17 @@ type Exec struct {
 	Allow         []Pattern
 	Deny          []Pattern
 	ForcedCommand string // run instead of whatever the client asked, or ""
+	// Match is what the patterns are matched against: ExecMatchCommands
+	// (each simple command in the shell source, the default) or
+	// ExecMatchWhole (the command string as sent).
+	Match string
 }
+
+// Values of exec.match.
+const (
+	ExecMatchCommands = "commands"
+	ExecMatchWhole    = "whole"
+)
 
 // Pattern is an RE2 pattern matched against a whole command.
 type Pattern struct {
@@ -262,6 +276,10 @@ type Subsystem struct {
 	// ContentHash audits the SHA-256 of each file transferred whole and
 	// in order.
 	ContentHash bool
+	// MaxOutstanding is how many requests one SFTP channel may have
+	// forwarded and unanswered; past it the proxy stops reading the
+	// client's requests.
+	MaxOutstanding int
 }
 
 // HostPort is a forwarding destination pattern: Host "*" matches any host
@@ -348,5 +366,6 @@ func Parse(path string, data []byte) (*Config, error) {
 	if len(d.errs) > 0 {
 		return nil, d.errors()
 	}
+	c.Warnings = d.warnings()
 	return c, nil
 }

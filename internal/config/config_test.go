@@ -203,6 +203,30 @@ func TestSubsystemDefaults(t *testing.T) {
 	}
 }
 
+// TestSubsystemLinksUnderPathRules: links are off by default once path
+// rules are set, unless allow_symlink says otherwise; max_outstanding is
+// read.
+func TestSubsystemLinksUnderPathRules(t *testing.T) {
+	c := mustParse(t, minimal+`    policy:
+      subsystems:
+        sftp: {deny_paths: ["/home/*/.ssh"], max_outstanding: 64}
+        a: {allow_paths: ["/srv"], allow_symlink: true}
+        b: {}
+`)
+	subs := c.Services[0].Policy.Subsystems
+	for name, want := range map[string]bool{"sftp": false, "a": true, "b": true} {
+		if got := subs[name].AllowSymlink; got != want {
+			t.Errorf("%s: got allow_symlink %v, want %v", name, got, want)
+		}
+	}
+	if got := subs["sftp"].MaxOutstanding; got != 64 {
+		t.Errorf("got max_outstanding %d, want 64", got)
+	}
+	if got := subs["b"].MaxOutstanding; got != DefaultMaxOutstanding {
+		t.Errorf("got max_outstanding %d, want the default %d", got, DefaultMaxOutstanding)
+	}
+}
+
 func equalSubsystem(a, b Subsystem) bool {
 	return slices.Equal(a.AllowPaths, b.AllowPaths) && slices.Equal(a.DenyPaths, b.DenyPaths) &&
 		a.ReadOnly == b.ReadOnly && a.AllowUpload == b.AllowUpload && a.AllowDownload == b.AllowDownload &&
@@ -360,5 +384,85 @@ func TestLoadRelativeToFile(t *testing.T) {
 	}
 	if got, want := c.Users[0].AuthorizedKeys, filepath.Join(dir, "a.pub"); got != want {
 		t.Errorf("authorized_keys: got %q, want %q", got, want)
+	}
+}
+
+// TestPatternWarnings: patterns that are valid but cannot work as written
+// are reported as warnings with their line, and the file still loads.
+func TestPatternWarnings(t *testing.T) {
+	c, err := Parse("/etc/sluice/w.yaml", []byte(`gateway: {name: gw, state_dir: /s}
+zones: [{name: z, networks: ["127.0.0.0/8"]}]
+users: [{name: u, authorized_keys: /k}]
+services:
+  - name: s
+    listen: ":2222"
+    client_zones: [z]
+    server_zones: [z]
+    router: {directed: ["a.example:22"]}
+    upstream: {known_hosts: /kh}
+    policy:
+      exec:
+        allow: ["^ls( .*)?$", "uptime"]
+        deny: ["reboot|shutdown .*", "rm( .*)?"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range c.Warnings {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`/etc/sluice/w.yaml:13: services[s].policy.exec.allow[0]: warning: pattern "^ls( .*)?$" is anchored already (it must match the whole command); "^rm " would match only the command "rm " with its trailing space`,
+		`/etc/sluice/w.yaml:14: services[s].policy.exec.deny[0]: warning: pattern "reboot|shutdown .*" refuses "reboot" only without arguments; write "reboot( .*)?" to refuse it with any`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\ngot  %q\nwant %q", got, want)
+	}
+	if c.Services[0].Policy.Exec.Match != ExecMatchCommands {
+		t.Errorf("exec.match: got %q, want the default %q", c.Services[0].Policy.Exec.Match, ExecMatchCommands)
+	}
+}
+
+// TestTransferLeakWarning: file rules on the sftp subsystem next to a shell
+// or an exec.allow that lets files move by other programs are reported.
+func TestTransferLeakWarning(t *testing.T) {
+	for _, tt := range []struct {
+		name, policy, want string
+	}{
+		{"shell", `{shell: true, subsystems: {sftp: {read_only: true}}}`, "shell: true lets the user read and write files"},
+		{"broad exec", `{exec: {allow: [".*"]}, subsystems: {sftp: {deny_paths: ["/x"]}}}`, `exec.allow ".*" permits "cat /etc/hosts"`},
+		{"cat allowed", `{exec: {allow: ["cat .*", "ls"]}, subsystems: {sftp: {allow_upload: false}}}`, `exec.allow "cat .*" permits "cat /etc/hosts"`},
+		{"narrow exec", `{exec: {allow: ["ls( -l)?", "uptime"]}, subsystems: {sftp: {read_only: true}}}`, ""},
+		{"no file rules", `{shell: true, subsystems: {sftp: {}}}`, ""},
+		{"no sftp", `{shell: true}`, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("/etc/sluice/w.yaml", []byte(`gateway: {name: gw, state_dir: /s}
+zones: [{name: z, networks: ["127.0.0.0/8"]}]
+users: [{name: u, authorized_keys: /k}]
+services:
+  - name: s
+    listen: ":2222"
+    client_zones: [z]
+    server_zones: [z]
+    router: {directed: ["a.example:22"]}
+    upstream: {known_hosts: /kh}
+    policy: `+tt.policy+`
+`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, w := range c.Warnings {
+				got = append(got, w.Error())
+			}
+			switch {
+			case tt.want == "" && len(got) > 0:
+				t.Errorf("got warnings %q, want none", got)
+			case tt.want != "" && (len(got) != 1 || !strings.Contains(got[0], tt.want) || !strings.HasPrefix(got[0], "/etc/sluice/w.yaml:11: services[s].policy: warning: ")):
+				t.Errorf("got warnings %q, want one at line 11 holding %q", got, tt.want)
+			}
+		})
 	}
 }

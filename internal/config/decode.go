@@ -24,6 +24,7 @@ type decoder struct {
 	file    string
 	dir     string // absolute folder of file; relative paths resolve against it
 	errs    []*Error
+	warns   []*Error
 	aliased int                // nodes reached through aliases so far
 	sizes   map[*yaml.Node]int // memo of expandedSize
 
@@ -61,6 +62,18 @@ func (d *decoder) errorAt(line int, key, format string, args ...any) {
 
 func (d *decoder) errorf(n *yaml.Node, key, format string, args ...any) {
 	d.errorAt(n.Line, key, format, args...)
+}
+
+// warnf records a warning: valid, but most likely not what was meant.
+func (d *decoder) warnf(n *yaml.Node, key, format string, args ...any) {
+	d.warns = append(d.warns, &Error{File: d.file, Line: n.Line, Key: key, Msg: "warning: " + fmt.Sprintf(format, args...)})
+}
+
+// warnings returns the collected warnings ordered by line.
+func (d *decoder) warnings() []*Error {
+	list := slices.Clone(d.warns)
+	slices.SortStableFunc(list, func(a, b *Error) int { return a.Line - b.Line })
+	return list
 }
 
 // errors returns the collected errors ordered by line; errors on the same

@@ -182,6 +182,9 @@ func TestErrorClasses(t *testing.T) {
 			[]string{`t.yaml:5: users[alice]: user "alice" cannot log in: set authorized_keys or password_hash, or list trusted_user_ca_keys`}},
 		{"reuse_idle out of range", func(t *testing.T) string { return edit(t, "{known_hosts: kh}", `{known_hosts: kh, reuse_idle: 0}`) },
 			[]string{`t.yaml:12: services[s].upstream.reuse_idle: 0 is out of range [1, 256]`}},
+		{"max_outstanding out of range", func(t *testing.T) string {
+			return minimal + "    policy: {subsystems: {sftp: {max_outstanding: 0}}}\n"
+		}, []string{`t.yaml:13: services[s].policy.subsystems.sftp.max_outstanding: 0 is out of range [1, 65536]`}},
 		{"bad upstream user", func(t *testing.T) string { return edit(t, "{known_hosts: kh}", `{user: "%h", known_hosts: kh}`) },
 			[]string{`t.yaml:12: services[s].upstream.user: bad user "%h": only %u and %% may follow %`}},
 		{"missing known_hosts", func(t *testing.T) string { return edit(t, "{known_hosts: kh}", "{identity: id}") },

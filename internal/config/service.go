@@ -180,14 +180,16 @@ const reuseIdleMax = 256
 
 // policy decodes a service policy; keys left out deny.
 func (d *decoder) policy(n *yaml.Node, key string, p *Policy) {
+	p.Exec.Match = ExecMatchCommands
 	d.mapping(n, key, []field{
 		{"pty", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.PTY) }},
 		{"shell", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.Shell) }},
 		{"exec", false, func(n *yaml.Node, k string) {
 			d.mapping(n, k, []field{
-				{"allow", false, func(n *yaml.Node, k string) { p.Exec.Allow = d.patterns(n, k) }},
-				{"deny", false, func(n *yaml.Node, k string) { p.Exec.Deny = d.patterns(n, k) }},
+				{"allow", false, func(n *yaml.Node, k string) { p.Exec.Allow = d.patterns(n, k, false) }},
+				{"deny", false, func(n *yaml.Node, k string) { p.Exec.Deny = d.patterns(n, k, true) }},
 				{"forced_command", false, func(n *yaml.Node, k string) { d.str(n, k, &p.Exec.ForcedCommand) }},
+				{"match", false, func(n *yaml.Node, k string) { d.enum(n, k, &p.Exec.Match, ExecMatchCommands, ExecMatchWhole) }},
 			})
 		}},
 		{"env", false, func(n *yaml.Node, k string) {
@@ -223,11 +225,14 @@ func (d *decoder) policy(n *yaml.Node, key string, p *Policy) {
 		{"agent", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.Agent) }},
 		{"x11", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.X11) }},
 	})
+	if w := transferLeak(p); w != "" {
+		d.warnf(n, key, "%s", w)
+	}
 }
 
-// patterns decodes a list of RE2 patterns, each anchored on the whole
-// command.
-func (d *decoder) patterns(n *yaml.Node, key string) []Pattern {
+// patterns decodes exec patterns; deny says they are deny patterns, for
+// the warnings of patternWarnings.
+func (d *decoder) patterns(n *yaml.Node, key string, deny bool) []Pattern {
 	ps := []Pattern{}
 	d.seq(n, key, func(n *yaml.Node, k string) {
 		s, ok := d.scalar(n, k, "a pattern")
@@ -241,20 +246,30 @@ func (d *decoder) patterns(n *yaml.Node, key string) []Pattern {
 			return
 		}
 		ps = append(ps, Pattern{Text: s.Value, Re: regexp.MustCompile("^(?:" + s.Value + ")$")})
+		for _, w := range patternWarnings(s.Value, deny) {
+			d.warnf(n, k, "%s", w)
+		}
 	})
 	return ps
 }
+
+// DefaultMaxOutstanding is the default of an SFTP channel's
+// max_outstanding: eight times the 64 requests OpenSSH's sftp keeps in
+// flight (sftp -R) and pkg/sftp's default concurrency.
+const DefaultMaxOutstanding = 512
 
 func (d *decoder) subsystem(n *yaml.Node, key string) (Subsystem, bool) {
 	sub := Subsystem{
 		AllowUpload: true, AllowDownload: true, AllowRemove: true, AllowRename: true,
 		AllowMkdir: true, AllowSymlink: true, AllowSetstat: true, ContentHash: true,
+		MaxOutstanding: DefaultMaxOutstanding,
 	}
 	type set struct {
 		line int
 		key  string
 	}
 	writes := map[string]set{} // write permissions set to true explicitly
+	symlinkSet := false
 	write := func(name string, dst *bool) field {
 		return field{name, false, func(n *yaml.Node, k string) {
 			d.boolean(n, k, dst)
@@ -275,12 +290,25 @@ func (d *decoder) subsystem(n *yaml.Node, key string) (Subsystem, bool) {
 		write("allow_remove", &sub.AllowRemove),
 		write("allow_rename", &sub.AllowRename),
 		write("allow_mkdir", &sub.AllowMkdir),
-		write("allow_symlink", &sub.AllowSymlink),
+		{"allow_symlink", false, func(n *yaml.Node, k string) {
+			symlinkSet = true
+			d.boolean(n, k, &sub.AllowSymlink)
+			if sub.AllowSymlink {
+				writes["allow_symlink"] = set{n.Line, k}
+			}
+		}},
 		write("allow_setstat", &sub.AllowSetstat),
 		{"content_hash", false, func(n *yaml.Node, k string) { d.boolean(n, k, &sub.ContentHash) }},
+		{"max_outstanding", false, func(n *yaml.Node, k string) { d.intField(n, k, 1, 65536, &sub.MaxOutstanding) }},
 	})
 	if !ok {
 		return sub, false
+	}
+	if !symlinkSet && (len(sub.AllowPaths) > 0 || len(sub.DenyPaths) > 0) {
+		// Links are off by default under path rules: a link swapped
+		// between the proxy's check and the server's use is the one way
+		// around them that the proxy cannot close (docs/security.md).
+		sub.AllowSymlink = false
 	}
 	if sub.ReadOnly {
 		for _, name := range []string{"allow_upload", "allow_remove", "allow_rename", "allow_mkdir", "allow_symlink", "allow_setstat"} {

@@ -424,6 +424,7 @@ func policySpec(p config.Policy) policy.Spec {
 		Pty:           p.PTY,
 		Shell:         p.Shell,
 		ForcedCommand: p.Exec.ForcedCommand,
+		ExecWhole:     p.Exec.Match == config.ExecMatchWhole,
 		Env:           p.Env,
 		ForwardRemote: p.ForwardRemote,
 		Agent:         p.Agent,

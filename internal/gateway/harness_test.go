@@ -211,11 +211,17 @@ func (w *world) ssh(opts []string, remote ...string) result {
 
 func (w *world) run(stdin io.Reader, name string, args ...string) result {
 	w.t.Helper()
+	return w.runEnv(stdin, nil, name, args...)
+}
+
+// runEnv is run with the environment env (nil: the test's own).
+func (w *world) runEnv(stdin io.Reader, env []string, name string, args ...string) result {
+	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr, cmd.Stdin = &out, &errb, stdin
+	cmd.Stdout, cmd.Stderr, cmd.Stdin, cmd.Env = &out, &errb, stdin, env
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String()}
 	var ee *exec.ExitError

@@ -60,6 +60,51 @@ func TestExecDeniedByPattern(t *testing.T) {
 	}
 }
 
+// TestExecDeniedPerCommand drives real OpenSSH ssh with commands that hide
+// rm from a whole-string match: each one is refused by deny[0] with its
+// rule and the file survives, while ls still runs.
+func TestExecDeniedPerCommand(t *testing.T) {
+	w := newWorld(t, worldOptions{policy: `      exec: {allow: [".*"], deny: ["rm( .*)?"]}
+`})
+	marker := filepath.Join(w.dir, "must-survive")
+	if err := os.WriteFile(marker, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.ssh(nil, "ls "+marker); r.code != 0 || r.stdout != marker+"\n" {
+		t.Fatalf("ls: got code %d stdout %q stderr %q, want 0 and the file", r.code, r.stdout, r.stderr)
+	}
+	attempts := []string{
+		"true; rm " + marker,
+		"true && rm " + marker,
+		"/bin/rm " + marker,
+		"r''m " + marker,
+		"sh -c 'rm " + marker + "'",
+		"echo $(rm " + marker + ")",
+		"x=rm; $x " + marker,
+	}
+	for _, cmd := range attempts {
+		if r := w.ssh(nil, cmd); r.code != 1 || !strings.Contains(r.stderr, "denied by policy") {
+			t.Errorf("%q: got code %d stderr %q, want 1 and a denial message", cmd, r.code, r.stderr)
+		}
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Fatalf("a denied command ran: %v", err)
+	}
+	evs := w.events("exec", func(e audit.Event) bool { return e.Verdict == audit.Reject })
+	if len(evs) != len(attempts) {
+		t.Fatalf("got %d rejected exec events, want %d: %+v", len(evs), len(attempts), evs)
+	}
+	for i, e := range evs {
+		want := "services[ssh-in].policy.exec.deny[0]"
+		if i == len(attempts)-1 {
+			want = "services[ssh-in].policy.exec.match" // the program name is a variable
+		}
+		if e.Rule != want {
+			t.Errorf("%q: got rule %q, want %q", e.Detail["command"], e.Rule, want)
+		}
+	}
+}
+
 func TestInteractiveShell(t *testing.T) {
 	w := newWorld(t, worldOptions{})
 	r := w.run(strings.NewReader("stty size; echo TERM=$TERM; exit 3\n"), "ssh",

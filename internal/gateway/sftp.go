@@ -18,15 +18,23 @@ func (g *Gateway) stackedProxies(sc *config.Service) map[string]sshproxy.Stacked
 	if !ok {
 		return nil
 	}
-	sp := sftpproxy.New(sftpproxy.Params{Service: sc.Name, Policy: sftpproxy.PolicyFrom(sub), Audit: g.queue, Logger: g.logger})
+	sp := sftpproxy.New(sftpproxy.Params{Service: sc.Name, Policy: sftpproxy.PolicyFrom(sub), Audit: g.queue, Logger: g.logger, MaxOutstanding: sub.MaxOutstanding})
 	return map[string]sshproxy.StackedProxy{
 		"sftp": func(ctx context.Context, st *session.Stacked, client, upstream sshproxy.Stream) (int64, int64, error) {
 			if s, ok := client.(*sshsession.Session); ok {
 				client = closableSession{s}
 			}
-			return sp.Relay(ctx, st, client, upstream)
+			return sp.Relay(ctx, st, peers(st), client, upstream)
 		},
 	}
+}
+
+// peers returns what the SFTP proxy needs to know of the two ends of st's
+// connection.
+func peers(st *session.Stacked) sftpproxy.Peers {
+	cv, _ := session.Lookup(st, sshproxy.ClientVersion)
+	sv, _ := session.Lookup(st, sshproxy.ServerVersion)
+	return sftpproxy.Peers{ClientVersion: cv, ServerVersion: sv}
 }
 
 // closableSession lets a stacked proxy close the client's channel when it

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
@@ -66,7 +67,7 @@ func exists(path string) bool {
 }
 
 func TestSFTPPolicyThroughOpenSSH(t *testing.T) {
-	w, dir := sftpWorld(t, `{deny_paths: ["%s/secret"], max_upload_size: 100000}`)
+	w, dir := sftpWorld(t, `{deny_paths: ["%s/secret"], max_upload_size: 100000, allow_symlink: true}`)
 	src := filepath.Join(w.dir, "up.bin")
 	want := writeRandom(t, src, 50000)
 	big := filepath.Join(w.dir, "big.bin")
@@ -187,5 +188,61 @@ func TestSCPLegacyWhenSFTPPermitsAll(t *testing.T) {
 	}
 	if got := fileSum(t, dst); got != want {
 		t.Fatalf("scp -O: got sha256 %x, want %x", got, want)
+	}
+}
+
+// TestTransferThroughExecRefused tries to reach a file-transfer server by
+// exec past a read_only sftp policy, hiding it from a split on quotes:
+// quoting, a glob, a variable, and rsync. Each is refused with the sftp
+// rule, nothing is written, and a plain command still runs.
+func TestTransferThroughExecRefused(t *testing.T) {
+	sshtest.RequireTool(t, "rsync")
+	w, dir := sftpWorld(t, `{read_only: true}`)
+	pub := filepath.Join(dir, "pub")
+	sftpServer := sshtest.RequireTool(t, "sftp-server")
+	const rule = "services[ssh-in].policy.subsystems.sftp.read_only"
+
+	// An sftp client told to exec a server path with a glob in it.
+	glob := sftpServer[:len(sftpServer)-1] + "[" + sftpServer[len(sftpServer)-1:] + "]"
+	r := w.run(strings.NewReader("put /etc/hostname "+pub+"/glob\n"), "sftp",
+		append(w.args("sftp"), "-o", "User="+w.target(), "-s", glob, "-b", "-", "127.0.0.1")...)
+	if r.code == 0 {
+		t.Errorf("sftp -s %q: got exit 0, want a refusal (stderr %q)", glob, r.stderr)
+	}
+	for _, cmd := range []string{
+		`sc""p -t ` + pub,
+		`s\cp -t ` + pub,
+		"s=" + filepath.Base(sftpServer) + "; " + filepath.Dir(sftpServer) + "/$s",
+		"true && rsync --server -logDtpre.iLsfxC . " + pub + "/",
+	} {
+		if r := w.ssh(nil, cmd); r.code != 1 || !strings.Contains(r.stderr, "denied by policy") {
+			t.Errorf("%q: got exit %d stderr %q, want 1 and a denial", cmd, r.code, r.stderr)
+		}
+	}
+	// rsync as a client runs it: refused, and nothing arrives.
+	src := filepath.Join(w.dir, "up.bin")
+	writeRandom(t, src, 4096)
+	sshCmd := "ssh " + strings.Join(w.args("ssh"), " ") + " -o User=" + w.target()
+	if r := w.run(nil, "rsync", "-e", sshCmd, src, "127.0.0.1:"+pub+"/"); r.code == 0 {
+		t.Errorf("rsync upload under read_only: got exit 0, want a refusal")
+	}
+	if entries, _ := os.ReadDir(pub); len(entries) != 1 {
+		t.Fatalf("got %d entries in pub, want only a.txt: a refused transfer wrote", len(entries))
+	}
+	var evs []audit.Event
+	// The last refusal may still be on its way to the store.
+	for deadline := time.Now().Add(5 * time.Second); len(evs) < 6 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		evs = w.events("exec", func(e audit.Event) bool { return e.Verdict == audit.Reject })
+	}
+	if len(evs) != 6 {
+		t.Fatalf("got %d refused exec events, want 6: %+v", len(evs), evs)
+	}
+	for _, e := range evs {
+		if e.Rule != rule {
+			t.Errorf("%v: got rule %q, want %q", e.Detail["command"], e.Rule, rule)
+		}
+	}
+	if r := w.ssh(nil, "cat "+filepath.Join(pub, "a.txt")); r.code != 0 || r.stdout != "content of pub/a.txt\n" {
+		t.Errorf("cat: got exit %d stdout %q, want the file", r.code, r.stdout)
 	}
 }

@@ -23,11 +23,14 @@ type Verdict struct {
 type Spec struct {
 	Pty   bool
 	Shell bool
-	// ExecAllow and ExecDeny are RE2 patterns matched against the whole
-	// command (each is compiled as ^(?:p)$). Deny wins over allow; a
-	// command that no allow pattern matches is rejected.
+	// ExecAllow and ExecDeny are RE2 patterns, each compiled as ^(?:p)$
+	// and matched against every simple command of the exec request's
+	// shell source (see Policy.Exec), or against the command string as
+	// sent when ExecWhole is set. Deny wins over allow; a command that no
+	// allow pattern matches is rejected.
 	ExecAllow []string
 	ExecDeny  []string
+	ExecWhole bool
 	// ForcedCommand, when not empty, replaces every shell and exec request
 	// (OpenSSH ForceCommand).
 	ForcedCommand string
@@ -83,10 +86,14 @@ const (
 
 // Policy is a compiled Spec for one service.
 type Policy struct {
-	prefix        string // "services[NAME].policy"
-	pty, shell    bool
-	execAllow     []*regexp.Regexp
-	execDeny      []*regexp.Regexp
+	prefix     string // "services[NAME].policy"
+	pty, shell bool
+	execAllow  []*regexp.Regexp
+	execDeny   []*regexp.Regexp
+	execWhole  bool
+	// execCatchAll is set when an allow pattern matches every command:
+	// the exec policy is then no allowlist.
+	execCatchAll  bool
 	forcedCommand string
 	env           []string
 	subsystems    []string
@@ -103,6 +110,7 @@ func Compile(service string, s Spec) (*Policy, error) {
 		pty:           s.Pty,
 		shell:         s.Shell,
 		forcedCommand: s.ForcedCommand,
+		execWhole:     s.ExecWhole,
 		forwardRemote: s.ForwardRemote,
 		agent:         s.Agent,
 		x11:           s.X11,
@@ -117,6 +125,7 @@ func Compile(service string, s Spec) (*Policy, error) {
 			return nil, fmt.Errorf("policy: %s.exec.allow[%d]: %w", p.prefix, i, err)
 		}
 		p.execAllow = append(p.execAllow, re)
+		p.execCatchAll = p.execCatchAll || matchesEverything(pat)
 	}
 	for i, pat := range s.ExecDeny {
 		re, err := regexp.Compile(`^(?s:` + pat + `)$`)
@@ -193,23 +202,6 @@ func (p *Policy) flag(on bool, key, what string) Verdict {
 		return Verdict{Accept: true, Rule: p.prefix + key, Reason: what + " enabled"}
 	}
 	return Verdict{Rule: p.prefix + key, Reason: what + " disabled"}
-}
-
-// Exec decides an exec request for cmd. A deny pattern that matches wins;
-// otherwise the first matching allow pattern accepts; a command that no
-// allow pattern matches is rejected with the rule "....exec.allow".
-func (p *Policy) Exec(cmd string) Verdict {
-	for i, re := range p.execDeny {
-		if re.MatchString(cmd) {
-			return Verdict{Rule: p.rule(".exec.deny[%d]", i), Reason: "command matches a deny pattern"}
-		}
-	}
-	for i, re := range p.execAllow {
-		if re.MatchString(cmd) {
-			return Verdict{Accept: true, Rule: p.rule(".exec.allow[%d]", i), Reason: "command matches an allow pattern"}
-		}
-	}
-	return Verdict{Rule: p.prefix + ".exec.allow", Reason: "command matches no allow pattern"}
 }
 
 // Env decides an env request that sets the variable name.

@@ -3,6 +3,8 @@ package policy
 import (
 	"strings"
 	"testing"
+
+	"github.com/sluice-ssh/sluice/internal/shellcmd"
 )
 
 const svc = "ssh-in"
@@ -134,6 +136,94 @@ func TestExec(t *testing.T) {
 	checkVerdict(t, empty.Exec("ls"), false, "services[ssh-in].policy.exec.allow")
 	all := mustCompile(t, Spec{ExecAllow: []string{".*"}})
 	checkVerdict(t, all.Exec("anything at all"), true, "services[ssh-in].policy.exec.allow[0]")
+}
+
+// TestExecCommands tries to get a denied program past a deny pattern, and
+// an unlisted one past an allowlist, through the shell: every simple
+// command is decided, and what cannot be decided statically is refused.
+func TestExecCommands(t *testing.T) {
+	const (
+		deny0    = "services[ssh-in].policy.exec.deny[0]"
+		allowAny = "services[ssh-in].policy.exec.allow[0]"
+		noAllow  = "services[ssh-in].policy.exec.allow"
+		match    = "services[ssh-in].policy.exec.match"
+	)
+	denyRm := mustCompile(t, Spec{ExecAllow: []string{".*"}, ExecDeny: []string{"rm( .*)?"}})
+	for _, tt := range []struct {
+		cmd        string
+		wantAccept bool
+		wantRule   string
+	}{
+		{"ls", true, allowAny},
+		{"ls -l /tmp", true, allowAny},
+		{"rm x", false, deny0},
+		{"rm", false, deny0},
+		{"true; rm x", false, deny0},
+		{"true && rm x", false, deny0},
+		{"false || rm x", false, deny0},
+		{"ls | rm x", false, deny0},
+		{"/bin/rm x", false, deny0},
+		{"r''m x", false, deny0},
+		{`r\m x`, false, deny0},
+		{`"rm" x`, false, deny0},
+		{"sh -c 'rm x'", false, deny0},
+		{"bash -c \"ls; rm x\"", false, deny0},
+		{"echo $(rm x)", false, deny0},
+		{"(rm x)", false, deny0},
+		{"sudo rm x", false, deny0},
+		{"env /bin/rm x", false, deny0},
+		{"nohup nice -n 5 rm x", false, deny0},
+		{"xargs rm < list", false, deny0},
+		{"find . -exec /bin/rm {} \\;", false, deny0},
+		{"eval 'rm x'", false, deny0},
+		{"f() { rm x; }; f", false, deny0},
+		{"rmdir x", true, allowAny},
+		{"echo rm x", true, allowAny},
+		{"$x", false, match},
+		{"$(echo rm) x", false, match},
+		{"/bin/r? x", false, match},
+		{"eval $x", false, match},
+		{"sh -c \"$x\"", false, match},
+		{"bash -s", false, match},
+		{"sh < script", false, match},
+		{"PATH=/tmp ls", false, match},
+		{"ls '", false, match},
+	} {
+		t.Run("deny "+tt.cmd, func(t *testing.T) {
+			checkVerdict(t, denyRm.Exec(tt.cmd), tt.wantAccept, tt.wantRule)
+		})
+	}
+
+	allowlist := mustCompile(t, Spec{ExecAllow: []string{"ls( .*)?", "uptime", "git-upload-pack '[^']*'"}})
+	for _, tt := range []struct {
+		cmd        string
+		wantAccept bool
+		wantRule   string
+	}{
+		{"ls -l", true, allowAny},
+		{"uptime", true, "services[ssh-in].policy.exec.allow[1]"},
+		{"ls; uptime", true, allowAny},
+		{"ls; cat /etc/shadow", false, noAllow},
+		{"ls && cat x", false, noAllow},
+		{"ls $(cat x)", false, noAllow},
+		{"/bin/ls", false, noAllow}, // allow matches the program as written
+		{"uptime > /etc/passwd", false, noAllow},
+		{"$x", false, match},
+		{"ls; bash -s", false, match},
+	} {
+		t.Run("allowlist "+tt.cmd, func(t *testing.T) {
+			checkVerdict(t, allowlist.Exec(tt.cmd), tt.wantAccept, tt.wantRule)
+		})
+	}
+
+	// Everything permitted: nothing to decide, so dynamic commands run.
+	all := mustCompile(t, Spec{ExecAllow: []string{"(.*)"}})
+	checkVerdict(t, all.Exec("$x; bash -s"), true, allowAny)
+
+	// The whole-string form, kept for operators who rely on it.
+	whole := mustCompile(t, Spec{ExecAllow: []string{".*"}, ExecDeny: []string{"rm( .*)?"}, ExecWhole: true})
+	checkVerdict(t, whole.Exec("rm x"), false, deny0)
+	checkVerdict(t, whole.Exec("true; rm x"), true, allowAny)
 }
 
 func TestEnv(t *testing.T) {
@@ -306,4 +396,34 @@ func TestRuleUsesServiceName(t *testing.T) {
 	if got, want := p.Shell().Rule, "services[ops].policy.shell"; got != want {
 		t.Errorf("got rule %q, want %q", got, want)
 	}
+}
+
+// FuzzExec: the per-command decision never panics, and whatever it
+// accepts under deny "rm( .*)?" starts no rm that the parser can see.
+func FuzzExec(f *testing.F) {
+	for _, s := range []string{"ls", "true; rm x", "/bin/rm x", "sh -c 'rm x'", "r''m", "$(echo rm)", "sudo env rm", "find . -exec rm {} \\;"} {
+		f.Add(s)
+	}
+	p, err := Compile("ssh-in", Spec{ExecAllow: []string{".*"}, ExecDeny: []string{"rm( .*)?"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, cmd string) {
+		v := p.Exec(cmd)
+		if !v.Accept {
+			return
+		}
+		a, err := shellcmd.Parse(cmd)
+		if err != nil {
+			t.Fatalf("%q accepted but does not parse: %v", cmd, err)
+		}
+		if len(a.Dynamic) > 0 {
+			t.Fatalf("%q accepted with dynamic parts %q", cmd, a.Dynamic)
+		}
+		for _, c := range a.Commands {
+			if c.Program == "rm" {
+				t.Fatalf("%q accepted (%s) but starts %q", cmd, v.Rule, c.Text)
+			}
+		}
+	})
 }

@@ -22,6 +22,17 @@ import (
 // SSH channel packet (OpenSSH's CHAN_SES_PACKET_DEFAULT, 32 KiB).
 const bufSize = 32 << 10
 
+// maxDepth bounds the directories a session may have entered at once
+// (scp -r), and pathMax the length of a path, Linux's PATH_MAX
+// (limits.h), which the server could not open anyway: what the relay
+// holds per session, up to two paths a level, stays within 2 MiB
+// whatever the source sends. scp is lock step, so this is the scp
+// proxy's bound on a session's memory (sftp's is max_outstanding).
+const (
+	maxDepth = 256
+	pathMax  = 4096
+)
+
 // Stream is one side of the channel's byte stream: read what the peer
 // sends, write what it receives, CloseWrite to send EOF. A Stream that is
 // also an io.Closer is closed when the session must end early.
@@ -360,6 +371,9 @@ func (r *relay) dir(rec record) error {
 	if r.cmd.Sink {
 		op, v = "scp.mkdir", r.p.rules.Mkdir()
 	}
+	if len(r.dirs) >= maxDepth {
+		return fmt.Errorf("%w: directories nested deeper than %d", ErrProtocol, maxDepth)
+	}
 	paths, err := r.paths(rec.name)
 	if err != nil {
 		return err
@@ -421,7 +435,11 @@ func (r *relay) paths(name string) ([]string, error) {
 	if n := len(r.dirs); n > 0 {
 		var ps []string
 		for _, d := range r.dirs[n-1] {
-			ps = append(ps, path.Join(d, name))
+			p := path.Join(d, name)
+			if len(p) > pathMax {
+				return nil, fmt.Errorf("%w: path longer than %d bytes", ErrProtocol, pathMax)
+			}
+			ps = append(ps, p)
 		}
 		return ps, nil
 	}

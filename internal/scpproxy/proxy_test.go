@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
@@ -159,4 +161,56 @@ func relayToOpenSSHSink(t *testing.T, noHash bool) {
 			t.Errorf("event %d: got %s %s %s %q %q in %s; want %s %s %s %q %q", i, e.Type, e.Verdict, e.Rule, p, sha, e.SessionID, typ, w.verdict, w.rule, w.path, w.sha)
 		}
 	}
+}
+
+// TestRelayBoundsDepth: a source that enters directories without end is
+// stopped at maxDepth, so that what the relay holds stays bounded.
+func TestRelayBoundsDepth(t *testing.T) {
+	c, err := ParseCommand("scp -r -t /srv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr, pw := io.Pipe()
+	pr, cw := io.Pipe()
+	sr, spw := io.Pipe()
+	spr, sw := io.Pipe()
+	// The sink answers every record with OK.
+	go func() {
+		defer sw.Close()
+		if _, err := sw.Write([]byte{0}); err != nil {
+			return
+		}
+		for in := bufio.NewReader(sr); ; {
+			if _, err := readLine(in); err != nil {
+				return
+			}
+			if _, err := sw.Write([]byte{0}); err != nil {
+				return
+			}
+		}
+	}()
+	p := New(Params{Service: "svc", Policy: sftpproxy.Policy{AllowUpload: true, AllowDownload: true, AllowMkdir: true}, Audit: &sshtest.AuditSink{}, Logger: slog.New(slog.DiscardHandler)})
+	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc", Instance: 1})
+	defer m.Destroy()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.Relay(context.Background(), m.Stack("scp", -1), c, pipeStream{pr, pw}, pipeStream{spr, spw})
+		done <- err
+	}()
+	go func() {
+		in := bufio.NewReader(cr)
+		for range maxDepth + 10 {
+			if _, _, err := readStatus(in); err != nil {
+				return
+			}
+			if _, err := io.WriteString(cw, "D0755 0 d\n"); err != nil {
+				return
+			}
+		}
+	}()
+	if err := <-done; !errors.Is(err, ErrProtocol) || !strings.Contains(err.Error(), "nested deeper") {
+		t.Fatalf("got %v, want ErrProtocol for directories nested deeper than %d", err, maxDepth)
+	}
+	cw.Close()
+	sr.Close()
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/sluice-ssh/sluice/internal/session"
@@ -13,7 +14,12 @@ import (
 
 // stubServer answers what BenchmarkRelay sends: VERSION, a NAME for
 // REALPATH, a HANDLE for OPEN and STATUS OK for everything else.
-func stubServer(s pipeStream) {
+func stubServer(s pipeStream) { countingStubServer(s, nil) }
+
+// countingStubServer is stubServer that counts the REALPATH requests it
+// answers in realpaths, when not nil. A REALPATH is answered with its own
+// path made absolute under /home, as a server without links would.
+func countingStubServer(s pipeStream, realpaths *atomic.Int64) {
 	defer s.w.Close()
 	buf := make([]byte, 0, maxPacket+4)
 	for {
@@ -32,7 +38,11 @@ func stubServer(s pipeStream) {
 			}
 			switch q.typ {
 			case fxpRealpath:
-				reply = packet(fxpName, q.id, appendU32(nil, 1), str("/home"), str("/home"), appendU32(nil, 0))
+				if realpaths != nil {
+					realpaths.Add(1)
+				}
+				p, _ := absPath("/home", q.path)
+				reply = packet(fxpName, q.id, appendU32(nil, 1), str(p), str(p), appendU32(nil, 0))
 			case fxpOpen:
 				reply = packet(fxpHandle, q.id, str("h"))
 			default:
@@ -65,7 +75,7 @@ func benchmarkRelay(b *testing.B, pol Policy) {
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "b"})
 	defer m.Destroy()
 	wg.Go(func() {
-		if _, _, err := p.Relay(context.Background(), m.Stack("sftp", -1), proxyClient, proxyUp); err != nil {
+		if _, _, err := p.Relay(context.Background(), m.Stack("sftp", -1), Peers{}, proxyClient, proxyUp); err != nil {
 			b.Error(err)
 		}
 	})
@@ -97,6 +107,63 @@ func benchmarkRelay(b *testing.B, pol Policy) {
 			b.Fatal(err)
 		}
 	}
+	clientEnd.w.Close()
+	wg.Wait()
+}
+
+// BenchmarkRelayPathOps measures what deciding paths where the server
+// will act costs: one OPEN and CLOSE of a file, as each file of a get or
+// put begins and ends, answered by a stub server at once, without path
+// rules and with them (each path then resolved through the server).
+// roundtrips/op is the proxy's own REALPATH requests per OPEN: the round
+// trips to the server it adds.
+func BenchmarkRelayPathOps(b *testing.B) {
+	b.Run("norules", func(b *testing.B) { benchmarkPathOps(b, permissive()) })
+	rules := permissive()
+	rules.DenyPaths = []string{"/home/*/.ssh"}
+	b.Run("rules", func(b *testing.B) { benchmarkPathOps(b, rules) })
+}
+
+func benchmarkPathOps(b *testing.B, pol Policy) {
+	clientEnd, proxyClient := pair()
+	proxyUp, serverEnd := pair()
+	var realpaths atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() { countingStubServer(serverEnd, &realpaths) })
+	p := New(Params{Service: "b", Policy: pol, Audit: &sink{}, Logger: slog.New(slog.DiscardHandler)})
+	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "b"})
+	defer m.Destroy()
+	wg.Go(func() {
+		if _, _, err := p.Relay(context.Background(), m.Stack("sftp", -1), Peers{}, proxyClient, proxyUp); err != nil {
+			b.Error(err)
+		}
+	})
+	if _, err := clientEnd.Write(version{version: 3}.marshal(fxpInit)); err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 0, 4096)
+	var err error
+	if _, buf, err = readPacket(clientEnd, buf); err != nil {
+		b.Fatal(err)
+	}
+	open := packet(fxpOpen, 1, str("/home/u/file"), appendU32(nil, fxfRead), appendU32(nil, 0))
+	closeH := packet(fxpClose, 2, str("h"))
+	start := realpaths.Load()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		// One file at a time, as sftp's get and put: each answer awaited.
+		for _, req := range [][]byte{open, closeH} {
+			if _, err := clientEnd.Write(req); err != nil {
+				b.Fatal(err)
+			}
+			if _, buf, err = readPacket(clientEnd, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		n++
+	}
+	b.ReportMetric(float64(realpaths.Load()-start)/float64(n), "roundtrips/op")
 	clientEnd.w.Close()
 	wg.Wait()
 }

@@ -6,12 +6,23 @@
 // Requests the policy denies are answered by the proxy itself with
 // SSH_FX_PERMISSION_DENIED and never reach the server. Requests and
 // responses are paired by id without a round trip per request, so OpenSSH's
-// pipelining (64 requests in flight) is kept. Paths are checked lexically
-// after normalisation to an absolute path, relative paths being anchored at
-// the server's answer to REALPATH "." asked when the session starts;
-// symbolic links that already exist on the server are not followed (the
-// proxy cannot see them), but links the client creates are checked at both
-// ends.
+// pipelining (64 requests in flight) is kept. Paths are made absolute,
+// relative ones anchored at the server's answer to REALPATH "." asked when
+// the session starts. Under path rules each path is also resolved through
+// the server, whose REALPATH follows every link, and decided where the
+// server will act (canon.go): links and renames are refused when their
+// tree contains or could contain a denied path, and answers that would
+// show a hidden path are refused. The round trips this costs are the
+// proxy's own requests, with ids counted down from 2^32-1, whose answers
+// the client never sees.
+//
+// SYMLINK is read in the order its client sends and forwarded in the order
+// the server reads, each known from its SSH identification string (Peers;
+// symlink.go): OpenSSH's reversed order, or the draft's.
+//
+// A session forwards at most Params.MaxOutstanding requests the server has
+// not answered; past it the proxy stops reading the client, so that a
+// client that never reads replies holds a bounded amount of memory.
 //
 // The OpenSSH extensions its sftp client uses are understood
 // (posix-rename, statvfs, fstatvfs, hardlink, fsync, lsetstat, limits,
@@ -21,8 +32,10 @@
 // so that the client is not offered what would be refused.
 //
 // ClassifyExec and DecideExec close the bypass through exec: "scp -t",
-// "scp -f" and sftp-server binaries run with exec fall under the same
-// policy (see DecideExec); the gateway stacks the scp proxy
+// "scp -f", "rsync --server", sftp-server binaries and commands whose
+// programs cannot be known statically, found in the command read as shell
+// source (internal/shellcmd), fall under the same policy (see
+// DecideExec); the gateway stacks the scp proxy
 // (internal/scpproxy) on the scp commands OpenSSH's client sends, which
 // decides them per file with the same Rules.
 package sftpproxy

@@ -265,9 +265,9 @@ func parseRequest(b []byte) (request, error) {
 		q.handle = d.str()
 		q.attrs = d.attrs()
 	case fxpRename, fxpSymlink:
-		// SYMLINK: OpenSSH sends the target first, then the link path
-		// (PROTOCOL.sftp §4.1), and so does every client that works with
-		// it; path is the target, path2 the link.
+		// SYMLINK's paths are in the client's order (see
+		// clientSymlinkLinkFirst): path is the target when the client
+		// follows OpenSSH, the link when it follows the draft.
 		q.path = d.path()
 		q.path2 = d.path()
 	case fxpExtended:
@@ -278,7 +278,11 @@ func parseRequest(b []byte) (request, error) {
 	default:
 		return q, fmt.Errorf("%w: request type %d", ErrMalformed, q.typ)
 	}
-	return q, d.end()
+	// Bytes after the fields are ignored, as OpenSSH's sftp-server ignores
+	// them (process() in sftp-server.c consumes what its handler left of
+	// the packet): pkg/sftp, and so rclone, pads some requests. The server
+	// acts on the fields alone, so the proxy decides on the same.
+	return q, d.err
 }
 
 // parseExtended decodes the fields of the extensions the proxy knows;
@@ -396,6 +400,17 @@ func statusPacket(id, code uint32, msg string) []byte {
 	b = appendU32(b, code)
 	b = appendBytes(b, []byte(msg))
 	b = appendBytes(b, nil) // language tag
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	return b
+}
+
+// twoPathPacket encodes a request of type t with two paths (SYMLINK).
+func twoPathPacket(t byte, id uint32, p1, p2 string) []byte {
+	b := make([]byte, 4, 4+1+4+4+len(p1)+4+len(p2))
+	b = append(b, t)
+	b = appendU32(b, id)
+	b = appendBytes(b, []byte(p1))
+	b = appendBytes(b, []byte(p2))
 	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
 	return b
 }

@@ -33,7 +33,10 @@ func TestParseRequest(t *testing.T) {
 		{"unknown extension", packet(fxpExtended, 5, str("x@y"), []byte{1, 2, 3}),
 			request{typ: fxpExtended, id: 5, ext: "x@y"}, nil},
 		{"short string", packet(fxpStat, 6, appendU32(nil, 10), []byte("abc")), request{}, ErrMalformed},
-		{"trailing", packet(fxpClose, 7, str("h"), []byte{0}), request{}, ErrMalformed},
+		// OpenSSH's sftp-server ignores bytes after a request's fields.
+		{"trailing", packet(fxpClose, 7, str("h"), []byte{0}), request{typ: fxpClose, id: 7, handle: "h"}, nil},
+		{"write padded", packet(fxpWrite, 8, str("h"), u64(0), str("data"), make([]byte, 12)),
+			request{typ: fxpWrite, id: 8, handle: "h", length: 4, data: []byte("data")}, nil},
 		{"NUL", packet(fxpRemove, 8, str("a\x00b")), request{}, ErrMalformed},
 		{"response type", packet(fxpStatus, 9, appendU32(nil, 0)), request{}, ErrMalformed},
 	}
@@ -192,6 +195,8 @@ func FuzzParsePacket(f *testing.F) {
 		packet(fxpWrite, 2, str("h"), u64(0), str("data")),
 		packet(fxpRead, 3, str("h"), u64(0), appendU32(nil, 32768)),
 		packet(fxpRename, 4, str("a"), str("b")),
+		packet(fxpSymlink, 4, str("target"), str("link")),
+		packet(fxpClose, 4, str("h"), []byte{1, 2, 3}),
 		packet(fxpExtended, 5, str(extCopyData), str("r"), u64(1), u64(2), str("w"), u64(3)),
 		packet(fxpExtended, 6, str(extLsetstat), str("p"), appendU32(nil, 0)),
 		packet(fxpExtended, 7, str(extUsersGroups), str(""), str("")),
@@ -214,6 +219,13 @@ func FuzzParsePacket(f *testing.F) {
 		if q, err := parseRequest(body); err == nil {
 			if q.typ == fxpWrite && uint64(len(q.data)) != q.length {
 				t.Fatalf("WRITE: got %d data bytes, length %d", len(q.data), q.length)
+			}
+			if q.typ == fxpSymlink {
+				// The proxy's rewrite in the other order reads back swapped.
+				again, err := parseRequest(twoPathPacket(fxpSymlink, q.id, q.path2, q.path)[4:])
+				if err != nil || again.path != q.path2 || again.path2 != q.path || again.id != q.id {
+					t.Fatalf("SYMLINK rewritten: got %+v, %v; want %q, %q", again, err, q.path2, q.path)
+				}
 			}
 			for _, p := range []string{q.path, q.path2} {
 				if q.ext != extHomeDir && strings.IndexByte(p, 0) >= 0 {
@@ -272,6 +284,34 @@ func TestPaths(t *testing.T) {
 	}
 }
 
+func TestRulesContains(t *testing.T) {
+	rl := NewRules("svc", Policy{DenyPaths: []string{"/export/*/.ssh", "/srv/secret"}})
+	tests := []struct {
+		path string
+		rule string // "" when accepted
+	}{
+		{"/export/alice", "deny_paths[0]"},
+		{"/export", "deny_paths[0]"},
+		{"/", "deny_paths[0]"},
+		{"/export/alice/.ssh", ""}, // the denied path itself: Rules.Path's to refuse
+		{"/export/alice/docs", ""},
+		{"/export/pub/file.txt", ""},
+		{"/srv", "deny_paths[1]"},
+		{"/srv/public", ""},
+		{"/elsewhere", ""},
+	}
+	for _, tc := range tests {
+		v := rl.Contains(tc.path)
+		want := "services[svc].policy.subsystems.sftp"
+		if tc.rule != "" {
+			want += "." + tc.rule
+		}
+		if v.Accept != (tc.rule == "") || v.Rule != want {
+			t.Errorf("Contains(%q): got %v %s, want rule %s", tc.path, v.Accept, v.Rule, want)
+		}
+	}
+}
+
 func TestClassifyAndDecideExec(t *testing.T) {
 	classify := []struct{ cmd, want string }{
 		{"scp -t /tmp", ExecSCP},
@@ -279,19 +319,34 @@ func TestClassifyAndDecideExec(t *testing.T) {
 		{"/usr/bin/scp -v -r -p -t -- /dst", ExecSCP},
 		{"scp -prf x", ExecSCP},
 		{"cd /x && exec 'scp' -t .", ExecSCP},
+		{`sc""p -t .`, ExecSCP},
+		{`s\cp -f x`, ExecSCP},
+		{"sh -c 'scp -t .'", ExecSCP},
 		{"/usr/lib/openssh/sftp-server", ExecSFTPServer},
 		{"sftp-server -R", ExecSFTPServer},
 		{"internal-sftp", ExecSFTPServer},
 		{"env X=1 /usr/libexec/sftp-server", ExecSFTPServer},
+		{"true; /usr/lib/openssh/'sftp-server'", ExecSFTPServer},
+		{"rsync --server -vlogDtpre.iLsfxCIvu . /dst", ExecRsync},
+		{"sudo rsync --server --sender -v . /src", ExecRsync},
+		{"/usr/lib/openssh/sftp-serve[r]", ExecUnknown},
+		{"sftp -s '/usr/lib/openssh/sftp-serve[r]'", ""}, // an sftp client on the target, not a server
+		{"s=sftp-server; /usr/lib/openssh/$s", ExecUnknown},
+		{"$(echo scp) -t .", ExecUnknown},
+		{"eval \"$x\"", ExecUnknown},
+		{"bash -s", ExecUnknown},
+		{"ls '", ExecUnknown},
 		{"scp", ""},
 		{"scp file host:", ""},
 		{"echo scp", ""},
+		{"echo sftp-server", ""},
 		{"ls -ft", ""},
+		{"rsync -a /a /b", ""},
 		{"cat /etc/passwd", ""},
 	}
 	for _, tc := range classify {
-		if got := ClassifyExec(tc.cmd); got != tc.want {
-			t.Errorf("ClassifyExec(%q): got %q, want %q", tc.cmd, got, tc.want)
+		if got, why := ClassifyExec(tc.cmd); got != tc.want {
+			t.Errorf("ClassifyExec(%q): got %q (%s), want %q", tc.cmd, got, why, tc.want)
 		}
 	}
 	open := config.Subsystem{AllowUpload: true, AllowDownload: true, AllowRemove: true, AllowRename: true, AllowMkdir: true, AllowSymlink: true, AllowSetstat: true}
@@ -312,6 +367,9 @@ func TestClassifyAndDecideExec(t *testing.T) {
 		{"read only", &ro, "scp -t /x", true, false, "services[s].policy.subsystems.sftp.read_only"},
 		{"deny paths", &denied, "/usr/lib/openssh/sftp-server", true, false, "services[s].policy.subsystems.sftp.deny_paths"},
 		{"no sftp", nil, "scp -f /x", true, false, "services[s].policy.subsystems"},
+		{"rsync read only", &ro, "rsync --server . /x", true, false, "services[s].policy.subsystems.sftp.read_only"},
+		{"unknown restrictive", &denied, "$prog", true, false, "services[s].policy.subsystems.sftp.deny_paths"},
+		{"unknown permissive", &open, "$prog", true, true, "services[s].policy.subsystems.sftp"},
 	}
 	for _, tc := range decide {
 		v, ok := DecideExec("s", tc.sftp, tc.cmd)

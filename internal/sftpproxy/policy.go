@@ -140,6 +140,36 @@ func (r *Rules) Path(p string) policy.Verdict {
 	return r.Reject("allow_paths", "path not allowed: "+p)
 }
 
+// Contains decides whether the folder p, absolute and clean, may be the
+// target of a link or either end of a rename: refused when a path below
+// it matches a deny_paths glob (globs match one name per '/', so the
+// glob's leading names are matched against p's), since through the link,
+// or at the tree's new place, the denied path would be reached by a name
+// no glob matches.
+func (r *Rules) Contains(p string) policy.Verdict {
+	names := strings.Split(p, "/")
+	if p == "/" {
+		names = names[:1]
+	}
+	for i, g := range r.pol.DenyPaths {
+		gs := strings.Split(path.Clean(g), "/")
+		if len(gs) <= len(names) {
+			continue
+		}
+		below := true
+		for j, n := range names {
+			if ok, _ := path.Match(gs[j], n); !ok {
+				below = false
+				break
+			}
+		}
+		if below {
+			return r.Reject("deny_paths["+strconv.Itoa(i)+"]", "contains a denied path: "+p)
+		}
+	}
+	return r.Accept()
+}
+
 // Change decides an operation that changes files, permitted by allowed
 // (the config key key) unless the policy is read-only.
 func (r *Rules) Change(allowed bool, key string) policy.Verdict {

@@ -10,9 +10,12 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"path"
+	"strings"
 	"sync"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/session"
 )
@@ -35,13 +38,18 @@ type Stream interface {
 	CloseWrite() error
 }
 
-// Params configures a Proxy. Every field is required.
+// Params configures a Proxy. Every field but MaxOutstanding is required.
 type Params struct {
 	// Service names the service, for rule names.
 	Service string
 	Policy  Policy
 	Audit   audit.Sink
 	Logger  *slog.Logger
+	// MaxOutstanding bounds the requests of one session forwarded to the
+	// server and not yet answered: past it the proxy stops reading the
+	// client's requests until the server answers one, and SSH flow control
+	// stops the client. 0 means config.DefaultMaxOutstanding.
+	MaxOutstanding int
 }
 
 // Proxy is the SFTP proxy of one service. It is safe for concurrent use:
@@ -54,19 +62,36 @@ type Proxy struct {
 
 // New returns a Proxy for p.
 func New(p Params) *Proxy {
+	if p.MaxOutstanding <= 0 {
+		p.MaxOutstanding = config.DefaultMaxOutstanding
+	}
 	return &Proxy{p: p, rules: NewRules(p.Service, p.Policy)}
 }
 
+// Peers says what the two ends of a session are: the SSH identification
+// strings (RFC 4253 §4.2) of the client and of the target server, ""
+// where unknown. The proxy adapts to what each is known to do (see
+// symlinkLinkFirst).
+type Peers struct {
+	ClientVersion string
+	ServerVersion string
+}
+
 // Relay runs one SFTP session, stacked as st, between client and upstream
-// (the target's sftp-server). It returns when both directions have ended,
+// (the target's sftp-server), whose ends are peers. It returns when both directions have ended,
 // with the bytes read from and written to the client, and the first error
 // that ended the session early. On the client's EOF it sends EOF upstream;
 // on the server's EOF it sends EOF to the client.
-func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, client, upstream Stream) (in, out int64, err error) {
+func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, peers Peers, client, upstream Stream) (in, out int64, err error) {
 	r := &relay{
 		p: p, ctx: ctx, st: st, client: client, upstream: upstream,
-		pending: make(map[uint32]*pending),
-		handles: make(map[string]*handle),
+		clientLinkFirst: clientSymlinkLinkFirst(peers.ClientVersion),
+		serverLinkFirst: serverSymlinkLinkFirst(peers.ServerVersion),
+		pending:         make(map[uint32]*pending),
+		handles:         make(map[string]*handle),
+		slots:           make(chan struct{}, p.p.MaxOutstanding),
+		serverDone:      make(chan struct{}),
+		nextOwn:         ownID,
 	}
 	// Requests: read from the client, batched to the server, flushed
 	// before the relay waits for the client.
@@ -88,6 +113,7 @@ func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, client, upstream
 	var wg sync.WaitGroup
 	var upErr error
 	wg.Go(func() {
+		defer close(r.serverDone)
 		upErr = r.fromServer()
 		if upErr != nil {
 			r.abort()
@@ -115,6 +141,10 @@ type relay struct {
 	// cwd is the server's answer to REALPATH "." at the start, or "" when
 	// it gave none; relative paths are anchored at it.
 	cwd string
+	// clientLinkFirst and serverLinkFirst say in which order the client
+	// sends SYMLINK's paths and the server reads them: the link first
+	// (draft-ietf-secsh-filexfer-02 §6.10) or the target first (OpenSSH).
+	clientLinkFirst, serverLinkFirst bool
 	// in counts bytes read from the client; only fromClient (and the
 	// handshake before it) touches it.
 	in int64
@@ -136,6 +166,19 @@ type relay struct {
 	mu      sync.Mutex
 	pending map[uint32]*pending
 	handles map[string]*handle
+	// slots holds a token for each request in pending: fromClient puts
+	// one in before it forwards a request, and blocks (reading nothing
+	// more from the client) while all Params.MaxOutstanding are taken;
+	// fromServer takes one out with each answer.
+	slots chan struct{}
+	// serverDone is closed when fromServer has returned, so that
+	// fromClient does not wait for a slot or an answer that will never
+	// come.
+	serverDone chan struct{}
+	// nextOwn is the id the proxy's next own request tries (see ownID);
+	// ownErr is the I/O error one of them met. Only fromClient uses them.
+	nextOwn uint32
+	ownErr  error
 }
 
 // pending is a request forwarded to the server and not yet answered.
@@ -154,6 +197,17 @@ type pending struct {
 	// completed and written when the response arrives.
 	audited bool
 	event   *audit.Event
+	// rewritten, when not nil, is forwarded in place of the client's
+	// packet (a SYMLINK put in the server's order).
+	rewritten []byte
+	// own, when not nil, receives the answer to the proxy's own request,
+	// which the client never sees.
+	own chan ownAnswer
+	// answerDir, when not "", asks for the path in a NAME answer
+	// (REALPATH, READLINK, expand-path, home-directory) to be checked
+	// against the path rules before the client sees it; a relative one
+	// (READLINK) is taken from this folder.
+	answerDir string
 }
 
 // handle is an open file or directory of the server.
@@ -374,23 +428,24 @@ func (r *relay) fromClient() error {
 		if len(pkt) < 9 {
 			return fmt.Errorf("%w: request of %d bytes", ErrMalformed, len(pkt)-4)
 		}
-		forward, err := r.request(pkt)
+		out, err := r.request(pkt)
 		if err != nil {
 			return err
 		}
-		if !forward {
+		if out == nil {
 			continue
 		}
-		if err := r.toS.write(pkt); err != nil {
+		if err := r.toS.write(out); err != nil {
 			return fmt.Errorf("sftpproxy: writing to the server: %w", err)
 		}
 	}
 }
 
 // request decides one request (length field included, type and id
-// present). It registers what is forwarded as pending before the caller
-// writes it, and answers what is not.
-func (r *relay) request(pkt []byte) (forward bool, err error) {
+// present). It returns what to forward to the server, pkt or a
+// rewritten packet, and registers it as pending before the caller writes
+// it; it answers what is not forwarded (nil) itself.
+func (r *relay) request(pkt []byte) (out []byte, err error) {
 	q, perr := parseRequest(pkt[4:])
 	if perr != nil {
 		code, msg := uint32(fxBadMessage), msgMalformed
@@ -401,7 +456,7 @@ func (r *relay) request(pkt []byte) (forward bool, err error) {
 		e.Verdict, e.Rule, e.Reason = audit.Reject, r.p.rules.prefix, perr.Error()
 		e.Detail = map[string]any{"type": int(q.typ)}
 		r.audit(e)
-		return false, r.toClient(statusPacket(q.id, code, msg))
+		return nil, r.toClient(statusPacket(q.id, code, msg))
 	}
 	// Only this goroutine adds to pending: checking first is safe.
 	r.mu.Lock()
@@ -409,12 +464,17 @@ func (r *relay) request(pkt []byte) (forward bool, err error) {
 	r.mu.Unlock()
 	var (
 		op     = "sftp.request"
-		v      = r.p.rules.Reject("", fmt.Sprintf("request id %d already in flight", q.id))
+		v      policy.Verdict
 		pend   *pending
 		detail map[string]any
 	)
-	if !dup {
+	if dup {
+		v = r.p.rules.Reject("", fmt.Sprintf("request id %d already in flight", q.id))
+	} else {
 		op, v, pend, detail = r.decide(&q)
+		if r.ownErr != nil {
+			return nil, r.ownErr
+		}
 	}
 	if v.Accept {
 		if pend.audited {
@@ -422,10 +482,16 @@ func (r *relay) request(pkt []byte) (forward bool, err error) {
 			e.Verdict, e.Rule, e.Detail = audit.Accept, v.Rule, detail
 			pend.event = &e
 		}
+		if err := r.takeSlot(); err != nil {
+			return nil, err
+		}
 		r.mu.Lock()
 		r.pending[q.id] = pend
 		r.mu.Unlock()
-		return true, nil
+		if pend.rewritten != nil {
+			return pend.rewritten, nil
+		}
+		return pkt, nil
 	}
 	e := r.st.AuditEvent(op)
 	e.Verdict, e.Rule, e.Reason, e.Detail = audit.Reject, v.Rule, v.Reason, detail
@@ -434,7 +500,27 @@ func (r *relay) request(pkt []byte) (forward bool, err error) {
 	if v.Rule == r.p.rules.prefix && q.typ == fxpExtended && !knownExtension(q.ext) {
 		code, msg = fxOpUnsupported, msgUnsupported
 	}
-	return false, r.toClient(statusPacket(q.id, code, msg))
+	return nil, r.toClient(statusPacket(q.id, code, msg))
+}
+
+// takeSlot waits until fewer than Params.MaxOutstanding requests are
+// unanswered and takes a slot for one more. Before it waits it sends the
+// server what is batched, which the server must see to answer.
+func (r *relay) takeSlot() error {
+	select {
+	case r.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if err := r.flushServer(); err != nil {
+		return err
+	}
+	select {
+	case r.slots <- struct{}{}:
+		return nil
+	case <-r.serverDone:
+		return errors.New("sftpproxy: the server ended with requests unanswered")
+	}
 }
 
 func isRequestType(t byte) bool {
@@ -449,9 +535,9 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 	pend = &pending{typ: q.typ, ext: q.ext, offset: q.offset}
 	switch q.typ {
 	case fxpOpen:
-		p, pv := r.absVerdict(q.path)
-		detail = map[string]any{"path": p, "flags": openFlags(q.pflags)}
-		h := &handle{path: p, flags: q.pflags}
+		p, pv := r.resolve(q.path, true)
+		detail = p.detail(map[string]any{"flags": openFlags(q.pflags)}, "path")
+		h := &handle{path: p.canon, flags: q.pflags}
 		if !rl.pol.NoContentHash {
 			h.sum = sha256.New()
 		}
@@ -469,9 +555,9 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 		pend.opened, pend.audited = h, true
 		return "sftp.open", First(append(vs, rl.Accept())...), pend, detail
 	case fxpOpendir:
-		p, pv := r.absVerdict(q.path)
-		pend.opened, pend.audited = &handle{path: p, dir: true}, true
-		return "sftp.opendir", pv, pend, map[string]any{"path": p}
+		p, pv := r.resolve(q.path, true)
+		pend.opened, pend.audited = &handle{path: p.canon, dir: true}, true
+		return "sftp.opendir", pv, pend, p.detail(nil, "path")
 	case fxpClose:
 		pend.h, v = r.byHandle(q.handle, nil)
 		pend.key = q.handle
@@ -502,13 +588,15 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 		pend.h, v = r.byHandle(q.handle, nil)
 		return "sftp.stat", v, pend, nil
 	case fxpLstat, fxpStat:
-		p, pv := r.absVerdict(q.path)
-		return "sftp.stat", pv, pend, map[string]any{"path": p}
+		p, pv := r.resolve(q.path, q.typ == fxpStat)
+		return "sftp.stat", pv, pend, p.detail(nil, "path")
 	case fxpSetstat, fxpFsetstat:
 		var p string
 		var pv policy.Verdict
 		if q.typ == fxpSetstat {
-			p, pv = r.absVerdict(q.path)
+			var res resolved
+			res, pv = r.resolve(q.path, true)
+			p = res.canon
 		} else {
 			var h *handle
 			if h, pv = r.byHandle(q.handle, nil); h != nil {
@@ -517,56 +605,113 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 		}
 		return r.setstat(q, pend, p, pv)
 	case fxpRemove, fxpRmdir:
-		p, pv := r.absVerdict(q.path)
+		p, pv := r.resolve(q.path, false)
 		op = "sftp.remove"
 		if q.typ == fxpRmdir {
 			op = "sftp.rmdir"
 		}
 		pend.audited = true
-		return op, First(pv, rl.Change(rl.pol.AllowRemove, "allow_remove")), pend, map[string]any{"path": p}
+		return op, First(pv, rl.Change(rl.pol.AllowRemove, "allow_remove")), pend, p.detail(nil, "path")
 	case fxpMkdir:
-		p, pv := r.absVerdict(q.path)
+		p, pv := r.resolve(q.path, false)
 		pend.audited = true
-		return "sftp.mkdir", First(pv, rl.Mkdir()), pend, map[string]any{"path": p}
+		return "sftp.mkdir", First(pv, rl.Mkdir()), pend, p.detail(nil, "path")
 	case fxpRealpath:
-		p, pv := r.absVerdict(q.path)
-		if p == r.cwd {
+		p, ok := absPath(r.cwd, q.path)
+		pv := rl.Accept()
+		if !ok {
+			pv = rl.Reject("", "relative path without a working directory: "+q.path)
+		} else if p != r.cwd {
 			// The client asks for its working directory at the start; it
-			// may lie outside allow_paths.
-			pv = rl.Accept()
+			// may lie outside allow_paths. Other paths must be inside
+			// them, and so must the answer.
+			pv = rl.Path(p)
 		}
 		pend.audited = true
+		if rl.HasPathRules() {
+			pend.answerDir = "/"
+		}
 		return "sftp.realpath", pv, pend, map[string]any{"path": p}
 	case fxpReadlink:
-		p, pv := r.absVerdict(q.path)
+		p, pv := r.resolve(q.path, false)
 		pend.audited = true
-		return "sftp.readlink", pv, pend, map[string]any{"path": p}
-	case fxpRename:
-		return r.twoPaths(q, pend, "sftp.rename", rl.pol.AllowRename, "allow_rename")
-	case fxpSymlink:
-		link, lv := r.absVerdict(q.path2)
-		target := q.path
-		if len(target) == 0 || target[0] != '/' {
-			// A relative target is resolved from the link's directory.
-			target = link[:len(link)-len(baseName(link))] + target
+		if rl.HasPathRules() {
+			pend.answerDir = path.Dir(p.canon)
 		}
-		target, tv := r.absVerdict(target)
+		return "sftp.readlink", pv, pend, p.detail(nil, "path")
+	case fxpRename:
+		return r.rename(q, pend)
+	case fxpSymlink:
+		linkArg, target := q.path2, q.path
+		if r.clientLinkFirst {
+			linkArg, target = q.path, q.path2
+		}
+		if r.clientLinkFirst != r.serverLinkFirst {
+			first, second := target, linkArg
+			if r.serverLinkFirst {
+				first, second = linkArg, target
+			}
+			pend.rewritten = twoPathPacket(fxpSymlink, q.id, first, second)
+		}
+		// The rule on links first: with links off, the server is not
+		// asked where they would lead.
+		allowed := rl.Change(rl.pol.AllowSymlink, "allow_symlink")
+		detail := map[string]any{"path": linkArg, "target": target}
 		pend.audited = true
-		return "sftp.symlink", First(lv, tv, rl.Change(rl.pol.AllowSymlink, "allow_symlink")), pend,
-			map[string]any{"path": link, "target": target}
+		if !allowed.Accept {
+			return "sftp.symlink", allowed, pend, detail
+		}
+		link, lv := r.resolve(linkArg, false)
+		detail = link.detail(detail, "path")
+		if !lv.Accept {
+			return "sftp.symlink", lv, pend, detail
+		}
+		t, tv := r.linkTarget(link, target)
+		return "sftp.symlink", First(tv, allowed), pend, t.detail(detail, "target")
 	case fxpExtended:
 		return r.extended(q, pend)
 	}
 	return "sftp.request", rl.Reject("", "unsupported request"), pend, nil
 }
 
-// twoPaths decides rename-like operations.
-func (r *relay) twoPaths(q *request, pend *pending, op string, allowed bool, key string) (string, policy.Verdict, *pending, map[string]any) {
+// rename decides RENAME and posix-rename: refused when the tree moved,
+// at its old place or its new one, contains or could contain a denied
+// path (Rules.Contains), since it would then be reached by a name no
+// glob matches.
+func (r *relay) rename(q *request, pend *pending) (string, policy.Verdict, *pending, map[string]any) {
 	rl := &r.p.rules
-	from, fv := r.absVerdict(q.path)
-	to, tv := r.absVerdict(q.path2)
 	pend.audited = true
-	return op, First(fv, tv, rl.Change(allowed, key)), pend, map[string]any{"path": from, "new_path": to}
+	detail := map[string]any{"path": q.path, "new_path": q.path2}
+	if v := rl.Change(rl.pol.AllowRename, "allow_rename"); !v.Accept {
+		return "sftp.rename", v, pend, detail
+	}
+	from, fv := r.resolve(q.path, false)
+	to, tv := r.resolve(q.path2, false)
+	detail = to.detail(from.detail(detail, "path"), "new_path")
+	return "sftp.rename", First(fv, tv, rl.Contains(from.canon), rl.Contains(to.canon), rl.Accept()), pend, detail
+}
+
+// hardlink decides hardlink@openssh.com (old path, new path): a new name
+// for the file the old one names, which must be reachable, like a
+// symbolic link's target.
+func (r *relay) hardlink(q *request, pend *pending) (string, policy.Verdict, *pending, map[string]any) {
+	rl := &r.p.rules
+	pend.audited = true
+	detail := map[string]any{"path": q.path, "new_path": q.path2}
+	if v := rl.Change(rl.pol.AllowSymlink, "allow_symlink"); !v.Accept {
+		return "sftp.link", v, pend, detail
+	}
+	from, fv := r.resolve(q.path, false)
+	to, tv := r.resolve(q.path2, false)
+	detail = to.detail(from.detail(detail, "path"), "new_path")
+	vs := []policy.Verdict{fv, tv, rl.Contains(from.canon)}
+	if rl.HasPathRules() && fv.Accept {
+		// link(2) does not follow a final link: the new name is then a
+		// link itself, reaching what the old one reaches.
+		t, v := r.resolve(q.path, true)
+		vs = append(vs, v, rl.Contains(t.canon))
+	}
+	return "sftp.link", First(append(vs, rl.Accept())...), pend, detail
 }
 
 // byHandle finds an open handle that want accepts (nil accepts any).
@@ -578,15 +723,6 @@ func (r *relay) byHandle(key string, want func(*handle) bool) (*handle, policy.V
 		return nil, r.p.rules.Reject("", "unknown or unsuitable handle")
 	}
 	return h, r.p.rules.Accept()
-}
-
-// absVerdict makes p absolute and decides whether it may be touched.
-func (r *relay) absVerdict(p string) (string, policy.Verdict) {
-	a, ok := absPath(r.cwd, p)
-	if !ok {
-		return p, r.p.rules.Reject("", "relative path without a working directory: "+p)
-	}
-	return a, r.p.rules.Path(a)
 }
 
 // setstat decides SETSTAT, FSETSTAT and lsetstat on path p.
@@ -605,23 +741,30 @@ func (r *relay) extended(q *request, pend *pending) (string, policy.Verdict, *pe
 	rl := &r.p.rules
 	switch q.ext {
 	case extPosixRename:
-		return r.twoPaths(q, pend, "sftp.rename", rl.pol.AllowRename, "allow_rename")
+		return r.rename(q, pend)
 	case extHardlink:
-		return r.twoPaths(q, pend, "sftp.link", rl.pol.AllowSymlink, "allow_symlink")
+		return r.hardlink(q, pend)
 	case extStatvfs:
-		p, pv := r.absVerdict(q.path)
-		return "sftp.stat", pv, pend, map[string]any{"path": p}
+		p, pv := r.resolve(q.path, true)
+		return "sftp.stat", pv, pend, p.detail(nil, "path")
 	case extFstatvfs, extFsync:
 		h, hv := r.byHandle(q.handle, nil)
 		pend.h = h
 		return "sftp.stat", hv, pend, nil
 	case extLsetstat:
-		p, pv := r.absVerdict(q.path)
-		return r.setstat(q, pend, p, pv)
-	case extExpandPath:
+		p, pv := r.resolve(q.path, false)
+		return r.setstat(q, pend, p.canon, pv)
+	case extExpandPath, extHomeDir:
 		pend.audited = true
+		if rl.HasPathRules() {
+			// "~user" and home folders: only the answer tells where.
+			pend.answerDir = "/"
+		}
+		if q.ext == extHomeDir {
+			return "sftp.realpath", rl.Accept(), pend, map[string]any{"user": q.path}
+		}
 		return "sftp.realpath", rl.Accept(), pend, map[string]any{"path": q.path}
-	case extLimits, extHomeDir, extUsersGroups:
+	case extLimits, extUsersGroups:
 		return "sftp.extended", rl.Accept(), pend, nil
 	case extCopyData:
 		src, sv := r.byHandle(q.handle, func(h *handle) bool { return !h.dir })
@@ -652,17 +795,6 @@ func (r *relay) extended(q *request, pend *pending) (string, policy.Verdict, *pe
 		return "sftp.extended", rl.Accept(), pend, detail
 	}
 	return "sftp.extended", rl.Reject("", "unknown extension "+q.ext), pend, detail
-}
-
-// baseName is path.Base without its special cases: what follows the last
-// slash.
-func baseName(p string) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == '/' {
-			return p[i+1:]
-		}
-	}
-	return p
 }
 
 // openFlags spells OPEN's pflags for the audit, e.g. "write,creat,trunc".
@@ -705,7 +837,12 @@ func (r *relay) fromServer() error {
 		if pend == nil {
 			return fmt.Errorf("sftpproxy: server answered request id %d, which is not pending", resp.id)
 		}
-		r.response(pend, &resp, pkt)
+		if pend.own != nil {
+			pend.own <- ownAnswer{typ: resp.typ, name: resp.name}
+			continue
+		}
+		<-r.slots
+		pkt = r.response(pend, &resp, pkt)
 		if err := r.forwardToClient(pkt); err != nil {
 			return err
 		}
@@ -713,12 +850,29 @@ func (r *relay) fromServer() error {
 }
 
 // response updates the session's state from a response before it is
-// forwarded, and audits the operation.
-func (r *relay) response(pend *pending, resp *response, pkt []byte) {
+// forwarded, and audits the operation. It returns what to forward: pkt,
+// or a refusal in place of an answer that would reveal a path the rules
+// hide.
+func (r *relay) response(pend *pending, resp *response, pkt []byte) []byte {
 	e := pend.event
 	result := "ok"
 	if resp.typ == fxpStatus && resp.status != fxOK {
 		result = statusName(resp.status)
+	}
+	if pend.answerDir != "" && resp.typ == fxpName {
+		if v := r.answerVerdict(pend.answerDir, resp.name); !v.Accept {
+			if e == nil {
+				ev := r.st.AuditEvent("sftp.extended")
+				e = &ev
+			}
+			e.Verdict, e.Rule, e.Reason = audit.Reject, v.Rule, "answer hidden: "+v.Reason
+			if e.Detail == nil {
+				e.Detail = map[string]any{}
+			}
+			e.Detail["result"] = "refused"
+			r.audit(*e)
+			return statusPacket(resp.id, fxPermissionDenied, msgDenied)
+		}
 	}
 	switch {
 	case pend.typ == fxpRead && resp.typ == fxpData:
@@ -752,6 +906,22 @@ func (r *relay) response(pend *pending, resp *response, pkt []byte) {
 		}
 		r.audit(*e)
 	}
+	return pkt
+}
+
+// answerVerdict decides whether a path the server answered (name, from
+// the folder dir when relative) may be shown to the client: the login
+// folder may, which clients need, and what the path rules permit.
+func (r *relay) answerVerdict(dir, name string) policy.Verdict {
+	p := name
+	if !strings.HasPrefix(p, "/") {
+		p = dir + "/" + p
+	}
+	p = path.Clean(p)
+	if p == r.cwd {
+		return r.p.rules.Accept()
+	}
+	return r.p.rules.Path(p)
 }
 
 // clampLimits lowers the server's limits@openssh.com answer (PROTOCOL.sftp

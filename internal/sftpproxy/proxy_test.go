@@ -10,10 +10,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 
@@ -92,7 +95,7 @@ func newRig(t *testing.T, pol Policy, dir string) *rig {
 	st := m.Stack("ssh", -1).Stack("session", 0).Stack("sftp", -1)
 	r := &rig{dir: dir, audit: s, done: make(chan relayResult, 1)}
 	wg.Go(func() {
-		in, out, err := p.Relay(context.Background(), st, proxyClient, proxyUp)
+		in, out, err := p.Relay(context.Background(), st, Peers{}, proxyClient, proxyUp)
 		r.done <- relayResult{in, out, err}
 	})
 	r.client, err = sftp.NewClientPipe(clientEnd.r, clientEnd.w)
@@ -372,12 +375,18 @@ func TestRelaySymlinkCreatedThenOpened(t *testing.T) {
 // behind it.
 func rawSession(t *testing.T, pol Policy) (c pipeStream, done chan relayResult) {
 	t.Helper()
+	return rawSessionWith(t, pol, Peers{}, t.TempDir())
+}
+
+// rawSessionWith is rawSession between peers, serving dir.
+func rawSessionWith(t *testing.T, pol Policy, peers Peers, dir string) (c pipeStream, done chan relayResult) {
+	t.Helper()
 	clientEnd, proxyClient := pair()
 	proxyUp, serverEnd := pair()
 	srv, err := sftp.NewServer(struct {
 		io.Reader
 		io.WriteCloser
-	}{serverEnd.r, serverEnd.w}, sftp.WithServerWorkingDirectory(t.TempDir()))
+	}{serverEnd.r, serverEnd.w}, sftp.WithServerWorkingDirectory(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +399,7 @@ func rawSession(t *testing.T, pol Policy) (c pipeStream, done chan relayResult) 
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc"})
 	done = make(chan relayResult, 1)
 	wg.Go(func() {
-		in, out, err := p.Relay(context.Background(), m.Stack("sftp", -1), proxyClient, proxyUp)
+		in, out, err := p.Relay(context.Background(), m.Stack("sftp", -1), peers, proxyClient, proxyUp)
 		done <- relayResult{in, out, err}
 	})
 	t.Cleanup(func() {
@@ -439,7 +448,7 @@ func TestRelayRaw(t *testing.T) {
 		{"unknown extension refused", Policy{}, packet(fxpExtended, 7, str("evil@example.com"), str("x")), fxOpUnsupported},
 		{"unknown extension allowed", Policy{AllowUnknownExtensions: true}, packet(fxpExtended, 7, str("evil@example.com")), fxOpUnsupported},
 		{"unknown request type", Policy{}, packet(99, 7), fxOpUnsupported},
-		{"trailing bytes", Policy{}, packet(fxpStat, 7, str("/"), []byte{1}), fxBadMessage},
+		{"trailing bytes ignored", Policy{}, packet(fxpStat, 7, str("/"), []byte{1}), 0},
 		{"NUL in a path", Policy{DenyPaths: []string{"/etc"}}, packet(fxpStat, 7, str("/tmp\x00/../etc/passwd")), fxBadMessage},
 		{"write on an unknown handle", permissive(), packet(fxpWrite, 7, str("\x00\x00\x00\x01"), appendU32(appendU32(nil, 0), 0), str("data")), fxPermissionDenied},
 		{"permitted stat", permissive(), packet(fxpStat, 7, str(".")), 0},
@@ -520,5 +529,268 @@ func TestRelayKeepsPipelining(t *testing.T) {
 	}
 	if len(seen) != 64 {
 		t.Fatalf("got %d answers, want 64", len(seen))
+	}
+}
+
+// TestRelayBoundsOutstanding: past MaxOutstanding unanswered requests the
+// proxy forwards nothing more until the server answers one.
+func TestRelayBoundsOutstanding(t *testing.T) {
+	const limit = 4
+	clientEnd, proxyClient := pair()
+	proxyUp, serverEnd := pair()
+	p := New(Params{Service: "svc", Policy: permissive(), Audit: &sink{}, Logger: slog.New(slog.DiscardHandler), MaxOutstanding: limit})
+	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc"})
+	defer m.Destroy()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := p.Relay(context.Background(), m.Stack("sftp", -1), Peers{}, proxyClient, proxyUp)
+		done <- err
+	}()
+	// The server's side of the handshake, then requests counted as they
+	// arrive.
+	seen := make(chan uint32, 100)
+	go func() {
+		defer close(seen)
+		for {
+			pkt, _, err := readPacket(serverEnd, nil)
+			if err != nil {
+				return
+			}
+			switch q, _ := parseRequest(pkt[4:]); {
+			case pkt[4] == fxpInit:
+				_, _ = serverEnd.Write(version{version: 3}.marshal(fxpVersion))
+			case q.typ == fxpRealpath && q.id == 0:
+				_, _ = serverEnd.Write(packet(fxpName, 0, appendU32(nil, 1), str("/"), str("/"), appendU32(nil, 0)))
+			default:
+				seen <- q.id
+			}
+		}
+	}()
+	go func() {
+		_, _ = clientEnd.Write(version{version: 3}.marshal(fxpInit))
+		for id := uint32(1); id <= 3*limit; id++ {
+			if _, err := clientEnd.Write(packet(fxpStat, id, str("/"))); err != nil {
+				return
+			}
+		}
+	}()
+	if _, _, err := readPacket(clientEnd, nil); err != nil {
+		t.Fatalf("VERSION: %v", err)
+	}
+	for i := 1; i <= limit; i++ {
+		if id := <-seen; id != uint32(i) {
+			t.Fatalf("got request %d, want %d", id, i)
+		}
+	}
+	select {
+	case id := <-seen:
+		t.Fatalf("got request %d with %d unanswered, want none past MaxOutstanding", id, limit)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// One answer frees one slot.
+	if _, err := serverEnd.Write(statusPacket(1, fxOK, "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := readPacket(clientEnd, nil); err != nil {
+		t.Fatal(err)
+	}
+	if id := <-seen; id != limit+1 {
+		t.Fatalf("after one answer: got request %d, want %d", id, limit+1)
+	}
+	select {
+	case id := <-seen:
+		t.Fatalf("got request %d, want none", id)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// The server ends: the proxy stops waiting for a slot.
+	serverEnd.Close()
+	clientEnd.Close()
+	if err := <-done; err == nil {
+		t.Fatal("Relay: got nil, want the error of a server that ended with requests unanswered")
+	}
+}
+
+// TestRelaySymlinkOrder: each client's SYMLINK is read in the order that
+// client sends and forwarded in the order the server reads. pkg/sftp's
+// server reads OpenSSH's order (target first).
+func TestRelaySymlinkOrder(t *testing.T) {
+	const openssh, asyncssh = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3", "SSH-2.0-AsyncSSH_2.10.1"
+	tests := []struct {
+		name   string
+		peers  Peers
+		first  string // what the client sends first: "link" or "target"
+		onDisk string // where the link lands, pointing at the other name
+	}{
+		{"OpenSSH client", Peers{ClientVersion: openssh, ServerVersion: openssh}, "target", "link"},
+		{"pkg/sftp client", Peers{ClientVersion: "SSH-2.0-Go", ServerVersion: openssh}, "target", "link"},
+		{"paramiko client", Peers{ClientVersion: "SSH-2.0-paramiko_2.12.0", ServerVersion: openssh}, "target", "link"},
+		{"libssh2 client", Peers{ClientVersion: "SSH-2.0-libssh2_1.10.0", ServerVersion: openssh}, "target", "link"},
+		{"asyncssh client", Peers{ClientVersion: asyncssh, ServerVersion: openssh}, "link", "link"},
+		{"libssh client", Peers{ClientVersion: "SSH-2.0-libssh_0.10.4", ServerVersion: openssh}, "link", "link"},
+		// An asyncssh server reads the draft's order: pkg/sftp, reading
+		// OpenSSH's, then makes the link at the target's name.
+		{"asyncssh server", Peers{ClientVersion: openssh, ServerVersion: asyncssh}, "target", "target"},
+		{"asyncssh both", Peers{ClientVersion: asyncssh, ServerVersion: asyncssh}, "link", "target"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, err := filepath.EvalSymlinks(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, _ := rawSessionWith(t, permissive(), tc.peers, dir)
+			names := map[string]string{"link": dir + "/link", "target": dir + "/target"}
+			other := map[string]string{"link": "target", "target": "link"}
+			if _, err := c.Write(packet(fxpSymlink, 7, str(names[tc.first]), str(names[other[tc.first]]))); err != nil {
+				t.Fatal(err)
+			}
+			pkt, _, err := readPacket(c, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp, err := parseResponse(pkt[4:]); err != nil || resp.typ != fxpStatus || resp.status != fxOK {
+				t.Fatalf("got %+v, %v; want STATUS OK", resp, err)
+			}
+			got, err := os.Readlink(names[tc.onDisk])
+			if want := names[other[tc.onDisk]]; err != nil || got != want {
+				t.Fatalf("%s: got link to %q, %v; want %q", tc.onDisk, got, err, want)
+			}
+		})
+	}
+}
+
+// openSSHRig is a pkg/sftp client talking through the proxy to OpenSSH's
+// own sftp-server, started in dir: the server that resolves links.
+func openSSHRig(t *testing.T, pol Policy, dir string) *rig {
+	t.Helper()
+	bin := sshtest.RequireTool(t, "sftp-server")
+	cmd := exec.Command(bin, "-d", dir, "-e", "-l", "ERROR")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	clientEnd, proxyClient := pair()
+	s := &sink{}
+	p := New(Params{Service: "svc", Policy: pol, Audit: s, Logger: slog.New(slog.DiscardHandler)})
+	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc", Instance: 1})
+	st := m.Stack("ssh", -1).Stack("session", 0).Stack("sftp", -1)
+	r := &rig{dir: dir, audit: s, done: make(chan relayResult, 1)}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		in, out, err := p.Relay(context.Background(), st, Peers{ServerVersion: "SSH-2.0-OpenSSH_9.2p1"}, proxyClient, procStream{stdout, stdin})
+		r.done <- relayResult{in, out, err}
+	})
+	r.client, err = sftp.NewClientPipe(clientEnd.r, clientEnd.w)
+	if err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	t.Cleanup(func() {
+		r.client.Close()
+		wg.Wait()
+		_ = cmd.Wait()
+		m.Destroy()
+	})
+	return r
+}
+
+// procStream is a process's stdout and stdin as a Stream.
+type procStream struct {
+	io.Reader
+	io.WriteCloser
+}
+
+func (p procStream) CloseWrite() error { return p.WriteCloser.Close() }
+
+// TestRelayCanonicalPaths: decisions follow links on the server, whoever
+// made them, and answers that would show what the rules hide are refused.
+func TestRelayCanonicalPaths(t *testing.T) {
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := dir + "/export"
+	for _, d := range []string{ex + "/alice/.ssh", ex + "/pub"} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(ex+"/alice/.ssh/authorized_keys", []byte("key\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ex+"/pub/a.txt", []byte("a\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"pre": "../alice", "out": dir, "keys": "../alice/.ssh/authorized_keys"} {
+		if err := os.Symlink(target, ex+"/pub/"+link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol := permissive()
+	pol.AllowPaths, pol.DenyPaths = []string{ex}, []string{ex + "/*/.ssh"}
+	r := openSSHRig(t, pol, ex+"/pub")
+	c := r.client
+	denied := func(what string, err error) {
+		t.Helper()
+		if !errors.Is(err, os.ErrPermission) {
+			t.Errorf("%s: got %v, want permission denied", what, err)
+		}
+	}
+	// Allowed: the file, and the link itself (READLINK of a link in pub
+	// to a file in pub).
+	if _, err := c.Stat("a.txt"); err != nil {
+		t.Fatalf("stat a.txt: %v", err)
+	}
+	if err := c.Symlink("a.txt", "a-link"); err != nil {
+		t.Fatalf("symlink a.txt: %v", err)
+	}
+	if got, err := c.ReadLink("a-link"); err != nil || got != "a.txt" {
+		t.Fatalf("readlink a-link: got %q, %v; want a.txt", got, err)
+	}
+	// Through links that were there.
+	_, err = c.Open("pre/.ssh/authorized_keys")
+	denied("open through pre", err)
+	_, err = c.Open("keys")
+	denied("open keys", err)
+	_, err = c.Stat("out")
+	denied("stat out", err)
+	// Answers.
+	_, err = c.ReadLink("out")
+	denied("readlink out", err)
+	_, err = c.RealPath("out")
+	denied("realpath out", err)
+	_, err = c.RealPath("pre/.ssh")
+	denied("realpath pre/.ssh", err)
+	// Making links and names that reach the denied folder.
+	denied("symlink to alice", c.Symlink(ex+"/alice", "al"))
+	denied("symlink to ..", c.Symlink("..", "up"))
+	denied("hard link to the keys", c.Link(ex+"/alice/.ssh/authorized_keys", "k2"))
+	denied("hard link to the link to the keys", c.Link("keys", "k3"))
+	denied("rename alice", c.PosixRename(ex+"/alice", "x"))
+	denied("rename alice (RENAME)", c.Rename(ex+"/alice", "x"))
+	if err := c.Mkdir("d"); err != nil {
+		t.Fatal(err)
+	}
+	denied("rename a folder to where .ssh is denied", c.Rename("d", ex+"/bob"))
+	for _, p := range []string{"al", "up", "k2", "k3", "x", ex + "/bob"} {
+		if _, err := os.Lstat(filepath.Join(ex+"/pub", p)); err == nil {
+			t.Errorf("%s was made", p)
+		}
+	}
+	r.end(t)
+	var hidden int
+	for _, e := range r.audit.Events("") {
+		if e.Verdict == audit.Reject && strings.HasPrefix(e.Reason, "answer hidden") {
+			hidden++
+		}
+	}
+	if hidden != 3 {
+		t.Errorf("got %d answers hidden in the audit, want 3 (readlink out, realpath out, realpath pre/.ssh)", hidden)
 	}
 }

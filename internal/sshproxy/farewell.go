@@ -11,6 +11,16 @@ import (
 // is made once and never changes.
 var connKey = session.NewKey[*conn]("sshproxy")
 
+// ClientVersion and ServerVersion hold, on each master the proxy serves,
+// the SSH identification strings (RFC 4253 §4.2) of the client and of the
+// upstream server, for stacked proxies that must adapt to what a peer is
+// known to do (the SFTP proxy's SYMLINK argument order). The keys are made
+// once and never change.
+var (
+	ClientVersion = session.NewKey[string]("client_version")
+	ServerVersion = session.NewKey[string]("server_version")
+)
+
 // Farewell writes text to the stderr of every session channel of m's
 // connection whose program runs, so that the client learns why it is about
 // to be cut off; the caller then ends the session. It returns once every

@@ -145,6 +145,7 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
 		return
 	}
 	m.SetUser(id.User, id.Groups, id.Method)
+	session.Set(m, ClientVersion, string(sconn.ClientVersion()))
 	log.DebugContext(ctx, "client authenticated", "user", id.User, "method", id.Method)
 	e := m.AuditEvent("auth")
 	e.Verdict, e.Rule = audit.Accept, "authentication"
@@ -176,6 +177,7 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
 		}
 		return
 	}
+	session.Set(m, ServerVersion, string(up.ServerVersion()))
 	start := m.AuditEvent("session.start")
 	start.Target = m.Target()
 	start.Detail = map[string]any{"target": m.Target(), "ssh_user": sconn.User()}
