@@ -8,6 +8,7 @@
 //	sluice target               the built-in target server alone
 //	sluice known-hosts add HOST[:PORT] --known-hosts FILE
 //	sluice sessions|audit|replay|kill -c FILE ...
+//	sluice audit verify -c FILE  check the audit hash chains and recordings
 //	sluice version
 //
 // main only parses flags, picks the logger, handles signals and calls the

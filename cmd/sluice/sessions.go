@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -83,7 +85,7 @@ func runSessions(args []string, stdout, stderr io.Writer) int {
 		if s.ExitStatus != nil {
 			exit = strconv.Itoa(*s.ExitStatus)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", s.ID, orDash(s.User), orDash(s.Client), orDash(s.Target),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", cell(s.ID), orDash(s.User), orDash(s.Client), orDash(s.Target),
 			s.Start.Local().Format(time.DateTime), end, exit, s.BytesIn, s.BytesOut)
 	}
 	if err := tw.Flush(); err != nil {
@@ -93,8 +95,12 @@ func runSessions(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// runAudit is `sluice audit -c FILE [--user U] [--session ID] [--type T] [--since T] [--json]`.
+// runAudit is `sluice audit -c FILE [--user U] [--session ID] [--type T] [--since T] [--json]`
+// and `sluice audit verify -c FILE [--head GATEWAY:SEQ:HASH]`.
 func runAudit(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "verify" {
+		return runAuditVerify(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("c", "", "config `FILE`")
@@ -140,9 +146,9 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintln(stderr, "sluice:", err)
 				return 1
 			}
-			detail = string(b)
+			detail = string(graphicJSON(b))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Type, e.SessionID,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), cell(e.Type), cell(e.SessionID),
 			orDash(e.User), orDash(string(e.Verdict)), orDash(e.Rule), orDash(e.Reason), detail)
 	}
 	if err := tw.Flush(); err != nil {
@@ -150,6 +156,75 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// runAuditVerify is `sluice audit verify -c FILE [--head GATEWAY:SEQ:HASH]`:
+// it checks the hash chains of the audit store and the recordings the
+// session.end events list (see audit.Verify), prints the first break and
+// exits 1, or a summary and each chain's head and exits 0.
+func runAuditVerify(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("c", "", "config `FILE`")
+	head := fs.String("head", "", "a head printed by an earlier verify, `GATEWAY:SEQ:HASH`, that the chain must still hold")
+	const use = "usage: sluice audit verify -c FILE [--head GATEWAY:SEQ:HASH]"
+	cfg, _, code := parseCommand(fs, args, path, 0, use, stderr)
+	if cfg == nil {
+		return code
+	}
+	var expect *audit.Link
+	if *head != "" {
+		l, err := parseHead(*head)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 2
+		}
+		expect = &l
+	}
+	// Hashing the recordings again can take a while: no timeout, Ctrl-C.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	defer st.Close()
+	v, err := audit.Verify(ctx, st, expect)
+	if err != nil {
+		fmt.Fprintln(stderr, "sluice:", err)
+		return 1
+	}
+	if v.Break != nil {
+		fmt.Fprintf(stdout, "BROKEN at %s\n", cell(v.Break.String()))
+		return 1
+	}
+	fmt.Fprintf(stdout, "verified: %d events in %d chains, %d recordings; %d events from before linking, %d torn lines skipped\n",
+		v.Events, len(v.Heads), v.Recordings, v.Unlinked, v.Torn)
+	for _, h := range v.Heads {
+		fmt.Fprintf(stdout, "head %s:%d:%s\n", cell(h.Gateway), h.Seq, h.Hash)
+	}
+	if len(v.Heads) > 0 {
+		fmt.Fprintln(stdout, "keep a head elsewhere: `sluice audit verify --head GATEWAY:SEQ:HASH` checks the store still holds it")
+	}
+	return 0
+}
+
+// parseHead reads --head GATEWAY:SEQ:HASH (the gateway name may hold ':').
+func parseHead(s string) (audit.Link, error) {
+	i := strings.LastIndexByte(s, ':')
+	j := -1
+	if i > 0 {
+		j = strings.LastIndexByte(s[:i], ':')
+	}
+	if j <= 0 {
+		return audit.Link{}, fmt.Errorf("sluice: --head %q: want GATEWAY:SEQ:HASH", s)
+	}
+	seq, err := strconv.ParseUint(s[j+1:i], 10, 64)
+	if b, herr := hex.DecodeString(s[i+1:]); err != nil || herr != nil || seq == 0 || len(b) != sha256.Size {
+		return audit.Link{}, fmt.Errorf("sluice: --head %q: want GATEWAY:SEQ:HASH with SEQ a positive number and HASH 64 hex digits", s)
+	}
+	return audit.Link{Gateway: s[:j], Seq: seq, Hash: strings.ToLower(s[i+1:])}, nil
 }
 
 // runReplay is `sluice replay -c FILE ID [--speed N]`: it plays the
@@ -287,7 +362,7 @@ func openStore(ctx context.Context, cfg *config.Config) (audit.Store, error) {
 			return nil, fmt.Errorf("no audit database at %s (has the gateway run?)", db)
 		}
 	}
-	return audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir)
+	return audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir, cfg.Gateway.Name)
 }
 
 // inSession keeps the events of session id and of the sessions stacked in
@@ -324,10 +399,15 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("sluice: --since %q: want an RFC 3339 time, YYYY-MM-DD or a duration such as 2h", s)
 }
 
+// writeJSONLines writes one JSON value per line, with the characters a
+// terminal could act on escaped (see graphicJSON).
 func writeJSONLines[T any](stdout, stderr io.Writer, items []T) int {
-	enc := json.NewEncoder(stdout)
 	for _, it := range items {
-		if err := enc.Encode(it); err != nil {
+		b, err := json.Marshal(it)
+		if err == nil {
+			_, err = stdout.Write(append(graphicJSON(b), '\n'))
+		}
+		if err != nil {
 			fmt.Fprintln(stderr, "sluice:", err)
 			return 1
 		}
@@ -335,9 +415,10 @@ func writeJSONLines[T any](stdout, stderr io.Writer, items []T) int {
 	return 0
 }
 
+// orDash is s as a table cell (see cell), or "-" when s is empty.
 func orDash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return cell(s)
 }

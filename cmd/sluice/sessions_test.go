@@ -205,3 +205,30 @@ func TestInSession(t *testing.T) {
 		t.Fatalf("got %+v, want gw1/ssh-in:1 and its stacked session only", got)
 	}
 }
+
+func TestParseHead(t *testing.T) {
+	hash := strings.Repeat("ab", 32)
+	tests := []struct {
+		in      string
+		want    audit.Link
+		wantErr bool
+	}{
+		{"gw1:42:" + hash, audit.Link{Gateway: "gw1", Seq: 42, Hash: hash}, false},
+		{"gw:1:42:" + strings.ToUpper(hash), audit.Link{Gateway: "gw:1", Seq: 42, Hash: hash}, false},
+		{"gw1:0:" + hash, audit.Link{}, true},
+		{"gw1:x:" + hash, audit.Link{}, true},
+		{"gw1:42:abc", audit.Link{}, true},
+		{"gw1:42:" + strings.Repeat("zz", 32), audit.Link{}, true},
+		{":42:" + hash, audit.Link{}, true},
+		{hash, audit.Link{}, true},
+	}
+	for _, tt := range tests {
+		got, err := parseHead(tt.in)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("parseHead(%q): got %+v, %v, want %+v (error %v)", tt.in, got, err, tt.want, tt.wantErr)
+		}
+	}
+	if code, _, _ := sluice("audit", "verify"); code != 2 {
+		t.Errorf("audit verify without -c: got exit %d, want 2", code)
+	}
+}

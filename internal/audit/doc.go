@@ -43,4 +43,21 @@
 //     optionally "target". Keys absent leave the summary's fields zero.
 //
 // Events of these types with a stacked session id are ignored by Sessions.
+//
+// # Gateway name: chain, counters, crashed sessions
+//
+// A store is opened for one gateway name. Every event it writes carries a
+// Link of that gateway's hash chain (the "chain" member), computed in the
+// store's writer in stored order; the head is persisted (chain_heads in
+// the SQL stores, the last linked line of a JSON lines file), so the
+// chain continues across restarts. Verify checks every chain of a store,
+// the SQL stores' indexed columns, the kept heads and the recordings that
+// session.end events list with their SHA-256 (DetailRecordings).
+//
+// ReserveInstances hands out blocks of session instance numbers from a
+// counter per gateway and service kept in the store (the instances table,
+// or TypeInstances events in a JSON lines file), so that session ids stay
+// unique for the life of the store; Instances is the gateway's allocator.
+// EndOrphans writes the session.end of sessions a crash left open.
+// docs/security.md says what this proves and what it cannot.
 package audit

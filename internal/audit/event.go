@@ -32,4 +32,7 @@ type Event struct {
 	// Detail holds what is specific to the event type, e.g. "command",
 	// "subsystem", "env", "path", "bytes", "exit_status".
 	Detail map[string]any `json:"detail,omitempty"`
+	// Chain is set by the store that keeps the event (see Link); what a
+	// writer sets is replaced.
+	Chain *Link `json:"chain,omitempty"`
 }

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -22,19 +24,29 @@ import (
 // or reported as failed. Write is a batch of one. A crash during a write can
 // leave a torn last line; Open terminates it with a newline and Query skips
 // lines that are not a JSON event.
+//
+// The chain head and the instance counters of the store's gateway live in
+// the file itself (the last linked event, the TypeInstances events): Open
+// reads the whole file once to find them.
 type jsonlStore struct {
-	path string
+	path    string
+	gateway string // whose chain and instances this store writes
 
-	mu     sync.Mutex // serialises writes and Close
+	mu     sync.Mutex // serialises writes and Close; guards the fields below
 	f      *os.File
 	closed bool
+	head   chainHead
+	next   map[string]uint64 // service -> next free instance
+	// stale is set when a write failed: part of it may be on disk, so
+	// the head is read from the file again before the next write.
+	stale bool
 }
 
 var _ Store = (*jsonlStore)(nil)
 var _ BatchWriter = (*jsonlStore)(nil)
 
 // OpenJSONL opens (creating 0600 if needed) the append-only JSON lines file at path.
-func OpenJSONL(path string) (Store, error) {
+func OpenJSONL(path, gateway string) (Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("audit: jsonl: %w", err)
 	}
@@ -46,7 +58,59 @@ func OpenJSONL(path string) (Store, error) {
 		f.Close()
 		return nil, err
 	}
-	return &jsonlStore{path: path, f: f}, nil
+	s := &jsonlStore{path: path, gateway: gateway, f: f}
+	if err := s.load(context.Background()); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// load reads the chain head and the instance counters of s.gateway from
+// the file.
+func (s *jsonlStore) load(ctx context.Context) error {
+	r, err := os.Open(s.path)
+	if err != nil {
+		return fmt.Errorf("audit: jsonl: %w", err)
+	}
+	defer r.Close()
+	var (
+		head    chainHead
+		headErr error
+	)
+	next := map[string]uint64{}
+	err = scanJSONL(ctx, r, func(e Event) {
+		if e.Chain != nil && e.Chain.Gateway == s.gateway {
+			head, headErr = headOf(e.Chain.Seq, e.Chain.Hash)
+		}
+		s.count(next, e)
+	})
+	if err != nil {
+		return err
+	}
+	if headErr != nil {
+		return headErr
+	}
+	s.head, s.next, s.stale = head, next, false
+	return nil
+}
+
+// count raises next (service -> next free instance) above the instances e
+// uses or reserved, if it is one of s.gateway's.
+func (s *jsonlStore) count(next map[string]uint64, e Event) {
+	prefix := s.gateway + "/"
+	if e.Type == TypeInstances && e.Chain != nil && e.Chain.Gateway == s.gateway {
+		if last, ok := detailInt(e.Detail, "last"); ok && last > 0 && uint64(last) < maxInstance {
+			next[e.Service] = max(next[e.Service], uint64(last)+1)
+		}
+	}
+	if rest, ok := strings.CutPrefix(e.SessionID, prefix); ok {
+		if svc, _, ok := strings.Cut(rest, ":"); ok {
+			if n := instanceOf(e.SessionID, prefix+svc+":"); n > 0 && n < maxInstance {
+				next[svc] = max(next[svc], n+1)
+			}
+		}
+	}
 }
 
 // terminateTornLine appends a newline when the file does not end with one,
@@ -81,32 +145,74 @@ func (s *jsonlStore) Write(ctx context.Context, e Event) error {
 	return s.WriteBatch(ctx, []Event{e})
 }
 
-// WriteBatch appends events with one write and one fsync.
+// WriteBatch appends events, each linked to the chain of the store's
+// gateway, with one write and one fsync.
 func (s *jsonlStore) WriteBatch(ctx context.Context, events []Event) error {
-	var buf bytes.Buffer
-	for _, e := range events {
-		b, err := json.Marshal(e)
-		if err != nil {
-			return fmt.Errorf("audit: encode event: %w", err)
-		}
-		buf.Write(b)
-		buf.WriteByte('\n')
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
+	return s.appendLocked(ctx, events)
+}
+
+// appendLocked links and appends events; s.mu is held.
+func (s *jsonlStore) appendLocked(ctx context.Context, events []Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("audit: jsonl write: %w", err)
 	}
+	if s.stale {
+		if err := s.load(ctx); err != nil {
+			return err
+		}
+	}
+	head := s.head
+	var buf bytes.Buffer
+	for i := range events {
+		e := events[i]
+		b, next, err := link(head, s.gateway, &e)
+		if err != nil {
+			return err
+		}
+		head = next
+		buf.Write(b)
+		buf.WriteByte('\n')
+	}
 	if _, err := s.f.Write(buf.Bytes()); err != nil {
+		s.stale = true
 		return fmt.Errorf("audit: jsonl write: %w", err)
 	}
 	if err := s.f.Sync(); err != nil {
+		s.stale = true
 		return fmt.Errorf("audit: jsonl fsync: %w", err)
 	}
+	s.head = head
+	for _, e := range events {
+		s.count(s.next, e)
+	}
 	return nil
+}
+
+// ReserveInstances implements InstanceReserver: the reservation event is
+// the counter.
+func (s *jsonlStore) ReserveInstances(ctx context.Context, service string, n uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	if n == 0 || n > maxReserve {
+		return 0, fmt.Errorf("audit: reserve %d instances: want 1..%d", n, maxReserve)
+	}
+	first := max(s.next[service], 1)
+	if first > maxInstance-n {
+		return 0, fmt.Errorf("audit: reserve instances of %s/%s: counter exhausted", s.gateway, service)
+	}
+	if err := s.appendLocked(ctx, []Event{reservation(s.gateway, service, first, n)}); err != nil {
+		return 0, err
+	}
+	s.next[service] = max(s.next[service], first+n)
+	return first, nil
 }
 
 func (s *jsonlStore) Query(ctx context.Context, f Filter) ([]Event, error) {
@@ -178,3 +284,41 @@ func (s *jsonlStore) Close() error {
 	}
 	return nil
 }
+
+var _ rawStore = (*jsonlStore)(nil)
+
+// scanRaw passes every line, torn ones included (Verify counts them).
+func (s *jsonlStore) scanRaw(ctx context.Context, fn func(rawEvent) error) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	r, err := os.Open(s.path)
+	if err != nil {
+		return fmt.Errorf("audit: jsonl: %w", err)
+	}
+	defer r.Close()
+	br := bufio.NewReader(r)
+	for n := 1; ; n++ {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("audit: jsonl verify: %w", err)
+		}
+		line, err := br.ReadBytes('\n')
+		if t := bytes.TrimSpace(line); len(t) > 0 {
+			if ferr := fn(rawEvent{where: "line " + strconv.Itoa(n), data: t}); ferr != nil {
+				return ferr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("audit: jsonl verify: %w", err)
+		}
+	}
+}
+
+// storedHeads: the file keeps no head apart from its events.
+func (s *jsonlStore) storedHeads(context.Context) (map[string]chainHead, error) { return nil, nil }

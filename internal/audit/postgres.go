@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -38,6 +39,19 @@ var postgresMigrations = [][]string{
 		`CREATE INDEX events_user ON events (user_name, time_ns)`,
 		`CREATE INDEX events_type ON events (type, time_ns)`,
 	},
+	{
+		`CREATE TABLE chain_heads (
+			gateway TEXT COLLATE "C" PRIMARY KEY,
+			seq     BIGINT NOT NULL,
+			hash    TEXT NOT NULL
+		)`,
+		`CREATE TABLE instances (
+			gateway TEXT COLLATE "C" NOT NULL,
+			service TEXT COLLATE "C" NOT NULL,
+			next    BIGINT NOT NULL,
+			PRIMARY KEY (gateway, service)
+		)`,
+	},
 }
 
 // postgresMigrationLock is the pg_advisory_xact_lock key that serialises
@@ -45,7 +59,8 @@ var postgresMigrations = [][]string{
 const postgresMigrationLock = 0x736c75696365
 
 type postgresStore struct {
-	pool *pgxpool.Pool
+	gateway string // whose chain and instances this store writes
+	pool    *pgxpool.Pool
 
 	mu     sync.RWMutex
 	closed bool
@@ -57,7 +72,7 @@ var _ BatchWriter = (*postgresStore)(nil)
 // OpenPostgres connects a pool to the PostgreSQL database named by dsn (a
 // postgres:// URL; runtime parameters such as search_path may be given as
 // query parameters) and applies pending migrations.
-func OpenPostgres(ctx context.Context, dsn string) (Store, error) {
+func OpenPostgres(ctx context.Context, dsn, gateway string) (Store, error) {
 	pool, err := pgxpool.New(ctx, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("audit: postgres: %w", err)
@@ -66,7 +81,7 @@ func OpenPostgres(ctx context.Context, dsn string) (Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("audit: postgres: %w", err)
 	}
-	return &postgresStore{pool: pool}, nil
+	return &postgresStore{gateway: gateway, pool: pool}, nil
 }
 
 func migratePostgres(ctx context.Context, pool *pgxpool.Pool) error {
@@ -108,29 +123,123 @@ func (s *postgresStore) Write(ctx context.Context, e Event) error {
 	return s.WriteBatch(ctx, []Event{e})
 }
 
-// WriteBatch inserts events in one transaction, pipelined in one round trip.
+// WriteBatch inserts events in one transaction, each linked to the chain
+// of the store's gateway: one round trip locks and reads the chain head,
+// one more sends the inserts and the new head pipelined.
 func (s *postgresStore) WriteBatch(ctx context.Context, events []Event) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return ErrClosed
 	}
-	var b pgx.Batch
-	ins := postgresDialect.insertEvent()
-	for _, e := range events {
-		r, err := toRow(e)
-		if err != nil {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var b pgx.Batch
+		if err := s.queueChained(ctx, tx, &b, events); err != nil {
 			return err
 		}
-		b.Queue(ins, r.args()...)
-	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		return tx.SendBatch(ctx, &b).Close()
 	})
 	if err != nil {
 		return fmt.Errorf("audit: postgres write: %w", err)
 	}
 	return nil
+}
+
+// queueChained locks the chain head of the store's gateway in tx (so that
+// two processes of one gateway name cannot fork the chain) and queues on b
+// the inserts of events linked after it and the update of the head.
+func (s *postgresStore) queueChained(ctx context.Context, tx pgx.Tx, b *pgx.Batch, events []Event) error {
+	var (
+		seq  int64
+		hash string
+	)
+	const lock = `SELECT seq, hash FROM chain_heads WHERE gateway = $1 FOR UPDATE`
+	err := tx.QueryRow(ctx, lock, s.gateway).Scan(&seq, &hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err = tx.Exec(ctx, `INSERT INTO chain_heads (gateway, seq, hash) VALUES ($1, 0, '') ON CONFLICT DO NOTHING`, s.gateway); err == nil {
+			err = tx.QueryRow(ctx, lock, s.gateway).Scan(&seq, &hash)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	head, err := headOf(uint64(seq), hash)
+	if err != nil {
+		return err
+	}
+	ins := postgresDialect.insertEvent()
+	for _, e := range events {
+		var data []byte
+		if data, head, err = link(head, s.gateway, &e); err != nil {
+			return err
+		}
+		b.Queue(ins, rowOf(e, data).args()...)
+	}
+	b.Queue(`UPDATE chain_heads SET seq = $2, hash = $3 WHERE gateway = $1`, s.gateway, int64(head.seq), head.hex())
+	return nil
+}
+
+// ReserveInstances implements InstanceReserver.
+func (s *postgresStore) ReserveInstances(ctx context.Context, service string, n uint64) (uint64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	if n == 0 || n > maxReserve {
+		return 0, fmt.Errorf("audit: reserve %d instances: want 1..%d", n, maxReserve)
+	}
+	var first uint64
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		const lock = `SELECT next FROM instances WHERE gateway = $1 AND service = $2 FOR UPDATE`
+		var next int64
+		err := tx.QueryRow(ctx, lock, s.gateway, service).Scan(&next)
+		if errors.Is(err, pgx.ErrNoRows) {
+			if next, err = s.legacyNext(ctx, tx, service); err != nil {
+				return err
+			}
+			if _, err = tx.Exec(ctx, `INSERT INTO instances (gateway, service, next) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`, s.gateway, service, next); err == nil {
+				err = tx.QueryRow(ctx, lock, s.gateway, service).Scan(&next)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		first = uint64(max(next, 1))
+		if first > maxInstance-n {
+			return fmt.Errorf("counter of %s/%s exhausted", s.gateway, service)
+		}
+		var b pgx.Batch
+		b.Queue(`UPDATE instances SET next = $3 WHERE gateway = $1 AND service = $2`, s.gateway, service, int64(first+n))
+		if err := s.queueChained(ctx, tx, &b, []Event{reservation(s.gateway, service, first, n)}); err != nil {
+			return err
+		}
+		return tx.SendBatch(ctx, &b).Close()
+	})
+	if err != nil {
+		return 0, fmt.Errorf("audit: postgres reserve: %w", err)
+	}
+	return first, nil
+}
+
+// legacyNext is the instance after the highest one the events of
+// GATEWAY/SERVICE use, for a store written before the instances table.
+func (s *postgresStore) legacyNext(ctx context.Context, tx pgx.Tx, service string) (int64, error) {
+	prefix := s.gateway + "/" + service + ":"
+	rows, err := tx.Query(ctx, `SELECT DISTINCT session_id FROM events WHERE `+postgresDialect.hasPrefix("session_id", "$1"), indexKey(prefix))
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var high uint64
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return 0, err
+		}
+		high = max(high, instanceOf(id, prefix))
+	}
+	return int64(high) + 1, rows.Err()
 }
 
 func (s *postgresStore) Query(ctx context.Context, f Filter) ([]Event, error) {
@@ -176,4 +285,50 @@ func (s *postgresStore) Close() error {
 	s.closed = true
 	s.pool.Close()
 	return nil
+}
+
+var _ rawStore = (*postgresStore)(nil)
+
+func (s *postgresStore) scanRaw(ctx context.Context, fn func(rawEvent) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	rows, err := s.pool.Query(ctx, selectRaw)
+	if err != nil {
+		return fmt.Errorf("audit: postgres verify: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id   int64
+			r    row
+			data []byte
+		)
+		if err := rows.Scan(&id, &r.timeNS, &r.typ, &r.sessionID, &r.user, &r.verdict, &data); err != nil {
+			return fmt.Errorf("audit: postgres verify: %w", err)
+		}
+		if err := fn(rawEvent{where: "row " + strconv.FormatInt(id, 10), data: data, cols: &r}); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit: postgres verify: %w", err)
+	}
+	return nil
+}
+
+func (s *postgresStore) storedHeads(ctx context.Context) (map[string]chainHead, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	rows, err := s.pool.Query(ctx, `SELECT gateway, seq, hash FROM chain_heads`)
+	if err != nil {
+		return nil, fmt.Errorf("audit: postgres verify: %w", err)
+	}
+	defer rows.Close()
+	return scanHeads(rows)
 }

@@ -46,7 +46,7 @@ func (g *gateStore) Write(ctx context.Context, e Event) error {
 
 func openSQLite(t *testing.T) Store {
 	t.Helper()
-	s, err := Open(context.Background(), "sqlite", t.TempDir())
+	s, err := Open(context.Background(), "sqlite", t.TempDir(), "gw1")
 	if err != nil {
 		t.Fatalf("Open: got %v, want nil", err)
 	}

@@ -31,14 +31,19 @@ func toRow(e Event) (row, error) {
 	if err != nil {
 		return row{}, fmt.Errorf("audit: encode event: %w", err)
 	}
+	return rowOf(e, b), nil
+}
+
+// rowOf is e as a row whose data is e's JSON, data.
+func rowOf(e Event, data []byte) row {
 	return row{
 		timeNS:    timeKey(e.Time),
 		typ:       indexKey(e.Type),
 		sessionID: indexKey(e.SessionID),
 		user:      indexKey(e.User),
 		verdict:   indexKey(string(e.Verdict)),
-		data:      string(b),
-	}, nil
+		data:      string(data),
+	}
 }
 
 func fromJSON(data []byte) (Event, error) {
@@ -112,4 +117,37 @@ func (d dialect) insertEvent() string {
 
 func (r row) args() []any {
 	return []any{r.timeNS, r.typ, r.sessionID, r.user, r.verdict, r.data}
+}
+
+// selectRaw reads every event with its indexed columns in stored order.
+const selectRaw = "SELECT id, time_ns, type, session_id, user_name, verdict, data FROM events ORDER BY id"
+
+// sqlRows is what database/sql's and pgx's rows have in common.
+type sqlRows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// scanHeads reads the rows of SELECT gateway, seq, hash FROM chain_heads.
+func scanHeads(rows sqlRows) (map[string]chainHead, error) {
+	out := map[string]chainHead{}
+	for rows.Next() {
+		var (
+			gw, hash string
+			seq      int64
+		)
+		if err := rows.Scan(&gw, &seq, &hash); err != nil {
+			return nil, fmt.Errorf("audit: chain heads: %w", err)
+		}
+		h, err := headOf(uint64(seq), hash)
+		if err != nil {
+			return nil, err
+		}
+		out[gw] = h
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("audit: chain heads: %w", err)
+	}
+	return out, nil
 }

@@ -28,6 +28,8 @@ var sqliteDialect = dialect{
 const sqliteBusyTimeoutMS = 5000
 
 type sqliteStore struct {
+	gateway string // whose chain and instances this store writes
+
 	w *sql.DB // the one writer connection
 	r *sql.DB // read-only connections for queries
 
@@ -44,12 +46,26 @@ var _ BatchWriter = (*sqliteStore)(nil)
 // the write lock up front (BEGIN IMMEDIATE), so writers never deadlock on a
 // lock upgrade. Reads use separate query-only connections, which WAL lets
 // run alongside the writer.
-func OpenSQLite(ctx context.Context, path string) (Store, error) {
+func OpenSQLite(ctx context.Context, path, gateway string) (Store, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("audit: sqlite path %q must not contain '?' or '#'", path)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("audit: sqlite: %w", err)
+	}
+	// SQLite creates the database 0644 less the umask, and its -wal and
+	// -shm files with the mode of the database: create the database 0600
+	// first (an empty file is an empty database) and tighten files an
+	// older version left open.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit: sqlite: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := private(p); err != nil {
+			return nil, fmt.Errorf("audit: sqlite: %w", err)
+		}
 	}
 	common := "_pragma=busy_timeout(" + strconv.Itoa(sqliteBusyTimeoutMS) + ")"
 	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
@@ -64,17 +80,13 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 		w.Close()
 		return nil, fmt.Errorf("audit: sqlite %s: %w", path, err)
 	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("audit: sqlite: %w", err)
-	}
 	r, err := sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
 		return nil, fmt.Errorf("audit: sqlite open: %w", err)
 	}
 	r.SetMaxOpenConns(4)
-	return &sqliteStore{w: w, r: r}, nil
+	return &sqliteStore{gateway: gateway, w: w, r: r}, nil
 }
 
 // sqliteMigrations: migrations[i] brings the schema to version i+1.
@@ -93,6 +105,19 @@ var sqliteMigrations = [][]string{
 		`CREATE INDEX events_session ON events (session_id, time_ns)`,
 		`CREATE INDEX events_user ON events (user_name, time_ns)`,
 		`CREATE INDEX events_type ON events (type, time_ns)`,
+	},
+	{
+		`CREATE TABLE chain_heads (
+			gateway TEXT PRIMARY KEY,
+			seq     INTEGER NOT NULL,
+			hash    TEXT NOT NULL
+		)`,
+		`CREATE TABLE instances (
+			gateway TEXT NOT NULL,
+			service TEXT NOT NULL,
+			next    INTEGER NOT NULL,
+			PRIMARY KEY (gateway, service)
+		)`,
 	},
 }
 
@@ -140,7 +165,8 @@ func (s *sqliteStore) Write(ctx context.Context, e Event) error {
 	return s.WriteBatch(ctx, []Event{e})
 }
 
-// WriteBatch inserts events in one transaction.
+// WriteBatch inserts events in one transaction, each linked to the chain
+// of the store's gateway.
 func (s *sqliteStore) WriteBatch(ctx context.Context, events []Event) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -152,24 +178,112 @@ func (s *sqliteStore) WriteBatch(ctx context.Context, events []Event) error {
 		return fmt.Errorf("audit: sqlite write: %w", err)
 	}
 	defer tx.Rollback()
+	if err := s.insertChained(ctx, tx, events); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("audit: sqlite write: %w", err)
+	}
+	return nil
+}
+
+// insertChained inserts events in tx after the chain head it reads there
+// (the write lock is held since BEGIN IMMEDIATE) and stores the new head.
+func (s *sqliteStore) insertChained(ctx context.Context, tx *sql.Tx, events []Event) error {
+	var (
+		seq  int64
+		hash string
+	)
+	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM chain_heads WHERE gateway = ?1`, s.gateway).Scan(&seq, &hash)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("audit: sqlite write: %w", err)
+	}
+	head, err := headOf(uint64(seq), hash)
+	if err != nil {
+		return err
+	}
 	stmt, err := tx.PrepareContext(ctx, sqliteDialect.insertEvent())
 	if err != nil {
 		return fmt.Errorf("audit: sqlite write: %w", err)
 	}
 	defer stmt.Close()
 	for _, e := range events {
-		r, err := toRow(e)
-		if err != nil {
+		var data []byte
+		if data, head, err = link(head, s.gateway, &e); err != nil {
 			return err
 		}
+		r := rowOf(e, data)
 		if _, err := stmt.ExecContext(ctx, r.args()...); err != nil {
 			return fmt.Errorf("audit: sqlite write: %w", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	_, err = tx.ExecContext(ctx, `INSERT INTO chain_heads (gateway, seq, hash) VALUES (?1, ?2, ?3)
+		ON CONFLICT (gateway) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`, s.gateway, int64(head.seq), head.hex())
+	if err != nil {
 		return fmt.Errorf("audit: sqlite write: %w", err)
 	}
 	return nil
+}
+
+// ReserveInstances implements InstanceReserver.
+func (s *sqliteStore) ReserveInstances(ctx context.Context, service string, n uint64) (uint64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
+	if n == 0 || n > maxReserve {
+		return 0, fmt.Errorf("audit: reserve %d instances: want 1..%d", n, maxReserve)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("audit: sqlite reserve: %w", err)
+	}
+	defer tx.Rollback()
+	var next int64
+	err = tx.QueryRowContext(ctx, `SELECT next FROM instances WHERE gateway = ?1 AND service = ?2`, s.gateway, service).Scan(&next)
+	if errors.Is(err, sql.ErrNoRows) {
+		next, err = s.legacyNext(ctx, tx, service)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("audit: sqlite reserve: %w", err)
+	}
+	first := uint64(max(next, 1))
+	if first > maxInstance-n {
+		return 0, fmt.Errorf("audit: reserve instances of %s/%s: counter exhausted", s.gateway, service)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO instances (gateway, service, next) VALUES (?1, ?2, ?3)
+		ON CONFLICT (gateway, service) DO UPDATE SET next = excluded.next`, s.gateway, service, int64(first+n))
+	if err != nil {
+		return 0, fmt.Errorf("audit: sqlite reserve: %w", err)
+	}
+	if err := s.insertChained(ctx, tx, []Event{reservation(s.gateway, service, first, n)}); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("audit: sqlite reserve: %w", err)
+	}
+	return first, nil
+}
+
+// legacyNext is the instance after the highest one the events of
+// GATEWAY/SERVICE use, for a store written before the instances table.
+func (s *sqliteStore) legacyNext(ctx context.Context, tx *sql.Tx, service string) (int64, error) {
+	prefix := s.gateway + "/" + service + ":"
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT session_id FROM events WHERE `+sqliteDialect.hasPrefix("session_id", "?1"), indexKey(prefix))
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	var high uint64
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return 0, err
+		}
+		high = max(high, instanceOf(id, prefix))
+	}
+	return int64(high) + 1, rows.Err()
 }
 
 func (s *sqliteStore) Query(ctx context.Context, f Filter) ([]Event, error) {
@@ -214,4 +328,65 @@ func (s *sqliteStore) Close() error {
 	}
 	s.closed = true
 	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// private makes the file at path (if any) readable and writable by its
+// owner only, when it is not already.
+func private(path string) error {
+	st, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return os.Chmod(path, st.Mode().Perm()&0o700)
+}
+
+var _ rawStore = (*sqliteStore)(nil)
+
+func (s *sqliteStore) scanRaw(ctx context.Context, fn func(rawEvent) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	rows, err := s.r.QueryContext(ctx, selectRaw)
+	if err != nil {
+		return fmt.Errorf("audit: sqlite verify: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var (
+			id int64
+			r  row
+		)
+		if err := rows.Scan(&id, &r.timeNS, &r.typ, &r.sessionID, &r.user, &r.verdict, &r.data); err != nil {
+			return fmt.Errorf("audit: sqlite verify: %w", err)
+		}
+		if err := fn(rawEvent{where: "row " + strconv.FormatInt(id, 10), data: []byte(r.data), cols: &r}); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit: sqlite verify: %w", err)
+	}
+	return nil
+}
+
+func (s *sqliteStore) storedHeads(ctx context.Context) (map[string]chainHead, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT gateway, seq, hash FROM chain_heads`)
+	if err != nil {
+		return nil, fmt.Errorf("audit: sqlite verify: %w", err)
+	}
+	defer rows.Close()
+	return scanHeads(rows)
 }

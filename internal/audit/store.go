@@ -23,6 +23,10 @@ const (
 	DetailBytesIn    = "bytes_in"
 	DetailBytesOut   = "bytes_out"
 	DetailRecording  = "recording"
+	// DetailRecordings (in session.end) lists the session's recordings as
+	// objects {"path": PATH, "sha256": HEX}; `sluice audit verify` hashes
+	// each file again.
+	DetailRecordings = "recordings"
 )
 
 // ErrClosed is returned by a Store or Queue used after Close.
@@ -33,6 +37,7 @@ var ErrClosed = errors.New("audit: closed")
 // the gateway writes through a Queue, never on the data path.
 type Store interface {
 	Sink
+	InstanceReserver
 	// Query returns the events matching f in time order (ties in write order).
 	Query(ctx context.Context, f Filter) ([]Event, error)
 	// Sessions summarises master sessions from their session.start and
@@ -90,17 +95,22 @@ type SessionSummary struct {
 	Recording  string    `json:"recording,omitempty"`
 }
 
-// Open opens the store named by sink, as the audit.sink config key spells it:
+// Open opens the store named by sink, as the audit.sink config key spells it,
+// for the gateway named gateway: the events it writes are linked in that
+// gateway's hash chain (see Link) and ReserveInstances counts that
+// gateway's session ids. Stores shared by several gateways (PostgreSQL)
+// keep one chain and one set of counters per gateway name, so the names
+// must differ.
 //
 //	sqlite              STATEDIR/audit.db (the embedded default)
 //	jsonl:PATH          append-only JSON lines; a relative PATH is joined to stateDir
 //	postgres://...      PostgreSQL (also postgresql://...), a libpq/pgx URL
 //
 // Pending schema migrations are applied before Open returns.
-func Open(ctx context.Context, sink string, stateDir string) (Store, error) {
+func Open(ctx context.Context, sink, stateDir, gateway string) (Store, error) {
 	switch {
 	case sink == "sqlite":
-		return OpenSQLite(ctx, filepath.Join(stateDir, "audit.db"))
+		return OpenSQLite(ctx, filepath.Join(stateDir, "audit.db"), gateway)
 	case strings.HasPrefix(sink, "jsonl:"):
 		p := strings.TrimPrefix(sink, "jsonl:")
 		if p == "" {
@@ -109,9 +119,9 @@ func Open(ctx context.Context, sink string, stateDir string) (Store, error) {
 		if !filepath.IsAbs(p) {
 			p = filepath.Join(stateDir, p)
 		}
-		return OpenJSONL(p)
+		return OpenJSONL(p, gateway)
 	case strings.HasPrefix(sink, "postgres://"), strings.HasPrefix(sink, "postgresql://"):
-		return OpenPostgres(ctx, sink)
+		return OpenPostgres(ctx, sink, gateway)
 	default:
 		return nil, fmt.Errorf("audit: unknown sink %q (want sqlite, jsonl:PATH or postgres://...)", sink)
 	}

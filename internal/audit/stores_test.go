@@ -8,15 +8,17 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
 func TestSQLiteStore(t *testing.T) {
 	runStoreSuite(t, func(t *testing.T) Store {
-		s, err := Open(context.Background(), "sqlite", t.TempDir())
+		s, err := Open(context.Background(), "sqlite", t.TempDir(), "gw1")
 		if err != nil {
 			t.Fatalf("Open: got %v, want nil", err)
 		}
@@ -26,7 +28,7 @@ func TestSQLiteStore(t *testing.T) {
 
 func TestJSONLStore(t *testing.T) {
 	runStoreSuite(t, func(t *testing.T) Store {
-		s, err := Open(context.Background(), "jsonl:audit/events.jsonl", t.TempDir())
+		s, err := Open(context.Background(), "jsonl:audit/events.jsonl", t.TempDir(), "gw1")
 		if err != nil {
 			t.Fatalf("Open: got %v, want nil", err)
 		}
@@ -90,7 +92,7 @@ func pgSchemaDSN(t *testing.T, dsn string) string {
 func TestPostgresStore(t *testing.T) {
 	dsn := pgDSN(t)
 	runStoreSuite(t, func(t *testing.T) Store {
-		s, err := Open(context.Background(), pgSchemaDSN(t, dsn), t.TempDir())
+		s, err := Open(context.Background(), pgSchemaDSN(t, dsn), t.TempDir(), "gw1")
 		if err != nil {
 			t.Fatalf("Open: got %v, want nil", err)
 		}
@@ -114,28 +116,37 @@ func TestReopen(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir, sink := t.TempDir(), tt.sink(t)
 			e1, e2 := ev(0, "auth", "gw1/ssh-in:1", "alice", Accept), ev(1, "auth", "gw1/ssh-in:2", "bob", Reject)
-			for _, e := range []Event{e1, e2} {
-				s, err := Open(ctx, sink, dir)
+			for i, e := range []Event{e1, e2} {
+				s, err := Open(ctx, sink, dir, "gw1")
 				if err != nil {
 					t.Fatalf("Open: got %v, want nil", err)
 				}
 				if err := s.Write(ctx, e); err != nil {
 					t.Fatalf("Write: got %v, want nil", err)
 				}
+				// Session ids go on where the last run left them.
+				if got, err := NewInstances(s, "fresh").Next(ctx); err != nil || got != uint64(1+i*InstanceBlock) {
+					t.Fatalf("run %d: Next: got %d, %v, want %d", i, got, err, 1+i*InstanceBlock)
+				}
 				if err := s.Close(); err != nil {
 					t.Fatalf("Close: got %v, want nil", err)
 				}
 			}
-			s, err := Open(ctx, sink, dir)
+			s, err := Open(ctx, sink, dir, "gw1")
 			if err != nil {
 				t.Fatalf("Open: got %v, want nil", err)
 			}
 			defer s.Close()
-			got, err := s.Query(ctx, Filter{})
+			got, err := s.Query(ctx, Filter{Type: "auth"})
 			if err != nil {
 				t.Fatalf("Query: got %v, want nil", err)
 			}
 			sameEvents(t, got, []Event{e1, e2})
+			// One chain across the runs: 2 events and 2 reservations.
+			v, err := Verify(ctx, s, nil)
+			if err != nil || v.Break != nil || v.Events != 4 || len(v.Heads) != 1 || v.Heads[0].Seq != 4 {
+				t.Fatalf("Verify: got %+v, %v, want 4 events in one chain", v, err)
+			}
 		})
 	}
 }
@@ -143,12 +154,12 @@ func TestReopen(t *testing.T) {
 func TestSQLiteNewerSchema(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(ctx, "sqlite", dir)
+	s, err := Open(ctx, "sqlite", dir, "gw1")
 	if err != nil {
 		t.Fatalf("Open: got %v, want nil", err)
 	}
 	s.Close()
-	db, err := OpenSQLite(ctx, filepath.Join(dir, "audit.db"))
+	db, err := OpenSQLite(ctx, filepath.Join(dir, "audit.db"), "gw1")
 	if err != nil {
 		t.Fatalf("OpenSQLite: got %v, want nil", err)
 	}
@@ -156,7 +167,7 @@ func TestSQLiteNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	_, err = Open(ctx, "sqlite", dir)
+	_, err = Open(ctx, "sqlite", dir, "gw1")
 	if err == nil || !strings.Contains(err.Error(), "schema version 99 is newer") {
 		t.Errorf("Open on a newer schema: got %v, want an error naming version 99", err)
 	}
@@ -166,7 +177,7 @@ func TestJSONLTornLine(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "a.jsonl")
 	e1, e2 := ev(0, "auth", "gw1/ssh-in:1", "alice", Accept), ev(1, "auth", "gw1/ssh-in:2", "bob", Reject)
-	s, err := OpenJSONL(path)
+	s, err := OpenJSONL(path, "gw1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +192,7 @@ func TestJSONLTornLine(t *testing.T) {
 	}
 	f.WriteString(`{"time":"2025-03-04T10:00:00Z","type":"au`)
 	f.Close()
-	s, err = OpenJSONL(path)
+	s, err = OpenJSONL(path, "gw1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +209,7 @@ func TestJSONLTornLine(t *testing.T) {
 
 func TestOpenUnknownSink(t *testing.T) {
 	for _, sink := range []string{"", "mysql://x", "jsonl:", "SQLITE"} {
-		if s, err := Open(context.Background(), sink, t.TempDir()); err == nil {
+		if s, err := Open(context.Background(), sink, t.TempDir(), "gw1"); err == nil {
 			s.Close()
 			t.Errorf("Open(%q): got nil error, want one", sink)
 		} else if !strings.HasPrefix(err.Error(), "audit: ") {
@@ -221,4 +232,69 @@ func FuzzScanJSONL(f *testing.F) {
 			t.Errorf("scanJSONL on a reader without errors: got %v, want nil", err)
 		}
 	})
+}
+
+// TestPostgresShared opens one PostgreSQL store from two gateways, as two
+// gateway processes sharing a database do, and checks that each keeps its
+// own chain and counters and ends only its own crashed sessions.
+func TestPostgresShared(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgSchemaDSN(t, pgDSN(t))
+	open := func(gw string) Store {
+		s, err := Open(ctx, dsn, "", gw)
+		if err != nil {
+			t.Fatalf("Open %s: %v", gw, err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	gw1, gw2, gw1again := open("gw1"), open("gw2"), open("gw1")
+	// Interleaved writes, concurrent for gw1 from two handles.
+	done := make(chan error, 2)
+	for _, s := range []Store{gw1, gw1again} {
+		go func() {
+			for i := range 20 {
+				if err := s.Write(ctx, ev(i, "exec", "gw1/ssh-in:1/ssh/session:0", "alice", Accept)); err != nil {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for i := range 10 {
+		if err := gw2.Write(ctx, ev(i, TypeSessionStart, "gw2/ssh-in:"+strconv.Itoa(i+1), "bob", Accept)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("concurrent Write: %v", err)
+		}
+	}
+	if err := gw1.Write(ctx, ev(30, TypeSessionStart, "gw1/ssh-in:1", "alice", Accept)); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := mustReserve(t, gw1, "ssh-in"), mustReserve(t, gw2, "ssh-in"); a != 2 || b != 11 {
+		t.Errorf("first instances: got gw1 %d, gw2 %d, want 2 and 11", a, b)
+	}
+	if a := mustReserve(t, gw1again, "ssh-in"); a != 2+InstanceBlock {
+		t.Errorf("gw1 from its second handle: got %d, want %d", a, 2+InstanceBlock)
+	}
+	if ended, err := EndOrphans(ctx, gw1, "gw1", time.Now()); err != nil || len(ended) != 1 || ended[0] != "gw1/ssh-in:1" {
+		t.Errorf("EndOrphans gw1: got %v, %v, want only gw1/ssh-in:1", ended, err)
+	}
+	v, err := Verify(ctx, gw2, nil)
+	if err != nil || v.Break != nil || len(v.Heads) != 2 || v.Heads[0].Seq != 44 || v.Heads[1].Seq != 11 {
+		t.Fatalf("Verify: got %+v, %v, want two chains, gw1 at seq 44, gw2 at 11", v, err)
+	}
+}
+
+func mustReserve(t *testing.T, s Store, service string) uint64 {
+	t.Helper()
+	n, err := s.ReserveInstances(context.Background(), service, InstanceBlock)
+	if err != nil {
+		t.Fatalf("ReserveInstances: %v", err)
+	}
+	return n
 }

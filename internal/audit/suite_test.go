@@ -19,9 +19,11 @@ func ev(sec int, typ, sid, user string, v Verdict) Event {
 	}
 }
 
-// normal is e as it reads back from any store: its JSON decoded again.
+// normal is e as it reads back from any store: its JSON decoded again,
+// without the chain link the store added (see the Chain test).
 func normal(t *testing.T, e Event) string {
 	t.Helper()
+	e.Chain = nil
 	b, err := json.Marshal(e)
 	if err != nil {
 		t.Fatal(err)
@@ -199,6 +201,151 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 					t.Errorf("got %s, want %s", g, w)
 				}
 			})
+		}
+	})
+
+	t.Run("Chain", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		// Singles and a batch, with Detail values whose JSON changes on a
+		// round trip (int64 beyond 2^53, a struct) and awkward strings.
+		big := ev(0, "exec", "gw1/ssh-in:1/ssh/session:0", "a\x00\xff\u2028<&>", Accept)
+		big.Detail = map[string]any{"bytes": int64(1<<60 + 1), "f": 0.1, "s": struct {
+			Z string `json:"z"`
+			A int    `json:"a"`
+		}{"z", 1}, "l": []any{1, "x", nil}}
+		if err := s.Write(ctx, big); err != nil {
+			t.Fatalf("Write: got %v, want nil", err)
+		}
+		if err := s.(BatchWriter).WriteBatch(ctx, corpus); err != nil {
+			t.Fatalf("WriteBatch: got %v, want nil", err)
+		}
+		if err := s.Write(ctx, corpus[0]); err != nil {
+			t.Fatalf("Write: got %v, want nil", err)
+		}
+		n := len(corpus) + 2
+		got, err := s.Query(ctx, Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs := map[uint64]bool{}
+		for _, e := range got {
+			if e.Chain == nil || e.Chain.Gateway != "gw1" || len(e.Chain.Hash) != 64 {
+				t.Fatalf("event %s: got chain %+v, want a gw1 link", e.Type, e.Chain)
+			}
+			seqs[e.Chain.Seq] = true
+		}
+		for i := 1; i <= n; i++ {
+			if !seqs[uint64(i)] {
+				t.Errorf("seq %d: missing; got %v", i, seqs)
+			}
+		}
+		v, err := Verify(ctx, s, nil)
+		if err != nil || v.Break != nil {
+			t.Fatalf("Verify: got %+v, %v, want no break", v, err)
+		}
+		if v.Events != n || len(v.Heads) != 1 || v.Heads[0].Seq != uint64(n) {
+			t.Errorf("Verify: got %d events, heads %+v, want %d events and gw1's head at seq %d", v.Events, v.Heads, n, n)
+		}
+		// The kept head verifies; a forged one does not.
+		if v2, err := Verify(ctx, s, &v.Heads[0]); err != nil || v2.Break != nil {
+			t.Errorf("Verify with the kept head: got %+v, %v, want no break", v2, err)
+		}
+		forged := v.Heads[0]
+		forged.Hash = strings.Repeat("0", 64)
+		if v2, err := Verify(ctx, s, &forged); err != nil || v2.Break == nil || !strings.Contains(v2.Break.Problem, "rewritten") {
+			t.Errorf("Verify with a forged head: got %+v, %v, want a break saying rewritten", v2, err)
+		}
+		later := v.Heads[0]
+		later.Seq += 5
+		if v2, err := Verify(ctx, s, &later); err != nil || v2.Break == nil || !strings.Contains(v2.Break.Problem, "truncated") {
+			t.Errorf("Verify with a head beyond the end: got %+v, %v, want a break saying truncated", v2, err)
+		}
+	})
+
+	t.Run("Instances", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		// Events of a store that kept no counter yet: numbering goes on
+		// above them, per gateway and service.
+		for _, id := range []string{"gw1/ssh-in:41/ssh/session:0", "gw1/ssh-in:7", "gw1/other:3", "gw2/ssh-in:99", "gw1/ssh-in:x"} {
+			if err := s.Write(ctx, ev(0, "auth", id, "alice", Accept)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		steps := []struct {
+			service string
+			n, want uint64
+		}{
+			{"ssh-in", 3, 42}, {"ssh-in", 100, 45}, {"other", 1, 4}, {"new", 2, 1}, {"ssh-in", 1, 145},
+		}
+		for _, st := range steps {
+			got, err := s.ReserveInstances(ctx, st.service, st.n)
+			if err != nil || got != st.want {
+				t.Fatalf("ReserveInstances(%s, %d): got %d, %v, want %d", st.service, st.n, got, err, st.want)
+			}
+		}
+		if _, err := s.ReserveInstances(ctx, "ssh-in", 0); err == nil {
+			t.Error("ReserveInstances(0): got nil error, want one")
+		}
+		res, err := s.Query(ctx, Filter{Type: TypeInstances})
+		if err != nil || len(res) != len(steps) || res[0].Service != "ssh-in" {
+			t.Fatalf("reservation events: got %+v, %v, want %d", res, err, len(steps))
+		}
+		a := NewInstances(s, "svc")
+		for want := uint64(1); want <= InstanceBlock+1; want++ {
+			if got, err := a.Next(ctx); err != nil || got != want {
+				t.Fatalf("Next: got %d, %v, want %d", got, err, want)
+			}
+		}
+		if v, err := Verify(ctx, s, nil); err != nil || v.Break != nil {
+			t.Fatalf("Verify: got %+v, %v, want no break", v, err)
+		}
+	})
+
+	t.Run("EndOrphans", func(t *testing.T) {
+		s := open(t)
+		defer s.Close()
+		ended := ev(0, TypeSessionStart, "gw1/ssh-in:1", "alice", Accept)
+		orphan := ev(1, TypeSessionStart, "gw1/ssh-in:2", "bob", Accept)
+		orphan.Service = "ssh-in"
+		stacked := ev(30, "exec", "gw1/ssh-in:2/ssh/session:0", "bob", Accept)
+		similar := ev(40, "auth", "gw1/ssh-in:20", "eve", Reject) // not part of :2
+		other := ev(2, TypeSessionStart, "gw2/ssh-in:2", "carol", Accept)
+		prefixed := ev(3, TypeSessionStart, "gw10/ssh-in:5", "dave", Accept)
+		end := ev(5, TypeSessionEnd, "gw1/ssh-in:1", "alice", "")
+		for _, e := range []Event{ended, orphan, stacked, similar, other, prefixed, end} {
+			if err := s.Write(ctx, e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		now := t0.Add(time.Hour)
+		got, err := EndOrphans(ctx, s, "gw1", now)
+		if err != nil || len(got) != 1 || got[0] != "gw1/ssh-in:2" {
+			t.Fatalf("EndOrphans: got %v, %v, want [gw1/ssh-in:2]", got, err)
+		}
+		sums, err := s.Sessions(ctx, SessionFilter{SessionPrefix: "gw1/ssh-in:2"})
+		if err != nil || len(sums) != 1 || !sums[0].End.Equal(stacked.Time) {
+			t.Fatalf("Sessions: got %+v, %v, want gw1/ssh-in:2 ended at its last event %v", sums, err, stacked.Time)
+		}
+		ends, err := s.Query(ctx, Filter{SessionPrefix: "gw1/ssh-in:2", Type: TypeSessionEnd})
+		if err != nil || len(ends) != 1 || ends[0].Reason != ReasonCrashed || ends[0].User != "bob" || ends[0].Service != "ssh-in" ||
+			ends[0].Detail[DetailFoundOpen] != now.Format(time.RFC3339Nano) {
+			t.Fatalf("session.end: got %+v, %v, want one with the crash reason", ends, err)
+		}
+		// Other gateways' sessions are theirs to end; a second run ends nothing.
+		for _, gw := range []string{"gw1", "gw1"} {
+			if got, err := EndOrphans(ctx, s, gw, now); err != nil || len(got) != 0 {
+				t.Errorf("EndOrphans again: got %v, %v, want none", got, err)
+			}
+		}
+		all, _ := s.Sessions(ctx, SessionFilter{})
+		for _, x := range all {
+			if strings.HasPrefix(x.ID, "gw2/") || strings.HasPrefix(x.ID, "gw10/") {
+				if !x.End.IsZero() {
+					t.Errorf("%s: got ended, want left open (another gateway's)", x.ID)
+				}
+			}
 		}
 	})
 

@@ -104,7 +104,7 @@ func TestDrainTimeoutEndsSessions(t *testing.T) {
 	<-w.done
 	w.done <- nil // for the cleanup's stop
 	// The gateway has closed its store; read the file as `sluice audit` does.
-	store, err := audit.Open(context.Background(), "sqlite", filepath.Join(w.dir, "state"))
+	store, err := audit.Open(context.Background(), "sqlite", filepath.Join(w.dir, "state"), "gw1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,10 @@ type Gateway struct {
 	listens  map[string]string // service name -> configured listen address
 	retired  []*service.Service
 	running  bool // between Run's start and its shutdown
+	// instances numbers each service's sessions, by service name; kept
+	// across reloads, so that a service whose listener a reload replaced
+	// goes on counting.
+	instances map[string]*audit.Instances
 
 	// masters maps a connection's remote address to its master session while
 	// it authenticates, so that authentication failures (which x/crypto/ssh
@@ -69,7 +73,7 @@ type Gateway struct {
 // On error every part already built is closed again, in reverse order, and
 // the error says which part failed.
 func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, logger: logger, addrs: make(map[string]net.Addr), listens: make(map[string]string)}
+	g := &Gateway{cfg: cfg, logger: logger, addrs: make(map[string]net.Addr), listens: make(map[string]string), instances: make(map[string]*audit.Instances)}
 	// closers undo what New built; they close over g, which stays set
 	// whatever New returns.
 	var closers []func()
@@ -84,7 +88,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 	if err := os.MkdirAll(cfg.Gateway.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("gateway: state dir: %w", err)
 	}
-	store, err := audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir)
+	store, err := audit.Open(ctx, cfg.Audit.Sink, cfg.Gateway.StateDir, cfg.Gateway.Name)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: audit store: %w", err)
 	}
@@ -95,6 +99,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 			g.store.Close()
 		}
 	})
+	if err := g.endOrphans(ctx); err != nil {
+		return nil, err
+	}
 	mode := audit.FailClosed
 	if cfg.Audit.OnFailure == config.BestEffort {
 		mode = audit.BestEffort
@@ -371,9 +378,45 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 			defer g.masters.Delete(key)
 			proxy.Handle(ctx, m, c)
 		},
-		Release: proxy.Close,
+		Release:  proxy.Close,
+		Instance: g.instance(sc.Name),
 	}
 	return p, nil
+}
+
+// instanceTimeout bounds the store write that reserves a block of session
+// instance numbers; the connection waiting for it is refused after.
+const instanceTimeout = 10 * time.Second
+
+// instance returns the service.Params.Instance of the named service: its
+// numbers come from blocks reserved in the audit store (audit.Instances),
+// so that session ids stay unique across restarts and reloads.
+func (g *Gateway) instance(name string) func() (uint64, error) {
+	g.mu.Lock()
+	a, ok := g.instances[name]
+	if !ok {
+		a = audit.NewInstances(g.store, name)
+		g.instances[name] = a
+	}
+	g.mu.Unlock()
+	return func() (uint64, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), instanceTimeout)
+		defer cancel()
+		return a.Next(ctx)
+	}
+}
+
+// endOrphans ends the sessions of this gateway that a crash left open in
+// the audit store (see audit.EndOrphans), before any session is admitted.
+func (g *Gateway) endOrphans(ctx context.Context) error {
+	ended, err := audit.EndOrphans(ctx, g.store, g.cfg.Gateway.Name, time.Now())
+	if err != nil {
+		return fmt.Errorf("gateway: ending the sessions left open by a crash: %w", err)
+	}
+	if len(ended) > 0 {
+		g.logger.Warn("sessions left open by an unexpected stop ended in the audit store", "count", len(ended), "session_ids", ended)
+	}
+	return nil
 }
 
 func policySpec(p config.Policy) policy.Spec {

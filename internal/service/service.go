@@ -73,6 +73,13 @@ type Params struct {
 	Release func()
 	// Clock is passed to the sessions; nil means time.Now.
 	Clock func() time.Time
+	// Instance, when set, returns the instance number of each new
+	// connection's session id GATEWAY/SERVICE:INSTANCE; the gateway's come
+	// from blocks reserved in the audit store, so that ids stay unique for
+	// the life of the store, across restarts and reloads. An error refuses
+	// the connection (it is logged). Nil numbers connections from 1.
+	// Reconfigure keeps the Instance the service was created with.
+	Instance func() (uint64, error)
 }
 
 // Service is one listener and its sessions.
@@ -156,11 +163,9 @@ func (s *Service) Serve() error {
 			_ = c.Close()
 			return ErrServerClosed
 		}
-		s.next++
-		id := s.next
 		s.active++
 		s.mu.Unlock()
-		go s.serveConn(c, id)
+		go s.serveConn(c)
 	}
 }
 
@@ -170,9 +175,26 @@ func (s *Service) isClosed() bool {
 	return s.closed
 }
 
+// instance returns the instance number of a new connection's session.
+func (s *Service) instance() (uint64, error) {
+	if s.p.Instance != nil { // set by New only
+		return s.p.Instance()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.next++
+	return s.next, nil
+}
+
 // serveConn runs one connection from admission to the end of its session.
-func (s *Service) serveConn(c net.Conn, id uint64) {
+func (s *Service) serveConn(c net.Conn) {
 	defer s.connDone()
+	id, err := s.instance()
+	if err != nil {
+		s.log.Error("connection refused: no session id", "client", c.RemoteAddr().String(), "err", err)
+		_ = c.Close()
+		return
+	}
 	p := s.current()
 	m := session.NewMaster(s.ctx, session.MasterParams{
 		Gateway:     p.Gateway,

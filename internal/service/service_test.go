@@ -439,3 +439,29 @@ func TestRelease(t *testing.T) {
 		t.Fatalf("after Retire twice: first released %d times, second %d; want 1, 1", n, m)
 	}
 }
+
+// TestInstance checks that session ids take their instance from
+// Params.Instance and that a connection it cannot number is refused.
+func TestInstance(t *testing.T) {
+	var mu sync.Mutex
+	next, fail := uint64(500), false
+	h := start(t, Params{Handler: greet, Instance: func() (uint64, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return 0, errors.New("store down")
+		}
+		next++
+		return next, nil
+	}})
+	for _, want := range []string{"gw1/ssh-in:501", "gw1/ssh-in:502"} {
+		c := dialFrom(t, "127.0.0.2", h.addr)
+		if got, err := readLine(t, c); err != nil || got != want {
+			t.Fatalf("session id: got %q, %v, want %q", got, err, want)
+		}
+	}
+	mu.Lock()
+	fail = true
+	mu.Unlock()
+	expectClosed(t, dialFrom(t, "127.0.0.2", h.addr))
+}
