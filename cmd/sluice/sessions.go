@@ -177,7 +177,13 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	for _, p := range paths {
-		if err := playFile(ctx, p, stdout, *speed); err != nil {
+		err := playFile(ctx, p, stdout, record.PlayOptions{Speed: *speed, Session: id})
+		if errors.Is(err, record.ErrTruncated) {
+			// A crash or a failed write: what was written has been played.
+			fmt.Fprintln(stderr, "sluice:", err)
+			continue
+		}
+		if err != nil {
 			fmt.Fprintln(stderr, "sluice:", err)
 			return 1
 		}
@@ -203,12 +209,16 @@ func recordings(ctx context.Context, cfg *config.Config, id string) ([]string, e
 			return nil, err
 		}
 		for _, e := range inSession(events, id) {
-			p, _ := e.Detail[audit.DetailRecording].(string)
-			if p == "" || seen[p] || (typ == "record" && e.Verdict != audit.Accept) {
+			if typ == "record" && e.Verdict != audit.Accept {
 				continue
 			}
-			seen[p] = true
-			paths = append(paths, p)
+			p, _ := e.Detail[audit.DetailRecording].(string)
+			for _, p := range append([]string{p}, recordingPaths(e.Detail)...) {
+				if p != "" && !seen[p] {
+					seen[p] = true
+					paths = append(paths, p)
+				}
+			}
 		}
 	}
 	if len(paths) == 0 {
@@ -217,13 +227,33 @@ func recordings(ctx context.Context, cfg *config.Config, id string) ([]string, e
 	return paths, nil
 }
 
-func playFile(ctx context.Context, path string, w io.Writer, speed float64) error {
+// detailRecordings is the session.end detail key listing the master's
+// recording files, each {"path", "sha256"}.
+const detailRecordings = "recordings"
+
+// recordingPaths returns the paths of a session.end event's
+// "recordings" list.
+func recordingPaths(d map[string]any) []string {
+	list, _ := d[detailRecordings].([]any)
+	var out []string
+	for _, it := range list {
+		if m, ok := it.(map[string]any); ok {
+			if p, ok := m["path"].(string); ok {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// playFile plays the channels of o.Session in the recording at path.
+func playFile(ctx context.Context, path string, w io.Writer, o record.PlayOptions) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := record.Play(ctx, f, w, speed, nil); err != nil {
+	if err := record.Play(ctx, f, w, o); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil

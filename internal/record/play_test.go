@@ -105,7 +105,6 @@ func FuzzValidate(f *testing.F) {
 	})
 }
 
-
 func TestCastTruncated(t *testing.T) {
 	const cast = `{"version":2,"width":80,"height":24}` + "\n" + `[0.5, "o", "a"]` + "\n" + `[1.0, "o", "b`
 	var out bytes.Buffer

@@ -91,7 +91,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-
 // readAll reads a recording back: its reader (file header and channels)
 // and events, and the error that ended the reading (nil at a clean end).
 func readAll(t *testing.T, b []byte) (*Reader, []Event, error) {
