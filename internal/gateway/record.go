@@ -70,8 +70,8 @@ type masterRecording struct {
 }
 
 // Channel records a pty channel with its terminal size and TERM, an exec
-// with its command. Under fail_closed a file that cannot be made refuses
-// the channel; under best_effort the channel goes on unrecorded.
+// with its command. A file that cannot be made is an error; the relay
+// then applies FailClosed.
 func (mr *masterRecording) Channel(st *session.Stacked, s *sshsession.Session, command string) (sshproxy.Recorder, error) {
 	h := record.Header{SessionID: st.ID(), Command: command}
 	if pty, ok := s.Pty(); ok {
@@ -80,14 +80,14 @@ func (mr *masterRecording) Channel(st *session.Stacked, s *sshsession.Session, c
 	f, err := mr.file()
 	if err != nil {
 		mr.rs.failures.Add(1)
-		if mr.rs.mode == config.FailClosed {
-			return nil, fmt.Errorf("gateway: recording %s: %w", st.ID(), err)
-		}
-		mr.rs.logger.Error("session channel goes on unrecorded", "session_id", st.ID(), "on_failure", string(mr.rs.mode), "err", err)
-		return nil, nil
+		mr.rs.logger.Error("recording unavailable", "session_id", st.ID(), "on_failure", string(mr.rs.mode), "err", err)
+		return nil, fmt.Errorf("gateway: recording %s: %w", st.ID(), err)
 	}
-	return channelRecorder{Channel: f.Channel(h), f: f, failClosed: mr.rs.mode == config.FailClosed}, nil
+	return channelRecorder{Channel: f.Channel(h), f: f}, nil
 }
+
+// FailClosed reports whether record.on_failure is fail_closed.
+func (mr *masterRecording) FailClosed() bool { return mr.rs.mode == config.FailClosed }
 
 // file returns the file in use, making one if there is none or the last
 // has failed.
@@ -128,13 +128,14 @@ func (mr *masterRecording) Close() []sshproxy.RecordedFile {
 // channelRecorder is a record.Channel as an sshproxy.Recorder.
 type channelRecorder struct {
 	*record.Channel
-	f          *record.File
-	failClosed bool
+	f *record.File
 }
 
 func (c channelRecorder) Failed() <-chan struct{} { return c.f.Failed() }
 func (c channelRecorder) Err() error              { return c.f.Err() }
-func (c channelRecorder) FailClosed() bool        { return c.failClosed }
 func (c channelRecorder) Close() map[string]any   { return c.Channel.Close().Detail() }
 
-var _ sshproxy.Recorder = channelRecorder{}
+var (
+	_ sshproxy.Recorder  = channelRecorder{}
+	_ sshproxy.Recording = (*masterRecording)(nil)
+)

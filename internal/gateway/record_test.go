@@ -449,11 +449,12 @@ func TestRecordUnavailable(t *testing.T) {
 			if got := w.gw.RecordingFailures(); got != 1 {
 				t.Errorf("RecordingFailures: got %d, want 1", got)
 			}
-			if tt.wantCode != 0 {
-				evs := w.events("record", func(e audit.Event) bool { return e.Verdict == audit.Reject })
-				if len(evs) != 1 || evs[0].Rule != "record.on_failure" {
-					t.Errorf("got %+v, want one record reject by record.on_failure", evs)
-				}
+			evs := w.events("record", func(e audit.Event) bool { return e.Verdict == audit.Reject })
+			if len(evs) != 1 || evs[0].Rule != "record.on_failure" {
+				t.Errorf("got %+v, want one record reject by record.on_failure", evs)
+			}
+			if unrecorded := strings.Contains(evs[0].Reason, "goes on unrecorded"); unrecorded != (tt.wantCode == 0) {
+				t.Errorf("reason: got %q, want it to say the channel goes on unrecorded: %v", evs[0].Reason, tt.wantCode == 0)
 			}
 		})
 	}

@@ -52,10 +52,6 @@ type Recorder interface {
 	// then says why.
 	Failed() <-chan struct{}
 	Err() error
-	// FailClosed reports whether a failed recording ends the channel
-	// (record.on_failure fail_closed) rather than letting it go on
-	// unrecorded (best_effort).
-	FailClosed() bool
 	// Close ends the channel's recording and returns what the channel.end
 	// audit event says of it (each stream's size and digest).
 	Close() map[string]any
@@ -67,9 +63,14 @@ type Recording interface {
 	// Channel is asked, when a session channel's program starts, whether
 	// and how to record it; command is what runs ("" for a shell, the
 	// forced command when one applies). It returns a nil Recorder when the
-	// channel is not recorded, and an error when it must be recorded but
-	// cannot be: the channel is then refused (fail closed).
+	// channel is not recorded, and an error when it cannot be recorded:
+	// the channel is then refused, or goes on unrecorded (see
+	// FailClosed).
 	Channel(st *session.Stacked, s *sshsession.Session, command string) (Recorder, error)
+	// FailClosed reports whether a channel that cannot be recorded, or
+	// whose recording fails, is refused or ended (record.on_failure
+	// fail_closed) rather than let go on unrecorded (best_effort).
+	FailClosed() bool
 	// Close is called once every channel has ended, before the master's
 	// session.end event; it returns the files written, for that event.
 	Close() []RecordedFile

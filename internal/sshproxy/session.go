@@ -353,10 +353,16 @@ func (r *relay) startRecording(s *sshsession.Session, command string) error {
 	if r.c.recording == nil {
 		return nil
 	}
+	failClosed := r.c.recording.FailClosed()
 	rec, err := r.c.recording.Channel(r.st, s, command)
 	if err != nil {
 		e := r.st.AuditEvent("record")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "record.on_failure", err.Error()
+		if !failClosed {
+			e.Reason = "recording unavailable, the channel goes on unrecorded: " + err.Error()
+			r.c.audit(r.ctx, e)
+			return nil
+		}
 		r.c.audit(r.ctx, e)
 		return fmt.Errorf("%w: recording unavailable", errRefused)
 	}
@@ -377,7 +383,7 @@ func (r *relay) startRecording(s *sshsession.Session, command string) error {
 		e := r.st.AuditEvent("record")
 		e.Verdict, e.Rule = audit.Reject, "record.on_failure"
 		e.Detail = map[string]any{"recording": rec.Path()}
-		if !rec.FailClosed() {
+		if !failClosed {
 			e.Reason = fmt.Sprintf("recording incomplete, the channel goes on unrecorded: %v", rec.Err())
 			r.c.audit(r.ctx, e)
 			return
