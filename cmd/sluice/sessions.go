@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -159,7 +160,8 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("c", "", "config `FILE`")
 	speed := fs.Float64("speed", 1, "play `N` times as fast")
-	const use = "usage: sluice replay -c FILE ID [--speed N]"
+	cast := fs.Bool("asciicast", false, "write channel ID's recording to stdout as an asciicast v2 file (for asciinema) instead of playing it")
+	const use = "usage: sluice replay -c FILE ID [--speed N] [--asciicast]"
 	cfg, pos, code := parseCommand(fs, args, path, 1, use, stderr)
 	if cfg == nil {
 		return code
@@ -175,6 +177,13 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice:", err)
 		return 1
+	}
+	if *cast {
+		if err := exportCast(paths, id, stdout); err != nil {
+			fmt.Fprintln(stderr, "sluice:", err)
+			return 1
+		}
+		return 0
 	}
 	for _, p := range paths {
 		err := playFile(ctx, p, stdout, record.PlayOptions{Speed: *speed, Session: id})
@@ -257,6 +266,27 @@ func playFile(ctx context.Context, path string, w io.Writer, o record.PlayOption
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// exportCast writes the recording of channel id, found in one of paths,
+// as asciicast v2: a recording file's channel converted, or a .cast file
+// of an earlier version as it is.
+func exportCast(paths []string, id string, w io.Writer) error {
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if !strings.HasSuffix(p, record.Ext) {
+			_, err := w.Write(data)
+			return err
+		}
+		err = record.WriteCast(bytes.NewReader(data), w, id)
+		if err == nil || errors.Is(err, record.ErrTruncated) {
+			return err
+		}
+	}
+	return fmt.Errorf("no recording of channel %q (--asciicast takes a channel id, such as GW/SERVICE:N/ssh/session:0)", id)
 }
 
 // runKill is `sluice kill -c FILE ID`: end a live session through the

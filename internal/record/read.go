@@ -202,3 +202,84 @@ func isRecording(br *bufio.Reader) bool {
 	b, _ := br.Peek(len(gzipMagic))
 	return bytes.Equal(b, gzipMagic)
 }
+
+// WriteCast writes channel session of the recording r to w as an asciicast
+// v2 file, which asciinema plays: the channel's header as the asciicast
+// header, its events with times counted from the channel's start, stderr
+// ("e") as output ("o"). A recording that ends early gives the events up
+// to its end and an error wrapping ErrTruncated.
+func WriteCast(r io.Reader, w io.Writer, session string) error {
+	rd, err := NewReader(r)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(w)
+	n := -1 // the channel's number, once its header is read
+	var start float64
+	var line []byte
+	for {
+		e, ch, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if n >= 0 {
+				_ = bw.Flush()
+			}
+			return err
+		}
+		if ch {
+			c := rd.Channels[len(rd.Channels)-1]
+			if n >= 0 || c.SessionID != session {
+				continue
+			}
+			n, start = c.N, c.Time
+			h := headerJSON{Version: 2, Width: c.Width, Height: c.Height, Timestamp: rd.Start + int64(c.Time),
+				Command: c.Command, SluiceSessionID: c.SessionID, SluiceUser: rd.Header.User, SluiceCommand: c.Command}
+			if c.Term != "" {
+				h.Env = map[string]string{"TERM": c.Term}
+			}
+			b, _ := json.Marshal(h) // strings and numbers always encode
+			bw.Write(append(b, '\n'))
+			continue
+		}
+		if e.Channel != n {
+			continue
+		}
+		code := e.Code
+		if code == "e" {
+			code = "o"
+		}
+		line = appendCastEvent(line[:0], e.Time-start, code, e.Data)
+		bw.Write(line)
+	}
+	if n < 0 {
+		return fmt.Errorf("record: no channel %q in the recording of %s", session, rd.Header.SessionID)
+	}
+	return bw.Flush()
+}
+
+// headerJSON is the asciicast v2 header, key order as asciinema writes it.
+type headerJSON struct {
+	Version         int               `json:"version"`
+	Width           int               `json:"width"`
+	Height          int               `json:"height"`
+	Timestamp       int64             `json:"timestamp"`
+	Command         string            `json:"command,omitempty"`
+	Env             map[string]string `json:"env,omitempty"`
+	SluiceSessionID string            `json:"sluice_session_id"`
+	SluiceUser      string            `json:"sluice_user,omitempty"`
+	SluiceCommand   string            `json:"sluice_command,omitempty"`
+}
+
+// appendCastEvent appends one asciicast v2 event line.
+func appendCastEvent(b []byte, t float64, code, data string) []byte {
+	b = append(b, '[')
+	b = strconv.AppendFloat(b, max(t, 0), 'f', 6, 64)
+	b = append(b, ", \""...)
+	b = append(b, code...)
+	b = append(b, "\", "...)
+	s, _ := json.Marshal(data) // a string always encodes
+	b = append(b, s...)
+	return append(b, "]\n"...)
+}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -17,7 +18,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/creack/pty"
 	"go.uber.org/goleak"
+
+	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -140,18 +144,18 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("Create: got %v, want nil", err)
 	}
 	clk.Advance(500 * time.Millisecond)
-	pty := f.Channel(Header{SessionID: "gw1/ssh-in:42/ssh/session:0", Pty: true, Width: 100, Height: 30, Term: "xterm"})
-	pty.Output([]byte("hello \xe2\x98"))
+	tty := f.Channel(Header{SessionID: "gw1/ssh-in:42/ssh/session:0", Pty: true, Width: 100, Height: 30, Term: "xterm"})
+	tty.Output([]byte("hello \xe2\x98"))
 	clk.Advance(250 * time.Millisecond)
-	pty.Output([]byte("\x83\r\n"))
-	pty.Resize(120, 40)
-	exec := f.Channel(Header{SessionID: "gw1/ssh-in:42/ssh/session:1", Command: "sh -s"})
+	tty.Output([]byte("\x83\r\n"))
+	tty.Resize(120, 40)
+	ex := f.Channel(Header{SessionID: "gw1/ssh-in:42/ssh/session:1", Command: "sh -s"})
 	clk.Advance(time.Second)
-	pty.Input([]byte("q"))
-	exec.Input([]byte("echo hi\n"))
-	exec.Stderr([]byte("oops\xff\n"))
-	exec.Marker("end")
-	ps, es := pty.Close(), exec.Close()
+	tty.Input([]byte("q"))
+	ex.Input([]byte("echo hi\n"))
+	ex.Stderr([]byte("oops\xff\n"))
+	ex.Marker("end")
+	ps, es := tty.Close(), ex.Close()
 	if err := f.Close(); err != nil {
 		t.Fatalf("Close: got %v, want nil", err)
 	}
@@ -660,4 +664,75 @@ func FuzzReader(f *testing.F) {
 			t.Errorf("error %q: want the \"record: \" prefix", err)
 		}
 	})
+}
+
+// TestWriteCast exports a channel as asciicast v2: Validate accepts it,
+// and asciinema itself plays it.
+func TestWriteCast(t *testing.T) {
+	f, err := Create(t.TempDir(), FileHeader{SessionID: "gw1/ssh-in:1", User: "alice"}, Params{Input: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := f.Channel(Header{SessionID: "gw1/ssh-in:1/ssh/session:0", Command: "true"})
+	other.Output([]byte("not this channel\n"))
+	c := f.Channel(Header{SessionID: "gw1/ssh-in:1/ssh/session:1", Pty: true, Width: 80, Height: 24, Term: "xterm"})
+	c.Output([]byte("hello \xe2\x98"))
+	c.Output([]byte("\x83 world\r\n"))
+	c.Input([]byte("ls\r"))
+	c.Resize(100, 30)
+	c.Marker("m1")
+	c.Stderr([]byte("bad \xff byte\r\n"))
+	other.Close()
+	c.Close()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := os.ReadFile(f.Path())
+	var cast bytes.Buffer
+	if err := WriteCast(bytes.NewReader(rec), &cast, "gw1/ssh-in:1/ssh/session:1"); err != nil {
+		t.Fatalf("WriteCast: %v", err)
+	}
+	if err := Validate(bytes.NewReader(cast.Bytes())); err != nil {
+		t.Fatalf("Validate of the export: %v\n%s", err, cast.Bytes())
+	}
+	header, _, _ := strings.Cut(cast.String(), "\n")
+	for _, want := range []string{`"version":2`, `"width":80`, `"env":{"TERM":"xterm"}`, `"sluice_session_id":"gw1/ssh-in:1/ssh/session:1"`, `"sluice_user":"alice"`} {
+		if !strings.Contains(header, want) {
+			t.Errorf("header %s: want %s", header, want)
+		}
+	}
+	if strings.Contains(cast.String(), "not this channel") {
+		t.Errorf("export: got another channel's output")
+	}
+	if err := WriteCast(bytes.NewReader(rec), io.Discard, "gw1/ssh-in:1/ssh/session:9"); err == nil {
+		t.Errorf("WriteCast of a channel not in the file: got nil, want an error")
+	}
+	bin := sshtest.RequireTool(t, "asciinema")
+	path := filepath.Join(t.TempDir(), "x.cast")
+	if err := os.WriteFile(path, cast.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// asciinema 2.x cat opens /dev/tty, so it gets a terminal of its own.
+	cmd := exec.Command(bin, "cat", path)
+	ptmx, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatalf("start asciinema cat: %v", err)
+	}
+	out, _ := io.ReadAll(ptmx) // ends with EIO when the child exits
+	ptmx.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("asciinema cat: %v\n%s", err, out)
+	}
+	for _, want := range []string{"hello \u2603 world", "bad \uFFFD byte"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("asciinema cat: got %q, want it to contain %q", out, want)
+		}
+	}
+	out, err = exec.Command(bin, "play", "-s", "1000", path).Output()
+	if err != nil {
+		t.Fatalf("asciinema play: %v", err)
+	}
+	if !strings.Contains(string(out), "hello \u2603 world") {
+		t.Errorf("asciinema play: got %q, want the output", out)
+	}
 }
