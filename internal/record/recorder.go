@@ -288,18 +288,19 @@ func (r *File) nowLocked() float64 {
 }
 
 // event queues one event of channel ch, waiting while the queue is full
-// (backpressure). It is stamped once queued, so that times never go
-// backwards in the file.
-func (r *File) event(ch int, code, data string) {
+// (backpressure), and reports whether it was queued (not after a failure).
+// It is stamped once queued, so that times never go backwards in the file.
+func (r *File) event(ch int, code, data string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for !r.stopped && !r.closed && r.pendingBytes > 0 && r.pendingBytes+len(data) > r.p.QueueBytes {
 		r.room.Wait()
 	}
 	if r.stopped || r.closed {
-		return
+		return false
 	}
 	r.enqueueLocked(appendEvent(nil, r.nowLocked(), ch, code, data))
+	return true
 }
 
 // enqueueLocked adds a line for the writer. r.mu must be held.
@@ -523,7 +524,8 @@ type stream struct {
 	keep   bool      // recorded at all
 	h      hash.Hash // nil: not hashed
 	bytes  int64     // all bytes seen
-	kept   int64     // bytes recorded
+	taken  int64     // bytes within the cap
+	kept   int64     // bytes recorded (queued for the file)
 	cut    bool      // the cap was reached
 	carry  []byte    // an incomplete UTF-8 sequence at the end
 	closed bool
@@ -566,18 +568,18 @@ func (c *Channel) data(s *stream, p []byte) {
 	}
 	if s.keep && !s.cut {
 		rec, cut := p, false
-		if c.max > 0 && s.kept+int64(len(p)) > c.max {
-			rec, cut = p[:c.max-s.kept], true
+		if c.max > 0 && s.taken+int64(len(p)) > c.max {
+			rec, cut = p[:c.max-s.taken], true
 		}
-		s.kept += int64(len(rec))
+		s.taken += int64(len(rec))
 		data := append(s.carry, rec...)
 		n := len(data)
 		if !cut {
 			n = completePrefix(data)
 		}
 		s.carry = append(s.carry[:0], data[n:]...)
-		if n > 0 {
-			c.f.event(c.n, s.code, string(data[:n]))
+		if n > 0 && c.f.event(c.n, s.code, string(data[:n])) {
+			s.kept += int64(n)
 		}
 		if cut {
 			s.cut = true
@@ -614,7 +616,7 @@ func completePrefix(b []byte) int {
 type StreamSum struct {
 	Bytes    int64  // every byte relayed
 	SHA256   string // hex, of every byte; "" when not hashed
-	Recorded int64  // the bytes kept in the file
+	Recorded int64  // the bytes handed to the file (none after a write failure)
 }
 
 // Streams are a channel's stream sums.
@@ -645,10 +647,10 @@ func (c *Channel) Close() Streams {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			s.closed = true
-			if len(s.carry) > 0 {
-				c.f.event(c.n, s.code, string(s.carry))
-				s.carry = nil
+			if len(s.carry) > 0 && c.f.event(c.n, s.code, string(s.carry)) {
+				s.kept += int64(len(s.carry))
 			}
+			s.carry = nil
 			ss := StreamSum{Bytes: s.bytes, Recorded: s.kept}
 			if s.h != nil {
 				ss.SHA256 = hex.EncodeToString(s.h.Sum(nil))

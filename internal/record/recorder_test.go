@@ -491,8 +491,11 @@ func TestWriteError(t *testing.T) {
 				case <-time.After(100 * time.Millisecond):
 				}
 			}
-			c.Close()
+			sums := c.Close()
 			<-done
+			if sums.Stdout.Recorded >= sums.Stdout.Bytes || sums.Stdout.SHA256 == "" {
+				t.Errorf("stdout: got %+v, want fewer bytes recorded than relayed, and a digest", sums.Stdout)
+			}
 			err := f.Close()
 			if !errors.Is(err, ErrStopped) || !errors.Is(err, errDiskFull) {
 				t.Errorf("Close: got %v, want ErrStopped wrapping the write error", err)
