@@ -27,9 +27,10 @@ func (w *world) recordedPath() path {
 }
 
 // recording measures `ssh HOST cat FILE` of o.record bytes of random and of
-// text data through Sluice with recording off and on: MiB/s, whether the
-// bytes arrived intact (SHA-256; a mismatch is an error), and the size of
-// the recording each download left.
+// text data through Sluice with recording off and on: MiB/s, the gateway's
+// CPU seconds per GiB (which a loaded machine disturbs less than the
+// throughput), whether the bytes arrived intact (SHA-256; a mismatch is an
+// error), and the size of the recording each download left.
 func recording(w *world, o options, sluice path, res *results) error {
 	ps := []path{sluice, w.recordedPath()}
 	ratios := []string{}
@@ -42,7 +43,9 @@ func recording(w *world, o options, sluice path, res *results) error {
 		for r := range o.rounds {
 			for _, p := range rotate(ps, r) {
 				ends := w.recordedEnds()
+				cpu0 := w.sluiceCPU()
 				d, got, n, err := download(p, src)
+				cpu1 := w.sluiceCPU()
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", kind, p.name, err)
 				}
@@ -50,6 +53,7 @@ func recording(w *world, o options, sluice path, res *results) error {
 					return fmt.Errorf("%s %s: got %d bytes, sha256 %s; want %d, %s", kind, p.name, n, got, o.record, want)
 				}
 				res.add("exec download "+kind+" data (`cat`)", "MiB/s", true, p.name, float64(n)/(1<<20)/d.Seconds())
+				res.add("Sluice CPU, exec download "+kind+" data", "CPU-s/GiB", false, p.name, (cpu1-cpu0)/(float64(n)/(1<<30)))
 				if p.name == sluiceRecorded {
 					size, err := w.lastRecording(ends)
 					if err != nil {
@@ -61,8 +65,11 @@ func recording(w *world, o options, sluice path, res *results) error {
 		}
 		os.Remove(src)
 		for _, r := range res.rows {
-			if r.metric == "exec download "+kind+" data (`cat`)" {
-				ratios = append(ratios, fmt.Sprintf("%s %.2f×", kind, median(r.vals[sluiceRecorded])/median(r.vals["Sluice"])))
+			switch r.metric {
+			case "exec download " + kind + " data (`cat`)":
+				ratios = append(ratios, fmt.Sprintf("%s %.2f× throughput", kind, median(r.vals[sluiceRecorded])/median(r.vals["Sluice"])))
+			case "Sluice CPU, exec download " + kind + " data":
+				ratios = append(ratios, fmt.Sprintf("%.2f× CPU", median(r.vals[sluiceRecorded])/median(r.vals["Sluice"])))
 			}
 		}
 	}
