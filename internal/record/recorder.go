@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -290,10 +291,11 @@ func (r *File) nowLocked() float64 {
 // event queues one event of channel ch, waiting while the queue is full
 // (backpressure), and reports whether it was queued (not after a failure).
 // It is stamped once queued, so that times never go backwards in the file.
-func (r *File) event(ch int, code, data string) bool {
+// A closed channel (abort set) no longer waits.
+func (r *File) event(ch int, code, data string, abort *atomic.Bool) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for !r.stopped && !r.closed && r.pendingBytes > 0 && r.pendingBytes+len(data) > r.p.QueueBytes {
+	for !r.stopped && !r.closed && !abort.Load() && r.pendingBytes > 0 && r.pendingBytes+len(data) > r.p.QueueBytes {
 		r.room.Wait()
 	}
 	if r.stopped || r.closed {
@@ -512,6 +514,7 @@ type Channel struct {
 	out      stream
 	err      stream
 	released chan struct{} // closed by Close: ends Params.Hold
+	closing  atomic.Bool   // set by Close: ends waits for the queue
 	once     sync.Once
 	sums     Streams
 }
@@ -542,11 +545,11 @@ func (c *Channel) Stderr(p []byte) { c.data(&c.err, p) }
 
 // Resize records a window change.
 func (c *Channel) Resize(w, h int) {
-	c.f.event(c.n, "r", strconv.Itoa(w)+"x"+strconv.Itoa(h))
+	c.f.event(c.n, "r", strconv.Itoa(w)+"x"+strconv.Itoa(h), &c.closing)
 }
 
 // Marker records a marker.
-func (c *Channel) Marker(label string) { c.f.event(c.n, "m", label) }
+func (c *Channel) Marker(label string) { c.f.event(c.n, "m", label, &c.closing) }
 
 // Path is the file's path.
 func (c *Channel) Path() string { return c.f.path }
@@ -578,12 +581,12 @@ func (c *Channel) data(s *stream, p []byte) {
 			n = completePrefix(data)
 		}
 		s.carry = append(s.carry[:0], data[n:]...)
-		if n > 0 && c.f.event(c.n, s.code, string(data[:n])) {
+		if n > 0 && c.f.event(c.n, s.code, string(data[:n]), &c.closing) {
 			s.kept += int64(n)
 		}
 		if cut {
 			s.cut = true
-			c.f.event(c.n, "m", fmt.Sprintf("sluice: %s cut at %d bytes; its size and SHA-256 are in the channel.end audit event", s.name, c.max))
+			c.f.event(c.n, "m", fmt.Sprintf("sluice: %s cut at %d bytes; its size and SHA-256 are in the channel.end audit event", s.name, c.max), &c.closing)
 		}
 	}
 	s.mu.Unlock()
@@ -639,15 +642,21 @@ func (s Streams) Detail() map[string]any {
 }
 
 // Close records what is left of split characters, ends Params.Hold and
-// returns the channel's stream sums. Data after Close is ignored.
+// returns the channel's stream sums. Data after Close is ignored; data
+// calls waiting for room in the queue return (so that a channel ended from
+// outside is not held by a disk that hangs).
 func (c *Channel) Close() Streams {
 	c.once.Do(func() {
+		c.closing.Store(true)
+		c.f.mu.Lock()
+		c.f.room.Broadcast()
+		c.f.mu.Unlock()
 		close(c.released)
 		sum := func(s *stream) StreamSum {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			s.closed = true
-			if len(s.carry) > 0 && c.f.event(c.n, s.code, string(s.carry)) {
+			if len(s.carry) > 0 && c.f.event(c.n, s.code, string(s.carry), &c.closing) {
 				s.kept += int64(len(s.carry))
 			}
 			s.carry = nil

@@ -739,3 +739,56 @@ func TestWriteCast(t *testing.T) {
 		t.Errorf("asciinema play: got %q, want the output", out)
 	}
 }
+
+// TestCloseEndsWait: a channel waiting for room in the queue of a file
+// whose disk hangs returns when the channel is closed (the session was
+// killed), instead of holding its goroutine for ever.
+func TestCloseEndsWait(t *testing.T) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := newFile(pw, "pipe", FileHeader{SessionID: "gw1/s:1"}, Params{QueueBytes: 1 << 10, FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.Channel(Header{SessionID: "gw1/s:1/ssh/session:0", Pty: true})
+	var calls atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		chunk := make([]byte, 512)
+		for i := 0; ; i++ {
+			for j := range chunk {
+				chunk[j] = byte(i*7+j*13) | 0x20 // text, hardly compressible
+			}
+			c.Output(chunk)
+			if calls.Add(1) > 1<<20 {
+				return // the pipe never filled: the test fails below
+			}
+			select {
+			case <-c.released:
+				return
+			default:
+			}
+		}
+	}()
+	var last int64 = -1
+	for n := calls.Load(); n != last; n = calls.Load() {
+		last = n
+		time.Sleep(200 * time.Millisecond)
+	}
+	c.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Output still waiting after Close")
+	}
+	if calls.Load() > 1<<20 {
+		t.Fatal("Output never waited")
+	}
+	pr.Close() // the writer fails with EPIPE and returns
+	if err := f.Close(); !errors.Is(err, ErrStopped) {
+		t.Errorf("Close: got %v, want ErrStopped (the pipe broke)", err)
+	}
+}

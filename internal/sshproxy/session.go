@@ -249,8 +249,14 @@ func (r *relay) Serve(s *sshsession.Session) {
 		s.Exit(status)
 		return
 	}
-	// A client that goes away takes the target's channel with it.
-	stop := context.AfterFunc(s.Context(), func() { r.up.Close() })
+	// A client that goes away takes the target's channel with it, and
+	// the recorder lets go of a relay waiting for it.
+	stop := context.AfterFunc(s.Context(), func() {
+		r.up.Close()
+		if r.rec != nil {
+			r.rec.Close()
+		}
+	})
 	defer stop()
 	defer r.c.running(s)()
 
