@@ -10,8 +10,9 @@ pkgs=(
   openssh-client       # interop: ssh, scp, sftp
   openssh-sftp-server  # interop: the target's sftp-server
   rsync                # interop: rsync over the gateway
+  git                  # interop: git clone over a recorded service (gateway TestRecordRsyncAndGit)
   python3-paramiko     # interop: paramiko clients
-  asciinema            # replay of recordings
+  asciinema            # replay of recordings (record TestWriteCast: sluice replay --asciicast)
   postgresql           # the audit store's shared suite
 )
 missing=()
