@@ -13,6 +13,7 @@ import (
 type options struct {
 	bulk       int64    // bytes per bulk transfer
 	sftp       int64    // bytes per SFTP transfer
+	record     int64    // bytes per download with recording on and off
 	keystrokes int      // keystrokes per path, over all rounds
 	setupRuns  int      // sequential `ssh true` per path
 	parallel   int      // concurrent clients for sessions/s
@@ -34,10 +35,11 @@ func main() {
 		os.Exit(runRelay(os.Args[2:]))
 	}
 	o := options{only: map[string]bool{}}
-	var bulk, sftp, ciphers, only string
-	quick := flag.Bool("quick", false, "small sizes: 256MiB bulk, 128MiB SFTP, 200 keystrokes, 10 setups, 200 idle sessions, 1 round")
+	var bulk, sftp, rec, ciphers, only string
+	quick := flag.Bool("quick", false, "small sizes: 256MiB bulk, 128MiB SFTP, 256MiB recorded downloads, 200 keystrokes, 10 setups, 200 idle sessions, 1 round")
 	flag.StringVar(&bulk, "bulk", "2GiB", "bytes per bulk transfer (suffixes KiB, MiB, GiB)")
 	flag.StringVar(&sftp, "sftp", "1GiB", "bytes per SFTP get and put")
+	flag.StringVar(&rec, "record", "1GiB", "bytes per exec download (random and text data) with recording on and off")
 	flag.IntVar(&o.keystrokes, "keystrokes", 2000, "keystrokes per path")
 	flag.IntVar(&o.setupRuns, "setups", 20, "sequential `ssh true` per path, for the setup p50")
 	flag.IntVar(&o.parallel, "parallel", 16, "concurrent clients for sessions/s")
@@ -45,7 +47,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds, each in a different order of the paths")
 	flag.IntVar(&o.idle, "idle", 0, "idle proxied sessions against `sluice target` (0 skips; the issue asks for 1000)")
 	flag.StringVar(&ciphers, "ciphers", "aes128-gcm@openssh.com,chacha20-poly1305@openssh.com", "bulk ciphers, comma-separated")
-	flag.StringVar(&only, "only", "", "run only these, comma-separated: bulk,keys,setup,sftp,idle")
+	flag.StringVar(&only, "only", "", "run only these, comma-separated: bulk,keys,setup,sftp,record,idle")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folder")
 	flag.StringVar(&o.reuse, "reuse", "30s", "the Sluice service's upstream.reuse (0s: dial and log in upstream for every connection)")
 	flag.StringVar(&o.user, "user", "", "the account to log in as on the target (default: the current user); its shell starts for every `ssh true`")
@@ -57,6 +59,9 @@ func main() {
 	if o.sftp, err = parseSize(sftp); err != nil {
 		fatalf("--sftp: %v", err)
 	}
+	if o.record, err = parseSize(rec); err != nil {
+		fatalf("--record: %v", err)
+	}
 	if *quick {
 		set := map[string]bool{}
 		flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -67,6 +72,7 @@ func main() {
 		}
 		def("bulk", func() { o.bulk = 256 << 20 })
 		def("sftp", func() { o.sftp = 128 << 20 })
+		def("record", func() { o.record = 256 << 20 })
 		def("keystrokes", func() { o.keystrokes = 200 })
 		def("setups", func() { o.setupRuns = 10 })
 		def("per-client", func() { o.perClient = 2 })

@@ -115,6 +115,12 @@ func run(o options) error {
 			return fmt.Errorf("sftp: %w", err)
 		}
 	}
+	if o.want("record") {
+		cols = append(slices.Clone(cols), w.recordedPath())
+		if err := recording(w, o, ps[slices.IndexFunc(ps, func(p path) bool { return p.name == "Sluice" })], res); err != nil {
+			return fmt.Errorf("record: %w", err)
+		}
+	}
 	if wantIdle {
 		if err := idle(w, o.idle, res); err != nil {
 			return fmt.Errorf("idle: %w", err)

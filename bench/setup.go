@@ -24,6 +24,7 @@ type world struct {
 	kh      string // the client's known_hosts: target, jump host, Sluice
 
 	targetPort, jumpPort, sluicePort, idlePort int
+	recPort                                    int // Sluice's service with record: true
 	relayPort                                  int // the plain TCP forwarder to the target
 	// idleTargets are the ports of the built-in targets of the idle
 	// sessions, which are spread over them.
@@ -213,6 +214,9 @@ func (w *world) startSluice(idle int, reuse string, reuseIdle int) error {
 	if w.sluicePort, err = freePort(); err != nil {
 		return err
 	}
+	if w.recPort, err = freePort(); err != nil {
+		return err
+	}
 	upstreamKH := w.file("upstream_known_hosts")
 	pub, _ := os.ReadFile(w.file("target_host.pub"))
 	f := strings.Fields(string(pub))
@@ -272,10 +276,20 @@ services:
       shell: true
       exec: {allow: [".*"]}
       subsystems: {sftp: {deny_paths: ["/sluice-bench-none/*/.ssh"]}, %s: {}}
+  - name: ssh-rec
+    listen: 127.0.0.1:%d
+    client_zones: [lo]
+    server_zones: [lo]
+    router: {directed: ["127.0.0.1:%d"]}
+    upstream: {user: %q, identity: %s, known_hosts: %s}
+    policy: {exec: {allow: [".*"]}}
+    record: true
 %saudit:
   sink: jsonl:%s
 `, w.file("state"), w.file("client_ed25519.pub"), w.sluicePort, w.targetPort, w.osUser,
-		w.file("upstream_ed25519"), upstreamKH, reuse, reuseIdle, unproxiedSubsystem, idleService, w.file("state/audit.jsonl"))
+		w.file("upstream_ed25519"), upstreamKH, reuse, reuseIdle, unproxiedSubsystem,
+		w.recPort, w.targetPort, w.osUser, w.file("upstream_ed25519"), upstreamKH,
+		idleService, w.file("state/audit.jsonl"))
 	cfg := w.file("sluice.yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		return err
@@ -304,7 +318,10 @@ services:
 		log, _ := os.ReadFile(w.file("sluice.log"))
 		return fmt.Errorf("sluice: %v\n%s", err, log)
 	}
-	return w.knownHost(w.sluicePort, w.file("state/ssh_host_ed25519_key.pub"))
+	if err := w.knownHost(w.sluicePort, w.file("state/ssh_host_ed25519_key.pub")); err != nil {
+		return err
+	}
+	return w.knownHost(w.recPort, w.file("state/ssh_host_ed25519_key.pub"))
 }
 
 var targetAddrRE = regexp.MustCompile(`addr=127\.0\.0\.1:(\d+)`)

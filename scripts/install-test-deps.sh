@@ -10,10 +10,11 @@ pkgs=(
   openssh-client       # interop: ssh, scp, sftp
   openssh-sftp-server  # interop: the target's sftp-server
   rsync                # interop: rsync over the gateway
+  git                  # interop: git clone over a recorded service (gateway TestRecordRsyncAndGit)
   python3-paramiko     # interop: paramiko clients
   python3-asyncssh     # interop: asyncssh SFTP client (gateway TestSFTPSymlinkEnds)
   rclone               # interop: pkg/sftp client (gateway TestRcloneUploadDownload)
-  asciinema            # replay of recordings
+  asciinema            # replay of recordings (record TestWriteCast: sluice replay --asciicast)
   postgresql           # the audit store's shared suite
   systemd              # systemd-analyze verify of contrib/sluice.service
 )

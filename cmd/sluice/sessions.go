@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -234,7 +235,8 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("c", "", "config `FILE`")
 	speed := fs.Float64("speed", 1, "play `N` times as fast")
-	const use = "usage: sluice replay -c FILE ID [--speed N]"
+	cast := fs.Bool("asciicast", false, "write channel ID's recording to stdout as an asciicast v2 file (for asciinema) instead of playing it")
+	const use = "usage: sluice replay -c FILE ID [--speed N] [--asciicast]"
 	cfg, pos, code := parseCommand(fs, args, path, 1, use, stderr)
 	if cfg == nil {
 		return code
@@ -251,8 +253,21 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sluice:", err)
 		return 1
 	}
+	if *cast {
+		if err := exportCast(paths, id, stdout); err != nil {
+			fmt.Fprintln(stderr, "sluice:", err)
+			return 1
+		}
+		return 0
+	}
 	for _, p := range paths {
-		if err := playFile(ctx, p, stdout, *speed); err != nil {
+		err := playFile(ctx, p, stdout, record.PlayOptions{Speed: *speed, Session: id})
+		if errors.Is(err, record.ErrTruncated) {
+			// A crash or a failed write: what was written has been played.
+			fmt.Fprintln(stderr, "sluice:", err)
+			continue
+		}
+		if err != nil {
 			fmt.Fprintln(stderr, "sluice:", err)
 			return 1
 		}
@@ -278,12 +293,16 @@ func recordings(ctx context.Context, cfg *config.Config, id string) ([]string, e
 			return nil, err
 		}
 		for _, e := range inSession(events, id) {
-			p, _ := e.Detail[audit.DetailRecording].(string)
-			if p == "" || seen[p] || (typ == "record" && e.Verdict != audit.Accept) {
+			if typ == "record" && e.Verdict != audit.Accept {
 				continue
 			}
-			seen[p] = true
-			paths = append(paths, p)
+			p, _ := e.Detail[audit.DetailRecording].(string)
+			for _, p := range append([]string{p}, recordingPaths(e.Detail)...) {
+				if p != "" && !seen[p] {
+					seen[p] = true
+					paths = append(paths, p)
+				}
+			}
 		}
 	}
 	if len(paths) == 0 {
@@ -292,16 +311,57 @@ func recordings(ctx context.Context, cfg *config.Config, id string) ([]string, e
 	return paths, nil
 }
 
-func playFile(ctx context.Context, path string, w io.Writer, speed float64) error {
+// detailRecordings is the session.end detail key listing the master's
+// recording files, each {"path", "sha256"}.
+const detailRecordings = "recordings"
+
+// recordingPaths returns the paths of a session.end event's
+// "recordings" list.
+func recordingPaths(d map[string]any) []string {
+	list, _ := d[detailRecordings].([]any)
+	var out []string
+	for _, it := range list {
+		if m, ok := it.(map[string]any); ok {
+			if p, ok := m["path"].(string); ok {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// playFile plays the channels of o.Session in the recording at path.
+func playFile(ctx context.Context, path string, w io.Writer, o record.PlayOptions) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	if err := record.Play(ctx, f, w, speed, nil); err != nil {
+	if err := record.Play(ctx, f, w, o); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// exportCast writes the recording of channel id, found in one of paths,
+// as asciicast v2: a recording file's channel converted, or a .cast file
+// of an earlier version as it is.
+func exportCast(paths []string, id string, w io.Writer) error {
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if !strings.HasSuffix(p, record.Ext) {
+			_, err := w.Write(data)
+			return err
+		}
+		err = record.WriteCast(bytes.NewReader(data), w, id)
+		if err == nil || errors.Is(err, record.ErrTruncated) {
+			return err
+		}
+	}
+	return fmt.Errorf("no recording of channel %q (--asciicast takes a channel id, such as GW/SERVICE:N/ssh/session:0)", id)
 }
 
 // runKill is `sluice kill -c FILE ID`: end a live session through the

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/record"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
 
@@ -122,6 +123,17 @@ func TestSessionsAuditReplayKill(t *testing.T) {
 	code, played, perr := sluice("replay", "-c", cfg, shellID, "--speed", "1000")
 	if code != 0 || !strings.Contains(played, "REPLAY-5-MARK") {
 		t.Fatalf("replay: got %d %q %q, want the marker", code, played, perr)
+	}
+	// Its channel exports as asciicast v2.
+	code, cast, perr := sluice("replay", "-c", cfg, shellID+"/ssh/session:0", "--asciicast")
+	if code != 0 || !strings.HasPrefix(cast, `{"version":2,`) || !strings.Contains(cast, "REPLAY-5-MARK") {
+		t.Fatalf("replay --asciicast: got %d %q %q, want an asciicast with the marker", code, cast, perr)
+	}
+	if err := record.Validate(strings.NewReader(cast)); err != nil {
+		t.Fatalf("replay --asciicast: %v", err)
+	}
+	if code, _, perr := sluice("replay", "-c", cfg, shellID, "--asciicast"); code != 1 || !strings.Contains(perr, "takes a channel id") {
+		t.Fatalf("replay --asciicast of a master: got %d %q, want 1 and a hint", code, perr)
 	}
 
 	// Kill the live session through the admin socket.

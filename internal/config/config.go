@@ -337,10 +337,18 @@ const (
 	BestEffort FailureMode = "best_effort" // log the failure and carry on
 )
 
+// DefaultMaxBytesPerStream is record.max_bytes_per_stream's default: 1 MiB
+// of each stream of a channel without a pty, enough for the commands a
+// script sends and what they print, not for a download.
+const DefaultMaxBytesPerStream = 1 << 20
+
 // Record holds settings for session recordings.
 type Record struct {
 	Dir       string // absolute
 	OnFailure FailureMode
+	// MaxBytesPerStream caps each stream (stdin, stdout, stderr) of a
+	// channel without a pty kept in the recording; 0 means no cap.
+	MaxBytesPerStream int64
 }
 
 // Load reads and decodes the file at path. On failure the error is an

@@ -140,6 +140,7 @@ func TestDefaults(t *testing.T) {
 		{"audit.on_failure", c.Audit.OnFailure, FailClosed},
 		{"record.dir", c.Record.Dir, "/etc/sluice/state/recordings"},
 		{"record.on_failure", c.Record.OnFailure, FailClosed},
+		{"record.max_bytes_per_stream", c.Record.MaxBytesPerStream, int64(1 << 20)},
 	} {
 		if !equal(tc.got, tc.want) {
 			t.Errorf("%s: got %v, want %v", tc.name, tc.got, tc.want)
@@ -259,7 +260,7 @@ services:
       forward_local: ["*:5432", "db.internal:*", "127.0.0.1:80"]
     proxy_protocol: {trusted: ["127.0.0.1/32"]}
 audit: {sink: "postgres://sluice@localhost/audit"}
-record: {dir: rec}
+record: {dir: rec, max_bytes_per_stream: 0}
 `)
 	if got, want := c.Zones[0].Networks, []netip.Prefix{
 		netip.MustParsePrefix("10.0.0.0/8"),
@@ -295,6 +296,9 @@ record: {dir: rec}
 	}
 	if got, want := c.Record.Dir, "/etc/sluice/rec"; got != want {
 		t.Errorf("record.dir: got %q, want %q", got, want)
+	}
+	if got := c.Record.MaxBytesPerStream; got != 0 {
+		t.Errorf("record.max_bytes_per_stream: got %d, want 0 (no cap)", got)
 	}
 	s := c.Services[0]
 	jsonl := mustParse(t, minimal+"audit: {sink: \"jsonl:log/audit.jsonl\"}\n")

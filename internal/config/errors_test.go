@@ -198,6 +198,8 @@ func TestErrorClasses(t *testing.T) {
 			}},
 		{"bad failure mode", func(t *testing.T) string { return minimal + "record: {on_failure: ignore}\n" },
 			[]string{`t.yaml:13: record.on_failure: bad value "ignore": want one of fail_closed, best_effort`}},
+		{"negative stream cap", func(t *testing.T) string { return minimal + "record: {max_bytes_per_stream: -1}\n" },
+			[]string{`t.yaml:13: record.max_bytes_per_stream: -1 is out of range [0, 1125899906842624]`}},
 		{"empty proxy_protocol", func(t *testing.T) string { return minimal + "    proxy_protocol: {trusted: []}\n" },
 			[]string{`t.yaml:13: services[s].proxy_protocol.trusted: must list at least one network`}},
 		{"no services", func(t *testing.T) string {

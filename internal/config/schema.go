@@ -62,7 +62,7 @@ func (d *decoder) decodeFile(data []byte) *Config {
 		},
 		TrustedUserCAKeys: []string{},
 		Audit:             Audit{Sink: "sqlite", QueueSize: defaultQueueSize, OnFailure: FailClosed},
-		Record:            Record{OnFailure: FailClosed},
+		Record:            Record{OnFailure: FailClosed, MaxBytesPerStream: DefaultMaxBytesPerStream},
 	}
 	root := d.root(data)
 	if root == nil {
@@ -478,6 +478,7 @@ func (d *decoder) record(n *yaml.Node, key string, r *Record) {
 	d.mapping(n, key, []field{
 		{"dir", false, func(n *yaml.Node, k string) { d.path(n, k, &r.Dir) }},
 		{"on_failure", false, func(n *yaml.Node, k string) { d.failureMode(n, k, &r.OnFailure) }},
+		{"max_bytes_per_stream", false, func(n *yaml.Node, k string) { d.integer(n, k, 0, 1<<50, &r.MaxBytesPerStream) }},
 	})
 }
 

@@ -19,6 +19,7 @@ const (
 	eventAuth          = "auth"
 	eventSessionStart  = "session.start"
 	eventSessionEnd    = "session.end"
+	eventRecord        = "record"
 )
 
 // limitRules maps the last part of a rule name to the limit it names.
@@ -44,6 +45,9 @@ type Metrics struct {
 	Handshake    *prometheus.HistogramVec // service: accept to authenticated
 	SessionSetup *prometheus.HistogramVec // service: accept to session start
 	Live         *prometheus.GaugeVec     // service: admitted connections not yet ended
+	// RecordingFailures counts session channels whose recording could not
+	// be made or stopped early (record events with verdict reject).
+	RecordingFailures *prometheus.CounterVec // service
 
 	mu       sync.Mutex
 	accepted map[string]time.Time // master session id -> accept time, while live
@@ -78,10 +82,13 @@ func New() *Metrics {
 		Live: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "sluice_live_connections", Help: "Admitted connections not yet ended.",
 		}, []string{"service"}),
+		RecordingFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sluice_recording_failures_total", Help: "Session channels whose recording could not be made, or is incomplete because a write failed.",
+		}, []string{"service"}),
 		accepted: make(map[string]time.Time),
 	}
 	m.Registry.MustRegister(m.Connections, m.Sessions, m.AuthFailures, m.Bytes, m.LimitsHit,
-		m.Handshake, m.SessionSetup, m.Live,
+		m.Handshake, m.SessionSetup, m.Live, m.RecordingFailures,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -122,6 +129,10 @@ func (m *Metrics) Observe(e audit.Event) {
 			if d, ok := m.since(e); ok {
 				m.SessionSetup.WithLabelValues(svc).Observe(d.Seconds())
 			}
+		}
+	case eventRecord:
+		if e.Verdict == audit.Reject {
+			m.RecordingFailures.WithLabelValues(svc).Inc()
 		}
 	case eventSessionEnd:
 		if n, ok := e.Detail["bytes_in"].(int64); ok {

@@ -64,10 +64,13 @@ type conn struct {
 	// mu; see farewell.
 	programs map[*sshsession.Session]struct{}
 
+	// recording records the session channels, or is nil.
+	recording Recording
+
 	// Totals for the master's session.end event, guarded by mu.
 	bytesIn, bytesOut int64
 	exitStatus        any // the last session channel's exit status or signal
-	recording         string
+	recorded          []RecordedFile
 	cause             error // why serve ended, when the target went away
 }
 
@@ -91,13 +94,16 @@ func (c *conn) account(d map[string]any) {
 	}
 }
 
-// recorded notes the first recording made on the connection.
-func (c *conn) recorded(path string) {
+// closeRecording closes the connection's recording, once every channel
+// has ended, and keeps its files for totals.
+func (c *conn) closeRecording() {
+	if c.recording == nil {
+		return
+	}
+	files := c.recording.Close()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.recording == "" {
-		c.recording = path
-	}
+	c.recorded = files
 }
 
 // totals is the detail of the master's session.end event.
@@ -108,8 +114,15 @@ func (c *conn) totals() map[string]any {
 	if c.exitStatus != nil {
 		d["exit_status"] = c.exitStatus
 	}
-	if c.recording != "" {
-		d["recording"] = c.recording
+	if len(c.recorded) > 0 {
+		// "recording" names the first file (sluice sessions reads it);
+		// "recordings" lists each with its digest, for audit verify.
+		d["recording"] = c.recorded[0].Path
+		list := make([]any, 0, len(c.recorded))
+		for _, f := range c.recorded {
+			list = append(list, map[string]any{"path": f.Path, "sha256": f.SHA256})
+		}
+		d["recordings"] = list
 	}
 	if r := c.refusals[refusalKey("channel", c.maxChannelsRule())]; r > 0 {
 		d["channels_refused"] = r

@@ -37,9 +37,10 @@ type Transfer struct {
 	Proxy StackedProxy
 }
 
-// Recorder receives a copy of a session channel's streams. Its methods are
-// called on the data path and must not block; a recorder that cannot keep
-// up reports it through its own error channel (see RecordStart).
+// Recorder receives a copy of a session channel's streams. Input, Output
+// and Stderr are called on the data path, each stream from its own
+// goroutine; they may wait for the recorder (backpressure), which holds
+// that stream's relay up.
 type Recorder interface {
 	Input(p []byte)
 	Output(p []byte)
@@ -47,17 +48,45 @@ type Recorder interface {
 	Resize(columns, rows int)
 	// Path is where the recording is kept, for the audit.
 	Path() string
-	Close() error
+	// Failed is closed when the recording stops working mid-channel; Err
+	// then says why.
+	Failed() <-chan struct{}
+	Err() error
+	// Close ends the channel's recording and returns what the channel.end
+	// audit event says of it (each stream's size and digest).
+	Close() map[string]any
 }
 
-// RecordStart is asked, when a session channel's program starts, whether
-// and where to record it; command is what runs ("" for a shell, the forced
-// command when one applies). It returns a nil Recorder when the channel is not
-// recorded, and an error when it must be recorded but cannot be: the
-// channel is then refused (fail closed). failed, when not nil, is closed by
-// the recorder when recording stops working mid-session; the relay then
-// ends the channel (fail closed). A best-effort recorder never closes it.
-type RecordStart func(st *session.Stacked, s *sshsession.Session, command string) (rec Recorder, failed <-chan struct{}, err error)
+// Recording records one master session's channels. Its methods are called
+// from the channels' goroutines.
+type Recording interface {
+	// Channel is asked, when a session channel's program starts, whether
+	// and how to record it; command is what runs ("" for a shell, the
+	// forced command when one applies). It returns a nil Recorder when the
+	// channel is not recorded, and an error when it cannot be recorded:
+	// the channel is then refused, or goes on unrecorded (see
+	// FailClosed).
+	Channel(st *session.Stacked, s *sshsession.Session, command string) (Recorder, error)
+	// FailClosed reports whether a channel that cannot be recorded, or
+	// whose recording fails, is refused or ended (record.on_failure
+	// fail_closed) rather than let go on unrecorded (best_effort).
+	FailClosed() bool
+	// Close is called once every channel has ended, before the master's
+	// session.end event; it returns the files written, for that event.
+	Close() []RecordedFile
+}
+
+// RecordedFile is one recording file of a master session, with the
+// SHA-256 (hex) of its bytes as stored once closed.
+type RecordedFile struct {
+	Path   string
+	SHA256 string
+}
+
+// RecordStart returns the recording of master session m, or nil when the
+// service does not record. It must be cheap: files are made only when a
+// channel is recorded.
+type RecordStart func(m *session.Master) Recording
 
 // teeWriter copies what is written to w into a recorder function.
 type teeWriter struct {

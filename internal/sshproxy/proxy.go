@@ -25,6 +25,8 @@ const (
 	msgProhibited  = "sluice: administratively prohibited"
 	msgUnavailable = "sluice: target unavailable"
 	msgDenied      = "sluice: denied by policy\r\n"
+	// msgRecordFailed ends a channel whose recording failed (fail_closed).
+	msgRecordFailed = "sluice: session recording failed; channel ended\r\n"
 )
 
 // Upstream says how the gateway logs in to the target.
@@ -88,7 +90,7 @@ type Params struct {
 	// command to the exec policy alone. It is asked only about commands
 	// the exec policy permits.
 	ExecTransfer func(command string) (t Transfer, ok bool)
-	// Record decides whether each session channel is recorded; nil records
+	// Record gives each master session its recording; nil records
 	// nothing.
 	Record RecordStart
 	Audit  audit.Sink
@@ -183,7 +185,11 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
 	start.Detail = map[string]any{"target": m.Target(), "ssh_user": sconn.User()}
 	p.write(ctx, start)
 	log.DebugContext(ctx, "session started", "target", m.Target())
+	if p.p.Record != nil {
+		cn.recording = p.p.Record(m)
+	}
 	cn.serve(ctx, up, chans, reqs)
+	cn.closeRecording()
 	end := m.AuditEvent("session.end")
 	end.Target = m.Target()
 	end.Reason = cn.endReason(ctx)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 
@@ -45,13 +46,16 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel, st *session.Stack
 	_ = sshsession.Serve(ctx, c.sconn, nc, r, &cfg)
 	upCh.Close()
 	<-r.upDone
-	if r.rec != nil {
-		if err := r.rec.Close(); err != nil {
-			c.p.log.ErrorContext(ctx, "closing a recording", "session_id", st.ID(), "err", err)
-		}
+	if r.inDone != nil {
+		// The client's channel is closed: its reads end.
+		<-r.inDone
 	}
 	e = st.AuditEvent("channel.end")
 	e.Detail = r.summary()
+	if r.rec != nil {
+		e.Detail["recording"] = r.rec.Path()
+		e.Detail["streams"] = r.rec.Close()
+	}
 	c.audit(ctx, e)
 	c.account(e.Detail)
 }
@@ -70,6 +74,8 @@ type relay struct {
 
 	// rec is the channel's recorder, or nil; set before the program starts.
 	rec Recorder
+	// inDone, when streams relays stdin, is closed when that copy ends.
+	inDone chan struct{}
 	// transfer is the stacked proxy of an exec command, or nil; set before
 	// the program starts.
 	transfer *Transfer
@@ -243,8 +249,14 @@ func (r *relay) Serve(s *sshsession.Session) {
 		s.Exit(status)
 		return
 	}
-	// A client that goes away takes the target's channel with it.
-	stop := context.AfterFunc(s.Context(), func() { r.up.Close() })
+	// A client that goes away takes the target's channel with it, and
+	// the recorder lets go of a relay waiting for it.
+	stop := context.AfterFunc(s.Context(), func() {
+		r.up.Close()
+		if r.rec != nil {
+			r.rec.Close()
+		}
+	})
 	defer stop()
 	defer r.c.running(s)()
 
@@ -277,8 +289,11 @@ func (r *relay) streams(s *sshsession.Session) {
 		stderr = teeWriter{s.Stderr(), rec.Stderr}
 	}
 	// Client stdin to the target. Read ends when the client sends EOF or the
-	// channel closes; the connection owns the goroutine.
+	// channel closes; the connection owns the goroutine, and session waits
+	// for it before the channel's end is audited.
+	r.inDone = make(chan struct{})
 	r.c.wg.Go(func() {
+		defer close(r.inDone)
 		n, _ := copyStream(r.up, stdin)
 		_ = r.up.CloseWrite()
 		r.mu.Lock()
@@ -332,18 +347,28 @@ func (r *relay) stackedExec(s *sshsession.Session) {
 	wg.Wait()
 }
 
-// startRecording asks RecordStart whether to record the channel. A channel
-// that must be recorded but cannot be is refused; one whose recording fails
-// later is ended (fail closed) — the recorder decides which failures count.
+// farewellWait bounds how long the stderr line of a failed recording waits
+// for a client that does not read before the channel is closed anyway.
+const farewellWait = 5 * time.Second
+
+// startRecording asks the connection's Recording whether to record the
+// channel. A channel that must be recorded but cannot be is refused; one
+// whose recording fails later is ended (fail_closed) or goes on with an
+// audit event saying its recording is incomplete (best_effort).
 func (r *relay) startRecording(s *sshsession.Session, command string) error {
-	start := r.c.p.p.Record
-	if start == nil {
+	if r.c.recording == nil {
 		return nil
 	}
-	rec, failed, err := start(r.st, s, command)
+	failClosed := r.c.recording.FailClosed()
+	rec, err := r.c.recording.Channel(r.st, s, command)
 	if err != nil {
 		e := r.st.AuditEvent("record")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "record.on_failure", err.Error()
+		if !failClosed {
+			e.Reason = "recording unavailable, the channel goes on unrecorded: " + err.Error()
+			r.c.audit(r.ctx, e)
+			return nil
+		}
 		r.c.audit(r.ctx, e)
 		return fmt.Errorf("%w: recording unavailable", errRefused)
 	}
@@ -355,20 +380,37 @@ func (r *relay) startRecording(s *sshsession.Session, command string) error {
 	e.Verdict, e.Rule = audit.Accept, "services["+r.c.p.p.Service+"].record"
 	e.Detail = map[string]any{"recording": rec.Path()}
 	r.c.audit(r.ctx, e)
-	r.c.recorded(rec.Path())
-	if failed != nil {
+	r.c.wg.Go(func() {
+		select {
+		case <-rec.Failed():
+		case <-r.upDone:
+			return
+		}
+		e := r.st.AuditEvent("record")
+		e.Verdict, e.Rule = audit.Reject, "record.on_failure"
+		e.Detail = map[string]any{"recording": rec.Path()}
+		if !failClosed {
+			e.Reason = fmt.Sprintf("recording incomplete, the channel goes on unrecorded: %v", rec.Err())
+			r.c.audit(r.ctx, e)
+			return
+		}
+		e.Reason = fmt.Sprintf("recording failed, channel ended: %v", rec.Err())
+		r.c.audit(r.ctx, e)
+		// The recorder holds the relay (fail closed): tell the client
+		// why, as long as it reads, then end the channel.
+		written := make(chan struct{})
 		r.c.wg.Go(func() {
-			select {
-			case <-failed:
-				e := r.st.AuditEvent("record")
-				e.Verdict, e.Rule, e.Reason = audit.Reject, "record.on_failure", "recording failed; channel ended"
-				r.c.audit(r.ctx, e)
-				r.up.Close()
-				_ = s.Channel().Close()
-			case <-r.upDone:
-			}
+			_, _ = s.Stderr().Write([]byte(msgRecordFailed))
+			close(written)
 		})
-	}
+		select {
+		case <-written:
+		case <-time.After(farewellWait):
+		}
+		r.up.Close()
+		_ = s.Channel().Close()
+		rec.Close() // lets the held relay go
+	})
 	return nil
 }
 
