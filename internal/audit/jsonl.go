@@ -25,13 +25,17 @@ import (
 type jsonlStore struct {
 	path string
 
-	mu     sync.Mutex // serialises writes and Close
+	mu     sync.Mutex // serialises writes, Probe and Close
 	f      *os.File
 	closed bool
+	// torn is set when a write failed, which may have left part of a line;
+	// the next write first ends it (terminateTornLine).
+	torn bool
 }
 
 var _ Store = (*jsonlStore)(nil)
 var _ BatchWriter = (*jsonlStore)(nil)
+var _ Prober = (*jsonlStore)(nil)
 
 // OpenJSONL opens (creating 0600 if needed) the append-only JSON lines file at path.
 func OpenJSONL(path string) (Store, error) {
@@ -100,13 +104,50 @@ func (s *jsonlStore) WriteBatch(ctx context.Context, events []Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("audit: jsonl write: %w", err)
 	}
+	if s.torn {
+		if err := terminateTornLine(s.f, s.path); err != nil {
+			return err
+		}
+		s.torn = false
+	}
 	if _, err := s.f.Write(buf.Bytes()); err != nil {
+		s.torn = true
 		return fmt.Errorf("audit: jsonl write: %w", err)
 	}
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("audit: jsonl fsync: %w", err)
 	}
 	return nil
+}
+
+// Probe checks that the open file is still the one at the store's path.
+// When it was deleted or replaced, Probe opens (creating) the path anew and
+// returns an error wrapping ErrStoreReplaced.
+func (s *jsonlStore) Probe(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	opened, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("audit: jsonl probe: %w", err)
+	}
+	same, err := stillAt(s.path, opened)
+	if err != nil || same {
+		return err
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("%w: %s: reopening: %w", ErrStoreReplaced, s.path, err)
+	}
+	if err := terminateTornLine(f, s.path); err != nil {
+		f.Close()
+		return fmt.Errorf("%w: %s: reopening: %w", ErrStoreReplaced, s.path, err)
+	}
+	_ = s.f.Close() // the old file: nothing more goes there
+	s.f, s.torn = f, false
+	return fmt.Errorf("%w: %s: opened a new file", ErrStoreReplaced, s.path)
 }
 
 func (s *jsonlStore) Query(ctx context.Context, f Filter) ([]Event, error) {

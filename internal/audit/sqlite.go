@@ -28,15 +28,20 @@ var sqliteDialect = dialect{
 const sqliteBusyTimeoutMS = 5000
 
 type sqliteStore struct {
-	w *sql.DB // the one writer connection
-	r *sql.DB // read-only connections for queries
+	path string
 
+	// mu guards the fields below; Probe replaces them (write lock) when
+	// the file was deleted or replaced.
 	mu     sync.RWMutex
+	opened os.FileInfo // the file w opened; nil after a failed reopen
+	w      *sql.DB     // the one writer connection
+	r      *sql.DB     // read-only connections for queries
 	closed bool
 }
 
 var _ Store = (*sqliteStore)(nil)
 var _ BatchWriter = (*sqliteStore)(nil)
+var _ Prober = (*sqliteStore)(nil)
 
 // OpenSQLite opens (creating if needed) the SQLite audit database at path:
 // WAL journal, synchronous=FULL (a committed batch survives power loss),
@@ -48,13 +53,23 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("audit: sqlite path %q must not contain '?' or '#'", path)
 	}
+	w, r, fi, err := openSQLiteDBs(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return &sqliteStore{path: path, opened: fi, w: w, r: r}, nil
+}
+
+// openSQLiteDBs opens the writer and reader pools of the database at path
+// and returns the file they opened, as it was then.
+func openSQLiteDBs(ctx context.Context, path string) (w, r *sql.DB, opened os.FileInfo, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("audit: sqlite: %w", err)
+		return nil, nil, nil, fmt.Errorf("audit: sqlite: %w", err)
 	}
 	common := "_pragma=busy_timeout(" + strconv.Itoa(sqliteBusyTimeoutMS) + ")"
-	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+	w, err = sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
 	if err != nil {
-		return nil, fmt.Errorf("audit: sqlite open: %w", err)
+		return nil, nil, nil, fmt.Errorf("audit: sqlite open: %w", err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
@@ -62,19 +77,23 @@ func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	w.SetConnMaxLifetime(0)
 	if err := migrateSQL(ctx, w, sqliteMigrations); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("audit: sqlite %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("audit: sqlite %s: %w", path, err)
 	}
 	if err := os.Chmod(path, 0o600); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("audit: sqlite: %w", err)
+		return nil, nil, nil, fmt.Errorf("audit: sqlite: %w", err)
 	}
-	r, err := sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
+	if opened, err = os.Stat(path); err != nil {
+		w.Close()
+		return nil, nil, nil, fmt.Errorf("audit: sqlite: %w", err)
+	}
+	r, err = sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("audit: sqlite open: %w", err)
+		return nil, nil, nil, fmt.Errorf("audit: sqlite open: %w", err)
 	}
 	r.SetMaxOpenConns(4)
-	return &sqliteStore{w: w, r: r}, nil
+	return w, r, opened, nil
 }
 
 // sqliteMigrations: migrations[i] brings the schema to version i+1.
@@ -206,6 +225,42 @@ func (s *sqliteStore) Sessions(ctx context.Context, f SessionFilter) ([]SessionS
 	return summarise(ctx, s.Query, f)
 }
 
+// Probe checks that the database file is still the one at the store's
+// path. When it was deleted or replaced, Probe closes the old connections
+// (SQLite then checkpoints into the old file and removes its -wal and -shm,
+// which must not be applied to a new database), opens a new database at
+// the path and returns an error wrapping ErrStoreReplaced.
+func (s *sqliteStore) Probe(ctx context.Context) error {
+	s.mu.RLock()
+	closed, opened := s.closed, s.opened
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if opened != nil {
+		same, err := stillAt(s.path, opened)
+		if err != nil || same {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.opened != nil {
+		_ = s.r.Close() // the old file's connections: nothing to keep
+		_ = s.w.Close()
+		s.opened = nil
+	}
+	w, r, fi, err := openSQLiteDBs(ctx, s.path)
+	if err != nil {
+		return fmt.Errorf("%w: %s: reopening: %w", ErrStoreReplaced, s.path, err)
+	}
+	s.w, s.r, s.opened = w, r, fi
+	return fmt.Errorf("%w: %s: opened a new database", ErrStoreReplaced, s.path)
+}
+
 func (s *sqliteStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,5 +268,8 @@ func (s *sqliteStore) Close() error {
 		return ErrClosed
 	}
 	s.closed = true
+	if s.opened == nil {
+		return nil // closed by a failed Probe
+	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }
