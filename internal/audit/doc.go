@@ -35,6 +35,14 @@
 // how long the outage lasted and how many events were lost. Events lost
 // for any reason are counted (Dropped) and reported in the store.
 //
+// # Sampler
+//
+// A Sampler sits in front of a Queue for the events a client can cause
+// without authenticating (the gateway selects refused connections, failed
+// authentications and refused PROXY peers): past a burst per interval it
+// counts them by key and writes one TypeSampled summary per key, so a
+// flood costs the store a bounded number of writes per second.
+//
 // # Event types the stores interpret
 //
 // Any event type may be written and queried. Store.Sessions summarises
