@@ -441,7 +441,7 @@ func TestQueueRealStoreOutage(t *testing.T) {
 		return s
 	}, func(t *testing.T) func() {
 		p := filepath.Join(dir, "audit.db")
-		return immutable(t, p, p+"-wal", p+"-shm", dir)
+		return immutable(t, p, p+"-wal")
 	}})
 	cases = append(cases, outageCase{"jsonl", func(t *testing.T) Store {
 		dir = t.TempDir()

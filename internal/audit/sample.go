@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -75,6 +76,8 @@ type Sampler struct {
 	counts map[sampleKey]int64
 	rest   int64 // events of keys past p.Keys
 
+	summarised atomic.Uint64
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -114,6 +117,7 @@ func (s *Sampler) Write(ctx context.Context, e Event) error {
 		return s.next.Write(ctx, e)
 	}
 	k := sampleKey{service: e.Service, typ: e.Type, rule: e.Rule, zone: e.ClientZone, prefix: addrPrefix(e.ClientAddr), verdict: e.Verdict}
+	s.summarised.Add(1)
 	if _, ok := s.counts[k]; ok || len(s.counts) < s.p.Keys {
 		s.counts[k]++
 	} else {
@@ -122,6 +126,10 @@ func (s *Sampler) Write(ctx context.Context, e Event) error {
 	s.mu.Unlock()
 	return nil
 }
+
+// Summarised is the number of events counted in summaries instead of
+// passed on one by one, so far.
+func (s *Sampler) Summarised() uint64 { return s.summarised.Load() }
 
 // addrPrefix is the prefix of a client address ("ip:port" or "ip") that
 // the Sampler counts by, or "" when it is not an IP address.

@@ -72,6 +72,9 @@ func TestSamplerSummarises(t *testing.T) {
 			one++
 		}
 	}
+	if got := s.Summarised(); got != 995 {
+		t.Errorf("Summarised: got %d, want 995", got)
+	}
 	if one != 5 || summaries != 3 || counted != 995 {
 		t.Errorf("got %d refusals one by one, %d summaries counting %d, want 5, 3 (2 keys and the rest), 995", one, summaries, counted)
 	}
