@@ -13,6 +13,7 @@ pkgs=(
   python3-paramiko     # interop: paramiko clients
   asciinema            # replay of recordings
   postgresql           # the audit store's shared suite
+  e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)
 )
 missing=()
 for p in "${pkgs[@]}"; do

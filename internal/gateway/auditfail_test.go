@@ -238,6 +238,7 @@ func TestAuditStoreDeleted(t *testing.T) {
 		t.Fatalf("exec events after the deletion: got %d, want 1", len(evs))
 	}
 }
+
 // liveAfter returns the live sessions once there are n of them, or after 5s.
 func (w *world) liveAfter(n int) []admin.Session {
 	deadline := time.Now().Add(5 * time.Second)
