@@ -297,9 +297,9 @@ func (q *Queue) deliver(ctx context.Context, batch []Event) {
 	if n > 0 {
 		batch = append(batch, Event{Time: time.Now(), Type: TypeDropped, Reason: "audit events dropped: queue full", Detail: map[string]any{"lost": n}})
 	}
-	rest, err := q.write(ctx, batch)
-	if err != nil {
-		q.unreported.Add(n)
+	// On failure the TypeDropped event is among the events held back, so
+	// the n events stay reported.
+	if rest, err := q.write(ctx, batch); err != nil {
 		q.outage(ctx, err, rest)
 	}
 }
