@@ -63,12 +63,14 @@ const (
 	// DefaultProbeInterval is QueueParams.ProbeInterval's default.
 	DefaultProbeInterval = 5 * time.Second
 	// defaultMaxWait: a session waits this long for room in a full queue
-	// before its event is dropped. Longer than defaultStoreTimeout, so that
-	// a store that hangs is found failing before writers give up on it.
+	// before its event is dropped (counted, reported; no outage).
 	defaultMaxWait = 15 * time.Second
 	// defaultStoreTimeout bounds one store call; a store that takes longer
-	// (a PostgreSQL server gone silent) is failing.
-	defaultStoreTimeout = 10 * time.Second
+	// (a PostgreSQL server gone silent) is failing. It is long on purpose:
+	// a store that is only slow (a loaded machine, a busy disk) must be met
+	// by backpressure, not by an outage that fail_closed turns into a
+	// lockout, or a client flood that loads the machine could cause one.
+	defaultStoreTimeout = 60 * time.Second
 	// firstRetry is the wait before the first retry of a failing store;
 	// it doubles up to ProbeInterval.
 	firstRetry = 250 * time.Millisecond
@@ -93,7 +95,7 @@ type QueueParams struct {
 	// MaxWait bounds how long Write waits for room in a full queue while
 	// the store works (default 15 s). Zero means the default.
 	MaxWait time.Duration
-	// StoreTimeout bounds each store call (default 10 s).
+	// StoreTimeout bounds each store call (default 60 s).
 	StoreTimeout time.Duration
 }
 

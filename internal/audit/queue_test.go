@@ -648,3 +648,26 @@ func TestQueueWithoutBatchWriter(t *testing.T) {
 	}
 	sameEvents(t, got, want)
 }
+
+// TestQueueStoreHangs: a store call past StoreTimeout is a failure (a
+// server gone silent), and the queue recovers when the store answers.
+func TestQueueStoreHangs(t *testing.T) {
+	defer goleak.VerifyNone(t)
+	ctx := context.Background()
+	real := openSQLite(t)
+	defer real.Close()
+	g := &gateStore{Store: real, release: make(chan struct{})}
+	q := NewQueue(keepOpen{g}, QueueParams{StoreTimeout: 200 * time.Millisecond, ProbeInterval: 100 * time.Millisecond})
+	defer q.Close(ctx)
+	if err := q.Write(ctx, ev(0, "a", "gw1/s:1", "u", "")); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the outage", func() bool { return q.Healthy() != nil })
+	if err := q.Healthy(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Healthy: got %v, want DeadlineExceeded", err)
+	}
+	close(g.release)
+	eventually(t, "the recovery", func() bool { return q.Healthy() == nil })
+	waitStored(t, real, "a", 1)
+	waitStored(t, real, TypeStoreRecovered, 1)
+}
