@@ -17,6 +17,7 @@ pkgs=(
   asciinema            # replay of recordings (record TestWriteCast: sluice replay --asciicast)
   postgresql           # the audit store's shared suite
   systemd              # systemd-analyze verify of contrib/sluice.service
+  e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)
 )
 missing=()
 for p in "${pkgs[@]}"; do

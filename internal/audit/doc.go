@@ -23,11 +23,25 @@
 // # Queue
 //
 // The gateway never writes to a Store on the data path: a Queue takes events
-// without blocking and one writer goroutine stores them in batches. When an
-// event cannot be kept (queue full, store error) a BestEffort queue counts
-// and logs it; a FailClosed queue becomes unhealthy for good, tells the
-// caller once through OnUnhealthy, and refuses further events, so that the
-// gateway refuses new sessions and ends live ones.
+// and one writer goroutine stores them in batches. A full queue slows its
+// writers down (Write waits, bounded by MaxWait and its context) rather
+// than losing events, and is never a store failure. A store failure (a
+// write error, a call past StoreTimeout, or a Prober's error such as the
+// file deleted under the gateway) starts an outage: Healthy reports it in
+// both modes, a FailClosed queue tells the caller through OnUnhealthy (the
+// gateway then refuses new sessions and ends live ones), and the writer
+// retries with back-off until the store takes writes again, then stores
+// what it held with a TypeStoreFailed and a TypeStoreRecovered event saying
+// how long the outage lasted and how many events were lost. Events lost
+// for any reason are counted (Dropped) and reported in the store.
+//
+// # Sampler
+//
+// A Sampler sits in front of a Queue for the events a client can cause
+// without authenticating (the gateway selects refused connections, failed
+// authentications and refused PROXY peers): past a burst per interval it
+// counts them by key and writes one TypeSampled summary per key, so a
+// flood costs the store a bounded number of writes per second.
 //
 // # Event types the stores interpret
 //

@@ -32,7 +32,7 @@ type jsonlStore struct {
 	path    string
 	gateway string // whose chain and instances this store writes
 
-	mu     sync.Mutex // serialises writes and Close; guards the fields below
+	mu     sync.Mutex // serialises writes, Probe and Close; guards the fields below
 	f      *os.File
 	closed bool
 	head   chainHead
@@ -40,10 +40,14 @@ type jsonlStore struct {
 	// stale is set when a write failed: part of it may be on disk, so
 	// the head is read from the file again before the next write.
 	stale bool
+	// torn is set when a write failed, which may have left part of a line;
+	// the next write first ends it (terminateTornLine).
+	torn bool
 }
 
 var _ Store = (*jsonlStore)(nil)
 var _ BatchWriter = (*jsonlStore)(nil)
+var _ Prober = (*jsonlStore)(nil)
 
 // OpenJSONL opens (creating 0600 if needed) the append-only JSON lines file at path.
 func OpenJSONL(path, gateway string) (Store, error) {
@@ -161,6 +165,12 @@ func (s *jsonlStore) appendLocked(ctx context.Context, events []Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("audit: jsonl write: %w", err)
 	}
+	if s.torn {
+		if err := terminateTornLine(s.f, s.path); err != nil {
+			return err
+		}
+		s.torn = false
+	}
 	if s.stale {
 		if err := s.load(ctx); err != nil {
 			return err
@@ -179,7 +189,7 @@ func (s *jsonlStore) appendLocked(ctx context.Context, events []Event) error {
 		buf.WriteByte('\n')
 	}
 	if _, err := s.f.Write(buf.Bytes()); err != nil {
-		s.stale = true
+		s.stale, s.torn = true, true
 		return fmt.Errorf("audit: jsonl write: %w", err)
 	}
 	if err := s.f.Sync(); err != nil {
@@ -213,6 +223,39 @@ func (s *jsonlStore) ReserveInstances(ctx context.Context, service string, n uin
 	}
 	s.next[service] = max(s.next[service], first+n)
 	return first, nil
+}
+
+// Probe checks that the open file is still the one at the store's path.
+// When it was deleted or replaced, Probe opens (creating) the path anew and
+// returns an error wrapping ErrStoreReplaced.
+func (s *jsonlStore) Probe(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	opened, err := s.f.Stat()
+	if err != nil {
+		return fmt.Errorf("audit: jsonl probe: %w", err)
+	}
+	same, err := stillAt(s.path, opened)
+	if err != nil || same {
+		return err
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("%w: %s: reopening: %w", ErrStoreReplaced, s.path, err)
+	}
+	if err := terminateTornLine(f, s.path); err != nil {
+		f.Close()
+		return fmt.Errorf("%w: %s: reopening: %w", ErrStoreReplaced, s.path, err)
+	}
+	_ = s.f.Close() // the old file: nothing more goes there
+	// The chain and the instance counters go on from memory: reading the
+	// new file would start them again (ids would repeat), and the gap in
+	// the chain is what audit verify reports.
+	s.f, s.torn, s.stale = f, false, false
+	return fmt.Errorf("%w: %s: opened a new file", ErrStoreReplaced, s.path)
 }
 
 func (s *jsonlStore) Query(ctx context.Context, f Filter) ([]Event, error) {

@@ -68,6 +68,7 @@ type postgresStore struct {
 
 var _ Store = (*postgresStore)(nil)
 var _ BatchWriter = (*postgresStore)(nil)
+var _ Prober = (*postgresStore)(nil)
 
 // OpenPostgres connects a pool to the PostgreSQL database named by dsn (a
 // postgres:// URL; runtime parameters such as search_path may be given as
@@ -274,6 +275,19 @@ func (s *postgresStore) Query(ctx context.Context, f Filter) ([]Event, error) {
 
 func (s *postgresStore) Sessions(ctx context.Context, f SessionFilter) ([]SessionSummary, error) {
 	return summarise(ctx, s.Query, f)
+}
+
+// Probe checks that the server answers (a ping on a pooled connection).
+func (s *postgresStore) Probe(ctx context.Context) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("audit: postgres probe: %w", err)
+	}
+	return nil
 }
 
 func (s *postgresStore) Close() error {

@@ -28,17 +28,27 @@ var sqliteDialect = dialect{
 const sqliteBusyTimeoutMS = 5000
 
 type sqliteStore struct {
+	path    string
 	gateway string // whose chain and instances this store writes
 
-	w *sql.DB // the one writer connection
-	r *sql.DB // read-only connections for queries
+	// floor keeps, per service, the instance after the last one reserved:
+	// a database opened anew by Probe (the file was deleted) has no
+	// counter, and ids must not repeat.
+	floorMu sync.Mutex
+	floor   map[string]uint64
 
+	// mu guards the fields below; Probe replaces them (write lock) when
+	// the file was deleted or replaced.
 	mu     sync.RWMutex
+	opened os.FileInfo // the file w opened; nil after a failed reopen
+	w      *sql.DB     // the one writer connection
+	r      *sql.DB     // read-only connections for queries
 	closed bool
 }
 
 var _ Store = (*sqliteStore)(nil)
 var _ BatchWriter = (*sqliteStore)(nil)
+var _ Prober = (*sqliteStore)(nil)
 
 // OpenSQLite opens (creating if needed) the SQLite audit database at path:
 // WAL journal, synchronous=FULL (a committed batch survives power loss),
@@ -50,8 +60,18 @@ func OpenSQLite(ctx context.Context, path, gateway string) (Store, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("audit: sqlite path %q must not contain '?' or '#'", path)
 	}
+	w, r, fi, err := openSQLiteDBs(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	return &sqliteStore{path: path, gateway: gateway, opened: fi, w: w, r: r}, nil
+}
+
+// openSQLiteDBs opens the writer and reader pools of the database at path
+// and returns the file they opened, as it was then.
+func openSQLiteDBs(ctx context.Context, path string) (w, r *sql.DB, opened os.FileInfo, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("audit: sqlite: %w", err)
+		return nil, nil, nil, fmt.Errorf("audit: sqlite: %w", err)
 	}
 	// SQLite creates the database 0644 less the umask, and its -wal and
 	// -shm files with the mode of the database: create the database 0600
@@ -59,18 +79,18 @@ func OpenSQLite(ctx context.Context, path, gateway string) (Store, error) {
 	// older version left open.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("audit: sqlite: %w", err)
+		return nil, nil, nil, fmt.Errorf("audit: sqlite: %w", err)
 	}
 	f.Close()
 	for _, p := range []string{path, path + "-wal", path + "-shm"} {
 		if err := private(p); err != nil {
-			return nil, fmt.Errorf("audit: sqlite: %w", err)
+			return nil, nil, nil, fmt.Errorf("audit: sqlite: %w", err)
 		}
 	}
 	common := "_pragma=busy_timeout(" + strconv.Itoa(sqliteBusyTimeoutMS) + ")"
-	w, err := sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+	w, err = sql.Open("sqlite", path+"?"+common+"&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
 	if err != nil {
-		return nil, fmt.Errorf("audit: sqlite open: %w", err)
+		return nil, nil, nil, fmt.Errorf("audit: sqlite open: %w", err)
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
@@ -78,15 +98,19 @@ func OpenSQLite(ctx context.Context, path, gateway string) (Store, error) {
 	w.SetConnMaxLifetime(0)
 	if err := migrateSQL(ctx, w, sqliteMigrations); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("audit: sqlite %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("audit: sqlite %s: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
+	if opened, err = os.Stat(path); err != nil {
+		w.Close()
+		return nil, nil, nil, fmt.Errorf("audit: sqlite: %w", err)
+	}
+	r, err = sql.Open("sqlite", path+"?"+common+"&_pragma=query_only(1)")
 	if err != nil {
 		w.Close()
-		return nil, fmt.Errorf("audit: sqlite open: %w", err)
+		return nil, nil, nil, fmt.Errorf("audit: sqlite open: %w", err)
 	}
 	r.SetMaxOpenConns(4)
-	return &sqliteStore{gateway: gateway, w: w, r: r}, nil
+	return w, r, opened, nil
 }
 
 // sqliteMigrations: migrations[i] brings the schema to version i+1.
@@ -248,7 +272,9 @@ func (s *sqliteStore) ReserveInstances(ctx context.Context, service string, n ui
 	if err != nil {
 		return 0, fmt.Errorf("audit: sqlite reserve: %w", err)
 	}
-	first := uint64(max(next, 1))
+	s.floorMu.Lock()
+	defer s.floorMu.Unlock()
+	first := max(uint64(max(next, 1)), s.floor[service])
 	if first > maxInstance-n {
 		return 0, fmt.Errorf("audit: reserve instances of %s/%s: counter exhausted", s.gateway, service)
 	}
@@ -263,6 +289,10 @@ func (s *sqliteStore) ReserveInstances(ctx context.Context, service string, n ui
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("audit: sqlite reserve: %w", err)
 	}
+	if s.floor == nil {
+		s.floor = map[string]uint64{}
+	}
+	s.floor[service] = first + n
 	return first, nil
 }
 
@@ -320,6 +350,42 @@ func (s *sqliteStore) Sessions(ctx context.Context, f SessionFilter) ([]SessionS
 	return summarise(ctx, s.Query, f)
 }
 
+// Probe checks that the database file is still the one at the store's
+// path. When it was deleted or replaced, Probe closes the old connections
+// (SQLite then checkpoints into the old file and removes its -wal and -shm,
+// which must not be applied to a new database), opens a new database at
+// the path and returns an error wrapping ErrStoreReplaced.
+func (s *sqliteStore) Probe(ctx context.Context) error {
+	s.mu.RLock()
+	closed, opened := s.closed, s.opened
+	s.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	if opened != nil {
+		same, err := stillAt(s.path, opened)
+		if err != nil || same {
+			return err
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if s.opened != nil {
+		_ = s.r.Close() // the old file's connections: nothing to keep
+		_ = s.w.Close()
+		s.opened = nil
+	}
+	w, r, fi, err := openSQLiteDBs(ctx, s.path)
+	if err != nil {
+		return fmt.Errorf("%w: %s: reopening: %w", ErrStoreReplaced, s.path, err)
+	}
+	s.w, s.r, s.opened = w, r, fi
+	return fmt.Errorf("%w: %s: opened a new database", ErrStoreReplaced, s.path)
+}
+
 func (s *sqliteStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -327,6 +393,9 @@ func (s *sqliteStore) Close() error {
 		return ErrClosed
 	}
 	s.closed = true
+	if s.opened == nil {
+		return nil // closed by a failed Probe
+	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 

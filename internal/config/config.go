@@ -326,6 +326,10 @@ type Audit struct {
 	Sink      string
 	QueueSize int
 	OnFailure FailureMode
+	// ProbeInterval is how often the gateway checks a working store (the
+	// file still at its path, the server answering) and the longest wait
+	// between retries of a failing one.
+	ProbeInterval Duration
 }
 
 // FailureMode says what happens when audit or recording cannot be written.

@@ -138,6 +138,7 @@ func TestDefaults(t *testing.T) {
 		{"audit.sink", c.Audit.Sink, "sqlite"},
 		{"audit.queue_size", c.Audit.QueueSize, 1024},
 		{"audit.on_failure", c.Audit.OnFailure, FailClosed},
+		{"audit.probe_interval", c.Audit.ProbeInterval.Std(), 5 * time.Second},
 		{"record.dir", c.Record.Dir, "/etc/sluice/state/recordings"},
 		{"record.on_failure", c.Record.OnFailure, FailClosed},
 		{"record.max_bytes_per_stream", c.Record.MaxBytesPerStream, int64(1 << 20)},

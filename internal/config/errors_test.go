@@ -196,6 +196,8 @@ func TestErrorClasses(t *testing.T) {
 				`t.yaml:13: audit.sink: bad sink "mysql": want sqlite, jsonl:PATH or postgres://...`,
 				`t.yaml:13: audit.queue_size: 0 is out of range [1, 16777216]`,
 			}},
+		{"audit probe_interval too short", func(t *testing.T) string { return minimal + "audit: {probe_interval: 10ms}\n" },
+			[]string{`t.yaml:13: audit.probe_interval: probe_interval 10ms is below the minimum 100ms`}},
 		{"bad failure mode", func(t *testing.T) string { return minimal + "record: {on_failure: ignore}\n" },
 			[]string{`t.yaml:13: record.on_failure: bad value "ignore": want one of fail_closed, best_effort`}},
 		{"negative stream cap", func(t *testing.T) string { return minimal + "record: {max_bytes_per_stream: -1}\n" },

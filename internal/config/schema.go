@@ -34,6 +34,8 @@ const (
 	defaultDownHostTTL          = 30 * time.Second
 	defaultMaxChannels          = 10 // OpenSSH MaxSessions
 	defaultQueueSize            = 1024
+	defaultAuditProbeInterval   = 5 * time.Second
+	minAuditProbeInterval       = 100 * time.Millisecond
 )
 
 // defaultMaxStartups is OpenSSH's MaxStartups default, 10:30:100.
@@ -61,7 +63,7 @@ func (d *decoder) decodeFile(data []byte) *Config {
 			Log:                  Log{Format: LogText, Level: slog.LevelInfo},
 		},
 		TrustedUserCAKeys: []string{},
-		Audit:             Audit{Sink: "sqlite", QueueSize: defaultQueueSize, OnFailure: FailClosed},
+		Audit:             Audit{Sink: "sqlite", QueueSize: defaultQueueSize, OnFailure: FailClosed, ProbeInterval: Duration(defaultAuditProbeInterval)},
 		Record:            Record{OnFailure: FailClosed, MaxBytesPerStream: DefaultMaxBytesPerStream},
 	}
 	root := d.root(data)
@@ -471,6 +473,12 @@ func (d *decoder) audit(n *yaml.Node, key string, a *Audit) {
 		}},
 		{"queue_size", false, func(n *yaml.Node, k string) { d.intField(n, k, 1, 1<<24, &a.QueueSize) }},
 		{"on_failure", false, func(n *yaml.Node, k string) { d.failureMode(n, k, &a.OnFailure) }},
+		{"probe_interval", false, func(n *yaml.Node, k string) {
+			d.duration(n, k, &a.ProbeInterval)
+			if a.ProbeInterval.Std() < minAuditProbeInterval {
+				d.errorf(n, k, "probe_interval %s is below the minimum %s", a.ProbeInterval, Duration(minAuditProbeInterval))
+			}
+		}},
 	})
 }
 

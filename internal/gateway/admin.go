@@ -52,7 +52,7 @@ func (g *Gateway) Kill(ctx context.Context, id string) error {
 		}
 		e := m.AuditEvent("kill")
 		e.Verdict, e.Rule, e.Reason = audit.Accept, "admin", "killed by operator"
-		if err := g.queue.Write(context.WithoutCancel(ctx), e); err != nil {
+		if err := g.audit.Write(context.WithoutCancel(ctx), e); err != nil {
 			g.logger.ErrorContext(ctx, "audit write failed", "session_id", id, "type", e.Type, "err", err)
 		}
 		g.logger.InfoContext(ctx, "session killed by operator", "session_id", id)

@@ -3,8 +3,9 @@ package gateway
 import (
 	"errors"
 	"fmt"
-	"sync"
 
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/service"
 	"github.com/sluice-ssh/sluice/internal/session"
 )
 
@@ -15,73 +16,68 @@ var ErrAuditUnavailable = errors.New("gateway: audit store unavailable")
 // ruleAuditFailure names the setting that refuses and ends sessions.
 const ruleAuditFailure = "audit.on_failure"
 
-// auditDown is set once when the audit queue becomes unhealthy. The zero
-// value is ready to use.
-type auditDown struct {
-	mu    sync.Mutex
-	ch    chan struct{} // closed when cause is set
-	cause error
-}
+// Audit event types written for unauthenticated clients (besides
+// service.EventConnection).
+const eventAuth = "auth"
 
-func (a *auditDown) chanLocked() chan struct{} {
-	if a.ch == nil {
-		a.ch = make(chan struct{})
+// unauthenticatedRefusal selects the audit events that the Sampler bounds:
+// refusals of clients that have not authenticated, which cost the client
+// one TCP connection: a connection refused (client zones, limits, the
+// audit store down), a failed authentication attempt or handshake, a peer
+// refused by a PROXY protocol listener.
+func unauthenticatedRefusal(e audit.Event) bool {
+	if e.Verdict != audit.Reject {
+		return false
 	}
-	return a.ch
-}
-
-// set records cause, the first time only, and wakes done's waiters.
-func (a *auditDown) set(cause error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	ch := a.chanLocked()
-	if a.cause == nil {
-		a.cause = cause
-		close(ch)
+	switch e.Type {
+	case service.EventConnection, eventAuth, eventProxyProtocol:
+		return true
 	}
-}
-
-// done is closed once set was called.
-func (a *auditDown) done() <-chan struct{} {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.chanLocked()
-}
-
-func (a *auditDown) err() error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.cause
+	return false
 }
 
 // admit is every service's Admit hook: under fail_closed no session is
-// admitted once the audit queue is unhealthy (best_effort queues never are).
+// admitted during an audit store outage.
 func (g *Gateway) admit(*session.Master) (string, error) {
+	if g.auditMode != audit.FailClosed {
+		return "", nil
+	}
 	if err := g.queue.Healthy(); err != nil {
 		return ruleAuditFailure, fmt.Errorf("%w: %w: %w", session.ErrDenied, ErrAuditUnavailable, err)
 	}
 	return "", nil
 }
 
-// auditUnhealthy is the audit queue's OnUnhealthy under fail_closed. The
-// queue may call it from a Write made under any lock, so it only wakes
+// auditUnhealthy is the audit queue's OnUnhealthy under fail_closed, called
+// once per outage on the queue's writer goroutine: it only wakes
 // endOnAuditFailure, which ends the live sessions.
 func (g *Gateway) auditUnhealthy(cause error) {
-	g.logger.Error("audit store unavailable: refusing new sessions and ending live ones", "err", cause)
-	g.ops.auditDown.set(cause)
+	g.logger.Error("audit store unavailable: refusing new sessions and ending live ones until it recovers", "err", cause)
+	select {
+	case g.ops.auditFailed <- struct{}{}:
+	default: // a sweep is already due
+	}
 }
 
-// endOnAuditFailure waits until the audit queue is unhealthy, then ends
-// every live session, or returns when stop is closed.
+// endOnAuditFailure ends every live session each time an audit store
+// outage begins under fail_closed, until stop is closed. Sessions admitted
+// during the outage are refused by admit; once the store is back, new
+// sessions are admitted again.
 func (g *Gateway) endOnAuditFailure(stop <-chan struct{}) {
-	select {
-	case <-stop:
-		return
-	case <-g.ops.auditDown.done():
-	}
-	cause := fmt.Errorf("%w: %w", ErrAuditUnavailable, g.ops.auditDown.err())
-	for _, m := range g.liveMasters() {
-		g.logger.Warn("ending session: audit store unavailable", "session_id", m.ID())
-		m.End(cause)
+	for {
+		select {
+		case <-stop:
+			return
+		case <-g.ops.auditFailed:
+		}
+		err := g.queue.Healthy()
+		if err == nil {
+			continue // recovered before the sweep
+		}
+		cause := fmt.Errorf("%w: %w", ErrAuditUnavailable, err)
+		for _, m := range g.liveMasters() {
+			g.logger.Warn("ending session: audit store unavailable", "session_id", m.ID())
+			m.End(cause)
+		}
 	}
 }

@@ -36,6 +36,12 @@ type Gateway struct {
 	logger *slog.Logger
 	store  audit.Store
 	queue  *audit.Queue
+	// sampler bounds the audit events of refused unauthenticated clients
+	// in front of queue; audit observes every event in the metrics, then
+	// hands it to sampler. Everything the gateway audits goes to audit.
+	sampler   *audit.Sampler
+	audit     audit.Sink
+	auditMode audit.Mode
 
 	hostKeys []ssh.Signer
 	startups *service.Startups
@@ -113,8 +119,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 		}
 		closers = append(closers, func() { g.adminListener.Close() })
 	}
-	g.queue = audit.NewQueue(observed(g.store, g.metrics), audit.QueueParams{Size: cfg.Audit.QueueSize, Mode: mode, Logger: logger, OnUnhealthy: g.auditUnhealthy})
+	g.auditMode = mode
+	g.ops.auditFailed = make(chan struct{}, 1)
+	g.queue = audit.NewQueue(g.store, audit.QueueParams{Size: cfg.Audit.QueueSize, Mode: mode, Logger: logger, OnUnhealthy: g.auditUnhealthy, ProbeInterval: cfg.Audit.ProbeInterval.Std()})
 	closers = append(closers, func() { g.queue.Close(context.Background()) })
+	g.sampler = audit.NewSampler(g.queue, audit.SamplerParams{Sampled: unauthenticatedRefusal, Logger: logger})
+	closers = append(closers, g.sampler.Close)
+	g.audit = observingSink{g.sampler, g.metrics}
+	g.metrics.WatchAudit(g.queue.Healthy, g.queue.Dropped, g.sampler.Summarised)
 
 	zones, err := buildZones(cfg)
 	if err != nil {
@@ -209,8 +221,9 @@ func (g *Gateway) shutdown() {
 	g.wg.Wait()
 	qctx, qcancel := context.WithTimeout(context.Background(), g.drainTimeout().Std())
 	defer qcancel()
-	// The queue owns the store: closing it drains the queue, then closes
-	// the store.
+	// The sampler writes its last summaries to the queue; the queue owns
+	// the store: closing it drains the queue, then closes the store.
+	g.sampler.Close()
 	if err := g.queue.Close(qctx); err != nil {
 		g.logger.Error("closing the audit queue", "err", err)
 	}
@@ -287,7 +300,7 @@ func (g *Gateway) authFailed(method, user string, remote net.Addr, rule, reason 
 	e.User = user
 	e.Verdict, e.Rule, e.Reason = audit.Reject, rule, reason
 	e.Detail = map[string]any{"method": method}
-	_ = g.queue.Write(context.Background(), e)
+	_ = g.audit.Write(context.Background(), e)
 }
 
 // buildService builds a service's proxy and the service parameters from
@@ -357,7 +370,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		MaxChannels:    sc.MaxChannels,
 		IdleTimeout:    sc.IdleTimeout.Std(),
 		Authenticated:  service.Authenticated,
-		Audit:          g.queue,
+		Audit:          g.audit,
 		Logger:         g.logger,
 	})
 	p := service.Params{
@@ -370,7 +383,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		MaxSessionsPerUser: sc.MaxSessionsPerUser,
 		Startups:           g.startups,
 		Admit:              g.admit,
-		Audit:              g.queue,
+		Audit:              g.audit,
 		Logger:             g.logger,
 		Handler: func(ctx context.Context, m *session.Master, c net.Conn) {
 			key := c.RemoteAddr().String()

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,7 @@ type world struct {
 	osUser   string
 	cancel   context.CancelFunc
 	done     chan error
+	stopOnce sync.Once
 }
 
 // worldOptions vary the config a world is built from.
@@ -64,6 +66,8 @@ type worldOptions struct {
 	tail string
 	// loginGraceTime overrides gateway.login_grace_time (default "20s").
 	loginGraceTime string
+	// sshd holds extra sshd_config lines for the target sshd.
+	sshd []string
 	// logs, when set, also receives the gateway's log as JSON lines, at
 	// debug level; it must be safe for concurrent use.
 	logs io.Writer
@@ -86,7 +90,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	_ = upKey
 	sshd := sshtest.StartSshd(t, sshtest.SshdOptions{
 		AuthorizedKeys: []ssh.PublicKey{upSigner.PublicKey()},
-		Config:         []string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"},
+		Config:         append([]string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"}, o.sshd...),
 	})
 	_, aliceKey := sshtest.NewKey(t, dir, "alice_ed25519")
 	u, err := user.Current()
@@ -167,7 +171,10 @@ audit:
 	return w
 }
 
-func (w *world) stop() {
+// stop stops the gateway (once; the test's cleanup calls it too).
+func (w *world) stop() { w.stopOnce.Do(w.stopNow) }
+
+func (w *world) stopNow() {
 	w.cancel()
 	select {
 	case err := <-w.done:

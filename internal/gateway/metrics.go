@@ -2,42 +2,24 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/metrics"
 )
 
-// observed returns store with every event written also observed by m, so
-// that the metrics follow the audit trail. It keeps store's batching.
-func observed(store audit.Store, m *metrics.Metrics) audit.Store {
-	o := observedStore{store, m}
-	if bw, ok := store.(audit.BatchWriter); ok {
-		return observedBatchStore{o, bw}
-	}
-	return o
+// observingSink updates the metrics from every event the gateway audits,
+// before sampling and queueing, so that they count what happened even
+// when the store could not keep it one by one (or at all).
+type observingSink struct {
+	next audit.Sink
+	m    *metrics.Metrics
 }
 
-type observedStore struct {
-	audit.Store
-	m *metrics.Metrics
-}
-
-func (s observedStore) Write(ctx context.Context, e audit.Event) error {
+func (s observingSink) Write(ctx context.Context, e audit.Event) error {
 	s.m.Observe(e)
-	return s.Store.Write(ctx, e)
-}
-
-type observedBatchStore struct {
-	observedStore
-	bw audit.BatchWriter
-}
-
-func (s observedBatchStore) WriteBatch(ctx context.Context, es []audit.Event) error {
-	for _, e := range es {
-		s.m.Observe(e)
-	}
-	return s.bw.WriteBatch(ctx, es)
+	return s.next.Write(ctx, e)
 }
 
 // Metrics returns the gateway's collectors.
@@ -53,10 +35,23 @@ func (g *Gateway) AdminAddr() net.Addr {
 }
 
 // serveMetrics serves /metrics and /healthz on the admin listener, if any.
-// /healthz fails while the audit queue is unhealthy.
 func (g *Gateway) serveMetrics() (stop func()) {
 	if g.adminListener == nil {
 		return func() {}
 	}
-	return metrics.Serve(g.adminListener, g.metrics.Handler(g.queue.Healthy), g.logger)
+	return metrics.Serve(g.adminListener, g.metrics.Handler(g.health), g.logger)
+}
+
+// health is /healthz: during an audit store outage the gateway is
+// unhealthy under fail_closed (it refuses sessions) and degraded under
+// best_effort (it serves, without an audit trail).
+func (g *Gateway) health() error {
+	err := g.queue.Healthy()
+	switch {
+	case err == nil:
+		return nil
+	case g.auditMode == audit.BestEffort:
+		return &metrics.Degraded{Err: fmt.Errorf("%w (audit.on_failure best_effort: sessions go on, events are lost once the queue is full)", err)}
+	}
+	return fmt.Errorf("%w (audit.on_failure fail_closed: sessions refused)", err)
 }

@@ -7,7 +7,9 @@ import "sync/atomic"
 type operatorState struct {
 	// recordFailures counts recordings that could not be made or stopped early.
 	recordFailures atomic.Uint64
-	auditDown      auditDown
+	// auditFailed wakes endOnAuditFailure when an audit store outage
+	// begins (buffered: one pending sweep).
+	auditFailed chan struct{}
 }
 
 // startOperator starts the admin socket and the goroutine that ends live

@@ -232,7 +232,7 @@ func (g *Gateway) revoke(ctx context.Context, m *session.Master, mode config.OnR
 	} else {
 		e.Reason = why + "; session left to finish"
 	}
-	if err := g.queue.Write(context.WithoutCancel(ctx), e); err != nil {
+	if err := g.audit.Write(context.WithoutCancel(ctx), e); err != nil {
 		g.logger.Error("audit write failed", "session_id", m.ID(), "err", err)
 	}
 	g.logger.Info("reload: session no longer allowed", "session_id", m.ID(), "on_reload", string(mode), "reason", why)

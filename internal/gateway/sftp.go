@@ -18,7 +18,7 @@ func (g *Gateway) stackedProxies(sc *config.Service) map[string]sshproxy.Stacked
 	if !ok {
 		return nil
 	}
-	sp := sftpproxy.New(sftpproxy.Params{Service: sc.Name, Policy: sftpproxy.PolicyFrom(sub), Audit: g.queue, Logger: g.logger, MaxOutstanding: sub.MaxOutstanding})
+	sp := sftpproxy.New(sftpproxy.Params{Service: sc.Name, Policy: sftpproxy.PolicyFrom(sub), Audit: g.audit, Logger: g.logger, MaxOutstanding: sub.MaxOutstanding})
 	return map[string]sshproxy.StackedProxy{
 		"sftp": func(ctx context.Context, st *session.Stacked, client, upstream sshproxy.Stream) (int64, int64, error) {
 			if s, ok := client.(*sshsession.Session); ok {
@@ -54,7 +54,7 @@ func (g *Gateway) execTransfer(sc *config.Service) func(command string) (sshprox
 	var scp *scpproxy.Proxy
 	if sub, ok := sc.Policy.Subsystems["sftp"]; ok {
 		sftp = &sub
-		scp = scpproxy.New(scpproxy.Params{Service: sc.Name, Policy: sftpproxy.PolicyFrom(sub), Audit: g.queue, Logger: g.logger})
+		scp = scpproxy.New(scpproxy.Params{Service: sc.Name, Policy: sftpproxy.PolicyFrom(sub), Audit: g.audit, Logger: g.logger})
 	}
 	return func(command string) (sshproxy.Transfer, bool) {
 		if scp != nil {

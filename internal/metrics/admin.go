@@ -45,13 +45,26 @@ func Listen(addr string) (net.Listener, error) {
 	return l, nil
 }
 
+// Degraded is a health error that leaves the gateway serving: /healthz
+// answers 200 with "degraded: " and the reason instead of 503.
+type Degraded struct{ Err error }
+
+func (d *Degraded) Error() string { return d.Err.Error() }
+func (d *Degraded) Unwrap() error { return d.Err }
+
 // Handler serves /metrics from m's registry and /healthz, which answers 200
-// "ok" when healthy returns nil and 503 with the error otherwise.
+// "ok" when healthy returns nil, 200 "degraded: REASON" for a *Degraded
+// error, and 503 "unhealthy: REASON" for any other.
 func (m *Metrics) Handler(healthy func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := healthy(); err != nil {
+		err := healthy()
+		if d, ok := errors.AsType[*Degraded](err); ok {
+			_, _ = w.Write([]byte("degraded: " + d.Error() + "\n"))
+			return
+		}
+		if err != nil {
 			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}

@@ -93,6 +93,30 @@ func New() *Metrics {
 	return m
 }
 
+// WatchAudit registers the audit trail's own metrics, read at each scrape:
+// sluice_audit_store_up (1 while healthy returns nil, 0 during a store
+// outage), sluice_audit_events_dropped_total (dropped: events lost) and
+// sluice_audit_events_summarised_total (summarised: refusals counted in a
+// summary instead of audited one by one).
+func (m *Metrics) WatchAudit(healthy func() error, dropped, summarised func() uint64) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sluice_audit_store_up", Help: "1 while the audit store takes writes, 0 during an outage.",
+		}, func() float64 {
+			if healthy() != nil {
+				return 0
+			}
+			return 1
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sluice_audit_events_dropped_total", Help: "Audit events lost (queue full past the wait bound, store outage with a full queue, shutdown).",
+		}, func() float64 { return float64(dropped()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sluice_audit_events_summarised_total", Help: "Refusals of unauthenticated clients counted in an audit.sampled summary instead of audited one by one.",
+		}, func() float64 { return float64(summarised()) }),
+	)
+}
+
 // Observe updates the collectors from one audit event.
 func (m *Metrics) Observe(e audit.Event) {
 	svc := e.Service
