@@ -67,6 +67,11 @@ type worldOptions struct {
 	// logs, when set, also receives the gateway's log as JSON lines, at
 	// debug level; it must be safe for concurrent use.
 	logs io.Writer
+	// keyOptions, when set, prefixes alice's authorized_keys line with
+	// these options (e.g. `command="id"`).
+	keyOptions string
+	// sshdConfig holds extra sshd_config lines for the target.
+	sshdConfig []string
 }
 
 const defaultPolicy = `      pty: true
@@ -86,9 +91,18 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	_ = upKey
 	sshd := sshtest.StartSshd(t, sshtest.SshdOptions{
 		AuthorizedKeys: []ssh.PublicKey{upSigner.PublicKey()},
-		Config:         []string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"},
+		Config:         append([]string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"}, o.sshdConfig...),
 	})
 	_, aliceKey := sshtest.NewKey(t, dir, "alice_ed25519")
+	if o.keyOptions != "" {
+		pub, err := os.ReadFile(aliceKey + ".pub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(aliceKey+".pub", append([]byte(o.keyOptions+" "), pub...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	u, err := user.Current()
 	if err != nil {
 		t.Fatal(err)

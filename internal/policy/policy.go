@@ -28,8 +28,8 @@ type Spec struct {
 	// command that no allow pattern matches is rejected.
 	ExecAllow []string
 	ExecDeny  []string
-	// ForcedCommand, when not empty, replaces every shell and exec request
-	// (OpenSSH ForceCommand).
+	// ForcedCommand, when not empty, replaces every shell, exec and
+	// subsystem request (OpenSSH ForceCommand).
 	ForcedCommand string
 	// Env holds the names of environment variables a client may set, as
 	// patterns where '*' matches any run of characters and '?' one
@@ -54,8 +54,13 @@ type Restrictions struct {
 	NoPortForwarding  bool
 	NoAgentForwarding bool
 	NoX11Forwarding   bool
-	// ForcedCommand is the command="..." option.
+	// ForcedCommand is the command="..." option, or a certificate's
+	// force-command.
 	ForcedCommand string
+	// ForcedCommandRule names where ForcedCommand comes from, for the
+	// audit (e.g. "users[alice].authorized_keys:3 command"); empty means
+	// "authorized_keys command".
+	ForcedCommandRule string
 	// PermitOpen holds the permitopen="host:port" options; when not empty,
 	// a local forward must match one of them as well as the service list.
 	PermitOpen []string
@@ -79,6 +84,9 @@ const (
 	// (POSIX.1-2017 §8.1).
 	envNameForbidden       = "=\x00"
 	malformedEnvNameReason = "malformed variable name"
+	// envOriginalCommand is set by the server from a forced command's
+	// request (sshd(8) ENVIRONMENT); a client never sets it.
+	envOriginalCommand = "SSH_ORIGINAL_COMMAND"
 )
 
 // Policy is a compiled Spec for one service.
@@ -217,6 +225,11 @@ func (p *Policy) Env(name string) Verdict {
 	if name == "" || strings.ContainsAny(name, envNameForbidden) {
 		return Verdict{Rule: p.prefix + ".env", Reason: malformedEnvNameReason}
 	}
+	if name == envOriginalCommand {
+		// A forced command's wrapper trusts it to hold what the client
+		// asked for; only the gateway sets it (see ForcedCommand).
+		return Verdict{Rule: p.prefix + ".env", Reason: "SSH_ORIGINAL_COMMAND is set by the gateway, never by the client"}
+	}
 	for i, pat := range p.env {
 		if matchGlob(pat, name) {
 			return Verdict{Accept: true, Rule: p.rule(".env[%d]", i), Reason: "variable name matches an accepted pattern"}
@@ -270,25 +283,25 @@ func (p *Policy) ForwardLocal(host string, port uint32, restr Restrictions) Verd
 	return Verdict{Rule: p.prefix + ".forward_local", Reason: "destination is not in the permit-open list"}
 }
 
-// EffectiveCommand applies forced commands to a shell or exec request. The
-// key's command= option beats the service's forced_command. When forced is
-// true, cmd is the command to run instead of the request; the forced command
-// is itself the deciding rule, so the caller runs it without consulting
-// Shell or Exec, and passes requested to it in SSH_ORIGINAL_COMMAND (unset
-// for a shell request, as sshd(8) does). When forced is false, cmd is
-// requested for exec and empty for a shell (isShell), and rule is empty:
-// the caller decides with Shell or Exec.
-func (p *Policy) EffectiveCommand(requested string, isShell bool, restr Restrictions) (cmd string, forced bool, rule string) {
+// ForcedCommand returns the command that replaces every shell, exec and
+// subsystem request of a session, and the rule that forces it; ok is false
+// when none applies. As in sshd(8) (session.c do_exec), the service's
+// forced_command (sshd_config ForceCommand) beats the key's command= option
+// or the certificate's force-command. A forced command is itself the
+// deciding rule: the caller runs it without consulting Shell, Exec or
+// Subsystem, and passes the request it replaced in SSH_ORIGINAL_COMMAND.
+func (p *Policy) ForcedCommand(restr Restrictions) (cmd, rule string, ok bool) {
 	switch {
-	case restr.ForcedCommand != "":
-		return restr.ForcedCommand, true, ruleKeyForcedCommand
 	case p.forcedCommand != "":
-		return p.forcedCommand, true, p.prefix + ".forced_command"
-	case isShell:
-		return "", false, ""
-	default:
-		return requested, false, ""
+		return p.forcedCommand, p.prefix + ".exec.forced_command", true
+	case restr.ForcedCommand != "":
+		rule := restr.ForcedCommandRule
+		if rule == "" {
+			rule = ruleKeyForcedCommand
+		}
+		return restr.ForcedCommand, rule, true
 	}
+	return "", "", false
 }
 
 // matchGlob reports whether name matches pattern, where '*' matches any run

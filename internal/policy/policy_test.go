@@ -164,6 +164,11 @@ func TestEnv(t *testing.T) {
 			checkVerdict(t, p.Env(tt.env), tt.wantAccept, tt.wantRule)
 		})
 	}
+	// Even a policy that accepts every name keeps SSH_ORIGINAL_COMMAND for
+	// forced commands: a client must not choose what a wrapper reads.
+	all := mustCompile(t, Spec{Env: []string{"*"}})
+	checkVerdict(t, all.Env("SSH_ORIGINAL_COMMAND"), false, "services[ssh-in].policy.env")
+	checkVerdict(t, all.Env("SSH_ORIGINAL_COMMANDX"), true, "services[ssh-in].policy.env[0]")
 }
 
 func TestMatchGlob(t *testing.T) {
@@ -266,33 +271,31 @@ func TestForwardLocal(t *testing.T) {
 	checkVerdict(t, empty.ForwardLocal("127.0.0.1", 5432, none), false, "services[ssh-in].policy.forward_local")
 }
 
-func TestEffectiveCommand(t *testing.T) {
+func TestForcedCommand(t *testing.T) {
 	plain := mustCompile(t, Spec{})
 	forcing := mustCompile(t, Spec{ForcedCommand: "/usr/bin/menu"})
 	keyForced := Restrictions{ForcedCommand: "/usr/bin/backup"}
+	certForced := Restrictions{ForcedCommand: "id", ForcedCommandRule: "trusted_user_ca_keys force-command"}
 	tests := []struct {
-		name       string
-		p          *Policy
-		requested  string
-		isShell    bool
-		restr      Restrictions
-		wantCmd    string
-		wantForced bool
-		wantRule   string
+		name     string
+		p        *Policy
+		restr    Restrictions
+		wantCmd  string
+		wantOK   bool
+		wantRule string
 	}{
-		{"exec unforced", plain, "ls -l", false, Restrictions{}, "ls -l", false, ""},
-		{"shell unforced", plain, "ignored", true, Restrictions{}, "", false, ""},
-		{"service forces exec", forcing, "ls -l", false, Restrictions{}, "/usr/bin/menu", true, "services[ssh-in].policy.forced_command"},
-		{"service forces shell", forcing, "", true, Restrictions{}, "/usr/bin/menu", true, "services[ssh-in].policy.forced_command"},
-		{"key forces exec", plain, "ls -l", false, keyForced, "/usr/bin/backup", true, "authorized_keys command"},
-		{"key forces shell", plain, "", true, keyForced, "/usr/bin/backup", true, "authorized_keys command"},
-		{"key beats service", forcing, "ls", false, keyForced, "/usr/bin/backup", true, "authorized_keys command"},
+		{"nothing forced", plain, Restrictions{}, "", false, ""},
+		{"service forces", forcing, Restrictions{}, "/usr/bin/menu", true, "services[ssh-in].policy.exec.forced_command"},
+		{"key forces", plain, keyForced, "/usr/bin/backup", true, "authorized_keys command"},
+		{"certificate forces", plain, certForced, "id", true, "trusted_user_ca_keys force-command"},
+		// sshd(8): ForceCommand in sshd_config beats the key's command=.
+		{"service beats key", forcing, keyForced, "/usr/bin/menu", true, "services[ssh-in].policy.exec.forced_command"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd, forced, rule := tt.p.EffectiveCommand(tt.requested, tt.isShell, tt.restr)
-			if cmd != tt.wantCmd || forced != tt.wantForced || rule != tt.wantRule {
-				t.Errorf("got (%q, %v, %q), want (%q, %v, %q)", cmd, forced, rule, tt.wantCmd, tt.wantForced, tt.wantRule)
+			cmd, rule, ok := tt.p.ForcedCommand(tt.restr)
+			if cmd != tt.wantCmd || ok != tt.wantOK || rule != tt.wantRule {
+				t.Errorf("got (%q, %q, %v), want (%q, %q, %v)", cmd, rule, ok, tt.wantCmd, tt.wantRule, tt.wantOK)
 			}
 		})
 	}

@@ -203,6 +203,7 @@ func restrictions(r auth.Restrictions) policy.Restrictions {
 		NoAgentForwarding: r.NoAgentForwarding,
 		NoX11Forwarding:   r.NoX11Forwarding,
 		ForcedCommand:     r.ForcedCommand,
+		ForcedCommandRule: r.ForcedCommandRule,
 		PermitOpen:        r.PermitOpen,
 	}
 }
