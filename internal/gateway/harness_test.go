@@ -50,6 +50,12 @@ type worldOptions struct {
 	policy string
 	// serverZones overrides the service's server_zones.
 	serverZones string
+	// zones holds extra zone lines, indented by 2 spaces.
+	zones string
+	// clientZones overrides the service's client_zones ("[office]"); a
+	// client without a bind address (plink) connects from the servers
+	// zone 127.0.0.1.
+	clientZones string
 	// knownHosts overrides the upstream known_hosts content.
 	knownHosts *string
 	// upstream holds extra YAML lines for the service's upstream, indented
@@ -122,6 +128,10 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if sz == "" {
 		sz = "[servers]"
 	}
+	cz := o.clientZones
+	if cz == "" {
+		cz = "[office]"
+	}
 	grace := o.loginGraceTime
 	if grace == "" {
 		grace = "20s"
@@ -135,13 +145,13 @@ func newWorld(t *testing.T, o worldOptions) *world {
   - {name: office, networks: ["127.0.0.0/8"]}
   - {name: servers, networks: ["127.0.0.1/32"]}
   - {name: elsewhere, networks: ["10.0.0.0/8"]}
-users:
+%susers:
   - name: alice
     authorized_keys: ./alice_ed25519.pub
 services:
   - name: ssh-in
     listen: 127.0.0.1:%d
-    client_zones: [office]
+    client_zones: %s
     server_zones: %s
     router:
       inband: true
@@ -153,7 +163,7 @@ services:
 %s
 audit:
   sink: sqlite
-%s`, grace, o.gateway, port, sz, u.Username, o.upstream, o.service, pol, o.tail)
+%s`, grace, o.gateway, o.zones, port, cz, sz, u.Username, o.upstream, o.service, pol, o.tail)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

@@ -87,6 +87,11 @@ const (
 	// envOriginalCommand is set by the server from a forced command's
 	// request (sshd(8) ENVIRONMENT); a client never sets it.
 	envOriginalCommand = "SSH_ORIGINAL_COMMAND"
+	// envGitProtocol carries git's protocol version request
+	// (gitprotocol-v2(5)); maxGitProtocol bounds its value, far above
+	// what git sends ("version=2").
+	envGitProtocol = "GIT_PROTOCOL"
+	maxGitProtocol = 256
 )
 
 // Policy is a compiled Spec for one service.
@@ -220,10 +225,19 @@ func (p *Policy) Exec(cmd string) Verdict {
 	return Verdict{Rule: p.prefix + ".exec.allow", Reason: "command matches no allow pattern"}
 }
 
-// Env decides an env request that sets the variable name.
-func (p *Policy) Env(name string) Verdict {
+// Env decides an env request that sets the variable name to value.
+// GIT_PROTOCOL is accepted whatever the list says, with a value in git's
+// form ("version=2", colon-separated key=value words): without it git over
+// SSH silently falls back to protocol v0 (gitprotocol-v2(5)).
+func (p *Policy) Env(name, value string) Verdict {
 	if name == "" || strings.ContainsAny(name, envNameForbidden) {
 		return Verdict{Rule: p.prefix + ".env", Reason: malformedEnvNameReason}
+	}
+	if name == envGitProtocol {
+		if !gitProtocolValue(value) {
+			return Verdict{Rule: p.prefix + ".env", Reason: "malformed GIT_PROTOCOL value"}
+		}
+		return Verdict{Accept: true, Rule: p.prefix + ".env (GIT_PROTOCOL)", Reason: "git protocol negotiation, accepted by default"}
 	}
 	if name == envOriginalCommand {
 		// A forced command's wrapper trusts it to hold what the client
@@ -250,7 +264,8 @@ func (p *Policy) Subsystem(name string) Verdict {
 }
 
 // ForwardLocal decides a direct-tcpip channel to host:port (RFC 4254 §7.2).
-// The key's no-port-forwarding option refuses it; the key's permitopen
+// An unspecified address (0.0.0.0, ::, in any spelling) is refused
+// whatever the lists say. The key's no-port-forwarding option refuses it; the key's permitopen
 // options, when present, must match; and the service's forward_local list
 // must match. host is compared case-insensitively; an IP literal, with or
 // without brackets in the list, matches the same address written any way
@@ -261,6 +276,11 @@ func (p *Policy) ForwardLocal(host string, port uint32, restr Restrictions) Verd
 	}
 	if port == 0 || port > maxForwardPort || host == "" {
 		return Verdict{Rule: p.prefix + ".forward_local", Reason: "malformed forwarding destination"}
+	}
+	if unspecifiedHost(host) {
+		// Whatever the lists say ("*:5432"): the target would connect
+		// to itself.
+		return Verdict{Rule: p.prefix + ".forward_local", Reason: "unspecified address (0.0.0.0 or ::) refused"}
 	}
 	if len(restr.PermitOpen) > 0 {
 		permitted := false
@@ -302,6 +322,23 @@ func (p *Policy) ForcedCommand(restr Restrictions) (cmd, rule string, ok bool) {
 		return restr.ForcedCommand, rule, true
 	}
 	return "", "", false
+}
+
+// gitProtocolValue reports whether v has git's GIT_PROTOCOL form:
+// colon-separated key or key=value words of letters, digits and "._-".
+func gitProtocolValue(v string) bool {
+	if v == "" || len(v) > maxGitProtocol {
+		return false
+	}
+	for _, r := range v {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case strings.ContainsRune("=:._-", r):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // matchGlob reports whether name matches pattern, where '*' matches any run

@@ -41,7 +41,7 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel, st *session.Stack
 	c.wg.Go(func() { r.upstreamRequests(upReqs) })
 	cfg := c.p.p.Session
 	cfg.AcceptEnv = func(name, value string) bool {
-		return c.decide(ctx, st, "env", c.p.p.Policy.Env(name), map[string]any{"name": name})
+		return c.decide(ctx, st, "env", c.p.p.Policy.Env(name, value), map[string]any{"name": name})
 	}
 	_ = sshsession.Serve(ctx, c.sconn, nc, r, &cfg)
 	upCh.Close()
@@ -345,16 +345,17 @@ func (r *relay) streams(s *sshsession.Session) {
 		r.in = n
 		r.mu.Unlock()
 	})
+	// The client's stdout and stderr stay open at the target's EOF: Serve's
+	// return sends the exit status, then EOF, as sshd does (see
+	// sshsession.Handler).
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		n, _ := copyStream(stderr, r.up.Stderr())
-		_ = s.Stderr().Close()
 		r.mu.Lock()
 		r.errBytes = n
 		r.mu.Unlock()
 	})
 	n, _ := copyStream(stdout, r.up)
-	_ = s.CloseWrite()
 	wg.Wait()
 	r.mu.Lock()
 	r.out = n
@@ -378,12 +379,13 @@ func (r *relay) stacked(s *sshsession.Session, name string, sp StackedProxy, end
 }
 
 // stackedExec runs an exec command's stacked proxy, with the target's
-// stderr relayed to the client unchanged alongside it.
+// stderr relayed to the client unchanged alongside it. stderr stays open
+// at the target's EOF, so that the client's EOF follows the exit status
+// (see streams).
 func (r *relay) stackedExec(s *sshsession.Session) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		n, _ := copyStream(s.Stderr(), r.up.Stderr())
-		_ = s.Stderr().Close()
 		r.mu.Lock()
 		r.errBytes = n
 		r.mu.Unlock()
