@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the external peers Sluice's tests talk to: OpenSSH server and
-# client, sftp-server, rsync, paramiko and asciinema (interop tests), and
+# client, sftp-server, rsync, paramiko, asciinema, PuTTY's plink, dropbear's
+# dbclient and git (interop tests), and
 # PostgreSQL (the audit store's shared test suite). As root it installs them
 # from Debian packages; otherwise it prints what to install.
 set -euo pipefail
@@ -12,6 +13,9 @@ pkgs=(
   rsync                # interop: rsync over the gateway
   python3-paramiko     # interop: paramiko clients
   asciinema            # replay of recordings
+  putty-tools          # interop: plink and puttygen, exit status before EOF (TestExitStatusPlink)
+  dropbear-bin         # interop: dbclient and dropbearconvert, exit status before EOF (TestExitStatusDbclient)
+  git                  # interop: git over ssh negotiates protocol v2 (TestGitProtocolV2)
   postgresql           # the audit store's shared suite
 )
 missing=()
