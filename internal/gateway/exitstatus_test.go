@@ -28,6 +28,21 @@ func exitRounds(t *testing.T) int {
 	return n
 }
 
+// exitWorld is the world of the exit-status tests: in front of OpenSSH's
+// sshd, or with SLUICE_EXIT_TARGET=builtin of the built-in target, whose
+// commands run under /bin/sh rather than the login shell and its startup
+// files (which, on a loaded machine, can take longer than a round).
+func exitWorld(t *testing.T, o worldOptions) *world {
+	switch v := os.Getenv("SLUICE_EXIT_TARGET"); v {
+	case "", "sshd":
+	case "builtin":
+		o.builtinTarget = true
+	default:
+		t.Fatalf("SLUICE_EXIT_TARGET=%q: want sshd or builtin", v)
+	}
+	return newWorld(t, o)
+}
+
 // countWrongExits runs run(i) for i in [0, n) and reports the rounds whose
 // exit code is not the one the remote command exits with. Clients that
 // close the channel on the server's EOF (plink, dbclient, an OpenSSH
@@ -55,7 +70,7 @@ func countWrongExits(t *testing.T, name string, n int, run func(i int, remote st
 func TestExitStatusPlink(t *testing.T) {
 	plink := sshtest.RequireTool(t, "plink")
 	puttygen := sshtest.RequireTool(t, "puttygen")
-	w := newWorld(t, worldOptions{clientZones: "[office, servers]"})
+	w := exitWorld(t, worldOptions{clientZones: "[office, servers]"})
 	ppk := filepath.Join(w.dir, "alice.ppk")
 	if out, err := exec.Command(puttygen, w.aliceKey, "-O", "private", "-o", ppk).CombinedOutput(); err != nil {
 		t.Fatalf("puttygen: %v\n%s", err, out)
@@ -70,7 +85,7 @@ func TestExitStatusPlink(t *testing.T) {
 func TestExitStatusDbclient(t *testing.T) {
 	dbclient := sshtest.RequireTool(t, "dbclient")
 	convert := sshtest.RequireTool(t, "dropbearconvert")
-	w := newWorld(t, worldOptions{})
+	w := exitWorld(t, worldOptions{})
 	key := filepath.Join(w.dir, "alice.dropbear")
 	if out, err := exec.Command(convert, "openssh", "dropbear", w.aliceKey, key).CombinedOutput(); err != nil {
 		t.Fatalf("dropbearconvert: %v\n%s", err, out)
@@ -94,7 +109,7 @@ func TestExitStatusDbclient(t *testing.T) {
 }
 
 func TestExitStatusControlMaster(t *testing.T) {
-	w := newWorld(t, worldOptions{})
+	w := exitWorld(t, worldOptions{})
 	// A short folder: a Unix socket path holds at most 107 bytes.
 	dir, err := os.MkdirTemp("", "cm")
 	if err != nil {

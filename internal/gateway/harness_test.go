@@ -23,6 +23,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
+	"github.com/sluice-ssh/sluice/internal/target"
 )
 
 // clientAddr is where test clients connect from: the "office" zone, apart
@@ -78,6 +79,11 @@ type worldOptions struct {
 	keyOptions string
 	// sshdConfig holds extra sshd_config lines for the target.
 	sshdConfig []string
+	// builtinTarget puts Sluice's built-in target server (internal/target,
+	// running commands with /bin/sh) in sshd's place: a target whose
+	// sessions do not depend on the machine's login shell and its startup
+	// files.
+	builtinTarget bool
 }
 
 const defaultPolicy = `      pty: true
@@ -95,10 +101,15 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	dir := t.TempDir()
 	upSigner, upKey := sshtest.NewKey(t, dir, "upstream_ed25519")
 	_ = upKey
-	sshd := sshtest.StartSshd(t, sshtest.SshdOptions{
-		AuthorizedKeys: []ssh.PublicKey{upSigner.PublicKey()},
-		Config:         append([]string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"}, o.sshdConfig...),
-	})
+	var sshd *sshtest.Sshd
+	if o.builtinTarget {
+		sshd = startBuiltinTarget(t, dir, upSigner.PublicKey())
+	} else {
+		sshd = sshtest.StartSshd(t, sshtest.SshdOptions{
+			AuthorizedKeys: []ssh.PublicKey{upSigner.PublicKey()},
+			Config:         append([]string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"}, o.sshdConfig...),
+		})
+	}
 	_, aliceKey := sshtest.NewKey(t, dir, "alice_ed25519")
 	if o.keyOptions != "" {
 		pub, err := os.ReadFile(aliceKey + ".pub")
@@ -324,3 +335,34 @@ func (w *world) dial(t *testing.T, cfg *ssh.ClientConfig) *ssh.Client {
 
 // sleepBriefly waits a little between polls.
 func sleepBriefly() { time.Sleep(50 * time.Millisecond) }
+
+// startBuiltinTarget serves internal/target on a loopback port, accepting
+// only key, and describes it as an Sshd (address and host key).
+func startBuiltinTarget(t *testing.T, dir string, key ssh.PublicKey) *sshtest.Sshd {
+	t.Helper()
+	hostSigner, _ := sshtest.NewKey(t, dir, "target_host_ed25519")
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		if bytes.Equal(k.Marshal(), key.Marshal()) {
+			return nil, nil
+		}
+		return nil, errors.New("unknown key")
+	}}
+	cfg.AddHostKey(hostSigner)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = target.New(slog.New(slog.DiscardHandler), target.Options{Shell: "/bin/sh"}).Serve(ctx, ln, cfg)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		ln.Close()
+		<-done
+	})
+	port := ln.Addr().(*net.TCPAddr).Port
+	return &sshtest.Sshd{Addr: ln.Addr().String(), Port: port, Dir: dir, HostKey: hostSigner.PublicKey()}
+}
