@@ -202,7 +202,7 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 	case typ == "shell":
 		v = pol.Shell()
 	case typ == "exec":
-		v = pol.Exec(cmd)
+		v = pol.Exec(requested)
 		detail["command"] = requested
 		transfer, v = r.execTransfer(requested, v)
 	default:
