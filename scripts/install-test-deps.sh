@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the external peers Sluice's tests talk to: OpenSSH server and
-# client, sftp-server, rsync, paramiko and asciinema (interop tests), and
+# client, sftp-server, rsync, paramiko, asciinema, PuTTY's plink, dropbear's
+# dbclient and git (interop tests), and
 # PostgreSQL (the audit store's shared test suite). As root it installs them
 # from Debian packages; otherwise it prints what to install.
 set -euo pipefail
@@ -15,6 +16,8 @@ pkgs=(
   python3-asyncssh     # interop: asyncssh SFTP client (gateway TestSFTPSymlinkEnds)
   rclone               # interop: pkg/sftp client (gateway TestRcloneUploadDownload)
   asciinema            # replay of recordings (record TestWriteCast: sluice replay --asciicast)
+  putty-tools          # interop: plink and puttygen, exit status before EOF (TestExitStatusPlink)
+  dropbear-bin         # interop: dbclient and dropbearconvert, exit status before EOF (TestExitStatusDbclient)
   postgresql           # the audit store's shared suite
   systemd              # systemd-analyze verify of contrib/sluice.service
   e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)

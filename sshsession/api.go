@@ -100,7 +100,9 @@ type Limits struct {
 //
 // Serve runs the program. Returning means done: the library waits for
 // output written so far to be sent (bounded by Config.CloseTimeout), sends
-// EOF, then exit-status or exit-signal if Serve set one, then closes.
+// exit-status or exit-signal if Serve set one, then EOF, then closes, as
+// sshd does. A Serve that ends stdout and stderr itself (CloseWrite,
+// Stderr().Close()) sends EOF then, before the exit status.
 type Handler interface {
 	HandleRequest(s *Session, r Request) error
 	Serve(s *Session)

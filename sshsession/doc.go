@@ -31,14 +31,18 @@
 // reading stdin from the Session and writing stdout and stderr to it,
 // while window-change, signal and break keep arriving at HandleRequest.
 // Returning from Serve means done: output still being written is given
-// Config.CloseTimeout to reach the client, then the library sends EOF, the
-// exit status recorded by Exit or ExitWithSignal, and closes the channel.
+// Config.CloseTimeout to reach the client, then the library sends the
+// exit status recorded by Exit or ExitWithSignal, EOF, and closes the
+// channel: sshd's order, which clients that close the channel on EOF
+// (PuTTY, dropbear, an OpenSSH ControlMaster) need to see the status.
 // Serve should return when s.Context() is done, because the channel is
 // then closed and Serve (the function) waits for it.
 //
 // EOF is sent once both stdout (Session.CloseWrite) and stderr
 // (Session.Stderr().Close()) are finished, or when Serve returns, so stderr
-// may follow the end of stdout. Writes go straight to the x/crypto channel
+// may follow the end of stdout. A proxy that relays an upstream program
+// should leave both open until it knows the exit status, and let Serve's
+// return send it ahead of EOF. Writes go straight to the x/crypto channel
 // and block while the client's window is full: a client that stops reading
 // stalls only its own channel, and the library holds no more than the
 // window.

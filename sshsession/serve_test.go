@@ -3,12 +3,20 @@ package sshsession
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
 
 func TestExecEchoesStdinAndExitStatus(t *testing.T) {
@@ -74,26 +82,36 @@ func TestExitSignal(t *testing.T) {
 	}
 }
 
-// TestExitStatusBeforeClose checks the order of the last messages: EOF,
-// exit-status, then close.
-func TestExitStatusBeforeClose(t *testing.T) {
-	h := &testHandler{serve: func(s *Session) { s.Exit(42) }}
+// TestExitStatusBeforeEOF checks the order of the last messages, sshd's:
+// exit-status, EOF, then close. x/crypto's client queues a request before
+// it handles the next packet, so once stdout reports EOF an exit-status
+// sent ahead of it is already queued.
+func TestExitStatusBeforeEOF(t *testing.T) {
+	h := &testHandler{serve: func(s *Session) {
+		_, _ = s.Write([]byte("out"))
+		s.Exit(42)
+	}}
 	sv := startServer(t, context.Background(), nil, h)
 	ch, reqs := openSession(t, sv.client)
 	defer ch.Close()
 	if !sendRequest(t, ch, &ShellRequest{}) {
 		t.Fatal("shell: got refused, want accepted")
 	}
-	r := waitFor(t, reqs, "exit-status")
+	if b, err := io.ReadAll(ch); err != nil || string(b) != "out" {
+		t.Fatalf("stdout: got %q, %v, want %q", b, err, "out")
+	}
+	var r *ssh.Request
+	select {
+	case r = <-reqs:
+	default:
+		t.Fatal("EOF arrived before exit-status")
+	}
 	if r == nil {
 		t.Fatal("requests closed before exit-status arrived")
 	}
 	status, err := ParseExitStatus(r.Payload)
 	if r.Type != "exit-status" || err != nil || status != 42 {
 		t.Fatalf("got %s %d (%v), want exit-status 42", r.Type, status, err)
-	}
-	if _, err := ch.Read(make([]byte, 1)); err != io.EOF {
-		t.Errorf("stdout after exit-status: got %v, want io.EOF", err)
 	}
 	if r, ok := <-reqs; ok {
 		t.Errorf("after exit-status: got request %q, want channel closed", r.Type)
@@ -158,4 +176,59 @@ func TestRefusedSubsystemStartsNothing(t *testing.T) {
 		t.Fatal("subsystem sftp after a refused one: got refused, want accepted")
 	}
 	waitFor(t, started, "Serve for sftp")
+}
+
+// TestExitStatusBeforeEOFOpenSSH checks the order with OpenSSH's client,
+// which logs each channel message as it handles it, in wire order.
+func TestExitStatusBeforeEOFOpenSSH(t *testing.T) {
+	sshPath := sshtest.RequireTool(t, "ssh")
+	h := &testHandler{serve: func(s *Session) {
+		_, _ = s.Write([]byte("out"))
+		s.Exit(3)
+	}}
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := &ssh.ServerConfig{NoClientAuth: true}
+	sc.AddHostKey(signer)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		conn, chans, reqs, err := ssh.NewServerConn(nc, sc)
+		if err != nil {
+			return
+		}
+		_ = ServeConn(context.Background(), conn, chans, reqs, func(*ssh.ServerConn) Handler { return h }, nil)
+	}()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	cmd := exec.Command(sshPath, "-vv", "-F", "/dev/null", "-p", port, "-o", "BatchMode=yes",
+		"-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "alice@127.0.0.1", "x")
+	var out, log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &log
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 || out.String() != "out" {
+		t.Fatalf("ssh: got %v, stdout %q, want exit 3 and %q\n%s", err, out.String(), "out", log.String())
+	}
+	<-done
+	l := log.String()
+	status, eof := strings.Index(l, "rtype exit-status"), strings.Index(l, "rcvd eof")
+	if status < 0 || eof < 0 || status > eof {
+		t.Fatalf("got exit-status at %d, EOF at %d in the client's log, want exit-status first:\n%s", status, eof, l)
+	}
 }

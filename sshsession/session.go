@@ -270,8 +270,13 @@ func (s *Session) Permissions() *ssh.Permissions {
 func (s *Session) Channel() ssh.Channel { return s.ch }
 
 // finish ends the channel after the Handler's Serve returned: it refuses
-// new writes, waits (at most timeout) for writes in flight, sends EOF,
-// then the recorded exit-status or exit-signal, then closes.
+// new writes, waits (at most timeout) for writes in flight, sends the
+// recorded exit-status or exit-signal, then EOF (unless the Handler ended
+// both streams before), then closes. That is sshd's order (serverloop.c
+// reaps the child, which sends exit-status, before it reads the end of
+// the child's output): clients such as PuTTY's plink, dropbear's dbclient
+// and an OpenSSH ControlMaster close the channel on EOF and would lose an
+// exit status sent after it.
 func (s *Session) finish(timeout time.Duration) {
 	s.out.Lock()
 	s.stdoutDone, s.stderrDone, s.finishing = true, true, true
@@ -302,14 +307,14 @@ func (s *Session) finish(timeout time.Duration) {
 	s.out.Unlock()
 
 	// Errors below mean the channel is already closed: nothing to tell.
-	if sendEOF {
-		s.ch.CloseWrite()
-	}
 	s.mu.Lock()
 	exitType, exitPayload := s.exitType, s.exitPayload
 	s.mu.Unlock()
 	if exitType != "" {
 		s.ch.SendRequest(exitType, false, exitPayload)
+	}
+	if sendEOF {
+		s.ch.CloseWrite()
 	}
 	s.ch.Close()
 	s.end(ErrProgramExited)

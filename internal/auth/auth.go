@@ -46,11 +46,14 @@ type Params struct {
 // Restrictions are what a key's options or a certificate's options and
 // extensions take away from the session.
 type Restrictions struct {
-	NoPty             bool     `json:"no_pty,omitempty"`
-	NoPortForwarding  bool     `json:"no_port_forwarding,omitempty"`
-	NoAgentForwarding bool     `json:"no_agent_forwarding,omitempty"`
-	NoX11Forwarding   bool     `json:"no_x11_forwarding,omitempty"`
-	ForcedCommand     string   `json:"forced_command,omitempty"`
+	NoPty             bool   `json:"no_pty,omitempty"`
+	NoPortForwarding  bool   `json:"no_port_forwarding,omitempty"`
+	NoAgentForwarding bool   `json:"no_agent_forwarding,omitempty"`
+	NoX11Forwarding   bool   `json:"no_x11_forwarding,omitempty"`
+	ForcedCommand     string `json:"forced_command,omitempty"`
+	// ForcedCommandRule names the key line or certificate option that
+	// forces ForcedCommand, for the audit.
+	ForcedCommandRule string   `json:"forced_command_rule,omitempty"`
 	PermitOpen        []string `json:"permit_open,omitempty"` // empty = no per-key limit
 }
 
@@ -241,7 +244,11 @@ func (a *Authenticator) publicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 			fromReason = fmt.Sprintf("source address %s not permitted", conn.RemoteAddr())
 			continue
 		}
-		return permissions(u, MethodPublicKey, ssh.FingerprintSHA256(key), kl.restrictions, nil)
+		r := kl.restrictions
+		if r.ForcedCommand != "" {
+			r.ForcedCommandRule = fmt.Sprintf("%s:%d command", rule, kl.line)
+		}
+		return permissions(u, MethodPublicKey, ssh.FingerprintSHA256(key), r, nil)
 	}
 	if fromRule != "" {
 		return a.fail(MethodPublicKey, name, conn.RemoteAddr(), fromRule, fromReason)
@@ -311,6 +318,9 @@ func (a *Authenticator) certificate(conn ssh.ConnMetadata, u *userEntry, cert *s
 		NoAgentForwarding: !agent,
 		NoX11Forwarding:   !x11,
 		ForcedCommand:     cert.CriticalOptions[optForceCommand],
+	}
+	if r.ForcedCommand != "" {
+		r.ForcedCommandRule = rule + " " + optForceCommand
 	}
 	return permissions(u, m, ssh.FingerprintSHA256(cert.Key), r, crit)
 }

@@ -66,7 +66,7 @@ func TestPublicKeyOptions(t *testing.T) {
 		{name: "restrict", file: authorizedLine("restrict", key.PublicKey()), want: all},
 		{name: "restrict,pty", file: authorizedLine("restrict,pty", key.PublicKey()),
 			want: Restrictions{NoPortForwarding: true, NoAgentForwarding: true, NoX11Forwarding: true}},
-		{name: "command", file: authorizedLine(`command="uptime"`, key.PublicKey()), want: Restrictions{ForcedCommand: "uptime"}},
+		{name: "command", file: authorizedLine(`command="uptime"`, key.PublicKey()), want: Restrictions{ForcedCommand: "uptime", ForcedCommandRule: "users[alice].authorized_keys:1 command"}},
 		{name: "permitopen", file: authorizedLine(`permitopen="db:5432",permitopen="web:80"`, key.PublicKey()),
 			want: Restrictions{PermitOpen: []string{"db:5432", "web:80"}}},
 		{name: "environment ignored", file: authorizedLine(`environment="X=1"`, key.PublicKey())},

@@ -64,7 +64,7 @@ func TestCertificates(t *testing.T) {
 		{name: "only permit-pty", edit: func(c *ssh.Certificate) { c.Extensions = map[string]string{"permit-pty": ""} },
 			want: Restrictions{NoPortForwarding: true, NoAgentForwarding: true, NoX11Forwarding: true}},
 		{name: "force-command", edit: func(c *ssh.Certificate) { c.CriticalOptions = map[string]string{"force-command": "id"} },
-			want: Restrictions{ForcedCommand: "id"}},
+			want: Restrictions{ForcedCommand: "id", ForcedCommandRule: "trusted_user_ca_keys force-command"}},
 		{name: "source-address matches", edit: func(c *ssh.Certificate) {
 			c.CriticalOptions = map[string]string{"source-address": "10.0.0.0/8,127.0.0.1"}
 		}},

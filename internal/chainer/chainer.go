@@ -45,6 +45,10 @@ type Params struct {
 	Clock func() time.Time
 }
 
+// ErrUnspecified is an Attempt's error when the address is unspecified
+// (0.0.0.0, ::, or ::ffff:0.0.0.0): it is never dialled.
+var ErrUnspecified = errors.New("chainer: unspecified address (0.0.0.0 or ::) refused")
+
 // Outcome is what became of one Attempt.
 type Outcome int
 
@@ -57,7 +61,8 @@ const (
 	Unresolved
 	// SkippedDown: the address was in the down-host cache and not tried.
 	SkippedDown
-	// Denied: Permit refused the address; it was not dialled.
+	// Denied: the address is unspecified (ErrUnspecified) or Permit
+	// refused it; it was not dialled.
 	Denied
 	// Refused: the address answered with a TCP reset (ECONNREFUSED).
 	Refused
@@ -256,6 +261,13 @@ func (c *Chainer) Connect(ctx context.Context, targets []string) (net.Conn, []At
 // the address down when dialling fails for a reason of the address's own.
 func (c *Chainer) try(ctx context.Context, cand candidate) (net.Conn, Attempt) {
 	a := Attempt{Target: cand.target, Addr: cand.addr}
+	if cand.addr.Addr().IsUnspecified() {
+		// 0.0.0.0 and :: name no host: connecting to them reaches the
+		// gateway's own machine (Linux and BSD treat them as loopback),
+		// whatever zone they fall in.
+		a.Outcome, a.Err = Denied, ErrUnspecified
+		return nil, a
+	}
 	if err := c.permit(cand.addr); err != nil {
 		a.Outcome, a.Err = Denied, err
 		return nil, a

@@ -426,3 +426,53 @@ func TestStrings(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// TestUnspecifiedNeverDialled: 0.0.0.0, :: and ::ffff:0.0.0.0 reach the
+// gateway's own machine when dialled. They are refused before dialling,
+// given as literals or by a resolver, even when Permit would allow them.
+func TestUnspecifiedNeverDialled(t *testing.T) {
+	l4 := listen(t, "127.0.0.1:0")
+	_, port, _ := net.SplitHostPort(l4.addr())
+	targets := []string{"0.0.0.0:" + port, "[::]:" + port, "[::ffff:0.0.0.0]:" + port, "[0:0::0]:" + port, "zero.test:" + port}
+	// Where IPv6 loopback exists, listen on it too: [::] would reach it.
+	var l6 *countingListener
+	if ln, err := net.Listen("tcp", "[::1]:"+port); err == nil {
+		ln.Close()
+		l6 = listen(t, "[::1]:"+port)
+	}
+	permitted := 0
+	c := New(Params{Timeout: time.Second, Resolver: staticResolver{netip.IPv4Unspecified(), netip.IPv6Unspecified()},
+		Permit: func(netip.AddrPort) error { permitted++; return nil }})
+	for _, target := range targets {
+		ce, attempts := mustFail(t, c, context.Background(), KindDenied, target)
+		for _, a := range attempts {
+			if a.Outcome != Denied || !errors.Is(a.Err, ErrUnspecified) {
+				t.Errorf("%s: got attempt %+v, want Denied with ErrUnspecified", target, a)
+			}
+		}
+		if !errors.Is(ce, ErrUnspecified) {
+			t.Errorf("%s: got %v, want ErrUnspecified", target, ce)
+		}
+	}
+	if permitted != 0 {
+		t.Errorf("got %d Permit calls, want 0: the address is refused first", permitted)
+	}
+	// Our own dial is accepted in order after any the chainer made.
+	for _, l := range []*countingListener{l4, l6} {
+		if l == nil {
+			continue
+		}
+		conn, err := net.Dial("tcp", l.addr())
+		if err != nil {
+			t.Fatalf("dial: %v", err)
+		}
+		conn.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for l.accepts.Load() < 1 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := l.accepts.Load(); got != 1 {
+			t.Errorf("%s: got %d connections, want 1 (ours)", l.addr(), got)
+		}
+	}
+}

@@ -141,11 +141,14 @@ func TestErrorClasses(t *testing.T) {
 				`t.yaml:13: services[s].policy.env[1]: bad pattern "A=B": want a variable name or a glob like LC_*`,
 			}},
 		{"bad forward", func(t *testing.T) string {
-			return minimal + "    policy: {forward_local: [\"*:*\", \"db\", \"db:x\", \"d b:1\"]}\n"
+			return minimal + "    policy: {forward_local: [\"*:*\", \"db\", \"db:x\", \"d b:1\", \"0.0.0.0:5432\", \"[::]:22\", \"[::ffff:0.0.0.0]:*\"]}\n"
 		}, []string{
 			`t.yaml:13: services[s].policy.forward_local[1]: bad forward "db": want host:port, where host or port may be *`,
 			`t.yaml:13: services[s].policy.forward_local[2]: bad forward "db:x": want host:port, where host or port may be *`,
 			`t.yaml:13: services[s].policy.forward_local[3]: bad forward "d b:1": want host:port, where host or port may be *`,
+			`t.yaml:13: services[s].policy.forward_local[4]: bad forward "0.0.0.0:5432": 0.0.0.0 names no host (the target would connect to itself)`,
+			`t.yaml:13: services[s].policy.forward_local[5]: bad forward "[::]:22": :: names no host (the target would connect to itself)`,
+			`t.yaml:13: services[s].policy.forward_local[6]: bad forward "[::ffff:0.0.0.0]:*": ::ffff:0.0.0.0 names no host (the target would connect to itself)`,
 		}},
 		{"read_only contradiction", func(t *testing.T) string {
 			return minimal + "    policy:\n      subsystems:\n        sftp: {read_only: true, allow_upload: true, allow_mkdir: false}\n"

@@ -427,6 +427,11 @@ func (d *decoder) forwardPattern(n *yaml.Node, key string) (HostPort, bool) {
 		d.errorf(n, key, "bad forward %q: want host:port, where host or port may be *", s)
 		return HostPort{}, false
 	}
+	if a, err := netip.ParseAddr(host); err == nil && a.Unmap().IsUnspecified() {
+		// The policy refuses such requests whatever the list says.
+		d.errorf(n, key, "bad forward %q: %s names no host (the target would connect to itself)", s, host)
+		return HostPort{}, false
+	}
 	return hp, true
 }
 

@@ -104,7 +104,7 @@ func TestAuditFloodAndLogins(t *testing.T) {
 		// 200 handshakes at once take more than the default 20 s under
 		// the race detector on a loaded machine.
 		loginGraceTime: "2m",
-		sshd:           []string{"MaxStartups 256"},
+		sshdConfig:     []string{"MaxStartups 256"},
 	})
 	addr := w.gw.Addr("ssh-in").String()
 

@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
+	"github.com/sluice-ssh/sluice/internal/target"
 )
 
 // clientAddr is where test clients connect from: the "office" zone, apart
@@ -52,6 +53,12 @@ type worldOptions struct {
 	policy string
 	// serverZones overrides the service's server_zones.
 	serverZones string
+	// zones holds extra zone lines, indented by 2 spaces.
+	zones string
+	// clientZones overrides the service's client_zones ("[office]"); a
+	// client without a bind address (plink) connects from the servers
+	// zone 127.0.0.1.
+	clientZones string
 	// knownHosts overrides the upstream known_hosts content.
 	knownHosts *string
 	// upstream holds extra YAML lines for the service's upstream, indented
@@ -66,11 +73,19 @@ type worldOptions struct {
 	tail string
 	// loginGraceTime overrides gateway.login_grace_time (default "20s").
 	loginGraceTime string
-	// sshd holds extra sshd_config lines for the target sshd.
-	sshd []string
 	// logs, when set, also receives the gateway's log as JSON lines, at
 	// debug level; it must be safe for concurrent use.
 	logs io.Writer
+	// keyOptions, when set, prefixes alice's authorized_keys line with
+	// these options (e.g. `command="id"`).
+	keyOptions string
+	// sshdConfig holds extra sshd_config lines for the target.
+	sshdConfig []string
+	// builtinTarget puts Sluice's built-in target server (internal/target,
+	// running commands with /bin/sh) in sshd's place: a target whose
+	// sessions do not depend on the machine's login shell and its startup
+	// files.
+	builtinTarget bool
 }
 
 const defaultPolicy = `      pty: true
@@ -88,11 +103,25 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	dir := t.TempDir()
 	upSigner, upKey := sshtest.NewKey(t, dir, "upstream_ed25519")
 	_ = upKey
-	sshd := sshtest.StartSshd(t, sshtest.SshdOptions{
-		AuthorizedKeys: []ssh.PublicKey{upSigner.PublicKey()},
-		Config:         append([]string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"}, o.sshd...),
-	})
+	var sshd *sshtest.Sshd
+	if o.builtinTarget {
+		sshd = startBuiltinTarget(t, dir, upSigner.PublicKey())
+	} else {
+		sshd = sshtest.StartSshd(t, sshtest.SshdOptions{
+			AuthorizedKeys: []ssh.PublicKey{upSigner.PublicKey()},
+			Config:         append([]string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"}, o.sshdConfig...),
+		})
+	}
 	_, aliceKey := sshtest.NewKey(t, dir, "alice_ed25519")
+	if o.keyOptions != "" {
+		pub, err := os.ReadFile(aliceKey + ".pub")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(aliceKey+".pub", append([]byte(o.keyOptions+" "), pub...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	u, err := user.Current()
 	if err != nil {
 		t.Fatal(err)
@@ -112,6 +141,10 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if sz == "" {
 		sz = "[servers]"
 	}
+	cz := o.clientZones
+	if cz == "" {
+		cz = "[office]"
+	}
 	grace := o.loginGraceTime
 	if grace == "" {
 		grace = "20s"
@@ -125,13 +158,13 @@ func newWorld(t *testing.T, o worldOptions) *world {
   - {name: office, networks: ["127.0.0.0/8"]}
   - {name: servers, networks: ["127.0.0.1/32"]}
   - {name: elsewhere, networks: ["10.0.0.0/8"]}
-users:
+%susers:
   - name: alice
     authorized_keys: ./alice_ed25519.pub
 services:
   - name: ssh-in
     listen: 127.0.0.1:%d
-    client_zones: [office]
+    client_zones: %s
     server_zones: %s
     router:
       inband: true
@@ -143,7 +176,7 @@ services:
 %s
 audit:
   sink: sqlite
-%s`, grace, o.gateway, port, sz, u.Username, o.upstream, o.service, pol, o.tail)
+%s`, grace, o.gateway, o.zones, port, cz, sz, u.Username, o.upstream, o.service, pol, o.tail)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -313,3 +346,34 @@ func (w *world) dial(t *testing.T, cfg *ssh.ClientConfig) *ssh.Client {
 
 // sleepBriefly waits a little between polls.
 func sleepBriefly() { time.Sleep(50 * time.Millisecond) }
+
+// startBuiltinTarget serves internal/target on a loopback port, accepting
+// only key, and describes it as an Sshd (address and host key).
+func startBuiltinTarget(t *testing.T, dir string, key ssh.PublicKey) *sshtest.Sshd {
+	t.Helper()
+	hostSigner, _ := sshtest.NewKey(t, dir, "target_host_ed25519")
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		if bytes.Equal(k.Marshal(), key.Marshal()) {
+			return nil, nil
+		}
+		return nil, errors.New("unknown key")
+	}}
+	cfg.AddHostKey(hostSigner)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = target.New(slog.New(slog.DiscardHandler), target.Options{Shell: "/bin/sh"}).Serve(ctx, ln, cfg)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		ln.Close()
+		<-done
+	})
+	port := ln.Addr().(*net.TCPAddr).Port
+	return &sshtest.Sshd{Addr: ln.Addr().String(), Port: port, Dir: dir, HostKey: hostSigner.PublicKey()}
+}

@@ -82,3 +82,37 @@ func (hp hostPort) match(host string, port uint32) bool {
 	}
 	return hp.name != "" && hp.name == strings.ToLower(host)
 }
+
+// unspecifiedHost reports whether host, as a direct-tcpip request names it,
+// is an unspecified address: 0.0.0.0, :: or ::ffff:0.0.0.0, in brackets or
+// with a zone, or an inet_aton(3) form the target's resolver reads as
+// 0.0.0.0 ("0", "0.0", "0x0", "00.0.0.0"). The target would connect to its
+// own loopback.
+func unspecifiedHost(host string) bool {
+	h := strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if i := strings.IndexByte(h, '%'); i >= 0 {
+		h = h[:i]
+	}
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Unmap().IsUnspecified()
+	}
+	parts := strings.Split(strings.TrimSuffix(h, "."), ".")
+	if len(parts) > 4 {
+		return false
+	}
+	for _, p := range parts {
+		// Zero in decimal, octal (leading 0) or hex (0x): "0", "000",
+		// "0x", "0x00".
+		if p == "" || p[0] != '0' {
+			return false
+		}
+		rest := p[1:]
+		if rest != "" && (rest[0] == 'x' || rest[0] == 'X') {
+			rest = rest[1:]
+		}
+		if strings.Trim(rest, "0") != "" {
+			return false
+		}
+	}
+	return true
+}

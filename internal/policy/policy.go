@@ -31,8 +31,8 @@ type Spec struct {
 	ExecAllow []string
 	ExecDeny  []string
 	ExecWhole bool
-	// ForcedCommand, when not empty, replaces every shell and exec request
-	// (OpenSSH ForceCommand).
+	// ForcedCommand, when not empty, replaces every shell, exec and
+	// subsystem request (OpenSSH ForceCommand).
 	ForcedCommand string
 	// Env holds the names of environment variables a client may set, as
 	// patterns where '*' matches any run of characters and '?' one
@@ -57,8 +57,13 @@ type Restrictions struct {
 	NoPortForwarding  bool
 	NoAgentForwarding bool
 	NoX11Forwarding   bool
-	// ForcedCommand is the command="..." option.
+	// ForcedCommand is the command="..." option, or a certificate's
+	// force-command.
 	ForcedCommand string
+	// ForcedCommandRule names where ForcedCommand comes from, for the
+	// audit (e.g. "users[alice].authorized_keys:3 command"); empty means
+	// "authorized_keys command".
+	ForcedCommandRule string
 	// PermitOpen holds the permitopen="host:port" options; when not empty,
 	// a local forward must match one of them as well as the service list.
 	PermitOpen []string
@@ -82,6 +87,14 @@ const (
 	// (POSIX.1-2017 §8.1).
 	envNameForbidden       = "=\x00"
 	malformedEnvNameReason = "malformed variable name"
+	// envOriginalCommand is set by the server from a forced command's
+	// request (sshd(8) ENVIRONMENT); a client never sets it.
+	envOriginalCommand = "SSH_ORIGINAL_COMMAND"
+	// envGitProtocol carries git's protocol version request
+	// (gitprotocol-v2(5)); maxGitProtocol bounds its value, far above
+	// what git sends ("version=2").
+	envGitProtocol = "GIT_PROTOCOL"
+	maxGitProtocol = 256
 )
 
 // Policy is a compiled Spec for one service.
@@ -204,10 +217,24 @@ func (p *Policy) flag(on bool, key, what string) Verdict {
 	return Verdict{Rule: p.prefix + key, Reason: what + " disabled"}
 }
 
-// Env decides an env request that sets the variable name.
-func (p *Policy) Env(name string) Verdict {
+// Env decides an env request that sets the variable name to value.
+// GIT_PROTOCOL is accepted whatever the list says, with a value in git's
+// form ("version=2", colon-separated key=value words): without it git over
+// SSH silently falls back to protocol v0 (gitprotocol-v2(5)).
+func (p *Policy) Env(name, value string) Verdict {
 	if name == "" || strings.ContainsAny(name, envNameForbidden) {
 		return Verdict{Rule: p.prefix + ".env", Reason: malformedEnvNameReason}
+	}
+	if name == envGitProtocol {
+		if !gitProtocolValue(value) {
+			return Verdict{Rule: p.prefix + ".env", Reason: "malformed GIT_PROTOCOL value"}
+		}
+		return Verdict{Accept: true, Rule: p.prefix + ".env (GIT_PROTOCOL)", Reason: "git protocol negotiation, accepted by default"}
+	}
+	if name == envOriginalCommand {
+		// A forced command's wrapper trusts it to hold what the client
+		// asked for; only the gateway sets it (see ForcedCommand).
+		return Verdict{Rule: p.prefix + ".env", Reason: "SSH_ORIGINAL_COMMAND is set by the gateway, never by the client"}
 	}
 	for i, pat := range p.env {
 		if matchGlob(pat, name) {
@@ -229,7 +256,8 @@ func (p *Policy) Subsystem(name string) Verdict {
 }
 
 // ForwardLocal decides a direct-tcpip channel to host:port (RFC 4254 §7.2).
-// The key's no-port-forwarding option refuses it; the key's permitopen
+// An unspecified address (0.0.0.0, ::, in any spelling) is refused
+// whatever the lists say. The key's no-port-forwarding option refuses it; the key's permitopen
 // options, when present, must match; and the service's forward_local list
 // must match. host is compared case-insensitively; an IP literal, with or
 // without brackets in the list, matches the same address written any way
@@ -240,6 +268,11 @@ func (p *Policy) ForwardLocal(host string, port uint32, restr Restrictions) Verd
 	}
 	if port == 0 || port > maxForwardPort || host == "" {
 		return Verdict{Rule: p.prefix + ".forward_local", Reason: "malformed forwarding destination"}
+	}
+	if unspecifiedHost(host) {
+		// Whatever the lists say ("*:5432"): the target would connect
+		// to itself.
+		return Verdict{Rule: p.prefix + ".forward_local", Reason: "unspecified address (0.0.0.0 or ::) refused"}
 	}
 	if len(restr.PermitOpen) > 0 {
 		permitted := false
@@ -262,25 +295,42 @@ func (p *Policy) ForwardLocal(host string, port uint32, restr Restrictions) Verd
 	return Verdict{Rule: p.prefix + ".forward_local", Reason: "destination is not in the permit-open list"}
 }
 
-// EffectiveCommand applies forced commands to a shell or exec request. The
-// key's command= option beats the service's forced_command. When forced is
-// true, cmd is the command to run instead of the request; the forced command
-// is itself the deciding rule, so the caller runs it without consulting
-// Shell or Exec, and passes requested to it in SSH_ORIGINAL_COMMAND (unset
-// for a shell request, as sshd(8) does). When forced is false, cmd is
-// requested for exec and empty for a shell (isShell), and rule is empty:
-// the caller decides with Shell or Exec.
-func (p *Policy) EffectiveCommand(requested string, isShell bool, restr Restrictions) (cmd string, forced bool, rule string) {
+// ForcedCommand returns the command that replaces every shell, exec and
+// subsystem request of a session, and the rule that forces it; ok is false
+// when none applies. As in sshd(8) (session.c do_exec), the service's
+// forced_command (sshd_config ForceCommand) beats the key's command= option
+// or the certificate's force-command. A forced command is itself the
+// deciding rule: the caller runs it without consulting Shell, Exec or
+// Subsystem, and passes the request it replaced in SSH_ORIGINAL_COMMAND.
+func (p *Policy) ForcedCommand(restr Restrictions) (cmd, rule string, ok bool) {
 	switch {
-	case restr.ForcedCommand != "":
-		return restr.ForcedCommand, true, ruleKeyForcedCommand
 	case p.forcedCommand != "":
-		return p.forcedCommand, true, p.prefix + ".forced_command"
-	case isShell:
-		return "", false, ""
-	default:
-		return requested, false, ""
+		return p.forcedCommand, p.prefix + ".exec.forced_command", true
+	case restr.ForcedCommand != "":
+		rule := restr.ForcedCommandRule
+		if rule == "" {
+			rule = ruleKeyForcedCommand
+		}
+		return restr.ForcedCommand, rule, true
 	}
+	return "", "", false
+}
+
+// gitProtocolValue reports whether v has git's GIT_PROTOCOL form:
+// colon-separated key or key=value words of letters, digits and "._-".
+func gitProtocolValue(v string) bool {
+	if v == "" || len(v) > maxGitProtocol {
+		return false
+	}
+	for _, r := range v {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case strings.ContainsRune("=:._-", r):
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // matchGlob reports whether name matches pattern, where '*' matches any run

@@ -251,8 +251,23 @@ func TestEnv(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkVerdict(t, p.Env(tt.env), tt.wantAccept, tt.wantRule)
+			checkVerdict(t, p.Env(tt.env, "x"), tt.wantAccept, tt.wantRule)
 		})
+	}
+	// Even a policy that accepts every name keeps SSH_ORIGINAL_COMMAND for
+	// forced commands: a client must not choose what a wrapper reads.
+	all := mustCompile(t, Spec{Env: []string{"*"}})
+	checkVerdict(t, all.Env("SSH_ORIGINAL_COMMAND", "id"), false, "services[ssh-in].policy.env")
+	checkVerdict(t, all.Env("SSH_ORIGINAL_COMMANDX", "id"), true, "services[ssh-in].policy.env[0]")
+	// GIT_PROTOCOL is accepted by default, in git's form only.
+	none := mustCompile(t, Spec{})
+	for v, want := range map[string]bool{"version=2": true, "version=2:object-format=sha256": true, "version=1": true,
+		"": false, "version=2;rm -rf /": false, "version=2\n": false, "$(id)": false, strings.Repeat("v", 257): false} {
+		wantRule := "services[ssh-in].policy.env (GIT_PROTOCOL)"
+		if !want {
+			wantRule = "services[ssh-in].policy.env"
+		}
+		checkVerdict(t, none.Env("GIT_PROTOCOL", v), want, wantRule)
 	}
 }
 
@@ -338,6 +353,21 @@ func TestForwardLocal(t *testing.T) {
 		{"port 0", "127.0.0.1", 0, none, false, "services[ssh-in].policy.forward_local"},
 		{"port above 65535", "anything", 8080 + 65536, none, false, "services[ssh-in].policy.forward_local"},
 		{"empty host", "", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		// Unspecified addresses reach the target itself: refused even
+		// under "*:8080", in every spelling its resolver takes.
+		{"0.0.0.0", "0.0.0.0", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		{"::", "::", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		{"[::]", "[::]", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		{"::ffff:0.0.0.0", "::ffff:0.0.0.0", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		{":: with zone", "::%lo", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		{"inet_aton 0", "0", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		{"inet_aton 0.0", "0.0", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		{"inet_aton hex", "0x0", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		{"inet_aton octal", "00.000.0.0", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		{"trailing dot", "0.0.0.0.", 8080, none, false, "services[ssh-in].policy.forward_local"},
+		{"0.0.0.1 is a host", "0.0.0.1", 8080, none, true, "services[ssh-in].policy.forward_local[2]"},
+		{"0x1 is a host", "0x1", 8080, none, true, "services[ssh-in].policy.forward_local[2]"},
+		{"name starting with 0", "0.example", 8080, none, true, "services[ssh-in].policy.forward_local[2]"},
 		{"no-port-forwarding", "127.0.0.1", 5432, Restrictions{NoPortForwarding: true}, false, "authorized_keys no-port-forwarding"},
 		{"permitopen match", "127.0.0.1", 5432, Restrictions{PermitOpen: []string{"localhost:1", "127.0.0.1:5432"}}, true, "services[ssh-in].policy.forward_local[0]"},
 		{"permitopen any port", "db.example.com", 7, Restrictions{PermitOpen: []string{"db.example.com:*"}}, true, "services[ssh-in].policy.forward_local[1]"},
@@ -356,33 +386,31 @@ func TestForwardLocal(t *testing.T) {
 	checkVerdict(t, empty.ForwardLocal("127.0.0.1", 5432, none), false, "services[ssh-in].policy.forward_local")
 }
 
-func TestEffectiveCommand(t *testing.T) {
+func TestForcedCommand(t *testing.T) {
 	plain := mustCompile(t, Spec{})
 	forcing := mustCompile(t, Spec{ForcedCommand: "/usr/bin/menu"})
 	keyForced := Restrictions{ForcedCommand: "/usr/bin/backup"}
+	certForced := Restrictions{ForcedCommand: "id", ForcedCommandRule: "trusted_user_ca_keys force-command"}
 	tests := []struct {
-		name       string
-		p          *Policy
-		requested  string
-		isShell    bool
-		restr      Restrictions
-		wantCmd    string
-		wantForced bool
-		wantRule   string
+		name     string
+		p        *Policy
+		restr    Restrictions
+		wantCmd  string
+		wantOK   bool
+		wantRule string
 	}{
-		{"exec unforced", plain, "ls -l", false, Restrictions{}, "ls -l", false, ""},
-		{"shell unforced", plain, "ignored", true, Restrictions{}, "", false, ""},
-		{"service forces exec", forcing, "ls -l", false, Restrictions{}, "/usr/bin/menu", true, "services[ssh-in].policy.forced_command"},
-		{"service forces shell", forcing, "", true, Restrictions{}, "/usr/bin/menu", true, "services[ssh-in].policy.forced_command"},
-		{"key forces exec", plain, "ls -l", false, keyForced, "/usr/bin/backup", true, "authorized_keys command"},
-		{"key forces shell", plain, "", true, keyForced, "/usr/bin/backup", true, "authorized_keys command"},
-		{"key beats service", forcing, "ls", false, keyForced, "/usr/bin/backup", true, "authorized_keys command"},
+		{"nothing forced", plain, Restrictions{}, "", false, ""},
+		{"service forces", forcing, Restrictions{}, "/usr/bin/menu", true, "services[ssh-in].policy.exec.forced_command"},
+		{"key forces", plain, keyForced, "/usr/bin/backup", true, "authorized_keys command"},
+		{"certificate forces", plain, certForced, "id", true, "trusted_user_ca_keys force-command"},
+		// sshd(8): ForceCommand in sshd_config beats the key's command=.
+		{"service beats key", forcing, keyForced, "/usr/bin/menu", true, "services[ssh-in].policy.exec.forced_command"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd, forced, rule := tt.p.EffectiveCommand(tt.requested, tt.isShell, tt.restr)
-			if cmd != tt.wantCmd || forced != tt.wantForced || rule != tt.wantRule {
-				t.Errorf("got (%q, %v, %q), want (%q, %v, %q)", cmd, forced, rule, tt.wantCmd, tt.wantForced, tt.wantRule)
+			cmd, rule, ok := tt.p.ForcedCommand(tt.restr)
+			if cmd != tt.wantCmd || ok != tt.wantOK || rule != tt.wantRule {
+				t.Errorf("got (%q, %q, %v), want (%q, %q, %v)", cmd, rule, ok, tt.wantCmd, tt.wantRule, tt.wantOK)
 			}
 		})
 	}

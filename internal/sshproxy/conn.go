@@ -60,6 +60,8 @@ type conn struct {
 	forwarded atomic.Bool
 	// agent and x11 are set once a session channel's request was accepted.
 	agent, x11 atomic.Bool
+	// sessionsClosed is set once the client sent no-more-sessions@openssh.com.
+	sessionsClosed atomic.Bool
 	// programs holds the session channels whose program runs, guarded by
 	// mu; see farewell.
 	programs map[*sshsession.Session]struct{}
@@ -343,6 +345,9 @@ func (c *conn) serve(ctx context.Context, up *upstream, chans <-chan ssh.NewChan
 				reqs = nil
 				continue
 			}
+			if req.Type == reqNoMoreSessions {
+				c.noMoreSessions(ctx, chans)
+			}
 			c.globalRequest(ctx, req)
 		}
 	}
@@ -464,10 +469,44 @@ func (c *conn) drainChannels(ctx context.Context, grace time.Duration) {
 	}
 }
 
+// reqNoMoreSessions is OpenSSH's global request that no further session
+// channel will be opened on the connection (PROTOCOL §2.2).
+const reqNoMoreSessions = "no-more-sessions@openssh.com"
+
+// errNoMoreSessions ends a connection that opened a session after
+// no-more-sessions@openssh.com.
+var errNoMoreSessions = fmt.Errorf("%w: session channel opened after %s", session.ErrDenied, reqNoMoreSessions)
+
+// noMoreSessions honours no-more-sessions@openssh.com. x/crypto/ssh hands
+// channel opens and global requests over on two Go channels, so a session
+// open the client sent just before the request (as ssh(1) does: it opens
+// its session, then sends the request) may still wait in chans: those
+// queued now are served first, then every later session open is refused.
+func (c *conn) noMoreSessions(ctx context.Context, chans <-chan ssh.NewChannel) {
+	for n := len(chans); n > 0; n-- {
+		if nc, ok := <-chans; ok {
+			c.accept(ctx, nc)
+		}
+	}
+	c.sessionsClosed.Store(true)
+}
+
 // channel dispatches one channel the client opened.
 func (c *conn) channel(ctx context.Context, nc ssh.NewChannel) {
 	switch typ := nc.ChannelType(); typ {
 	case "session":
+		if c.sessionsClosed.Load() {
+			// As sshd(8) (serverloop.c): the open is refused and the
+			// connection ended, since a client that promised no more
+			// sessions and opens one is not the client it was.
+			e := c.st.AuditEvent("channel")
+			e.Verdict, e.Rule, e.Reason = audit.Reject, reqNoMoreSessions, "session channel after "+reqNoMoreSessions
+			c.audit(ctx, e)
+			_ = nc.Reject(ssh.Prohibited, msgProhibited)
+			c.setCause(errNoMoreSessions)
+			c.sconn.Close()
+			return
+		}
 		c.session(ctx, nc, c.st.Stack("session", c.next(typ)))
 	case "direct-tcpip":
 		c.directTCPIP(ctx, nc, c.st.Stack("direct-tcpip", c.next(typ)).Stack("plug", -1))
@@ -475,19 +514,38 @@ func (c *conn) channel(ctx context.Context, nc ssh.NewChannel) {
 		e := c.st.AuditEvent("channel")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "channel types", "unknown channel type "+fmt.Sprintf("%q", typ)
 		c.auditRefusal(ctx, e)
-		_ = nc.Reject(ssh.UnknownChannelType, "unknown channel type")
+		_ = nc.Reject(ssh.UnknownChannelType, msgUnknownChannel)
 	}
 }
 
-// rejectLike refuses nc the way the target refused its twin, with the
-// target's reason code and a fixed text.
+// rejectLike refuses nc the way the target refused its twin: with the
+// target's reason code and the fixed text for that code (refusalText),
+// never the target's own text, which may name its internal hosts and
+// addresses; the audit event keeps that.
 func rejectLike(nc ssh.NewChannel, err error) {
 	var oe *ssh.OpenChannelError
 	if errors.As(err, &oe) {
-		_ = nc.Reject(oe.Reason, oe.Message)
+		_ = nc.Reject(oe.Reason, refusalText(oe.Reason))
 		return
 	}
 	_ = nc.Reject(ssh.ConnectionFailed, msgUnavailable)
+}
+
+// refusalText is the fixed text of a channel refusal passed on from the
+// target, by its reason code (RFC 4254 §5.1). docs/operations.md lists
+// them.
+func refusalText(r ssh.RejectionReason) string {
+	switch r {
+	case ssh.Prohibited:
+		return msgProhibited
+	case ssh.ConnectionFailed:
+		return msgConnectFailed
+	case ssh.UnknownChannelType:
+		return msgUnknownChannel
+	case ssh.ResourceShortage:
+		return msgResourceShortage
+	}
+	return msgUnavailable
 }
 
 // pipe relays two channels until both directions have ended, passing EOF

@@ -19,7 +19,7 @@ func (c *conn) directTCPIP(ctx context.Context, nc ssh.NewChannel, st *session.S
 		e := st.AuditEvent("forward.local")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "protocol", err.Error()
 		c.auditRefusal(ctx, e)
-		_ = nc.Reject(ssh.ConnectionFailed, "malformed request")
+		_ = nc.Reject(ssh.ConnectionFailed, msgMalformed)
 		return
 	}
 	detail := map[string]any{"host": m.Host, "port": m.Port, "origin": fmt.Sprintf("%s:%d", m.OriginHost, m.OriginPort)}
@@ -62,9 +62,14 @@ func (c *conn) globalRequest(ctx context.Context, req *ssh.Request) {
 	switch req.Type {
 	case "tcpip-forward", "cancel-tcpip-forward":
 		c.remoteForward(ctx, req)
+	case reqNoMoreSessions:
+		// serve has honoured it; sshd answers success.
+		if req.WantReply {
+			_ = req.Reply(true, nil)
+		}
 	default:
-		// keepalive@openssh.com and no-more-sessions@openssh.com are
-		// answered false, which OpenSSH takes as alive.
+		// keepalive@openssh.com is answered false, which OpenSSH takes
+		// as alive.
 		if req.WantReply {
 			_ = req.Reply(false, nil)
 		}

@@ -20,11 +20,15 @@ import (
 )
 
 // Texts the client is told. They are fixed and never carry internal causes;
-// the audit event holds the cause.
+// the audit event holds the cause. docs/operations.md lists them.
 const (
-	msgProhibited  = "sluice: administratively prohibited"
-	msgUnavailable = "sluice: target unavailable"
-	msgDenied      = "sluice: denied by policy\r\n"
+	msgProhibited       = "sluice: administratively prohibited"
+	msgUnavailable      = "sluice: target unavailable"
+	msgDenied           = "sluice: denied by policy\r\n"
+	msgConnectFailed    = "sluice: connect failed"
+	msgUnknownChannel   = "sluice: unknown channel type"
+	msgResourceShortage = "sluice: resource shortage"
+	msgMalformed        = "sluice: malformed request"
 	// msgRecordFailed ends a channel whose recording failed (fail_closed).
 	msgRecordFailed = "sluice: session recording failed; channel ended\r\n"
 )
@@ -211,6 +215,7 @@ func restrictions(r auth.Restrictions) policy.Restrictions {
 		NoAgentForwarding: r.NoAgentForwarding,
 		NoX11Forwarding:   r.NoX11Forwarding,
 		ForcedCommand:     r.ForcedCommand,
+		ForcedCommandRule: r.ForcedCommandRule,
 		PermitOpen:        r.PermitOpen,
 	}
 }

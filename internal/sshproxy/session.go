@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,7 +42,7 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel, st *session.Stack
 	c.wg.Go(func() { r.upstreamRequests(upReqs) })
 	cfg := c.p.p.Session
 	cfg.AcceptEnv = func(name, value string) bool {
-		return c.decide(ctx, st, "env", c.p.p.Policy.Env(name), map[string]any{"name": name})
+		return c.decide(ctx, st, "env", c.p.p.Policy.Env(name, value), map[string]any{"name": name})
 	}
 	_ = sshsession.Serve(ctx, c.sconn, nc, r, &cfg)
 	upCh.Close()
@@ -79,6 +80,9 @@ type relay struct {
 	// transfer is the stacked proxy of an exec command, or nil; set before
 	// the program starts.
 	transfer *Transfer
+	// stack names the subsystem whose stacked proxy (Params.Stacked) the
+	// program runs through, or ""; set before the program starts.
+	stack string
 
 	mu       sync.Mutex
 	exit     *uint32
@@ -113,15 +117,8 @@ func (r *relay) HandleRequest(s *sshsession.Session, req sshsession.Request) err
 	case *sshsession.EnvRequest:
 		// AcceptEnv has decided and audited it already.
 		return r.forward(q, true)
-	case *sshsession.ShellRequest:
-		return r.program(s, "", true)
-	case *sshsession.ExecRequest:
-		return r.program(s, q.Command, false)
-	case *sshsession.SubsystemRequest:
-		if !c.decide(r.ctx, r.st, "subsystem", pol.Subsystem(q.Name), map[string]any{"subsystem": q.Name}) {
-			return errRefused
-		}
-		return r.forward(q, true)
+	case *sshsession.ShellRequest, *sshsession.ExecRequest, *sshsession.SubsystemRequest:
+		return r.program(s, q)
 	case *sshsession.WindowChange:
 		// RFC 4254 §6.7: sent without want-reply.
 		if r.rec != nil {
@@ -163,36 +160,62 @@ func (r *relay) other(q *sshsession.OtherRequest) error {
 	return nil
 }
 
-// program decides shell and exec, applying forced commands. A command the
-// policy denies is accepted on the wire and answered with a fixed message
-// on stderr and exit status 1 (see Serve), so that the user sees why instead
-// of a bare "exec request failed".
-func (r *relay) program(s *sshsession.Session, requested string, isShell bool) error {
+// program decides shell, exec and subsystem requests, applying forced
+// commands to all three as sshd(8) does. A command the policy denies is
+// accepted on the wire and answered with a fixed message on stderr and exit
+// status 1 (see Serve), so that the user sees why instead of a bare "exec
+// request failed"; a denied shell or subsystem is refused.
+func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 	c, pol := r.c, r.c.p.p.Policy
-	cmd, forced, rule := pol.EffectiveCommand(requested, isShell, c.restr)
-	var v policy.Verdict
-	var transfer *Transfer
-	switch {
-	case forced:
-		v = policy.Verdict{Accept: true, Rule: rule, Reason: "forced command"}
-	case isShell:
-		v = pol.Shell()
-	default:
-		v = pol.Exec(cmd)
-		// scp and sftp-server run by exec must not get around the sftp
-		// subsystem's policy.
-		if xt := c.p.p.ExecTransfer; v.Accept && xt != nil {
-			if t, ok := xt(cmd); ok {
-				v = t.Verdict
-				if t.Proxy != nil {
-					transfer = &t
-				}
-			}
-		}
+	var typ, requested string
+	switch q := req.(type) {
+	case *sshsession.ShellRequest:
+		typ = "shell"
+	case *sshsession.ExecRequest:
+		typ, requested = "exec", q.Command
+	case *sshsession.SubsystemRequest:
+		typ, requested = "subsystem", q.Name
 	}
 	detail := map[string]any{}
-	if !isShell || forced {
+	if typ == "subsystem" {
+		detail["subsystem"] = requested
+	}
+	cmd, rule, forced := pol.ForcedCommand(c.restr)
+	var v policy.Verdict
+	var transfer *Transfer
+	upReq := req // what the target is asked to run
+	switch {
+	case forced && isInternalSFTP(cmd):
+		// sshd runs its in-process SFTP server for every request; the
+		// target's counterpart is its sftp subsystem, under the sftp
+		// policy and the stacked proxy. internal-sftp's options (-R, -d,
+		// -P, ...) have no such counterpart: refused, never dropped.
+		if cmd != internalSFTP {
+			v = policy.Verdict{Rule: rule, Reason: "forced internal-sftp with options: the gateway cannot pass them to the target"}
+		} else if v = pol.Subsystem("sftp"); v.Accept {
+			v.Reason = "forced internal-sftp runs the sftp subsystem"
+		}
+		upReq = &sshsession.SubsystemRequest{Name: "sftp"}
+		if c.p.p.Stacked["sftp"] != nil {
+			r.stack = "sftp"
+		}
+		detail["command"], detail["forced_by"] = cmd, rule
+	case forced:
+		v = policy.Verdict{Accept: true, Rule: rule, Reason: "forced command"}
+		upReq = &sshsession.ExecRequest{Command: cmd}
 		detail["command"] = cmd
+		transfer, v = r.execTransfer(cmd, v)
+	case typ == "shell":
+		v = pol.Shell()
+	case typ == "exec":
+		v = pol.Exec(requested)
+		detail["command"] = requested
+		transfer, v = r.execTransfer(requested, v)
+	default:
+		v = pol.Subsystem(requested)
+		if c.p.p.Stacked[requested] != nil {
+			r.stack = requested
+		}
 	}
 	if forced && requested != "" {
 		detail["original_command"] = requested
@@ -200,15 +223,28 @@ func (r *relay) program(s *sshsession.Session, requested string, isShell bool) e
 	if transfer != nil && v.Accept {
 		detail["stacked"] = transfer.Name
 	}
-	typ := "exec"
-	if isShell {
-		typ = "shell"
+	if forced && v.Accept && requested != "" && r.stack == "" {
+		// As sshd sets SSH_ORIGINAL_COMMAND: an env request ahead of the
+		// exec, which the target honours where its AcceptEnv lists the
+		// name. The forced command runs either way; the audit says
+		// whether the target took it.
+		ok, err := r.up.SendRequest("env", true, (&sshsession.EnvRequest{Name: envOriginalCommand, Value: requested}).Marshal())
+		detail["original_command_env"] = err == nil && ok
+	}
+	// command is what runs on the target, for the recording and the
+	// channel's end event: "" for a shell or a subsystem.
+	var command string
+	switch {
+	case forced:
+		command = cmd
+	case typ == "exec":
+		command = requested
 	}
 	r.mu.Lock()
-	r.command = cmd
+	r.command = command
 	r.mu.Unlock()
 	if !c.decide(r.ctx, r.st, typ, v, detail) {
-		if isShell {
+		if typ != "exec" {
 			return errRefused
 		}
 		r.mu.Lock()
@@ -217,22 +253,46 @@ func (r *relay) program(s *sshsession.Session, requested string, isShell bool) e
 		return nil
 	}
 	r.transfer = transfer
-	if transfer == nil {
-		if err := r.startRecording(s, cmd); err != nil {
+	if _, sub := upReq.(*sshsession.SubsystemRequest); !sub && transfer == nil {
+		if err := r.startRecording(s, command); err != nil {
 			return err
 		}
 	}
-	if forced {
-		if requested != "" {
-			// The target may refuse it (AcceptEnv); the command still runs.
-			_, _ = r.up.SendRequest("env", true, (&sshsession.EnvRequest{Name: "SSH_ORIGINAL_COMMAND", Value: requested}).Marshal())
-		}
-		return r.forward(&sshsession.ExecRequest{Command: cmd}, true)
+	return r.forward(upReq, true)
+}
+
+// envOriginalCommand carries the request a forced command replaced
+// (sshd(8) ENVIRONMENT).
+const envOriginalCommand = "SSH_ORIGINAL_COMMAND"
+
+// internalSFTP is OpenSSH's in-process SFTP server, as a forced command
+// (sshd_config(5) ForceCommand).
+const internalSFTP = "internal-sftp"
+
+// isInternalSFTP reports whether a forced command runs internal-sftp, with
+// or without options.
+func isInternalSFTP(cmd string) bool {
+	first, _, _ := strings.Cut(strings.TrimLeft(cmd, " \t"), " ")
+	return strings.TrimRight(first, "\t") == internalSFTP
+}
+
+// execTransfer asks Params.ExecTransfer about a command the policy
+// accepted (v), so that scp and sftp-server run by exec, or forced, do not
+// get around the sftp subsystem's policy. It returns the stacked proxy to
+// run, if any, and the verdict that now stands.
+func (r *relay) execTransfer(cmd string, v policy.Verdict) (*Transfer, policy.Verdict) {
+	xt := r.c.p.p.ExecTransfer
+	if !v.Accept || xt == nil {
+		return nil, v
 	}
-	if isShell {
-		return r.forward(&sshsession.ShellRequest{}, true)
+	t, ok := xt(cmd)
+	if !ok {
+		return nil, v
 	}
-	return r.forward(&sshsession.ExecRequest{Command: cmd}, true)
+	if t.Proxy != nil {
+		return &t, t.Verdict
+	}
+	return nil, t.Verdict
 }
 
 // Serve relays the program's streams and its exit status.
@@ -260,9 +320,9 @@ func (r *relay) Serve(s *sshsession.Session) {
 	defer stop()
 	defer r.c.running(s)()
 
-	switch sub, ok := s.Program().(*sshsession.SubsystemRequest); {
-	case ok && r.c.p.p.Stacked[sub.Name] != nil:
-		r.stacked(s, sub.Name, r.c.p.p.Stacked[sub.Name], "subsystem.end")
+	switch {
+	case r.stack != "":
+		r.stacked(s, r.stack, r.c.p.p.Stacked[r.stack], "subsystem.end")
 	case r.transfer != nil:
 		r.stackedExec(s)
 	default:
@@ -300,16 +360,17 @@ func (r *relay) streams(s *sshsession.Session) {
 		r.in = n
 		r.mu.Unlock()
 	})
+	// The client's stdout and stderr stay open at the target's EOF: Serve's
+	// return sends the exit status, then EOF, as sshd does (see
+	// sshsession.Handler).
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		n, _ := copyStream(stderr, r.up.Stderr())
-		_ = s.Stderr().Close()
 		r.mu.Lock()
 		r.errBytes = n
 		r.mu.Unlock()
 	})
 	n, _ := copyStream(stdout, r.up)
-	_ = s.CloseWrite()
 	wg.Wait()
 	r.mu.Lock()
 	r.out = n
@@ -333,12 +394,13 @@ func (r *relay) stacked(s *sshsession.Session, name string, sp StackedProxy, end
 }
 
 // stackedExec runs an exec command's stacked proxy, with the target's
-// stderr relayed to the client unchanged alongside it.
+// stderr relayed to the client unchanged alongside it. stderr stays open
+// at the target's EOF, so that the client's EOF follows the exit status
+// (see streams).
 func (r *relay) stackedExec(s *sshsession.Session) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		n, _ := copyStream(s.Stderr(), r.up.Stderr())
-		_ = s.Stderr().Close()
 		r.mu.Lock()
 		r.errBytes = n
 		r.mu.Unlock()
