@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-ssh/sluice/internal/admin"
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/session"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
@@ -236,17 +235,5 @@ func TestAuditStoreDeleted(t *testing.T) {
 	}
 	if evs := w.events("exec", func(e audit.Event) bool { return e.Detail["command"] == "echo ok" }); len(evs) != 1 {
 		t.Fatalf("exec events after the deletion: got %d, want 1", len(evs))
-	}
-}
-
-// liveAfter returns the live sessions once there are n of them, or after 5s.
-func (w *world) liveAfter(n int) []admin.Session {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		got := w.gw.LiveSessions()
-		if len(got) == n || time.Now().After(deadline) {
-			return got
-		}
-		sleepBriefly()
 	}
 }
