@@ -41,7 +41,7 @@ func TestFileModesUnderPermissiveUmask(t *testing.T) {
 		}
 		name := fi.Name()
 		switch {
-		case strings.HasSuffix(name, ".cast"):
+		case strings.HasSuffix(name, ".cast"), strings.HasSuffix(name, ".rec.gz"):
 			seen["recording"] = true
 		case strings.HasPrefix(name, "ssh_host_"):
 			seen["host key"] = true

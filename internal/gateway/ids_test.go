@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
@@ -49,6 +50,7 @@ func (w *world) connect(t *testing.T, n int) []string {
 func (w *world) restart(t *testing.T) {
 	t.Helper()
 	w.stop()
+	w.stopOnce = sync.Once{} // the new gateway is stopped in its turn
 	cfg, err := config.Load(filepath.Join(w.dir, "sluice.yaml"))
 	if err != nil {
 		t.Fatal(err)
