@@ -90,7 +90,11 @@ func TestExecDeniedPerCommand(t *testing.T) {
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("a denied command ran: %v", err)
 	}
-	evs := w.events("exec", func(e audit.Event) bool { return e.Verdict == audit.Reject })
+	var evs []audit.Event
+	// The last refusal may still be on its way to the store.
+	for deadline := time.Now().Add(5 * time.Second); len(evs) < len(attempts) && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		evs = w.events("exec", func(e audit.Event) bool { return e.Verdict == audit.Reject })
+	}
 	if len(evs) != len(attempts) {
 		t.Fatalf("got %d rejected exec events, want %d: %+v", len(evs), len(attempts), evs)
 	}
