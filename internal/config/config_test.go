@@ -395,24 +395,11 @@ func TestLoadRelativeToFile(t *testing.T) {
 // TestPatternWarnings: patterns that are valid but cannot work as written
 // are reported as warnings with their line, and the file still loads.
 func TestPatternWarnings(t *testing.T) {
-	c, err := Parse("/etc/sluice/w.yaml", []byte(`gateway: {name: gw, state_dir: /s}
-zones: [{name: z, networks: ["127.0.0.0/8"]}]
-users: [{name: u, authorized_keys: /k}]
-services:
-  - name: s
-    listen: ":2222"
-    client_zones: [z]
-    server_zones: [z]
-    router: {directed: ["a.example:22"]}
-    upstream: {known_hosts: /kh}
-    policy:
+	c := parseWithPolicy(t, `
       exec:
         allow: ["^ls( .*)?$", "uptime"]
         deny: ["reboot|shutdown .*", "rm( .*)?"]
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+`)
 	var got []string
 	for _, w := range c.Warnings {
 		got = append(got, w.Error())
@@ -443,21 +430,7 @@ func TestTransferLeakWarning(t *testing.T) {
 		{"no sftp", `{shell: true}`, ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := Parse("/etc/sluice/w.yaml", []byte(`gateway: {name: gw, state_dir: /s}
-zones: [{name: z, networks: ["127.0.0.0/8"]}]
-users: [{name: u, authorized_keys: /k}]
-services:
-  - name: s
-    listen: ":2222"
-    client_zones: [z]
-    server_zones: [z]
-    router: {directed: ["a.example:22"]}
-    upstream: {known_hosts: /kh}
-    policy: `+tt.policy+`
-`))
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := parseWithPolicy(t, " "+tt.policy+"\n")
 			var got []string
 			for _, w := range c.Warnings {
 				got = append(got, w.Error())
@@ -470,4 +443,25 @@ services:
 			}
 		})
 	}
+}
+
+// parseWithPolicy parses a one-service file, /etc/sluice/w.yaml, whose
+// services[s].policy (line 11) is policy, the text after "policy:".
+func parseWithPolicy(t *testing.T, policy string) *Config {
+	t.Helper()
+	c, err := Parse("/etc/sluice/w.yaml", []byte(`gateway: {name: gw, state_dir: /s}
+zones: [{name: z, networks: ["127.0.0.0/8"]}]
+users: [{name: u, authorized_keys: /k}]
+services:
+  - name: s
+    listen: ":2222"
+    client_zones: [z]
+    server_zones: [z]
+    router: {directed: ["a.example:22"]}
+    upstream: {known_hosts: /kh}
+    policy:`+policy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
