@@ -280,6 +280,7 @@ func (w *world) runEnv(stdin io.Reader, env []string, name string, args ...strin
 func (w *world) events(typ string, match func(audit.Event) bool) []audit.Event {
 	w.t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
+	last := -1
 	for {
 		all, err := w.gw.Store().Query(context.Background(), audit.Filter{Type: typ})
 		if err != nil {
@@ -291,8 +292,15 @@ func (w *world) events(typ string, match func(audit.Event) bool) []audit.Event {
 				got = append(got, e)
 			}
 		}
-		if len(got) > 0 || time.Now().After(deadline) {
+		// Events of one happening reach the store in more than one batch:
+		// return once some match and no more arrived for 150 ms.
+		if len(got) > 0 && len(got) == last || time.Now().After(deadline) {
 			return got
+		}
+		if len(got) > 0 {
+			last = len(got)
+			time.Sleep(150 * time.Millisecond)
+			continue
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
