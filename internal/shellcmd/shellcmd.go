@@ -168,7 +168,7 @@ func (z *analyser) command(words []word, redirs []string, wrapped bool, depth in
 	case shells[prog]:
 		z.shell(prog, args, depth)
 	case prog == "eval":
-		z.eval(args, depth)
+		z.shellString("eval", args, depth)
 	case prog == "source" || prog == ".":
 		z.dynamic("%s runs the commands of a file", prog)
 	case prog == "alias" || prog == "trap" || prog == "enable" || prog == "coproc":
@@ -196,7 +196,7 @@ var shells = map[string]bool{
 // argument (bash -o OPT, --rcfile FILE; su -s SHELL, -g GROUP).
 var shellOptionArgs = map[string]bool{
 	"-o": true, "+o": true, "-O": true, "+O": true, "--rcfile": true, "--init-file": true,
-	"-s": false, "--shell": true, "-g": true, "-G": true, "--group": true, "--supp-group": true,
+	"--shell": true, "-g": true, "-G": true, "--group": true, "--supp-group": true,
 	"-w": true, "--whitelist-environment": true,
 }
 
@@ -265,11 +265,6 @@ func (z *analyser) sourceWrapped(src string, depth int) error {
 		z.a.Commands[i].Wrapped = true
 	}
 	return err
-}
-
-// eval runs its arguments, joined by spaces, as shell source.
-func (z *analyser) eval(args []word, depth int) {
-	z.shellString("eval", args, depth)
 }
 
 // wrapperOptions says how a wrapper's arguments lead to the program it
@@ -362,9 +357,7 @@ func (z *analyser) wrapped(prog string, args []word, w wrapperOptions, depth int
 			return
 		}
 	}
-	if prog == "xargs" {
-		return // runs echo
-	}
+	// No program named: xargs runs echo, the others nothing.
 }
 
 // commandAt analyses the command a wrapper starts.
