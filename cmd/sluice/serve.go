@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"syscall"
 
 	"github.com/sluice-ssh/sluice/internal/config"
@@ -42,9 +45,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sluice serve: cannot start:", err)
 		return 1
 	}
-	for _, s := range cfg.Services {
-		logger.Info("listening", "service", s.Name, "addr", g.Addr(s.Name).String())
-	}
+	logger.Info("sluice started", startAttrs(*path, cfg, g)...)
 	stopReload := reloadOnHUP(ctx, *path, g, logger)
 	defer stopReload()
 	if err := g.Run(ctx); err != nil {
@@ -52,6 +53,28 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// startAttrs are the attributes of the start-up line: what an operator
+// checks first (which binary, which file, where it listens).
+func startAttrs(path string, cfg *config.Config, g *gateway.Gateway) []any {
+	listeners := make([]string, 0, len(cfg.Services))
+	for _, s := range cfg.Services {
+		listeners = append(listeners, s.Name+"="+g.Addr(s.Name).String())
+	}
+	metricsAddr := "off"
+	if a := g.AdminAddr(); a != nil {
+		metricsAddr = "http://" + a.String() + "/metrics"
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	bi, ok := debug.ReadBuildInfo()
+	return []any{
+		"version", versionString(bi, ok), "config", abs, "gateway", cfg.Gateway.Name,
+		"listeners", strings.Join(listeners, " "), "metrics", metricsAddr, "admin_socket", cfg.Gateway.Admin.Socket,
+	}
 }
 
 // newLogger picks the log handler and level: only main does.

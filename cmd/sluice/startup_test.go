@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -215,4 +217,63 @@ func wantStartupFailure(t *testing.T, cmd *exec.Cmd, prefix string, want []strin
 			t.Errorf("stderr: got %q, want it to hold %q", line, w)
 		}
 	}
+}
+
+// TestServeStartAndStopLines: `sluice serve` says what it is and where it
+// listens in one line when it starts, and says it drained and stopped on
+// SIGTERM, exiting 0.
+func TestServeStartAndStopLines(t *testing.T) {
+	dir := t.TempDir()
+	startupFiles(t, dir)
+	cfg := startupConfig(t, dir, "127.0.0.1:0", "")
+	cmd := sluiceCmd(os.Args[0], "serve", "-c", cfg)
+	var logs lockedWriter
+	cmd.Stderr = &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	started := regexp.MustCompile(`msg="sluice started" version="sluice [^"]+" config=` + regexp.QuoteMeta(cfg) +
+		` gateway=gw listeners="ssh-in=127\.0\.0\.1:\d+" metrics=off admin_socket=\S+`)
+	waitFor(t, &logs, started)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v, want exit 0; log:\n%s", err, logs.String())
+	}
+	for _, want := range []string{`level=INFO msg="draining: listeners closed, waiting for live sessions" sessions=0`, `level=INFO msg=stopped`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+}
+
+// lockedWriter collects a subprocess's output for a test to poll.
+type lockedWriter struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// waitFor waits up to 20 s for re to match what w has collected.
+func waitFor(t *testing.T, w *lockedWriter, re *regexp.Regexp) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if re.MatchString(w.String()) {
+			return
+		}
+	}
+	t.Fatalf("no line matching %s within 20s; log:\n%s", re, w.String())
 }

@@ -63,10 +63,12 @@ type Gateway struct {
 	// goes on counting.
 	instances map[string]*audit.Instances
 
-	// masters maps a connection's remote address to its master session while
-	// it authenticates, so that authentication failures (which x/crypto/ssh
-	// reports by remote address) are audited with the session id.
-	masters sync.Map // string -> *session.Master
+	// logins maps a connection's remote address to its login while it is
+	// served, so that authentication failures (which x/crypto/ssh reports
+	// by remote address) are audited with the session id.
+	logins sync.Map // string -> *login
+	// loginLog thins the failed-login log lines.
+	loginLog *thinner
 
 	wg sync.WaitGroup
 
@@ -124,6 +126,9 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 	g.queue = audit.NewQueue(g.store, audit.QueueParams{Size: cfg.Audit.QueueSize, Mode: mode, Logger: logger, OnUnhealthy: g.auditUnhealthy, ProbeInterval: cfg.Audit.ProbeInterval.Std()})
 	closers = append(closers, func() { g.queue.Close(context.Background()) })
 	g.sampler = audit.NewSampler(g.queue, audit.SamplerParams{Sampled: unauthenticatedRefusal, Logger: logger})
+	g.loginLog = &thinner{burst: loginLogBurst, window: loginLogWindow, summary: func(held int, window time.Duration) {
+		logger.Warn("failed logins not logged one by one", "count", held, "window", window)
+	}}
 	closers = append(closers, g.sampler.Close)
 	g.audit = observingSink{g.sampler, g.metrics}
 	g.metrics.WatchAudit(g.queue.Healthy, g.queue.Dropped, g.sampler.Summarised)
@@ -208,11 +213,19 @@ func (g *Gateway) Run(ctx context.Context) error {
 func (g *Gateway) shutdown() {
 	drain, cancel := context.WithTimeout(context.Background(), g.drainTimeout().Std())
 	defer cancel()
+	svcs := g.stopServing()
+	live := 0
+	for _, s := range svcs {
+		live += len(s.Live())
+	}
+	g.logger.Info("draining: listeners closed, waiting for live sessions", "sessions", live, "timeout", g.drainTimeout().Std())
 	var wg sync.WaitGroup
-	for _, s := range g.stopServing() {
+	for _, s := range svcs {
 		wg.Go(func() {
 			if err := s.Shutdown(drain); err != nil {
-				farewell(s.Live())
+				cut := s.Live()
+				g.logger.Warn("drain timeout: ending live sessions", "service", s.Name(), "sessions", len(cut))
+				farewell(cut)
 				s.Close()
 			}
 		})
@@ -224,9 +237,11 @@ func (g *Gateway) shutdown() {
 	// The sampler writes its last summaries to the queue; the queue owns
 	// the store: closing it drains the queue, then closes the store.
 	g.sampler.Close()
+	g.loginLog.flush()
 	if err := g.queue.Close(qctx); err != nil {
 		g.logger.Error("closing the audit queue", "err", err)
 	}
+	g.logger.Info("stopped")
 }
 
 // msgShutdown is what the client of a session still live at the drain
@@ -285,22 +300,6 @@ func (g *Gateway) authenticator(cfg *config.Config) (*auth.Authenticator, error)
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
 	return a, nil
-}
-
-// authFailed audits one refused authentication attempt.
-func (g *Gateway) authFailed(method, user string, remote net.Addr, rule, reason string) {
-	v, ok := g.masters.Load(remote.String())
-	if !ok {
-		g.penalise(remote, g.logger)
-		return
-	}
-	m := v.(*session.Master)
-	g.penalise(remote, g.logger.With("service", m.Service(), "session_id", m.ID()))
-	e := m.AuditEvent("auth")
-	e.User = user
-	e.Verdict, e.Rule, e.Reason = audit.Reject, rule, reason
-	e.Detail = map[string]any{"method": method}
-	_ = g.audit.Write(context.Background(), e)
 }
 
 // buildService builds a service's proxy and the service parameters from
@@ -387,9 +386,11 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		Logger:             g.logger,
 		Handler: func(ctx context.Context, m *session.Master, c net.Conn) {
 			key := c.RemoteAddr().String()
-			g.masters.Store(key, m)
-			defer g.masters.Delete(key)
+			l := &login{m: m}
+			g.logins.Store(key, l)
+			defer g.logins.Delete(key)
 			proxy.Handle(ctx, m, c)
+			g.loginDone(l)
 		},
 		Release:  proxy.Close,
 		Instance: g.instance(sc.Name),

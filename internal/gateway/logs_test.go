@@ -3,10 +3,17 @@ package gateway
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
@@ -72,5 +79,137 @@ func TestLogsCarrySessionID(t *testing.T) {
 		if seen[msg] == 0 {
 			t.Errorf("no %q line in the log, want at least one", msg)
 		}
+	}
+}
+
+// logLines parses the JSON log lines of logs.
+func logLines(t *testing.T, logs *lockedBuffer) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for line := range strings.Lines(logs.String()) {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, rec)
+	}
+	return out
+}
+
+// withMsg returns the lines whose message is msg.
+func withMsg(lines []map[string]any, msg string) []map[string]any {
+	var out []map[string]any
+	for _, l := range lines {
+		if l["msg"] == msg {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// TestOperatorLogLines: what an operator greps for. A failed login is one
+// WARN line naming user, source, methods and rule (not one per key the
+// client tried); a login that succeeds after a refused key writes none; a
+// target whose host key changed is a WARN line naming both keys, and its
+// client reads "target unavailable"; a stop writes the drain and the
+// stop at INFO.
+func TestOperatorLogLines(t *testing.T) {
+	logs := &lockedBuffer{}
+	w := newWorld(t, worldOptions{logs: logs})
+
+	// Two unknown keys offered, then the connection gives up.
+	dir := t.TempDir()
+	_, k1 := sshtest.NewKey(t, dir, "stranger1")
+	_, k2 := sshtest.NewKey(t, dir, "stranger2")
+	bad := w.args("ssh")
+	bad[slices.Index(bad, w.aliceKey)] = k1
+	bad = append(bad, "-i", k2)
+	if r := w.run(nil, "ssh", append(bad, w.target()+"@127.0.0.1", "true")...); r.code == 0 {
+		t.Fatal("a login with unknown keys succeeded")
+	}
+	// A refused key, then alice's: a login that succeeds.
+	good := w.args("ssh")
+	i := slices.Index(good, w.aliceKey)
+	good = slices.Insert(good, i-1, "-i", k1)
+	if r := w.run(nil, "ssh", append(good, w.target()+"@127.0.0.1", "echo ok")...); r.code != 0 {
+		t.Fatalf("login with a refused key then the right one: %d %q", r.code, r.stderr)
+	}
+	w.waitEvents(t, "session.end", 1, nil)
+
+	// The target's host key changes.
+	other, _ := sshtest.NewKey(t, dir, "other_host")
+	line := sshtest.KnownHostsLine(w.sshd.Addr, other.PublicKey()) + "\n"
+	if err := os.WriteFile(filepath.Join(w.dir, "known_hosts"), []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// OpenSSH logs a refused channel at INFO.
+	args := w.args("ssh")
+	args[slices.Index(args, "LogLevel=ERROR")] = "LogLevel=INFO"
+	r := w.run(nil, "ssh", append(args, w.target()+"@127.0.0.1", "true")...)
+	if r.code == 0 || !strings.Contains(r.stderr, "sluice: target unavailable") {
+		t.Fatalf("changed host key: got %d %q, want the session refused as unavailable", r.code, r.stderr)
+	}
+	w.waitEvents(t, "upstream", 2, nil)
+	w.stop()
+
+	lines := logLines(t, logs)
+	failed := withMsg(lines, "login failed")
+	if len(failed) != 1 {
+		t.Fatalf("got %d \"login failed\" lines, want 1 (for the failed login only): %v", len(failed), failed)
+	}
+	f := failed[0]
+	if f["level"] != "WARN" || f["user"] != "alice" || f["methods"] != "publickey" || f["rule"] != "users[alice].authorized_keys" ||
+		!strings.HasPrefix(f["source"].(string), clientAddr+":") || f["attempts"].(float64) < 2 {
+		t.Errorf("login failed line: %v", f)
+	}
+	mismatch := withMsg(lines, "upstream host key mismatch: the target offered a key other than the one on record")
+	if len(mismatch) != 1 || mismatch[0]["level"] != "WARN" || mismatch[0]["target"] != w.sshd.Addr ||
+		!strings.Contains(fmt.Sprint(mismatch[0]["known"]), ssh.FingerprintSHA256(other.PublicKey())) {
+		t.Errorf("host key mismatch lines: %v", mismatch)
+	}
+	for _, msg := range []string{"draining: listeners closed, waiting for live sessions", "stopped"} {
+		if l := withMsg(lines, msg); len(l) != 1 || l[0]["level"] != "INFO" {
+			t.Errorf("%q lines: %v, want one at INFO", msg, l)
+		}
+	}
+}
+
+// TestFailedLoginLogThinned: a flood of failed logins writes at most
+// loginLogBurst lines one by one; the rest are counted in a summary line
+// written when the window ends (here: at stop).
+func TestFailedLoginLogThinned(t *testing.T) {
+	logs := &lockedBuffer{}
+	w := newWorld(t, worldOptions{logs: logs})
+	cfg := w.aliceConfig(t)
+	_, stranger := sshtest.NewKey(t, t.TempDir(), "stranger")
+	pem, err := os.ReadFile(stranger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Auth = []ssh.AuthMethod{ssh.PublicKeys(signer)}
+	const n = loginLogBurst + 15
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(clientAddr)}, Timeout: 10 * time.Second}
+	for range n {
+		nc, err := d.Dial("tcp", w.gw.Addr("ssh-in").String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, _, err := ssh.NewClientConn(nc, "gw", cfg); err == nil {
+			t.Fatal("a login with an unknown key succeeded")
+		}
+		nc.Close()
+	}
+	w.stop() // waits for every connection, so each has logged
+	lines := logLines(t, logs)
+	if got := len(withMsg(lines, "login failed")); got != loginLogBurst {
+		t.Errorf("got %d login failed lines, want %d one by one", got, loginLogBurst)
+	}
+	sum := withMsg(lines, "failed logins not logged one by one")
+	if len(sum) != 1 || sum[0]["count"].(float64) != n-loginLogBurst {
+		t.Errorf("summary lines %v, want one counting %d", sum, n-loginLogBurst)
 	}
 }

@@ -139,8 +139,8 @@ func TestTargetOutsideServerZones(t *testing.T) {
 	args[slices.Index(args, "LogLevel=ERROR")] = "LogLevel=INFO"
 	before := len(w.sshd.Log(t))
 	r := w.run(nil, "ssh", append(args, w.target()+"@127.0.0.1", "true")...)
-	if r.code == 0 || !strings.Contains(r.stderr, "target unavailable") {
-		t.Fatalf("got %d %q, want a failure saying the target is unavailable", r.code, r.stderr)
+	if r.code == 0 || !strings.Contains(r.stderr, "sluice: not permitted") {
+		t.Fatalf("got %d %q, want a failure saying the target is not permitted", r.code, r.stderr)
 	}
 	if evs := w.events("connect", func(e audit.Event) bool { return e.Verdict == audit.Reject }); len(evs) != 1 || evs[0].Rule != "services[ssh-in].server_zones" {
 		t.Fatalf("got %+v, want one connect reject by services[ssh-in].server_zones", evs)
@@ -339,4 +339,35 @@ func fileSum(t *testing.T, path string) [32]byte {
 		t.Fatalf("read %s: %v", path, err)
 	}
 	return sha256.Sum256(b)
+}
+
+// TestRoutingRefusalTexts: a client whose session cannot be set up learns
+// which of three things went wrong (no such host, not permitted, or
+// unavailable) and nothing more: no address, no rule, no upstream error.
+func TestRoutingRefusalTexts(t *testing.T) {
+	w := newWorld(t, worldOptions{})
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := strconv.Itoa(closed.Addr().(*net.TCPAddr).Port)
+	closed.Close()
+	args := w.args("ssh")
+	args[slices.Index(args, "LogLevel=ERROR")] = "LogLevel=INFO"
+	for _, tc := range []struct{ user, want string }{
+		{"alice+bad..name:22", "sluice: no such host"},
+		{"alice+127.0.0.1:0x16", "sluice: no such host"},
+		{"alice+10.1.2.3:22", "sluice: not permitted"}, // outside server_zones
+		{"alice+127.0.0.1:" + closedPort, "sluice: target unavailable"},
+	} {
+		r := w.run(nil, "ssh", append(args, tc.user+"@127.0.0.1", "true")...)
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%s: got %d %q, want refused with %q", tc.user, r.code, r.stderr, tc.want)
+		}
+		for _, leak := range []string{"router", "chainer", "services[", "refused", "10.1.2.3"} {
+			if strings.Contains(r.stderr, leak) {
+				t.Errorf("%s: the client reads %q, which names internals (%q)", tc.user, r.stderr, leak)
+			}
+		}
+	}
 }

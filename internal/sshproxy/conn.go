@@ -18,7 +18,9 @@ import (
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/auth"
 	"github.com/sluice-ssh/sluice/internal/chainer"
+	"github.com/sluice-ssh/sluice/internal/hostkey"
 	"github.com/sluice-ssh/sluice/internal/policy"
+	"github.com/sluice-ssh/sluice/internal/router"
 	"github.com/sluice-ssh/sluice/internal/session"
 	"github.com/sluice-ssh/sluice/sshsession"
 )
@@ -254,11 +256,18 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 		}
 	}
 	nc, attempts, err := pp.Chainer.Connect(ctx, route.Targets)
-	e.Detail = map[string]any{"targets": route.Targets, "attempts": describeAttempts(attempts)}
+	tried := describeAttempts(attempts)
+	e.Detail = map[string]any{"targets": route.Targets, "attempts": tried}
 	if err != nil {
+		if !errors.Is(err, context.Canceled) {
+			c.log.WarnContext(ctx, "upstream connect failed", "targets", route.Targets, "attempts", tried)
+		}
 		return nil, reject(err)
 	}
 	target := attempts[len(attempts)-1].Target
+	if len(attempts) > 1 {
+		c.log.InfoContext(ctx, "failover", "target", target, "attempts", tried)
+	}
 	remote, _ := netip.ParseAddrPort(nc.RemoteAddr().String())
 	local, _ := netip.ParseAddrPort(nc.LocalAddr().String())
 	if err := c.m.SetServer(remote, local); err != nil {
@@ -290,6 +299,7 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 	uc, chans, reqs, err := ssh.NewClientConn(nc, target, cfg)
 	if err != nil {
 		nc.Close()
+		c.logUpstreamFailure(ctx, target, cfg.User, err)
 		e := c.m.AuditEvent("upstream")
 		e.Verdict, e.Rule, e.Target, e.Reason = audit.Reject, "services["+pp.Service+"].upstream", target, err.Error()
 		c.audit(ctx, e)
@@ -301,6 +311,44 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 	e.Detail = map[string]any{"upstream_user": cfg.User, "server_version": string(uc.ServerVersion())}
 	c.audit(ctx, e)
 	return newUpstream(uc, chans, reqs, target, remote, local), nil
+}
+
+// logUpstreamFailure writes the WARN line of a failed upstream login: a
+// host key that is not the one on record (changed, revoked or unknown)
+// says so, as it may be an attack in the middle; anything else is a login
+// failure.
+func (c *conn) logUpstreamFailure(ctx context.Context, target, user string, err error) {
+	if ce, ok := errors.AsType[*hostkey.ChangedKeyError](err); ok {
+		c.log.WarnContext(ctx, "upstream host key mismatch: the target offered a key other than the one on record",
+			"target", target, "offered", ce.KeyType+" "+ce.Fingerprint, "known", ce.Known)
+		return
+	}
+	if re, ok := errors.AsType[*hostkey.RevokedKeyError](err); ok {
+		c.log.WarnContext(ctx, "upstream host key revoked", "target", target, "offered", re.KeyType+" "+re.Fingerprint, "where", re.Where)
+		return
+	}
+	if ue, ok := errors.AsType[*hostkey.UnknownKeyError](err); ok {
+		c.log.WarnContext(ctx, "upstream host key unknown: add it with sluice known-hosts add", "target", target, "offered", ue.KeyType+" "+ue.Fingerprint)
+		return
+	}
+	c.log.WarnContext(ctx, "upstream login failed", "target", target, "upstream_user", user, "err", err)
+}
+
+// dialFailureText is the fixed text a client reads when its session
+// cannot be set up: whether the destination does not exist, is not
+// permitted, or cannot be reached now, without the internals (addresses,
+// errors) that the audit event keeps.
+func dialFailureText(err error) string {
+	if _, ok := errors.AsType[*session.DeniedError](err); ok {
+		return msgNotPermitted
+	}
+	if errors.Is(err, router.ErrInbandDisabled) || errors.Is(err, router.ErrUserMismatch) || errors.Is(err, chainer.ErrUnspecified) {
+		return msgNotPermitted
+	}
+	if _, ok := errors.AsType[*router.RouteError](err); ok {
+		return msgNoSuchHost
+	}
+	return msgUnavailable
 }
 
 func describeAttempts(as []chainer.Attempt) []string {

@@ -24,6 +24,8 @@ import (
 const (
 	msgProhibited       = "sluice: administratively prohibited"
 	msgUnavailable      = "sluice: target unavailable"
+	msgNoSuchHost       = "sluice: no such host"
+	msgNotPermitted     = "sluice: not permitted"
 	msgDenied           = "sluice: denied by policy\r\n"
 	msgConnectFailed    = "sluice: connect failed"
 	msgUnknownChannel   = "sluice: unknown channel type"
@@ -179,7 +181,7 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
 		// answer every channel open with a fixed text, then close.
 		go ssh.DiscardRequests(reqs)
 		if nc, ok := <-chans; ok {
-			_ = nc.Reject(ssh.ConnectionFailed, msgUnavailable)
+			_ = nc.Reject(ssh.ConnectionFailed, dialFailureText(err))
 		}
 		return
 	}

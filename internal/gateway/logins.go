@@ -1,0 +1,136 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/session"
+)
+
+// Failed-login log lines: at most loginLogBurst per loginLogWindow one by
+// one; the rest of a window are counted in one summary line, so a flood of
+// failed logins costs the log at most loginLogBurst + 1 lines per window.
+const (
+	loginLogBurst  = 20
+	loginLogWindow = 10 * time.Second
+)
+
+// login is what the gateway knows of one connection's authentication
+// while it runs: its master session and the attempts refused so far, for
+// the audit and for the one log line a failed login gets.
+type login struct {
+	m *session.Master
+
+	mu      sync.Mutex
+	refused int
+	methods []string // distinct methods refused, in the order tried
+	user    string   // of the last refusal
+	rule    string
+	reason  string
+}
+
+// refuse records one refused attempt.
+func (l *login) refuse(method, user, rule, reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.refused++
+	if !slices.Contains(l.methods, method) {
+		l.methods = append(l.methods, method)
+	}
+	l.user, l.rule, l.reason = user, rule, reason
+}
+
+// authFailed audits one refused authentication attempt and counts it
+// against the source.
+func (g *Gateway) authFailed(method, user string, remote net.Addr, rule, reason string) {
+	v, ok := g.logins.Load(remote.String())
+	if !ok {
+		g.penalise(remote, g.logger)
+		return
+	}
+	l := v.(*login)
+	l.refuse(method, user, rule, reason)
+	m := l.m
+	g.penalise(remote, g.logger.With("service", m.Service(), "session_id", m.ID()))
+	e := m.AuditEvent("auth")
+	e.User = user
+	e.Verdict, e.Rule, e.Reason = audit.Reject, rule, reason
+	e.Detail = map[string]any{"method": method}
+	_ = g.audit.Write(context.Background(), e)
+}
+
+// loginDone writes the log line of a connection that ended without
+// authenticating after at least one refused attempt: one line per failed
+// login, not per attempt, thinned under a flood. A connection that never
+// tried (a port scan, a failed handshake) writes none: its audit event
+// says what happened.
+func (g *Gateway) loginDone(l *login) {
+	if l.m.User() != "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.refused == 0 || !g.loginLog.allow(time.Now()) {
+		return
+	}
+	g.logger.LogAttrs(context.Background(), slog.LevelWarn, "login failed",
+		slog.String("service", l.m.Service()), slog.String("session_id", l.m.ID()),
+		slog.String("user", l.user), slog.String("source", l.m.ClientAddr().String()),
+		slog.String("methods", strings.Join(l.methods, ",")), slog.Int("attempts", l.refused),
+		slog.String("rule", l.rule), slog.String("reason", l.reason))
+}
+
+// thinner bounds lines a flood could repeat: burst lines per window pass
+// one by one, and the rest are counted and reported by summary once the
+// window ends (or at flush).
+type thinner struct {
+	burst   int
+	window  time.Duration
+	summary func(held int, window time.Duration)
+
+	mu     sync.Mutex
+	start  time.Time
+	passed int
+	held   int
+	timer  *time.Timer
+}
+
+// allow says whether a line at now may be written; when not, it is
+// counted for the summary.
+func (t *thinner) allow(now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now.Sub(t.start) >= t.window {
+		t.start, t.passed = now, 0
+	}
+	if t.passed < t.burst {
+		t.passed++
+		return true
+	}
+	t.held++
+	if t.timer == nil {
+		t.timer = time.AfterFunc(t.window-now.Sub(t.start), t.flush)
+	}
+	return false
+}
+
+// flush reports the lines held back so far, if any.
+func (t *thinner) flush() {
+	t.mu.Lock()
+	held := t.held
+	t.held = 0
+	if t.timer != nil {
+		t.timer.Stop()
+		t.timer = nil
+	}
+	t.mu.Unlock()
+	if held > 0 {
+		t.summary(held, t.window)
+	}
+}
