@@ -21,6 +21,7 @@ pkgs=(
   postgresql           # the audit store's shared suite
   systemd              # systemd-analyze verify of contrib/sluice.service
   e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)
+  zsh                  # sluice completion zsh (cmd/sluice TestZshCompletion)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -14,21 +13,15 @@ import (
 // (FILE:LINE: key: warning: ...) to stderr and "FILE: ok" to stdout and
 // exits 0. Usage errors exit 2.
 func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sluice check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: sluice check -c FILE")
-		fs.PrintDefaults()
-	}
+	cl := newCmdline("check", "-c FILE", "Validate a config file: every error with its FILE:LINE, then its warnings.\nExit status 0 when the file is valid, 1 when it is not.", stdout, stderr)
 	var file string
-	fs.StringVar(&file, "c", "", "the config `FILE` to validate")
-	fs.StringVar(&file, "config", "", "the config `FILE` to validate (same as -c)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	cl.fs.StringVar(&file, "c", "", "the config `FILE` to validate")
+	cl.fs.StringVar(&file, "config", "", "the config `FILE` to validate (same as -c)")
+	if _, code, ok := cl.parse(args, 0); !ok {
+		return code
 	}
-	if file == "" || fs.NArg() != 0 {
-		fs.Usage()
-		return 2
+	if file == "" {
+		return cl.fail("-c FILE is required")
 	}
 	cfg, err := config.Load(file)
 	if err != nil {

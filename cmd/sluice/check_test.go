@@ -31,9 +31,9 @@ func TestCheck(t *testing.T) {
 				bad + ":4: services: must list at least one service\n", false},
 		{"missing file", []string{"check", "-c", missing}, 1, "",
 			missing + ": open: no such file or directory\n", false},
-		{"no file", []string{"check"}, 2, "", "usage: sluice check -c FILE\n", true},
-		{"extra argument", []string{"check", "-c", example, "more"}, 2, "", "usage: sluice check -c FILE\n", true},
-		{"unknown flag", []string{"check", "-x"}, 2, "", "flag provided but not defined: -x\n", true},
+		{"no file", []string{"check"}, 2, "", "sluice check: -c FILE is required\nusage: sluice check -c FILE\n", true},
+		{"extra argument", []string{"check", "-c", example, "more"}, 2, "", "sluice check: unexpected argument \"more\"\nusage: sluice check -c FILE\n", true},
+		{"unknown flag", []string{"check", "-x"}, 2, "", "sluice check: flag provided but not defined: -x\nusage: sluice check -c FILE\n", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer

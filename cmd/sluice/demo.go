@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,13 +28,11 @@ const demoUser = "demo"
 // runDemo is `sluice demo [--listen ADDR] [--state DIR]`: everything needed
 // to try Sluice from one command, until SIGINT or SIGTERM.
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:2222", "listen `ADDR` of the gateway")
-	state := fs.String("state", "./sluice-demo", "state `DIR` for keys and known_hosts")
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: sluice demo [--listen ADDR] [--state DIR]")
-		return 2
+	cl := newCmdline("demo", "[--listen ADDR] [--state DIR]", "Try Sluice: a gateway and a built-in target on loopback, with keys and a\nconfig made in the state folder, until Ctrl-C. It prints how to log in.", stdout, stderr)
+	listen := cl.fs.String("listen", "127.0.0.1:2222", "listen `ADDR` of the gateway")
+	state := cl.fs.String("state", "./sluice-demo", "state `DIR` for keys and known_hosts")
+	if _, code, ok := cl.parse(args, 0); !ok {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -33,33 +32,24 @@ func runKnownHosts(args []string, stdout, stderr io.Writer) int {
 // host key: it is shown with OpenSSH's warning and replaced only after the
 // user types "yes" (or with --yes --replace).
 func knownHosts(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	const usage = "usage: sluice known-hosts add HOST[:PORT] --known-hosts FILE [--yes [--replace]]"
+	cl := newCmdline("known-hosts add", "HOST[:PORT] --known-hosts FILE [--yes [--replace]]", "Show the host keys an upstream server offers and append them to a\nknown_hosts file after you type \"yes\" (or with --yes). A key that changed\nis shown with OpenSSH's warning and replaced only on confirmation.", stdout, stderr)
+	file := cl.fs.String("known-hosts", "", "known_hosts `FILE` to append to")
+	yes := cl.fs.Bool("yes", false, "trust the keys shown without asking")
+	replace := cl.fs.Bool("replace", false, "with --yes: replace keys that changed")
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(stderr, usage)
-		return 2
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			cl.help(stdout)
+			return 0
+		}
+		return cl.fail("the only verb is add")
 	}
-	fs := flag.NewFlagSet("known-hosts add", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	file := fs.String("known-hosts", "", "known_hosts `FILE` to append to")
-	yes := fs.Bool("yes", false, "trust the keys shown without asking")
-	replace := fs.Bool("replace", false, "with --yes: replace keys that changed")
-	// Accept the host before or after the flags.
-	var host string
-	rest := args[1:]
-	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
-		host, rest = rest[0], rest[1:]
+	pos, code, ok := cl.parse(args[1:], 1)
+	if !ok {
+		return code
 	}
-	if err := fs.Parse(rest); err != nil {
-		return 2
-	}
-	if host == "" && fs.NArg() == 1 {
-		host = fs.Arg(0)
-	} else if fs.NArg() != 0 {
-		host = ""
-	}
-	if host == "" || *file == "" {
-		fmt.Fprintln(stderr, usage)
-		return 2
+	host := pos[0]
+	if *file == "" {
+		return cl.fail("--known-hosts FILE is required")
 	}
 	addr := host
 	if _, _, err := net.SplitHostPort(host); err != nil {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 )
 
 // command runs one subcommand with its arguments and returns the exit code.
@@ -25,6 +24,7 @@ func commands() map[string]command {
 		"replay":      {"play a session's recordings", runReplay},
 		"kill":        {"end a live session", runKill},
 		"version":     {"print the version and VCS revision", runVersion},
+		"completion":  {"print the bash or zsh completion script", runCompletion},
 	}
 }
 
@@ -34,9 +34,23 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	cmds := commands()
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 {
 		usage(stderr, cmds)
 		return 2
+	}
+	switch args[0] {
+	case "-h", "--help", "-help":
+		usage(stdout, cmds)
+		return 0
+	case "help":
+		if len(args) == 1 {
+			usage(stdout, cmds)
+			return 0
+		}
+		if c, ok := cmds[args[1]]; ok {
+			return c.run(append(args[2:len(args):len(args)], "--help"), stdout, stderr)
+		}
+		args = args[1:]
 	}
 	c, ok := cmds[args[0]]
 	if !ok {
@@ -47,14 +61,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return c.run(args[1:], stdout, stderr)
 }
 
+// usage is the top-level help, in the layout of every command's.
 func usage(w io.Writer, cmds map[string]command) {
-	names := make([]string, 0, len(cmds))
-	for n := range cmds {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	fmt.Fprintln(w, "usage: sluice COMMAND [flags]")
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-12s %s\n", n, cmds[n].summary)
+	fmt.Fprint(w, "usage: sluice COMMAND [flags]\n\nSluice, the SSH gateway firewall. `sluice COMMAND --help` tells more about\neach command.\n\ncommands:\n")
+	for _, n := range sortedNames(cmds) {
+		fmt.Fprintf(w, "  %-12s  %s\n", n, cmds[n].summary)
 	}
 }

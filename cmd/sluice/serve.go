@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -20,17 +19,11 @@ import (
 // runServe is `sluice serve -c FILE`: run the gateway until SIGINT or
 // SIGTERM, then drain; SIGHUP reloads the config file.
 func runServe(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", "", "config `FILE`")
-	if err := fs.Parse(args); err != nil || *path == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: sluice serve -c FILE")
-		return 2
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	cl := newCmdline("serve", "-c FILE", "Run the gateway until SIGINT or SIGTERM, then drain the live sessions for\ngateway.drain_timeout; SIGHUP reloads the config file.", stdout, stderr)
+	path := cl.fs.String("c", "", "config `FILE`")
+	cfg, _, code := cl.config(args, path, 0)
+	if cfg == nil {
+		return code
 	}
 	logger := newLogger(stderr, cfg.Gateway.Log)
 	for _, w := range cfg.Warnings {

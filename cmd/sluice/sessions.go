@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -29,15 +28,14 @@ const opTimeout = 30 * time.Second
 
 // runSessions is `sluice sessions -c FILE [--live] [--user U] [--since T] [--json]`.
 func runSessions(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("sessions", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	cl := newCmdline("sessions", "-c FILE [--live] [--user U] [--since T] [--json]", "List the sessions in the audit store, newest first, or with --live the\nsessions the running gateway serves now.", stdout, stderr)
+	fs := cl.fs
 	path := fs.String("c", "", "config `FILE`")
 	live := fs.Bool("live", false, "list the live sessions of the running gateway (admin socket)")
 	user := fs.String("user", "", "only sessions of `USER`")
 	since := fs.String("since", "", "only sessions started at or after `T` (RFC 3339, YYYY-MM-DD, or a duration ago such as 2h)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	const use = "usage: sluice sessions -c FILE [--live] [--user U] [--since T] [--json]"
-	cfg, _, code := parseCommand(fs, args, path, 0, use, stderr)
+	cfg, _, code := cl.config(args, path, 0)
 	if cfg == nil {
 		return code
 	}
@@ -102,16 +100,15 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "verify" {
 		return runAuditVerify(args[1:], stdout, stderr)
 	}
-	fs := flag.NewFlagSet("audit", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	cl := newCmdline("audit", "-c FILE [--user U] [--session ID] [--type T] [--since T] [--json]", "Print the audit events in the store, oldest first.\n`sluice audit verify` checks the store's hash chains (see its --help).", stdout, stderr)
+	fs := cl.fs
 	path := fs.String("c", "", "config `FILE`")
 	user := fs.String("user", "", "only events of `USER`")
 	sess := fs.String("session", "", "only events of session `ID` and the sessions stacked in it")
 	typ := fs.String("type", "", "only events of `TYPE` (e.g. exec, session.end, kill)")
 	since := fs.String("since", "", "only events at or after `T` (RFC 3339, YYYY-MM-DD, or a duration ago such as 2h)")
 	asJSON := fs.Bool("json", false, "one JSON event per line")
-	const use = "usage: sluice audit -c FILE [--user U] [--session ID] [--type T] [--since T] [--json]"
-	cfg, _, code := parseCommand(fs, args, path, 0, use, stderr)
+	cfg, _, code := cl.config(args, path, 0)
 	if cfg == nil {
 		return code
 	}
@@ -164,12 +161,10 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 // session.end events list (see audit.Verify), prints the first break and
 // exits 1, or a summary and each chain's head and exits 0.
 func runAuditVerify(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", "", "config `FILE`")
-	head := fs.String("head", "", "a head printed by an earlier verify, `GATEWAY:SEQ:HASH`, that the chain must still hold")
-	const use = "usage: sluice audit verify -c FILE [--head GATEWAY:SEQ:HASH]"
-	cfg, _, code := parseCommand(fs, args, path, 0, use, stderr)
+	cl := newCmdline("audit verify", "-c FILE [--head GATEWAY:SEQ:HASH]", "Check the hash chains of the audit store and the recordings its session.end\nevents list. Exit status 0 and each chain's head when intact; 1 and the\nfirst break when not.", stdout, stderr)
+	path := cl.fs.String("c", "", "config `FILE`")
+	head := cl.fs.String("head", "", "a head printed by an earlier verify, `GATEWAY:SEQ:HASH`, that the chain must still hold")
+	cfg, _, code := cl.config(args, path, 0)
 	if cfg == nil {
 		return code
 	}
@@ -231,13 +226,12 @@ func parseHead(s string) (audit.Link, error) {
 // runReplay is `sluice replay -c FILE ID [--speed N]`: it plays the
 // recordings of session ID (a master id plays each of its channels').
 func runReplay(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	cl := newCmdline("replay", "-c FILE ID [--speed N] [--asciicast]", "Play the recordings of session ID in the terminal (a connection's id plays\neach of its channels), or export one channel as an asciicast v2 file.", stdout, stderr)
+	fs := cl.fs
 	path := fs.String("c", "", "config `FILE`")
 	speed := fs.Float64("speed", 1, "play `N` times as fast")
 	cast := fs.Bool("asciicast", false, "write channel ID's recording to stdout as an asciicast v2 file (for asciinema) instead of playing it")
-	const use = "usage: sluice replay -c FILE ID [--speed N] [--asciicast]"
-	cfg, pos, code := parseCommand(fs, args, path, 1, use, stderr)
+	cfg, pos, code := cl.config(args, path, 1)
 	if cfg == nil {
 		return code
 	}
@@ -367,11 +361,9 @@ func exportCast(paths []string, id string, w io.Writer) error {
 // runKill is `sluice kill -c FILE ID`: end a live session through the
 // running gateway's admin socket.
 func runKill(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("kill", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("c", "", "config `FILE`")
-	const use = "usage: sluice kill -c FILE ID"
-	cfg, pos, code := parseCommand(fs, args, path, 1, use, stderr)
+	cl := newCmdline("kill", "-c FILE ID", "End live session ID through the running gateway's admin socket; its client\nis told and the end is audited.", stdout, stderr)
+	path := cl.fs.String("c", "", "config `FILE`")
+	cfg, pos, code := cl.config(args, path, 1)
 	if cfg == nil {
 		return code
 	}
@@ -383,34 +375,6 @@ func runKill(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "killed %s\n", pos[0])
 	return 0
-}
-
-// parseCommand parses flags, which may come before or after the npos
-// positional arguments, and loads the config named by *path. On failure it
-// returns a nil config and the exit code (2: usage, 1: config).
-func parseCommand(fs *flag.FlagSet, args []string, path *string, npos int, use string, stderr io.Writer) (*config.Config, []string, int) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			fmt.Fprintln(stderr, use)
-			return nil, nil, 2
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	if *path == "" || len(pos) != npos {
-		fmt.Fprintln(stderr, use)
-		return nil, nil, 2
-	}
-	cfg, err := config.Load(*path)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return nil, nil, 1
-	}
-	return cfg, pos, 0
 }
 
 // openStore opens the audit store the gateway writes. An SQLite database

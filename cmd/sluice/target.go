@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,14 +22,15 @@ import (
 // runTarget is `sluice target --listen ADDR --state DIR --authorized-keys
 // FILE`: the built-in target server on its own, until SIGINT or SIGTERM.
 func runTarget(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("target", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:2200", "listen `ADDR`")
-	state := fs.String("state", "", "state `DIR` holding the host key")
-	akPath := fs.String("authorized-keys", "", "authorized_keys `FILE` of the keys allowed in")
-	if err := fs.Parse(args); err != nil || *state == "" || *akPath == "" || fs.NArg() != 0 {
-		fmt.Fprintln(stderr, "usage: sluice target --listen ADDR --state DIR --authorized-keys FILE")
-		return 2
+	cl := newCmdline("target", "--listen ADDR --state DIR --authorized-keys FILE", "Run the built-in SSH target server (shell, exec, SFTP) on its own, until\nSIGINT or SIGTERM: a target for tests and demos, not a production server.", stdout, stderr)
+	listen := cl.fs.String("listen", "127.0.0.1:2200", "listen `ADDR`")
+	state := cl.fs.String("state", "", "state `DIR` holding the host key")
+	akPath := cl.fs.String("authorized-keys", "", "authorized_keys `FILE` of the keys allowed in")
+	if _, code, ok := cl.parse(args, 0); !ok {
+		return code
+	}
+	if *state == "" || *akPath == "" {
+		return cl.fail("--state and --authorized-keys are required")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

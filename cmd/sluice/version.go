@@ -9,9 +9,9 @@ import (
 // runVersion is `sluice version`: the module version and the VCS revision
 // the binary was built from, as recorded by the Go toolchain.
 func runVersion(args []string, stdout, stderr io.Writer) int {
-	if len(args) != 0 {
-		fmt.Fprintln(stderr, "usage: sluice version")
-		return 2
+	cl := newCmdline("version", "", "Print the module version, the VCS revision and the Go version the binary\nwas built with.", stdout, stderr)
+	if _, code, ok := cl.parse(args, 0); !ok {
+		return code
 	}
 	fmt.Fprintln(stdout, versionString(debug.ReadBuildInfo()))
 	return 0
