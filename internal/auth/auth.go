@@ -3,7 +3,6 @@ package auth
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -73,14 +72,9 @@ const (
 	MethodCertificate = "certificate"
 )
 
-// Keys of ssh.Permissions.Extensions that carry the Identity.
-const (
-	extUser         = "sluice-user@sluice"
-	extGroups       = "sluice-groups@sluice"
-	extMethod       = "sluice-method@sluice"
-	extFingerprint  = "sluice-fingerprint@sluice"
-	extRestrictions = "sluice-restrictions@sluice"
-)
+// identityKey is the key of ssh.Permissions.ExtraData that carries the
+// Identity: a type of this package, so no other code can set or forge it.
+type identityKey struct{}
 
 // defaultMaxAuthTries is sshd's MaxAuthTries default (sshd_config(5)).
 const defaultMaxAuthTries = 6
@@ -358,42 +352,25 @@ func remoteIP(addr net.Addr) (netip.Addr, bool) {
 }
 
 func permissions(u *userEntry, method, fingerprint string, r Restrictions, crit map[string]string) (*ssh.Permissions, error) {
-	groups, err := json.Marshal(u.Groups)
-	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
+	id := Identity{
+		User:           u.Name,
+		Groups:         slices.Clone(u.Groups),
+		Method:         method,
+		KeyFingerprint: fingerprint,
+		Restrictions:   r,
 	}
-	rs, err := json.Marshal(r)
-	if err != nil {
-		return nil, fmt.Errorf("auth: %w", err)
-	}
-	return &ssh.Permissions{
-		CriticalOptions: crit,
-		Extensions: map[string]string{
-			extUser:         u.Name,
-			extGroups:       string(groups),
-			extMethod:       method,
-			extFingerprint:  fingerprint,
-			extRestrictions: string(rs),
-		},
-	}, nil
+	return &ssh.Permissions{CriticalOptions: crit, ExtraData: map[any]any{identityKey{}: id}}, nil
 }
 
 // IdentityOf reads back the identity that the authentication callbacks put
 // in p (ssh.ServerConn.Permissions).
 func IdentityOf(p *ssh.Permissions) (Identity, error) {
-	if p == nil || p.Extensions[extUser] == "" {
+	if p == nil {
 		return Identity{}, errors.New("auth: permissions carry no identity")
 	}
-	id := Identity{
-		User:           p.Extensions[extUser],
-		Method:         p.Extensions[extMethod],
-		KeyFingerprint: p.Extensions[extFingerprint],
-	}
-	if err := json.Unmarshal([]byte(p.Extensions[extGroups]), &id.Groups); err != nil {
-		return Identity{}, fmt.Errorf("auth: groups: %w", err)
-	}
-	if err := json.Unmarshal([]byte(p.Extensions[extRestrictions]), &id.Restrictions); err != nil {
-		return Identity{}, fmt.Errorf("auth: restrictions: %w", err)
+	id, ok := p.ExtraData[identityKey{}].(Identity)
+	if !ok || id.User == "" {
+		return Identity{}, errors.New("auth: permissions carry no identity")
 	}
 	return id, nil
 }
