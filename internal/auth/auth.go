@@ -37,10 +37,18 @@ type Params struct {
 	// "alice+db1:22" to "alice". It returns "" for a login name it refuses.
 	// nil means the login name is the user name.
 	UserName func(sshUser string) string
-	// OnFailure, if set, is called for each refused attempt with the rule
-	// that decided, e.g. "users[alice].authorized_keys:3 from=".
-	OnFailure func(method, user string, remote net.Addr, rule, reason string)
 }
+
+// Refusal is one refused authentication attempt, with the rule that
+// decided, e.g. "users[alice].authorized_keys:3 from=".
+type Refusal struct {
+	Method string // MethodPublicKey, MethodPassword or MethodCertificate
+	User   string // the gateway user the login name maps to
+	Rule   string
+	Reason string
+}
+
+func (r *Refusal) Error() string { return "auth: " + r.Method + " of " + r.User + " refused by " + r.Rule + ": " + r.Reason }
 
 // Restrictions are what a key's options or a certificate's options and
 // extensions take away from the session.
@@ -91,7 +99,6 @@ type Authenticator struct {
 	clock     func() time.Time
 	maxTries  int
 	userName  func(string) string
-	onFailure func(method, user string, remote net.Addr, rule, reason string)
 	dummyHash []byte
 	passwords bool
 }
@@ -103,7 +110,6 @@ func New(p Params) (*Authenticator, error) {
 		clock:     p.Clock,
 		maxTries:  p.MaxAuthTries,
 		userName:  p.UserName,
-		onFailure: p.OnFailure,
 	}
 	if a.clock == nil {
 		a.clock = time.Now
@@ -158,25 +164,40 @@ func New(p Params) (*Authenticator, error) {
 	return a, nil
 }
 
-// Callbacks installs the authentication callbacks and MaxAuthTries in cfg.
-// PasswordCallback is installed only when some user has a password hash.
-func (a *Authenticator) Callbacks(cfg *ssh.ServerConfig) {
-	cfg.PublicKeyCallback = a.publicKey
+// Callbacks installs the authentication callbacks and MaxAuthTries in cfg,
+// the ServerConfig of one connection, and reports each attempt they refuse
+// to refused (which may be nil). PasswordCallback is installed only when
+// some user has a password hash.
+func (a *Authenticator) Callbacks(cfg *ssh.ServerConfig, refused func(Refusal)) {
+	cfg.PublicKeyCallback = reporting(refused, a.publicKey)
 	if a.passwords {
-		cfg.PasswordCallback = a.password
+		cfg.PasswordCallback = reporting(refused, a.password)
 	}
 	cfg.MaxAuthTries = a.maxTries
 }
 
-// errDenied is the only error the client leg ever sees; causes go to
-// OnFailure.
+// reporting wraps an authentication callback: a Refusal it returns goes to
+// refused, and the client gets errDenied.
+func reporting[T any](refused func(Refusal), f func(ssh.ConnMetadata, T) (*ssh.Permissions, error)) func(ssh.ConnMetadata, T) (*ssh.Permissions, error) {
+	return func(conn ssh.ConnMetadata, arg T) (*ssh.Permissions, error) {
+		p, err := f(conn, arg)
+		if r, ok := errors.AsType[*Refusal](err); ok {
+			if refused != nil {
+				refused(*r)
+			}
+			return nil, errDenied
+		}
+		return p, err
+	}
+}
+
+// errDenied is the only error the client leg ever sees; causes go to the
+// connection's refused callback.
 var errDenied = errors.New("auth: access denied")
 
-func (a *Authenticator) fail(method, user string, remote net.Addr, rule, reason string) (*ssh.Permissions, error) {
-	if a.onFailure != nil {
-		a.onFailure(method, user, remote, rule, reason)
-	}
-	return nil, errDenied
+// fail is a refused attempt, reported by Callbacks.
+func fail(method, user, rule, reason string) (*ssh.Permissions, error) {
+	return nil, &Refusal{Method: method, User: user, Rule: rule, Reason: reason}
 }
 
 // lookup maps the login name and finds the user.
@@ -193,12 +214,12 @@ func (a *Authenticator) password(conn ssh.ConnMetadata, pw []byte) (*ssh.Permiss
 	if u == nil || u.PasswordHash == "" {
 		_ = bcrypt.CompareHashAndPassword(a.dummyHash, pw)
 		if u == nil {
-			return a.fail(MethodPassword, name, conn.RemoteAddr(), "users", "unknown user")
+			return fail(MethodPassword, name, "users", "unknown user")
 		}
-		return a.fail(MethodPassword, name, conn.RemoteAddr(), "users["+name+"].password_hash", "no password set")
+		return fail(MethodPassword, name, "users["+name+"].password_hash", "no password set")
 	}
 	if err := bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), pw); err != nil {
-		return a.fail(MethodPassword, name, conn.RemoteAddr(), "users["+name+"].password_hash", "wrong password")
+		return fail(MethodPassword, name, "users["+name+"].password_hash", "wrong password")
 	}
 	return permissions(u, MethodPassword, "", Restrictions{}, nil)
 }
@@ -210,20 +231,20 @@ func (a *Authenticator) publicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 	name, u := a.lookup(conn)
 	if cert, ok := key.(*ssh.Certificate); ok {
 		if u == nil {
-			return a.fail(MethodCertificate, name, conn.RemoteAddr(), "users", "unknown user")
+			return fail(MethodCertificate, name, "users", "unknown user")
 		}
 		return a.certificate(conn, u, cert)
 	}
 	if u == nil {
-		return a.fail(MethodPublicKey, name, conn.RemoteAddr(), "users", "unknown user")
+		return fail(MethodPublicKey, name, "users", "unknown user")
 	}
 	rule := "users[" + name + "].authorized_keys"
 	if u.keys == nil {
-		return a.fail(MethodPublicKey, name, conn.RemoteAddr(), rule, "no authorized_keys file")
+		return fail(MethodPublicKey, name, rule, "no authorized_keys file")
 	}
 	lines, _, err := u.keys.current()
 	if err != nil {
-		return a.fail(MethodPublicKey, name, conn.RemoteAddr(), rule, err.Error())
+		return fail(MethodPublicKey, name, rule, err.Error())
 	}
 	blob := key.Marshal()
 	src, srcOK := remoteIP(conn.RemoteAddr())
@@ -245,9 +266,9 @@ func (a *Authenticator) publicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 		return permissions(u, MethodPublicKey, ssh.FingerprintSHA256(key), r, nil)
 	}
 	if fromRule != "" {
-		return a.fail(MethodPublicKey, name, conn.RemoteAddr(), fromRule, fromReason)
+		return fail(MethodPublicKey, name, fromRule, fromReason)
 	}
-	return a.fail(MethodPublicKey, name, conn.RemoteAddr(), rule, "key "+ssh.FingerprintSHA256(key)+" not listed")
+	return fail(MethodPublicKey, name, rule, "key "+ssh.FingerprintSHA256(key)+" not listed")
 }
 
 // Critical options and extensions of OpenSSH user certificates
@@ -261,43 +282,43 @@ func (a *Authenticator) certificate(conn ssh.ConnMetadata, u *userEntry, cert *s
 	const rule = "trusted_user_ca_keys"
 	m, remote := MethodCertificate, conn.RemoteAddr()
 	if cert.CertType != ssh.UserCert {
-		return a.fail(m, u.Name, remote, rule, "not a user certificate")
+		return fail(m, u.Name, rule, "not a user certificate")
 	}
 	ca := cert.SignatureKey.Marshal()
 	if !slices.ContainsFunc(a.cas, func(k []byte) bool { return bytes.Equal(k, ca) }) {
-		return a.fail(m, u.Name, remote, rule, "certificate signed by an untrusted CA "+ssh.FingerprintSHA256(cert.SignatureKey))
+		return fail(m, u.Name, rule, "certificate signed by an untrusted CA "+ssh.FingerprintSHA256(cert.SignatureKey))
 	}
 	if len(cert.ValidPrincipals) == 0 {
-		return a.fail(m, u.Name, remote, rule+" principals", "certificate has no principals")
+		return fail(m, u.Name, rule+" principals", "certificate has no principals")
 	}
 	if !slices.Contains(cert.ValidPrincipals, u.Name) {
-		return a.fail(m, u.Name, remote, rule+" principals", fmt.Sprintf("principal %q not in %q", u.Name, cert.ValidPrincipals))
+		return fail(m, u.Name, rule+" principals", fmt.Sprintf("principal %q not in %q", u.Name, cert.ValidPrincipals))
 	}
 	for opt := range cert.CriticalOptions {
 		if opt != optForceCommand && opt != optSourceAddress {
-			return a.fail(m, u.Name, remote, rule+" critical options", fmt.Sprintf("unsupported critical option %q", opt))
+			return fail(m, u.Name, rule+" critical options", fmt.Sprintf("unsupported critical option %q", opt))
 		}
 	}
 	now := a.clock()
 	if after := cert.ValidAfter; after > uint64(now.Unix()) || int64(after) < 0 {
-		return a.fail(m, u.Name, remote, rule+" validity", "certificate not yet valid")
+		return fail(m, u.Name, rule+" validity", "certificate not yet valid")
 	}
 	if before := cert.ValidBefore; before != ssh.CertTimeInfinity && (int64(before) < 0 || uint64(now.Unix()) >= before) {
-		return a.fail(m, u.Name, remote, rule+" validity", "certificate expired")
+		return fail(m, u.Name, rule+" validity", "certificate expired")
 	}
 	checker := ssh.CertChecker{
 		SupportedCriticalOptions: []string{optForceCommand, optSourceAddress},
 		Clock:                    a.clock,
 	}
 	if err := checker.CheckCert(u.Name, cert); err != nil {
-		return a.fail(m, u.Name, remote, rule, err.Error())
+		return fail(m, u.Name, rule, err.Error())
 	}
 	var crit map[string]string
 	if sa, ok := cert.CriticalOptions[optSourceAddress]; ok {
 		src, srcOK := remoteIP(remote)
 		allowed, err := matchSourceAddress(sa, src)
 		if err != nil || !srcOK || !allowed {
-			return a.fail(m, u.Name, remote, rule+" source-address", fmt.Sprintf("source address %s not in %q", remote, sa))
+			return fail(m, u.Name, rule+" source-address", fmt.Sprintf("source address %s not in %q", remote, sa))
 		}
 		// x/crypto/ssh enforces it once more on the returned Permissions.
 		crit = map[string]string{optSourceAddress: sa}

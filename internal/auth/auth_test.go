@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
-	"net"
 	"os"
 	"reflect"
 	"strings"
@@ -16,19 +15,16 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-// failure is one OnFailure call.
-type failure struct{ method, user, rule, reason string }
-
-// failures collects OnFailure calls.
+// failures collects the refusals Callbacks reports.
 type failures struct {
 	mu   sync.Mutex
-	list []failure
+	list []Refusal
 }
 
-func (f *failures) record(method, user string, _ net.Addr, rule, reason string) {
+func (f *failures) record(r Refusal) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.list = append(f.list, failure{method, user, rule, reason})
+	f.list = append(f.list, r)
 }
 
 func (f *failures) rules() []string {
@@ -36,7 +32,7 @@ func (f *failures) rules() []string {
 	defer f.mu.Unlock()
 	var r []string
 	for _, x := range f.list {
-		r = append(r, x.rule)
+		r = append(r, x.Rule)
 	}
 	return r
 }
@@ -89,12 +85,11 @@ func TestPublicKeyOptions(t *testing.T) {
 			var f failures
 			a, err := New(Params{
 				Users:     []User{{Name: "alice", AuthorizedKeysFile: writeFile(t, t.TempDir(), "ak", tt.file), Groups: []string{"ops"}}},
-				OnFailure: f.record,
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := startServer(t, a).login(t, "alice", ssh.PublicKeys(key))
+			r := startServer(t, a, f.record).login(t, "alice", ssh.PublicKeys(key))
 			if tt.wantRule != "" {
 				if r.err == nil {
 					t.Fatalf("got login accepted, want refused by %s", tt.wantRule)
@@ -138,7 +133,7 @@ func TestOfferKeyBSignWithKeyA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, a)
+	s := startServer(t, a, nil)
 	b := &queryOnlySigner{pub: keyB.PublicKey(), signed: make(chan struct{})}
 	calls := 0
 	c, err := ssh.Dial("tcp", s.addr, &ssh.ClientConfig{
@@ -180,7 +175,7 @@ func TestAuthorizedKeysReloaded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, a)
+	s := startServer(t, a, nil)
 	s.login(t, "alice", ssh.PublicKeys(k1)).identity(t)
 	if r := s.login(t, "alice", ssh.PublicKeys(k2)); r.err == nil {
 		t.Fatal("got k2 accepted before it was added, want refused")
@@ -210,12 +205,11 @@ func TestPassword(t *testing.T) {
 	var f failures
 	a, err := New(Params{
 		Users:     []User{{Name: "alice", PasswordHash: string(hash)}, {Name: "bob"}},
-		OnFailure: f.record,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, a)
+	s := startServer(t, a, f.record)
 	id := s.login(t, "alice", ssh.Password("s3cret")).identity(t)
 	if want := (Identity{User: "alice", Method: MethodPassword}); !reflect.DeepEqual(id, want) {
 		t.Errorf("got %+v, want %+v", id, want)
@@ -265,7 +259,7 @@ func TestCallbacksMaxAuthTries(t *testing.T) {
 			t.Fatal(err)
 		}
 		var cfg ssh.ServerConfig
-		a.Callbacks(&cfg)
+		a.Callbacks(&cfg, nil)
 		if cfg.MaxAuthTries != tt.want {
 			t.Errorf("MaxAuthTries %d: got %d, want %d", tt.in, cfg.MaxAuthTries, tt.want)
 		}
@@ -287,12 +281,11 @@ func TestUserNameMapping(t *testing.T) {
 			}
 			return u
 		},
-		OnFailure: f.record,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, a)
+	s := startServer(t, a, f.record)
 	if id := s.login(t, "alice+db1:22", ssh.PublicKeys(key)).identity(t); id.User != "alice" {
 		t.Errorf("got user %q, want alice", id.User)
 	}

@@ -94,7 +94,6 @@ func TestCertificates(t *testing.T) {
 				Users:         []User{{Name: "alice"}},
 				TrustedCAKeys: []ssh.PublicKey{ca.PublicKey()},
 				Clock:         func() time.Time { return testNow },
-				OnFailure:     f.record,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -104,7 +103,7 @@ func TestCertificates(t *testing.T) {
 				signer = tt.ca
 			}
 			c := signCert(t, signer, key.PublicKey(), tt.edit)
-			r := startServer(t, a).login(t, "alice", ssh.PublicKeys(certSigner(t, c, key)))
+			r := startServer(t, a, f.record).login(t, "alice", ssh.PublicKeys(certSigner(t, c, key)))
 			if tt.wantRule != "" {
 				if r.err == nil {
 					t.Fatalf("got login accepted, want refused by %s", tt.wantRule)
@@ -142,7 +141,7 @@ func TestOpenSSHClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, a)
+	s := startServer(t, a, nil)
 	_, port, err := net.SplitHostPort(s.addr)
 	if err != nil {
 		t.Fatal(err)

@@ -3,13 +3,15 @@
 // certificates signed by a trusted CA (PROTOCOL.certkeys), and bcrypt
 // passwords.
 //
-// Authenticator.Callbacks installs the callbacks in an ssh.ServerConfig. The
-// identity that authenticated, and what its key options or certificate take
-// away (Restrictions), travel only in the returned ssh.Permissions; read them
-// back with IdentityOf from ssh.ServerConn.Permissions. Nothing is remembered
+// Authenticator.Callbacks installs the callbacks in the ssh.ServerConfig of
+// one connection. The identity that authenticated, and what its key options
+// or certificate take away (Restrictions), travel only in the returned
+// ssh.Permissions (typed, in ExtraData under a key of this package); read
+// them back with IdentityOf from ssh.ServerConn.Permissions. Nothing is remembered
 // between callback calls, so a client that offers one key and signs with
 // another is always identified by the key that signed (CVE-2024-45337).
 //
-// Refused attempts are reported through Params.OnFailure with the rule that
-// decided; the client only ever learns that access was denied.
+// Each refused attempt is reported, as a Refusal with the rule that decided,
+// to the function the connection's Callbacks call was given; the client
+// only ever learns that access was denied.
 package auth

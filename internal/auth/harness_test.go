@@ -27,10 +27,10 @@ type server struct {
 	results chan result
 }
 
-func startServer(t *testing.T, a *Authenticator) *server {
+func startServer(t *testing.T, a *Authenticator, refused func(Refusal)) *server {
 	t.Helper()
 	cfg := &ssh.ServerConfig{}
-	a.Callbacks(cfg)
+	a.Callbacks(cfg, refused)
 	cfg.AddHostKey(newSigner(t))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -63,10 +63,6 @@ type Gateway struct {
 	// goes on counting.
 	instances map[string]*audit.Instances
 
-	// logins maps a connection's remote address to its login while it is
-	// served, so that authentication failures (which x/crypto/ssh reports
-	// by remote address) are audited with the session id.
-	logins sync.Map // string -> *login
 	// loginLog thins the failed-login log lines.
 	loginLog *thinner
 
@@ -294,7 +290,6 @@ func (g *Gateway) authenticator(cfg *config.Config) (*auth.Authenticator, error)
 		TrustedCAKeys: cas,
 		MaxAuthTries:  cfg.Gateway.MaxAuthTries,
 		UserName:      router.GatewayUser,
-		OnFailure:     g.authFailed,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
@@ -345,10 +340,8 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 	for _, k := range hostKeys {
 		scfg.AddHostKey(k)
 	}
-	authn.Callbacks(scfg)
 	proxy := sshproxy.New(sshproxy.Params{
 		Service: sc.Name,
-		Server:  scfg,
 		Router:  router.New(router.Params{Service: sc.Name, Inband: sc.Router.Inband, Directed: sc.Router.Directed, Users: sc.Router.Users}),
 		Chainer: ch,
 		Upstream: sshproxy.Upstream{
@@ -385,11 +378,12 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		Audit:              g.audit,
 		Logger:             g.logger,
 		Handler: func(ctx context.Context, m *session.Master, c net.Conn) {
-			key := c.RemoteAddr().String()
+			// Each connection has its own ServerConfig, whose callbacks
+			// know the connection's session.
 			l := &login{m: m}
-			g.logins.Store(key, l)
-			defer g.logins.Delete(key)
-			proxy.Handle(ctx, m, c)
+			cfg := *scfg
+			authn.Callbacks(&cfg, func(r auth.Refusal) { g.refused(l, r) })
+			proxy.Handle(ctx, m, c, &cfg)
 			g.loginDone(l)
 		},
 		Release:  proxy.Close,

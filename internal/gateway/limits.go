@@ -1,12 +1,9 @@
 package gateway
 
 import (
-	"log/slog"
-	"net"
-	"net/netip"
-
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/service"
+	"github.com/sluice-ssh/sluice/internal/session"
 )
 
 // startupsParams maps the gateway's limits on unauthenticated connections.
@@ -24,14 +21,12 @@ func startupsParams(cfg *config.Config) service.StartupsParams {
 	}
 }
 
-// penalise counts a failed authentication attempt against its source;
-// log is the logger of the connection that failed.
-func (g *Gateway) penalise(remote net.Addr, log *slog.Logger) {
-	ap, err := netip.ParseAddrPort(remote.String())
-	if err != nil {
-		return
-	}
-	if g.startups.Failed(ap.Addr().Unmap()) {
-		log.Warn("source penalised for failed authentication", "source", ap.Addr().Unmap(), "for", g.startups.Penalty())
+// penalise counts a failed authentication attempt against the source of
+// m's connection, and logs it with m's session id when that penalises the
+// source.
+func (g *Gateway) penalise(m *session.Master) {
+	src := m.ClientAddr().Addr().Unmap()
+	if g.startups.Failed(src) {
+		g.logger.Warn("source penalised for failed authentication", "service", m.Service(), "session_id", m.ID(), "source", src, "for", g.startups.Penalty())
 	}
 }

@@ -3,13 +3,13 @@ package gateway
 import (
 	"context"
 	"log/slog"
-	"net"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/auth"
 	"github.com/sluice-ssh/sluice/internal/session"
 )
 
@@ -21,9 +21,10 @@ const (
 	loginLogWindow = 10 * time.Second
 )
 
-// login is what the gateway knows of one connection's authentication
-// while it runs: its master session and the attempts refused so far, for
-// the audit and for the one log line a failed login gets.
+// login is what the gateway knows of one connection's authentication: its
+// master session and the attempts refused so far, for the audit and for
+// the one log line a failed login gets. The connection's ServerConfig
+// reports to it (see Authenticator.Callbacks).
 type login struct {
 	m *session.Master
 
@@ -46,22 +47,15 @@ func (l *login) refuse(method, user, rule, reason string) {
 	l.user, l.rule, l.reason = user, rule, reason
 }
 
-// authFailed audits one refused authentication attempt and counts it
-// against the source.
-func (g *Gateway) authFailed(method, user string, remote net.Addr, rule, reason string) {
-	v, ok := g.logins.Load(remote.String())
-	if !ok {
-		g.penalise(remote, g.logger)
-		return
-	}
-	l := v.(*login)
-	l.refuse(method, user, rule, reason)
-	m := l.m
-	g.penalise(remote, g.logger.With("service", m.Service(), "session_id", m.ID()))
-	e := m.AuditEvent("auth")
-	e.User = user
-	e.Verdict, e.Rule, e.Reason = audit.Reject, rule, reason
-	e.Detail = map[string]any{"method": method}
+// refused audits one refused authentication attempt of l's connection
+// and counts it against the source.
+func (g *Gateway) refused(l *login, r auth.Refusal) {
+	l.refuse(r.Method, r.User, r.Rule, r.Reason)
+	g.penalise(l.m)
+	e := l.m.AuditEvent("auth")
+	e.User = r.User
+	e.Verdict, e.Rule, e.Reason = audit.Reject, r.Rule, r.Reason
+	e.Detail = map[string]any{"method": r.Method}
 	_ = g.audit.Write(context.Background(), e)
 }
 

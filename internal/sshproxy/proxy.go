@@ -62,9 +62,6 @@ type Upstream struct {
 type Params struct {
 	// Service names the service, for rule names and logs.
 	Service string
-	// Server is the client leg's SSH configuration: host keys and the
-	// authentication callbacks (see internal/auth).
-	Server *ssh.ServerConfig
 	Router *router.Router
 	// Chainer dials the target. Its Permit hook must check the server zone.
 	Chainer  *chainer.Chainer
@@ -130,14 +127,16 @@ func (p *Proxy) Close() {
 	}
 }
 
-// Handle serves one accepted connection for its master session. It returns
-// when both legs are closed and every goroutine it started has exited.
-func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn) {
+// Handle serves one accepted connection for its master session; cfg is the
+// client leg's SSH configuration for this connection: host keys and the
+// authentication callbacks (see internal/auth). It returns when both legs
+// are closed and every goroutine it started has exited.
+func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn, cfg *ssh.ServerConfig) {
 	log := p.log.With("session_id", m.ID())
 	if p.p.LoginGraceTime > 0 {
 		_ = c.SetDeadline(time.Now().Add(p.p.LoginGraceTime))
 	}
-	sconn, chans, reqs, err := ssh.NewServerConn(c, p.p.Server)
+	sconn, chans, reqs, err := ssh.NewServerConn(c, cfg)
 	if err != nil {
 		e := m.AuditEvent("auth")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "authentication", fmt.Sprintf("handshake or authentication failed: %v", err)
