@@ -48,7 +48,9 @@ type Refusal struct {
 	Reason string
 }
 
-func (r *Refusal) Error() string { return "auth: " + r.Method + " of " + r.User + " refused by " + r.Rule + ": " + r.Reason }
+func (r *Refusal) Error() string {
+	return "auth: " + r.Method + " of " + r.User + " refused by " + r.Rule + ": " + r.Reason
+}
 
 // Restrictions are what a key's options or a certificate's options and
 // extensions take away from the session.
@@ -106,10 +108,10 @@ type Authenticator struct {
 // New validates p and returns an Authenticator.
 func New(p Params) (*Authenticator, error) {
 	a := &Authenticator{
-		users:     make(map[string]*userEntry, len(p.Users)),
-		clock:     p.Clock,
-		maxTries:  p.MaxAuthTries,
-		userName:  p.UserName,
+		users:    make(map[string]*userEntry, len(p.Users)),
+		clock:    p.Clock,
+		maxTries: p.MaxAuthTries,
+		userName: p.UserName,
 	}
 	if a.clock == nil {
 		a.clock = time.Now

@@ -84,7 +84,7 @@ func TestPublicKeyOptions(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var f failures
 			a, err := New(Params{
-				Users:     []User{{Name: "alice", AuthorizedKeysFile: writeFile(t, t.TempDir(), "ak", tt.file), Groups: []string{"ops"}}},
+				Users: []User{{Name: "alice", AuthorizedKeysFile: writeFile(t, t.TempDir(), "ak", tt.file), Groups: []string{"ops"}}},
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -204,7 +204,7 @@ func TestPassword(t *testing.T) {
 	}
 	var f failures
 	a, err := New(Params{
-		Users:     []User{{Name: "alice", PasswordHash: string(hash)}, {Name: "bob"}},
+		Users: []User{{Name: "alice", PasswordHash: string(hash)}, {Name: "bob"}},
 	})
 	if err != nil {
 		t.Fatal(err)

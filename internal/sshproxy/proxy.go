@@ -62,7 +62,7 @@ type Upstream struct {
 type Params struct {
 	// Service names the service, for rule names and logs.
 	Service string
-	Router *router.Router
+	Router  *router.Router
 	// Chainer dials the target. Its Permit hook must check the server zone.
 	Chainer  *chainer.Chainer
 	Upstream Upstream
