@@ -52,26 +52,11 @@ func Set[T any](s Session, k Key[T], v T) {
 // ClientAddr returns the master's client address.
 func (s *Stacked) ClientAddr() netip.AddrPort { return s.master.ClientAddr() }
 
-// ClientLocal returns the master's client-side local address.
-func (s *Stacked) ClientLocal() netip.AddrPort { return s.master.ClientLocal() }
-
 // ClientZone returns the master's client zone, nil when unknown.
 func (s *Stacked) ClientZone() *zone.Zone { return s.master.ClientZone() }
 
-// ServerAddr returns the master's server address.
-func (s *Stacked) ServerAddr() netip.AddrPort { return s.master.ServerAddr() }
-
-// ServerLocal returns the master's server-side local address.
-func (s *Stacked) ServerLocal() netip.AddrPort { return s.master.ServerLocal() }
-
-// ServerZone returns the master's server zone, nil when unknown.
-func (s *Stacked) ServerZone() *zone.Zone { return s.master.ServerZone() }
-
 // Service returns the master's service name.
 func (s *Stacked) Service() string { return s.master.Service() }
-
-// Gateway returns the master's gateway name.
-func (s *Stacked) Gateway() string { return s.master.Gateway() }
 
 // InstanceID returns the master's instance id.
 func (s *Stacked) InstanceID() uint64 { return s.master.InstanceID() }
@@ -81,9 +66,6 @@ func (s *Stacked) User() string { return s.master.User() }
 
 // Groups returns the master's user's groups.
 func (s *Stacked) Groups() []string { return s.master.Groups() }
-
-// AuthMethod returns the master's authentication method.
-func (s *Stacked) AuthMethod() string { return s.master.AuthMethod() }
 
 // Target returns the master's target.
 func (s *Stacked) Target() string { return s.master.Target() }

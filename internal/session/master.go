@@ -54,7 +54,6 @@ type Master struct {
 	serverAddr  netip.AddrPort
 	serverLocal netip.AddrPort
 	serverZone  *zone.Zone
-	started     bool
 	user        string
 	groups      []string
 	authMethod  string
@@ -221,20 +220,6 @@ func (m *Master) ServerZone() *zone.Zone {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.serverZone
-}
-
-// SetStarted marks that the proxy for the session has been started.
-func (m *Master) SetStarted() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.started = true
-}
-
-// Started reports whether the proxy for the session has been started.
-func (m *Master) Started() bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.started
 }
 
 // SetUser records the authenticated user, their groups and the method
