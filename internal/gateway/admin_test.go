@@ -13,6 +13,7 @@ import (
 )
 
 func TestAdminSessionsAndKill(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{})
 	live := w.startLive(t)
 	sock := w.gw.cfg.Gateway.Admin.Socket

@@ -36,6 +36,7 @@ func startAgent(t *testing.T, key string) string {
 }
 
 func TestAgentForwarding(t *testing.T) {
+	t.Parallel()
 	for _, allowed := range []bool{true, false} {
 		name := map[bool]string{true: "allowed", false: "denied"}[allowed]
 		t.Run(name, func(t *testing.T) {

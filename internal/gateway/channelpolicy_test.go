@@ -22,6 +22,7 @@ import (
 // refused and the connection ended, as sshd does; the session opened
 // before it keeps working until then.
 func TestNoMoreSessions(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{})
 	signer := readSigner(t, w.aliceKey)
 	c := w.dial(t, &ssh.ClientConfig{User: w.target(), Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)},
@@ -101,6 +102,7 @@ func (l *recordingListener) port() string {
 // gateway dials, even in a server zone that covers them; as a forward's
 // destination before the target is asked, even under forward_local "*:*".
 func TestUnspecifiedTargetsNeverDialled(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{
 		zones:       "  - {name: anywhere, networks: [\"0.0.0.0/0\", \"::/0\"]}\n",
 		serverZones: "[servers, anywhere]",
@@ -142,6 +144,7 @@ func TestUnspecifiedTargetsNeverDialled(t *testing.T) {
 // client gets the fixed text for the reason code, not the target's own
 // text (which names its hosts and errors).
 func TestForwardRefusalTextFixed(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -165,6 +168,7 @@ func TestForwardRefusalTextFixed(t *testing.T) {
 // through the gateway negotiates protocol v2 (with a target that accepts
 // it, as git's documentation asks of sshd).
 func TestGitProtocolV2(t *testing.T) {
+	t.Parallel()
 	git := sshtest.RequireTool(t, "git")
 	w := newWorld(t, worldOptions{sshdConfig: []string{"AcceptEnv GIT_PROTOCOL"}})
 	repo := filepath.Join(w.dir, "repo.git")

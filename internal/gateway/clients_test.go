@@ -33,6 +33,7 @@ c.close()
 `
 
 func TestParamikoClient(t *testing.T) {
+	t.Parallel()
 	py := paramikoPython(t)
 	w := newWorld(t, worldOptions{})
 	script, kh := w.paramikoFiles(t, paramikoScript)

@@ -17,6 +17,7 @@ const forcedScript = `echo "forced:${SSH_ORIGINAL_COMMAND-unset}"`
 // in SSH_ORIGINAL_COMMAND; a client cannot set that variable itself; and
 // the key gets no SFTP session.
 func TestForcedCommandEverywhere(t *testing.T) {
+	t.Parallel()
 	sshtest.RequireTool(t, "sftp")
 	w := newWorld(t, worldOptions{
 		keyOptions: `command="` + strings.ReplaceAll(forcedScript, `"`, `\"`) + `"`,
@@ -83,6 +84,7 @@ func TestForcedCommandEverywhere(t *testing.T) {
 // AcceptEnv on the target the forced command runs without
 // SSH_ORIGINAL_COMMAND, which the audit says.
 func TestServiceForcedCommandBeatsKey(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{
 		keyOptions: `command="echo key"`,
 		policy: `      exec: {forced_command: "` + strings.ReplaceAll(forcedScript, `"`, `\"`) + `"}
@@ -103,6 +105,7 @@ func TestServiceForcedCommandBeatsKey(t *testing.T) {
 // subsystem under the sftp policy and proxy, for every request; with
 // options the gateway cannot pass on (-R), it is refused, never widened.
 func TestForcedInternalSFTP(t *testing.T) {
+	t.Parallel()
 	sshtest.RequireTool(t, "sftp")
 	pol := `      shell: true
       exec: {allow: [".*"]}

@@ -20,6 +20,7 @@ import (
 )
 
 func TestExecExitCodeAndStderr(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{})
 	r := w.ssh(nil, "echo out; echo err >&2; exit 7")
 	if r.code != 7 || r.stdout != "out\n" || r.stderr != "err\n" {
@@ -39,6 +40,7 @@ func TestExecExitCodeAndStderr(t *testing.T) {
 }
 
 func TestExecDeniedByPattern(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{})
 	marker := filepath.Join(w.dir, "must-survive")
 	if err := os.WriteFile(marker, []byte("x"), 0o600); err != nil {
@@ -64,6 +66,7 @@ func TestExecDeniedByPattern(t *testing.T) {
 // rm from a whole-string match: each one is refused by deny[0] with its
 // rule and the file survives, while ls still runs.
 func TestExecDeniedPerCommand(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{policy: `      exec: {allow: [".*"], deny: ["rm( .*)?"]}
 `})
 	marker := filepath.Join(w.dir, "must-survive")
@@ -110,6 +113,7 @@ func TestExecDeniedPerCommand(t *testing.T) {
 }
 
 func TestInteractiveShell(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{})
 	r := w.run(strings.NewReader("stty size; echo TERM=$TERM; exit 3\n"), "ssh",
 		append(w.args("ssh"), "-tt", "-o", "SetEnv=TERM=xterm-sluice", w.target()+"@127.0.0.1")...)
@@ -122,6 +126,7 @@ func TestInteractiveShell(t *testing.T) {
 }
 
 func TestEnvAcceptedAndRefused(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{})
 	r := w.ssh([]string{"-o", "SetEnv=LC_SLUICE=yes SECRET_THING=no"}, "echo lc=$LC_SLUICE secret=$SECRET_THING")
 	if r.code != 0 || r.stdout != "lc=yes secret=\n" {
@@ -133,6 +138,7 @@ func TestEnvAcceptedAndRefused(t *testing.T) {
 }
 
 func TestTargetOutsideServerZones(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{serverZones: "[elsewhere]"})
 	// OpenSSH logs a refused channel at INFO.
 	args := w.args("ssh")
@@ -151,6 +157,7 @@ func TestTargetOutsideServerZones(t *testing.T) {
 }
 
 func TestUpstreamHostKeyUnknownOrChanged(t *testing.T) {
+	t.Parallel()
 	otherSigner, _ := sshtest.NewKey(t, t.TempDir(), "other")
 	for name, kh := range map[string]func(*sshtest.Sshd) string{
 		"unknown": func(*sshtest.Sshd) string { return "" },
@@ -185,6 +192,7 @@ func TestUpstreamHostKeyUnknownOrChanged(t *testing.T) {
 }
 
 func TestForwardLocal(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{})
 	echo := startEcho(t)
 	// ssh -W: stdio forwarded to a permitted address.
@@ -229,6 +237,7 @@ func TestForwardLocal(t *testing.T) {
 }
 
 func TestForwardRemoteDeniedByDefault(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{})
 	r := w.ssh([]string{"-o", "ExitOnForwardFailure=yes", "-R", "127.0.0.1:0:127.0.0.1:9"}, "true")
 	if r.code == 0 {
@@ -240,6 +249,7 @@ func TestForwardRemoteDeniedByDefault(t *testing.T) {
 }
 
 func TestSFTPAndSCP(t *testing.T) {
+	t.Parallel()
 	sshtest.RequireTool(t, "sftp")
 	sshtest.RequireTool(t, "scp")
 	w := newWorld(t, worldOptions{})
@@ -278,6 +288,7 @@ func TestSFTPAndSCP(t *testing.T) {
 }
 
 func TestRsync(t *testing.T) {
+	t.Parallel()
 	sshtest.RequireTool(t, "rsync")
 	w := newWorld(t, worldOptions{})
 	srcDir := filepath.Join(w.dir, "tree")
@@ -345,6 +356,7 @@ func fileSum(t *testing.T, path string) [32]byte {
 // which of three things went wrong (no such host, not permitted, or
 // unavailable) and nothing more: no address, no rule, no upstream error.
 func TestRoutingRefusalTexts(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{})
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -168,6 +168,7 @@ func hexOf(b []byte) string {
 }
 
 func TestRecordPtySession(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{service: "    record: true\n"})
 	r := w.run(strings.NewReader("echo SLUICE-$((6*7))-MARK; exit 0\n"), "ssh",
 		append(w.args("ssh"), "-tt", w.target()+"@127.0.0.1")...)
@@ -209,6 +210,7 @@ func TestRecordPtySession(t *testing.T) {
 }
 
 func TestRecordExecWithInput(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{service: "    record: true\n"})
 	const cmd = "cat; echo out-MARK; echo err-MARK >&2"
 	r := w.run(strings.NewReader("typed-INPUT\n"), "ssh", append(w.args("ssh"), w.target()+"@127.0.0.1", cmd)...)
@@ -243,6 +245,7 @@ func TestRecordExecWithInput(t *testing.T) {
 // < script, ssh host bash -s) leaves the script in the recording, and
 // sluice replay shows it.
 func TestRecordScriptInput(t *testing.T) {
+	t.Parallel()
 	// bash -s reads its commands from stdin, which a policy with deny
 	// patterns refuses (exec.match): this one permits every command.
 	w := newWorld(t, worldOptions{service: "    record: true\n", policy: strings.Replace(defaultPolicy, `, deny: ["rm -rf.*"]`, "", 1)})
@@ -268,6 +271,7 @@ func TestRecordScriptInput(t *testing.T) {
 // TestRecordOneFilePerMaster: the channels of one connection share one
 // file, each replayable alone.
 func TestRecordOneFilePerMaster(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{service: "    record: true\n"})
 	client := w.dial(t, w.aliceConfig(t))
 	for i := range 5 {
@@ -380,6 +384,7 @@ func TestRecordLargeDownload(t *testing.T) {
 // TestRecordRsyncAndGit: rsync of a large file and a git clone of a repo
 // holding one, on a recorded service, arrive intact.
 func TestRecordRsyncAndGit(t *testing.T) {
+	t.Parallel()
 	sshtest.RequireTool(t, "rsync")
 	git := sshtest.RequireTool(t, "git")
 	size := int64(64 << 20)

@@ -34,6 +34,7 @@ func (w *world) scpAudited(typ, p string, sum [32]byte) bool {
 // a restrictive sftp policy: each file arrives intact and is audited once
 // with the sha256 of its content.
 func TestSCPLegacyStacked(t *testing.T) {
+	t.Parallel()
 	w, dir := sftpWorld(t, `{deny_paths: ["%s/secret"], max_upload_size: 100000}`)
 	src := filepath.Join(w.dir, "up.bin")
 	want := writeRandom(t, src, 50000)
@@ -105,6 +106,7 @@ func TestSCPLegacyStacked(t *testing.T) {
 // policy denies: the client is told which file, and the server never sees
 // it.
 func TestSCPLegacyRefusals(t *testing.T) {
+	t.Parallel()
 	w, dir := sftpWorld(t, `{deny_paths: ["%s/secret", "%s/pub/tree/hidden"], max_upload_size: 100000}`)
 	pub, secret := filepath.Join(dir, "pub"), filepath.Join(dir, "secret")
 	src := filepath.Join(w.dir, "up.bin")

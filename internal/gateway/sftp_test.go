@@ -67,6 +67,7 @@ func exists(path string) bool {
 }
 
 func TestSFTPPolicyThroughOpenSSH(t *testing.T) {
+	t.Parallel()
 	w, dir := sftpWorld(t, `{deny_paths: ["%s/secret"], max_upload_size: 100000, allow_symlink: true}`)
 	src := filepath.Join(w.dir, "up.bin")
 	want := writeRandom(t, src, 50000)
@@ -130,6 +131,7 @@ func TestSFTPPolicyThroughOpenSSH(t *testing.T) {
 }
 
 func TestSFTPReadOnly(t *testing.T) {
+	t.Parallel()
 	w, dir := sftpWorld(t, `{read_only: true}`)
 	src := filepath.Join(w.dir, "up.bin")
 	writeRandom(t, src, 10000)
@@ -179,6 +181,7 @@ func TestSFTPReadOnly(t *testing.T) {
 }
 
 func TestSCPLegacyWhenSFTPPermitsAll(t *testing.T) {
+	t.Parallel()
 	w, dir := sftpWorld(t, `{}`)
 	src := filepath.Join(w.dir, "up.bin")
 	want := writeRandom(t, src, 100000)
@@ -196,6 +199,7 @@ func TestSCPLegacyWhenSFTPPermitsAll(t *testing.T) {
 // quoting, a glob, a variable, and rsync. Each is refused with the sftp
 // rule, nothing is written, and a plain command still runs.
 func TestTransferThroughExecRefused(t *testing.T) {
+	t.Parallel()
 	sshtest.RequireTool(t, "rsync")
 	w, dir := sftpWorld(t, `{read_only: true}`)
 	pub := filepath.Join(dir, "pub")

@@ -48,6 +48,7 @@ func (w *world) rclone(t *testing.T, args ...string) result {
 // TestRcloneUploadDownload: rclone (pkg/sftp) uploads and downloads 32 MiB
 // through the SFTP proxy intact, under a policy with path rules.
 func TestRcloneUploadDownload(t *testing.T) {
+	t.Parallel()
 	w, dir := sftpWorld(t, `{deny_paths: ["%s/secret"]}`)
 	src := filepath.Join(w.dir, "up.bin")
 	want := writeRandom(t, src, 32<<20)
@@ -262,6 +263,7 @@ func pythonWith(t *testing.T, module, pkg string) string {
 // on an OpenSSH target with the right ends, and the audit names them as
 // the server applied them.
 func TestSFTPSymlinkEnds(t *testing.T) {
+	t.Parallel()
 	w, dir := sftpWorld(t, `{deny_paths: ["%s/secret"], allow_symlink: true}`)
 	target := filepath.Join(dir, "pub", "a.txt")
 	kh := filepath.Join(w.dir, "gateway_known_hosts")
@@ -314,6 +316,7 @@ func TestSFTPSymlinkEnds(t *testing.T) {
 // export/pub/pre -> ../alice and export/pub/out -> the folder above
 // export (outside allow_paths).
 func TestSFTPCanonicalPaths(t *testing.T) {
+	t.Parallel()
 	w, dir := sftpWorld(t, `{allow_paths: ["%s/export"], deny_paths: ["%s/export/*/.ssh"], allow_symlink: true}`)
 	ex := filepath.Join(dir, "export")
 	keys := filepath.Join(ex, "alice", ".ssh", "authorized_keys")
