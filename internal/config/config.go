@@ -20,8 +20,13 @@ type Config struct {
 	Users             []User   // in file order
 	TrustedUserCAKeys []string // absolute paths of authorized_keys-format files of user CAs
 	Services          []Service
-	Audit             Audit
-	Record            Record
+	Hosts             []Host // the inventory, in file order
+	// Roles, when not empty, decide every session: who may reach which
+	// inventory host as which login, under which policy (internal/access).
+	// Services' own policy and upstream.user are then not used.
+	Roles  []Role
+	Audit  Audit
+	Record Record
 	// Warnings are what is valid but most likely not what the author
 	// meant (a pattern that cannot work as written), by line. `sluice
 	// check` prints them; the gateway logs them at start.
