@@ -144,6 +144,7 @@ type User struct {
 	AuthorizedKeys string // absolute path, or ""
 	PasswordHash   string // bcrypt ($2a$, $2b$ or $2y$), or ""
 	Groups         []string
+	Line           int // of the name, for check warnings
 }
 
 // Service is one listener and what it lets its clients do.

@@ -425,6 +425,7 @@ func (d *decoder) users(n *yaml.Node, key string, dst *[]User, credless *[]ref) 
 			return
 		}
 		d.userLines[u.Name] = nameLine
+		u.Line = nameLine
 		if u.AuthorizedKeys == "" && u.PasswordHash == "" && len(d.errs) == before {
 			*credless = append(*credless, ref{"user", u.Name, nameLine, k})
 		}
