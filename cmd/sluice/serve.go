@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
+	"github.com/sluice-ssh/sluice/internal/access"
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/gateway"
 )
@@ -30,7 +32,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	logger := newLogger(stderr, cfg.Gateway.Log)
-	for _, w := range cfg.Warnings {
+	for _, w := range slices.Concat(cfg.Warnings, access.Lint(cfg)) {
 		logger.Warn("config", "warning", w.Error())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/auth"
 	"github.com/sluice-ssh/sluice/internal/chainer"
 	"github.com/sluice-ssh/sluice/internal/policy"
+	"github.com/sluice-ssh/sluice/internal/router"
 	"github.com/sluice-ssh/sluice/internal/session"
 	"github.com/sluice-ssh/sluice/sshsession"
 )
@@ -33,6 +34,9 @@ type conn struct {
 	log   *slog.Logger // with the master's session_id
 	id    auth.Identity
 	restr policy.Restrictions
+	// grant is what the connection may do; dial sets it when the service
+	// decides by identity (Params.Access).
+	grant Grant
 
 	up *upstream
 	// key is what the upstream connection may be reused for.
@@ -217,8 +221,18 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 	if err != nil {
 		e := c.m.AuditEvent("route")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "services["+pp.Service+"].router", err.Error()
+		if re, ok := errors.AsType[*router.RouteError](err); ok {
+			e.Rule = re.Rule
+		}
 		c.audit(ctx, e)
 		return nil, err
+	}
+	if pp.Access != nil {
+		g, err := pp.Access(ctx, c.m, route)
+		if err != nil {
+			return nil, err
+		}
+		c.grant = g
 	}
 	e := c.m.AuditEvent("connect")
 	e.Rule = route.Rule
@@ -233,7 +247,7 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 		return err
 	}
 	up := pp.Upstream
-	c.key = reuseKey{user: c.id.User, upstreamUser: up.User(c.id.User), route: route.Rule + "\x00" + strings.Join(route.Targets, "\x00")}
+	c.key = reuseKey{user: c.id.User, upstreamUser: c.grant.Login, route: route.Rule + "\x00" + strings.Join(route.Targets, "\x00")}
 	if c.p.upstreams != nil {
 		if u := c.p.upstreams.get(c.key); u != nil {
 			e.Detail = map[string]any{"targets": route.Targets, "reused": true}
@@ -278,7 +292,7 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 		methods = append(methods, ssh.Password(up.Password))
 	}
 	cfg := &ssh.ClientConfig{
-		User:              up.User(c.id.User),
+		User:              c.grant.Login,
 		Auth:              methods,
 		HostKeyCallback:   up.HostKeys.HostKeyCallback(),
 		HostKeyAlgorithms: up.HostKeys.HostKeyAlgorithms(target),
