@@ -319,3 +319,104 @@ func sshDialAs(w *world, cfg *ssh.ClientConfig) (*ssh.Client, error) {
 	s.Close()
 	return client, nil
 }
+
+// bobConfig is an x/crypto client config for bob with SSH user name user.
+func bobConfig(t *testing.T, w *world, key, user string) *ssh.ClientConfig {
+	t.Helper()
+	data, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sshtest.ClientConfig(user, signer, w.hostKey)
+	cfg.Timeout = 10 * time.Second
+	return cfg
+}
+
+// TestReloadRemovingUserEndsSession: a reload that removes bob from users
+// ends his live session although the service says on_reload: finish.
+func TestReloadRemovingUserEndsSession(t *testing.T) {
+	w, bobKey := rolesWorld(t, "    on_reload: finish\n")
+	client := w.dial(t, bobConfig(t, w, bobKey, "bob+db2"))
+	defer client.Close()
+	echoSession(t, client)()
+	if err := w.reloadWith(t, "  - name: bob\n", "  - name: bobby\n"); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	evs := w.events(EventReload, nil)
+	if len(evs) != 1 || evs[0].Rule != "users" || evs[0].User != "bob" || evs[0].Detail["on_reload"] != "end" {
+		t.Fatalf("got reload events %+v, want bob's session ended by rule users", evs)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- client.Wait() }()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob's session still runs 5s after the reload removed him")
+	}
+}
+
+// TestRoleLimits: max_sessions_per_user refuses a second live session,
+// max_session_length ends the first, and hours outside the window refuse,
+// each audited with its rule.
+func TestRoleLimits(t *testing.T) {
+	now := time.Now().UTC()
+	from, to := now.Add(2*time.Hour).Format("15:04"), now.Add(3*time.Hour).Format("15:04")
+	tail := strings.Replace(rolesTail, "    logins: [\"{user}\", nobody]\n",
+		"    logins: [\"{user}\", nobody]\n    max_sessions_per_user: 1\n    max_session_length: 3s\n", 1)
+	tail = strings.Replace(tail, "    groups: [ops]\n", "    groups: [ops]\n    hours: {from: \""+from+"\", to: \""+to+"\", time_zone: UTC}\n", 1)
+	keys := t.TempDir()
+	_, bobKey := sshtest.NewKey(t, keys, "bob_ed25519")
+	w := newWorld(t, worldOptions{
+		moreSshd: 1,
+		users:    fmt.Sprintf("  - name: bob\n    authorized_keys: %s.pub\n    groups: [ops]\n", bobKey),
+		tail:     tail,
+	})
+	first := w.dial(t, w.aliceConfigAs(t, "alice+db1"))
+	defer first.Close()
+	started := time.Now()
+	echoSession(t, first)()
+	if c, err := sshDialAs(w, w.aliceConfigAs(t, "alice+db1")); err == nil {
+		c.Close()
+		t.Fatal("second session: got a channel, want refused by max_sessions_per_user")
+	}
+	if evs := w.events(EventAccess, func(e audit.Event) bool { return e.Rule == "roles[dba].max_sessions_per_user" }); len(evs) != 1 || evs[0].Verdict != audit.Reject {
+		t.Errorf("got %+v, want one refusal by roles[dba].max_sessions_per_user", evs)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- first.Wait() }()
+	select {
+	case <-ended:
+		if d := time.Since(started); d < 2*time.Second {
+			t.Errorf("session ended after %s, want about 3s", d)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("session still runs 30s after its max_session_length of 3s")
+	}
+	if evs := w.events(EventAccess, func(e audit.Event) bool { return e.Rule == "roles[dba].max_session_length" }); len(evs) != 1 {
+		t.Errorf("got %+v, want one event by roles[dba].max_session_length", evs)
+	}
+	// The ended session no longer counts.
+	var again *ssh.Client
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; sleepBriefly() {
+		if again, err = sshDialAs(w, w.aliceConfigAs(t, "alice+db1")); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("a session after the first ended: %v", err)
+	}
+	again.Close()
+	// bob's role is outside its hours.
+	if c, err := sshDialAs(w, bobConfig(t, w, bobKey, "bob+db2")); err == nil {
+		c.Close()
+		t.Fatal("bob outside his role's hours: got a channel, want refused")
+	}
+	if evs := w.events(EventAccess, func(e audit.Event) bool { return e.User == "bob" }); len(evs) != 1 || evs[0].Rule != "roles[ops].hours" || evs[0].Verdict != audit.Reject {
+		t.Errorf("got %+v, want bob refused by roles[ops].hours", evs)
+	}
+}
