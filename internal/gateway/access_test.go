@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -144,9 +145,13 @@ func TestRolesOpenSSHClients(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(clone, ".git")); err != nil {
 		t.Fatalf("git clone: %v", err)
 	}
+	url := "ssh://" + spelled + "@127.0.0.1:" + strconv.Itoa(w.port) + repo
+	if r := w.run(nil, "env", "GIT_SSH_COMMAND="+sshCmd, "git", "ls-remote", url); r.code != 0 {
+		t.Fatalf("git ls-remote %s: exit %d: %s", url, r.code, r.stderr)
+	}
 	asked := w.accessEvents(func(e audit.Event) bool { return e.Detail["login_asked"] == login })
-	if len(asked) < 6 {
-		t.Errorf("got %d access events asking for login %s, want one per client (6)", len(asked), login)
+	if len(asked) < 7 {
+		t.Errorf("got %d access events asking for login %s, want one per client (7)", len(asked), login)
 	}
 	for _, e := range asked {
 		if e.Verdict != audit.Accept || e.Rule != "roles[dba].hosts[0]" {
