@@ -131,8 +131,9 @@ func (g *Gateway) decideAccess(a *accessRules) func(context.Context, *session.Ma
 
 // recheck decides a live session of a kept service again under the new
 // config cfg (old is the config it started under): the sessions of a user
-// cfg removes end; a session granted by roles that cfg's roles (acc) no
-// longer grant, with the user's groups as cfg gives them, meets mode.
+// cfg removes end; a session that cfg's roles (acc) do not grant, with the
+// user's groups as cfg gives them, meets mode, and so does a session that
+// started before the config had roles.
 func (g *Gateway) recheck(ctx context.Context, m *session.Master, old, cfg *config.Config, acc *accessRules, mode config.OnReload) {
 	user := m.User()
 	if user == "" {
@@ -142,8 +143,14 @@ func (g *Gateway) recheck(ctx context.Context, m *session.Master, old, cfg *conf
 		g.revokeBy(ctx, m, config.OnReloadEnd, "users", map[string]any{"user": user}, "user "+user+" removed by reload")
 		return
 	}
+	if acc == nil {
+		return
+	}
 	f, ok := session.Lookup(m, accessKey)
-	if !ok || acc == nil {
+	if !ok {
+		if m.Target() != "" {
+			g.revokeBy(ctx, m, mode, "roles", nil, "session started before roles decided access")
+		}
 		return
 	}
 	groups := m.Groups()

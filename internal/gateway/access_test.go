@@ -425,3 +425,28 @@ func TestRoleLimits(t *testing.T) {
 		t.Errorf("got %+v, want bob refused by roles[ops].hours", evs)
 	}
 }
+
+// TestReloadAddingRolesRechecksSessions: a session that started before
+// the config had roles is not granted by any: a reload adding roles ends
+// it under on_reload: end.
+func TestReloadAddingRolesRechecksSessions(t *testing.T) {
+	w := newWorld(t, worldOptions{service: "    on_reload: end\n"})
+	client := w.dial(t, w.aliceConfig(t))
+	defer client.Close()
+	echoSession(t, client)()
+	roles := strings.NewReplacer("{sshd0}", w.sshd.Addr, "{sshd1}", "127.0.0.1:1", "{user}", w.osUser).Replace(rolesTail)
+	if err := w.reloadWith(t, "audit:\n  sink: sqlite\n", "audit:\n  sink: sqlite\n"+roles); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	evs := w.events(EventReload, nil)
+	if len(evs) != 1 || evs[0].Rule != "roles" || evs[0].Detail["on_reload"] != "end" {
+		t.Fatalf("got reload events %+v, want one by rule roles", evs)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- client.Wait() }()
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the session still runs 5s after roles were added")
+	}
+}
