@@ -164,9 +164,6 @@ func parseSelector(s string) selector {
 	return sel
 }
 
-// Host returns the inventory host called name (without case), or nil.
-func (r *Rules) Host(name string) *config.Host { return r.hosts[strings.ToLower(name)] }
-
 // Hosts returns the inventory as lowercase name -> "host:port", for the
 // router.
 func (r *Rules) Hosts() map[string]string {

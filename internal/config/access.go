@@ -66,17 +66,6 @@ func (h *Hours) Contains(t time.Time) bool {
 	return m < h.To && h.Days[(day+6)%7]
 }
 
-// Host returns the inventory host called name (compared without case), or
-// nil.
-func (c *Config) Host(name string) *Host {
-	for i := range c.Hosts {
-		if strings.EqualFold(c.Hosts[i].Name, name) {
-			return &c.Hosts[i]
-		}
-	}
-	return nil
-}
-
 // inventoryNameRE is an inventory host name: RFC 1123 labels, so that the
 // inband parser (internal/router) reads it back; no '_' (the raw port
 // separator) and no glob characters.
