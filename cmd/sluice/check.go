@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 
+	"github.com/sluice-ssh/sluice/internal/access"
 	"github.com/sluice-ssh/sluice/internal/config"
 )
 
@@ -34,7 +36,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
-	for _, w := range cfg.Warnings {
+	warnings := slices.Concat(cfg.Warnings, access.Lint(cfg))
+	slices.SortStableFunc(warnings, func(a, b *config.Error) int { return a.Line - b.Line })
+	for _, w := range warnings {
 		fmt.Fprintln(stderr, w)
 	}
 	fmt.Fprintf(stdout, "%s: ok\n", file)

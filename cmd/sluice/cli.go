@@ -30,12 +30,15 @@ type cmdline struct {
 	about    string
 	stdout   io.Writer
 	stderr   io.Writer
+	// dashdash is the number of positional arguments parse found before
+	// "--", or -1 when there was none.
+	dashdash int
 }
 
 func newCmdline(name, synopsis, about string, stdout, stderr io.Writer) *cmdline {
 	fs := flag.NewFlagSet("sluice "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	return &cmdline{fs: fs, name: name, synopsis: synopsis, about: about, stdout: stdout, stderr: stderr}
+	return &cmdline{fs: fs, name: name, synopsis: synopsis, about: about, stdout: stdout, stderr: stderr, dashdash: -1}
 }
 
 // usageLine is "usage: sluice NAME SYNOPSIS".
@@ -95,6 +98,7 @@ func (c *cmdline) parse(args []string, npos int) (pos []string, code int, ok boo
 		}
 		rest := c.fs.Args()
 		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			c.dashdash = len(pos)
 			pos = append(pos, rest...)
 			break
 		}

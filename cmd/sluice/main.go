@@ -23,6 +23,7 @@ func commands() map[string]command {
 		"audit":       {"query the audit store", runAudit},
 		"replay":      {"play a session's recordings", runReplay},
 		"kill":        {"end a live session", runKill},
+		"explain":     {"explain who may reach which host as which login", runExplain},
 		"version":     {"print the version and VCS revision", runVersion},
 		"completion":  {"print the bash or zsh completion script", runCompletion},
 	}

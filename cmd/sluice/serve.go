@@ -9,9 +9,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 
+	"github.com/sluice-ssh/sluice/internal/access"
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/gateway"
 )
@@ -26,7 +28,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	logger := newLogger(stderr, cfg.Gateway.Log)
-	for _, w := range cfg.Warnings {
+	for _, w := range slices.Concat(cfg.Warnings, access.Lint(cfg)) {
 		logger.Warn("config", "warning", w.Error())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -20,8 +20,13 @@ type Config struct {
 	Users             []User   // in file order
 	TrustedUserCAKeys []string // absolute paths of authorized_keys-format files of user CAs
 	Services          []Service
-	Audit             Audit
-	Record            Record
+	Hosts             []Host // the inventory, in file order
+	// Roles, when not empty, decide every session: who may reach which
+	// inventory host as which login, under which policy (internal/access).
+	// Services' own policy and upstream.user are then not used.
+	Roles  []Role
+	Audit  Audit
+	Record Record
 	// Warnings are what is valid but most likely not what the author
 	// meant (a pattern that cannot work as written), by line. `sluice
 	// check` prints them; the gateway logs them at start.
@@ -139,6 +144,7 @@ type User struct {
 	AuthorizedKeys string // absolute path, or ""
 	PasswordHash   string // bcrypt ($2a$, $2b$ or $2y$), or ""
 	Groups         []string
+	Line           int // of the name, for check warnings
 }
 
 // Service is one listener and what it lets its clients do.

@@ -63,6 +63,8 @@ func (d *decoder) decodeFile(data []byte) *Config {
 			Log:                  Log{Format: LogText, Level: slog.LevelInfo},
 		},
 		TrustedUserCAKeys: []string{},
+		Hosts:             []Host{},
+		Roles:             []Role{},
 		Audit:             Audit{Sink: "sqlite", QueueSize: defaultQueueSize, OnFailure: FailClosed, ProbeInterval: Duration(defaultAuditProbeInterval)},
 		Record:            Record{OnFailure: FailClosed, MaxBytesPerStream: DefaultMaxBytesPerStream},
 	}
@@ -86,6 +88,8 @@ func (d *decoder) decodeFile(data []byte) *Config {
 			}
 		}},
 		{"services", true, func(n *yaml.Node, k string) { d.services(n, k, &c.Services, &listens) }},
+		{"hosts", false, func(n *yaml.Node, k string) { d.hosts(n, k, &c.Hosts) }},
+		{"roles", false, func(n *yaml.Node, k string) { d.roles(n, k, &c.Roles) }},
 		{"audit", false, func(n *yaml.Node, k string) { d.audit(n, k, &c.Audit) }},
 		{"record", false, func(n *yaml.Node, k string) { d.record(n, k, &c.Record) }},
 	})
@@ -421,6 +425,7 @@ func (d *decoder) users(n *yaml.Node, key string, dst *[]User, credless *[]ref) 
 			return
 		}
 		d.userLines[u.Name] = nameLine
+		u.Line = nameLine
 		if u.AuthorizedKeys == "" && u.PasswordHash == "" && len(d.errs) == before {
 			*credless = append(*credless, ref{"user", u.Name, nameLine, k})
 		}

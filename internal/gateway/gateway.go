@@ -69,6 +69,9 @@ type Gateway struct {
 	wg sync.WaitGroup
 
 	ops operatorState // recording and audit failures (operator.go)
+
+	// held counts live sessions per role and user (access.go).
+	held roleSessions
 }
 
 // New builds every part of the gateway from cfg and opens the listeners. It
@@ -147,9 +150,13 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 	}
 	g.hostKeys = hostKeys
 	g.startups = service.NewStartups(startupsParams(cfg))
+	acc, err := g.buildAccess(cfg)
+	if err != nil {
+		return nil, err
+	}
 	for i := range cfg.Services {
 		sc := &cfg.Services[i]
-		p, err := g.buildService(cfg, sc, zones, hostKeys, authn)
+		p, err := g.buildService(cfg, sc, zones, hostKeys, authn, acc)
 		if err != nil {
 			return nil, err
 		}
@@ -298,8 +305,9 @@ func (g *Gateway) authenticator(cfg *config.Config) (*auth.Authenticator, error)
 }
 
 // buildService builds a service's proxy and the service parameters from
-// cfg, the config sc belongs to; the caller adds the Listener.
-func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator) (service.Params, error) {
+// cfg, the config sc belongs to, and acc, cfg's roles (nil without); the
+// caller adds the Listener.
+func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator, acc *accessRules) (service.Params, error) {
 	prefix := "gateway: services[" + sc.Name + "]: "
 	pol, err := policy.Compile(sc.Name, policySpec(sc.Policy))
 	if err != nil {
@@ -342,7 +350,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 	}
 	proxy := sshproxy.New(sshproxy.Params{
 		Service: sc.Name,
-		Router:  router.New(router.Params{Service: sc.Name, Inband: sc.Router.Inband, Directed: sc.Router.Directed, Users: sc.Router.Users}),
+		Router:  router.New(router.Params{Service: sc.Name, Inband: sc.Router.Inband, Directed: sc.Router.Directed, Users: sc.Router.Users, Hosts: acc.hosts(), NamesOnly: acc != nil}),
 		Chainer: ch,
 		Upstream: sshproxy.Upstream{
 			User:      sc.Upstream.LoginUser,
@@ -355,8 +363,9 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		},
 		Policy:         pol,
 		Record:         g.recordStart(cfg, sc),
-		Stacked:        g.stackedProxies(sc),
-		ExecTransfer:   g.execTransfer(sc),
+		Stacked:        g.stackedProxies(sc.Name, sc.Policy),
+		ExecTransfer:   g.execTransfer(sc.Name, sc.Policy),
+		Access:         g.decideAccess(acc),
 		Session:        sshsession.Config{},
 		LoginGraceTime: cfg.Gateway.LoginGraceTime.Std(),
 		MaxChannels:    sc.MaxChannels,

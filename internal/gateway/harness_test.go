@@ -37,6 +37,7 @@ type world struct {
 	t        *testing.T
 	dir      string
 	sshd     *sshtest.Sshd
+	more     []*sshtest.Sshd // worldOptions.moreSshd
 	gw       *Gateway
 	port     int
 	aliceKey string
@@ -81,6 +82,13 @@ type worldOptions struct {
 	keyOptions string
 	// sshdConfig holds extra sshd_config lines for the target.
 	sshdConfig []string
+	// users holds extra YAML lines for users, indented by 2 spaces.
+	users string
+	// moreSshd starts this many more OpenSSH sshd, accepting the same
+	// upstream key and listed in known_hosts. In tail, "{sshd0}" is
+	// replaced by the first sshd's host:port, "{sshd1}"... by the others',
+	// and "{user}" by the login the sshd run as.
+	moreSshd int
 	// builtinTarget puts Sluice's built-in target server (internal/target,
 	// running commands with /bin/sh) in sshd's place: a target whose
 	// sessions do not depend on the machine's login shell and its startup
@@ -130,6 +138,14 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if o.knownHosts != nil {
 		kh = *o.knownHosts
 	}
+	tail := strings.NewReplacer("{sshd0}", sshd.Addr, "{user}", u.Username).Replace(o.tail)
+	var more []*sshtest.Sshd
+	for i := range o.moreSshd {
+		s := sshtest.StartSshd(t, sshtest.SshdOptions{AuthorizedKeys: []ssh.PublicKey{upSigner.PublicKey()}, Config: o.sshdConfig})
+		more = append(more, s)
+		kh += s.KnownHostsLine() + "\n"
+		tail = strings.ReplaceAll(tail, "{sshd"+strconv.Itoa(i+1)+"}", s.Addr)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(kh), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +177,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 %susers:
   - name: alice
     authorized_keys: ./alice_ed25519.pub
-services:
+%sservices:
   - name: ssh-in
     listen: 127.0.0.1:%d
     client_zones: %s
@@ -176,7 +192,7 @@ services:
 %s
 audit:
   sink: sqlite
-%s`, grace, o.gateway, o.zones, port, cz, sz, u.Username, o.upstream, o.service, pol, o.tail)
+%s`, grace, o.gateway, o.zones, o.users, port, cz, sz, u.Username, o.upstream, o.service, pol, tail)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -197,7 +213,7 @@ audit:
 		cancel()
 		t.Fatalf("gateway: %v", err)
 	}
-	w := &world{t: t, dir: dir, sshd: sshd, gw: gw, port: port, aliceKey: aliceKey, osUser: u.Username, cancel: cancel, done: make(chan error, 1)}
+	w := &world{t: t, dir: dir, sshd: sshd, more: more, gw: gw, port: port, aliceKey: aliceKey, osUser: u.Username, cancel: cancel, done: make(chan error, 1)}
 	w.hostKey = readHostKey(t, filepath.Join(dir, "state"))
 	go func() { w.done <- gw.Run(ctx) }()
 	t.Cleanup(w.stop)

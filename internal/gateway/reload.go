@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
@@ -55,10 +56,12 @@ func (g *Gateway) drainTimeout() config.Duration {
 //   - a removed service's listener is closed.
 //
 // A live session the new config no longer allows (its service was removed
-// or moved, or its client zone is no longer in client_zones) is ended with
+// or moved, its client zone is no longer in client_zones, or the roles no
+// longer grant its user the host and login, see recheck) is ended with
 // session.ErrRevoked if the service's on_reload is "end" (the old config's
 // for a removed service), or left to finish under its old settings if it
-// is "finish"; either way an audit event of type "reload" records it.
+// is "finish"; either way an audit event of type "reload" records it. The
+// sessions of a user the new config removes end whatever on_reload says.
 // gateway.name, state_dir, host_key_types, log, admin and audit are read
 // at start only: a change to them needs a restart (see docs/operations.md).
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
@@ -88,12 +91,16 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 	if err != nil {
 		errs = append(errs, err)
 	}
+	acc, err := g.buildAccess(cfg)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	// Nothing reads cfg through g.cfg before the commit below: a config
 	// that fails to build is never seen by the running gateway.
 	if len(errs) == 0 {
 		for i := range cfg.Services {
 			sc := &cfg.Services[i]
-			p, err := g.buildService(cfg, sc, zones, g.hostKeys, authn)
+			p, err := g.buildService(cfg, sc, zones, g.hostKeys, authn, acc)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -182,7 +189,9 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 		for _, m := range b.svc.Live() {
 			if m.ClientZone() != nil && !b.svc.ClientPermitted(m) {
 				g.revoke(ctx, m, b.sc.OnReload, "client zone no longer in client_zones")
+				continue
 			}
+			g.recheck(ctx, m, old, cfg, acc, b.sc.OnReload)
 		}
 	}
 	g.logger.Info("config reloaded", "services", len(next), "retired", len(gone))
@@ -224,9 +233,16 @@ func findService(cfg *config.Config, name string) *config.Service {
 // revoke applies on_reload to a live session the new config does not allow
 // and audits the decision.
 func (g *Gateway) revoke(ctx context.Context, m *session.Master, mode config.OnReload, why string) {
+	g.revokeBy(ctx, m, mode, fmt.Sprintf("services[%s].on_reload", m.Service()), nil, why)
+}
+
+// revokeBy is revoke with the rule that withdrew the permission and more
+// detail for the audit event.
+func (g *Gateway) revokeBy(ctx context.Context, m *session.Master, mode config.OnReload, rule string, detail map[string]any, why string) {
 	e := m.AuditEvent(EventReload)
-	e.Verdict, e.Rule = audit.Reject, fmt.Sprintf("services[%s].on_reload", m.Service())
+	e.Verdict, e.Rule = audit.Reject, rule
 	e.Detail = map[string]any{"on_reload": string(mode)}
+	maps.Copy(e.Detail, detail)
 	if mode == config.OnReloadEnd {
 		e.Reason = why + "; session ended"
 	} else {

@@ -11,14 +11,15 @@ import (
 	"github.com/sluice-ssh/sluice/sshsession"
 )
 
-// stackedProxies returns the stacked proxies of a service's subsystems:
-// the SFTP proxy when the policy permits the "sftp" subsystem.
-func (g *Gateway) stackedProxies(sc *config.Service) map[string]sshproxy.StackedProxy {
-	sub, ok := sc.Policy.Subsystems["sftp"]
+// stackedProxies returns the stacked proxies of the subsystems of pol, the
+// policy of owner (a service's name, or "roles[NAME]"): the SFTP proxy
+// when the policy permits the "sftp" subsystem.
+func (g *Gateway) stackedProxies(owner string, pol config.Policy) map[string]sshproxy.StackedProxy {
+	sub, ok := pol.Subsystems["sftp"]
 	if !ok {
 		return nil
 	}
-	sp := sftpproxy.New(sftpproxy.Params{Service: sc.Name, Policy: sftpproxy.PolicyFrom(sub), Audit: g.audit, Logger: g.logger, MaxOutstanding: sub.MaxOutstanding})
+	sp := sftpproxy.New(sftpproxy.Params{Service: owner, Policy: sftpproxy.PolicyFrom(sub), Audit: g.audit, Logger: g.logger, MaxOutstanding: sub.MaxOutstanding})
 	return map[string]sshproxy.StackedProxy{
 		"sftp": func(ctx context.Context, st *session.Stacked, client, upstream sshproxy.Stream) (int64, int64, error) {
 			if s, ok := client.(*sshsession.Session); ok {
@@ -44,17 +45,17 @@ type closableSession struct{ *sshsession.Session }
 func (s closableSession) Close() error { return s.Channel().Close() }
 
 // execTransfer decides exec commands that run a file-transfer server by
-// the service's sftp policy, so that exec is no way around it. scp in
+// the sftp policy of pol, owner's (as for stackedProxies), so that exec is no way around it. scp in
 // server mode, as OpenSSH's client runs it ("scp -O"), is stacked through
 // the scp proxy, which applies the policy per file; every other such
 // command (sftp-server, scp in a shell construct) is refused unless the
 // policy permits everything (sftpproxy.DecideExec).
-func (g *Gateway) execTransfer(sc *config.Service) func(command string) (sshproxy.Transfer, bool) {
+func (g *Gateway) execTransfer(owner string, pol config.Policy) func(command string) (sshproxy.Transfer, bool) {
 	var sftp *config.Subsystem
 	var scp *scpproxy.Proxy
-	if sub, ok := sc.Policy.Subsystems["sftp"]; ok {
+	if sub, ok := pol.Subsystems["sftp"]; ok {
 		sftp = &sub
-		scp = scpproxy.New(scpproxy.Params{Service: sc.Name, Policy: sftpproxy.PolicyFrom(sub), Audit: g.audit, Logger: g.logger})
+		scp = scpproxy.New(scpproxy.Params{Service: owner, Policy: sftpproxy.PolicyFrom(sub), Audit: g.audit, Logger: g.logger})
 	}
 	return func(command string) (sshproxy.Transfer, bool) {
 		if scp != nil {
@@ -69,7 +70,7 @@ func (g *Gateway) execTransfer(sc *config.Service) func(command string) (sshprox
 				return t, true
 			}
 		}
-		v, ok := sftpproxy.DecideExec(sc.Name, sftp, command)
+		v, ok := sftpproxy.DecideExec(owner, sftp, command)
 		return sshproxy.Transfer{Verdict: v}, ok
 	}
 }

@@ -118,8 +118,14 @@ type Policy struct {
 // Compile checks s and prepares it for decisions. service is the service's
 // name as written in the config; it appears in every rule name.
 func Compile(service string, s Spec) (*Policy, error) {
+	return CompileAt(fmt.Sprintf("services[%s].policy", service), s)
+}
+
+// CompileAt is Compile for a policy found elsewhere in the config: prefix
+// is its key path ("roles[dba].policy"), the start of every rule name.
+func CompileAt(prefix string, s Spec) (*Policy, error) {
 	p := &Policy{
-		prefix:        fmt.Sprintf("services[%s].policy", service),
+		prefix:        prefix,
 		pty:           s.Pty,
 		shell:         s.Shell,
 		forcedCommand: s.ForcedCommand,
@@ -237,7 +243,7 @@ func (p *Policy) Env(name, value string) Verdict {
 		return Verdict{Rule: p.prefix + ".env", Reason: "SSH_ORIGINAL_COMMAND is set by the gateway, never by the client"}
 	}
 	for i, pat := range p.env {
-		if matchGlob(pat, name) {
+		if MatchGlob(pat, name) {
 			return Verdict{Accept: true, Rule: p.rule(".env[%d]", i), Reason: "variable name matches an accepted pattern"}
 		}
 	}
@@ -333,11 +339,11 @@ func gitProtocolValue(v string) bool {
 	return true
 }
 
-// matchGlob reports whether name matches pattern, where '*' matches any run
+// MatchGlob reports whether name matches pattern, where '*' matches any run
 // of bytes and '?' exactly one, as OpenSSH's match_pattern does for
 // AcceptEnv. It backtracks only to the last '*', so it runs in
 // O(len(pattern)*len(name)).
-func matchGlob(pattern, name string) bool {
+func MatchGlob(pattern, name string) bool {
 	pi, ni := 0, 0
 	star, mark := -1, 0
 	for ni < len(name) {

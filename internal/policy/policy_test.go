@@ -290,8 +290,8 @@ func TestMatchGlob(t *testing.T) {
 		{"a*a*a*a*b", strings.Repeat("a", 64), false},
 	}
 	for _, tt := range tests {
-		if got := matchGlob(tt.pattern, tt.name); got != tt.want {
-			t.Errorf("matchGlob(%q, %q): got %v, want %v", tt.pattern, tt.name, got, tt.want)
+		if got := MatchGlob(tt.pattern, tt.name); got != tt.want {
+			t.Errorf("MatchGlob(%q, %q): got %v, want %v", tt.pattern, tt.name, got, tt.want)
 		}
 	}
 }

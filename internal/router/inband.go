@@ -22,7 +22,8 @@ const (
 var (
 	ErrNotInband  = errors.New("router: no '+' in user name")
 	ErrBadChar    = errors.New("router: forbidden character in user name")
-	ErrExtraPlus  = errors.New("router: more than one '+' in user name")
+	ErrExtraPlus  = errors.New("router: more than two '+' in user name")
+	ErrBadLogin   = errors.New("router: malformed login part")
 	ErrBadUser    = errors.New("router: malformed user part")
 	ErrBadHost    = errors.New("router: malformed host part")
 	ErrBadPort    = errors.New("router: malformed port")
@@ -53,16 +54,37 @@ func GatewayUser(sshUser string) string {
 	return user
 }
 
-// ParseInband splits an inband SSH user name "USER+HOST" or
-// "USER+HOST:PORT" (port DefaultPort when absent). USER is a portable user
-// name ([A-Za-z0-9._-], not starting with '-'); HOST is an RFC 1123 host
-// name, an IPv4 address, or an IPv6 address in brackets ("[::1]:22"),
-// returned without its brackets; PORT is 1 to 65535 in decimal without
-// sign or leading zeros. Control, space, non-ASCII characters, '@' and a
-// second '+' are refused. Errors are *InbandError.
-func ParseInband(sshUser string) (user string, host string, port uint16, err error) {
-	fail := func(kind error, detail string) (string, string, uint16, error) {
-		return "", "", 0, &InbandError{Name: sshUser, Err: kind, Detail: detail}
+// maxLoginLen bounds the login part: the most a Linux user name may hold
+// (useradd(8), 32 characters).
+const maxLoginLen = 32
+
+// Inband is a parsed inband SSH user name.
+type Inband struct {
+	// User is the gateway user.
+	User string
+	// Host is the host as typed: an inventory name, a DNS name, an IPv4
+	// address or an IPv6 address without brackets.
+	Host string
+	// Port is DefaultPort when HasPort is false.
+	Port    uint16
+	HasPort bool
+	// Login is the upstream login asked for, or "".
+	Login string
+}
+
+// ParseInband splits an inband SSH user name "USER+HOST[SEP PORT][+LOGIN]",
+// where SEP is '_' or ':' ("alice+db1", "alice+db1+postgres",
+// "bob+10.0.0.5_2222"). '_' is the separator that scp, sftp, rsync and git
+// take unquoted; ':' is kept for ssh. USER is a portable user name
+// ([A-Za-z0-9._-], not starting with '-'); HOST is an RFC 1123 host name,
+// an IPv4 address, or an IPv6 address in brackets ("[::1]_22"), returned
+// without its brackets; PORT is 1 to 65535 in decimal without sign or
+// leading zeros; LOGIN is at most 32 of [A-Za-z0-9._-], not starting with
+// '-'. Control, space, non-ASCII characters, '@' and a third '+' are
+// refused. Errors are *InbandError.
+func ParseInband(sshUser string) (Inband, error) {
+	fail := func(kind error, detail string) (Inband, error) {
+		return Inband{}, &InbandError{Name: sshUser, Err: kind, Detail: detail}
 	}
 	for i := 0; i < len(sshUser); i++ {
 		// Printable ASCII without space: '!' (0x21) to '~' (0x7e).
@@ -77,8 +99,9 @@ func ParseInband(sshUser string) (user string, host string, port uint16, err err
 	if !ok {
 		return fail(ErrNotInband, "no separator")
 	}
-	if strings.Contains(rest, "+") {
-		return fail(ErrExtraPlus, "second '+'")
+	rest, login, hasLogin := strings.Cut(rest, "+")
+	if strings.Contains(login, "+") {
+		return fail(ErrExtraPlus, "third '+'")
 	}
 	if user == "" {
 		return fail(ErrEmptyField, "empty user")
@@ -89,18 +112,27 @@ func ParseInband(sshUser string) (user string, host string, port uint16, err err
 	if rest == "" {
 		return fail(ErrEmptyField, "empty host")
 	}
+	if hasLogin {
+		switch {
+		case login == "":
+			return fail(ErrEmptyField, "empty login")
+		case len(login) > maxLoginLen || !validUser(login):
+			return fail(ErrBadLogin, "login must be at most 32 of [A-Za-z0-9._-] not starting with '-'")
+		}
+	}
+	in := Inband{User: user, Port: DefaultPort, Login: login}
 
-	hostPart, portPart, hasPort := rest, "", false
+	var portPart string
 	if strings.HasPrefix(rest, "[") {
 		end := strings.IndexByte(rest, ']')
 		if end < 0 {
 			return fail(ErrBadHost, "unterminated '['")
 		}
-		hostPart = rest[1:end]
+		hostPart := rest[1:end]
 		switch after := rest[end+1:]; {
 		case after == "":
-		case after[0] == ':':
-			portPart, hasPort = after[1:], true
+		case after[0] == ':' || after[0] == '_':
+			portPart, in.HasPort = after[1:], true
 		default:
 			return fail(ErrBadHost, "junk after ']'")
 		}
@@ -108,23 +140,25 @@ func ParseInband(sshUser string) (user string, host string, port uint16, err err
 		if err != nil || !a.Is6() || a.Zone() != "" {
 			return fail(ErrBadHost, "bracketed host must be an IPv6 address without zone")
 		}
-		host = hostPart
+		in.Host = hostPart
 	} else {
-		if strings.Count(rest, ":") > 1 {
-			return fail(ErrBadHost, "IPv6 address must be in brackets")
+		if strings.Count(rest, ":")+strings.Count(rest, "_") > 1 {
+			return fail(ErrBadHost, "more than one port separator (an IPv6 address must be in brackets)")
 		}
-		hostPart, portPart, hasPort = strings.Cut(rest, ":")
+		hostPart := rest
+		if i := strings.IndexAny(rest, ":_"); i >= 0 {
+			hostPart, portPart, in.HasPort = rest[:i], rest[i+1:], true
+		}
 		if hostPart == "" {
 			return fail(ErrEmptyField, "empty host")
 		}
 		if detail := checkHostName(hostPart); detail != "" {
 			return fail(ErrBadHost, detail)
 		}
-		host = hostPart
+		in.Host = hostPart
 	}
 
-	port = DefaultPort
-	if hasPort {
+	if in.HasPort {
 		if portPart == "" {
 			return fail(ErrEmptyField, "empty port")
 		}
@@ -138,9 +172,9 @@ func ParseInband(sshUser string) (user string, host string, port uint16, err err
 		if err != nil {
 			return fail(ErrBadPort, "port must be 1-65535")
 		}
-		port = uint16(n)
+		in.Port = uint16(n)
 	}
-	return user, host, port, nil
+	return in, nil
 }
 
 func validUser(u string) bool {

@@ -27,14 +27,19 @@ func TestParseInbandValid(t *testing.T) {
 		{"bob+[::ffff:127.0.0.1]:22", "bob", "::ffff:127.0.0.1", 22},
 		{"bob+0host", "bob", "0host", 22},
 		{"bob+123abc.example", "bob", "123abc.example", 22},
+		{"bob+10.0.0.5_2222", "bob", "10.0.0.5", 2222},
+		{"bob+[::1]_2222", "bob", "::1", 2222},
+		{"alice+db1+postgres", "alice", "db1", 22},
+		{"alice+db1_2222+app", "alice", "db1", 2222},
 		{"bob+" + strings.Repeat("a", 63) + ".com", "bob", strings.Repeat("a", 63) + ".com", 22},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			user, host, port, err := ParseInband(tt.in)
+			in, err := ParseInband(tt.in)
 			if err != nil {
 				t.Fatalf("got error %v, want nil", err)
 			}
+			user, host, port := in.User, in.Host, in.Port
 			if user != tt.wantUser || host != tt.wantHost || port != tt.wantPort {
 				t.Errorf("got (%q, %q, %d), want (%q, %q, %d)", user, host, port, tt.wantUser, tt.wantHost, tt.wantPort)
 			}
@@ -56,8 +61,25 @@ func TestParseInbandInvalid(t *testing.T) {
 		{"empty host with port", "alice+:22", ErrEmptyField},
 		{"empty port", "alice+db1:", ErrEmptyField},
 		{"empty port bracketed", "alice+[::1]:", ErrEmptyField},
-		{"second plus", "alice+db1+db2", ErrExtraPlus},
-		{"plus in port", "alice+db1:+22", ErrExtraPlus},
+		{"third plus", "alice+db1+db2+x", ErrExtraPlus},
+		{"double plus", "alice++db1", ErrEmptyField},
+		{"double plus before login", "alice+db1++root", ErrExtraPlus},
+		{"percent in user", "ali%ce+db1", ErrBadUser},
+		{"percent port", "alice+db1%2222", ErrBadHost},
+		{"empty login", "alice+db1+", ErrEmptyField},
+		{"plus in port", "alice+db1:+22", ErrEmptyField},
+		{"login leading dash", "alice+db1+-oProxyCommand", ErrBadLogin},
+		{"login percent", "alice+db1+post%67res", ErrBadLogin},
+		{"login colon", "alice+db1+root:x", ErrBadLogin},
+		{"login glob", "alice+db1+*", ErrBadLogin},
+		{"login too long", "alice+db1+" + strings.Repeat("a", 33), ErrBadLogin},
+		{"host glob", "alice+db*", ErrBadHost},
+		{"host question", "alice+db?", ErrBadHost},
+		{"host selector", "alice+env=prod", ErrBadHost},
+		{"two separators", "alice+db1_22:22", ErrBadHost},
+		{"two underscores", "alice+db1_2_2", ErrBadHost},
+		{"empty underscore port", "alice+db1_", ErrEmptyField},
+		{"percent login spelling", "alice+postgres%db1", ErrBadHost},
 		{"at sign", "alice@corp+db1", ErrBadChar},
 		{"at sign in host", "alice+db1@x", ErrBadChar},
 		{"space", "alice+db 1", ErrBadChar},
@@ -90,7 +112,7 @@ func TestParseInbandInvalid(t *testing.T) {
 		{"empty label", "alice+db1..example", ErrBadHost},
 		{"trailing dot", "alice+db1.", ErrBadHost},
 		{"leading dot", "alice+.db1", ErrBadHost},
-		{"underscore", "alice+db_1", ErrBadHost},
+		{"underscore is a port separator", "alice+db_x", ErrBadPort},
 		{"label too long", "alice+" + strings.Repeat("a", 64) + ".com", ErrBadHost},
 		{"name too long", "alice+" + long, ErrBadHost},
 		{"bad ipv4", "alice+999.1.1.1", ErrBadHost},
@@ -102,7 +124,8 @@ func TestParseInbandInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			user, host, port, err := ParseInband(tt.in)
+			in, err := ParseInband(tt.in)
+			user, host, port := in.User, in.Host, in.Port
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("got (%q, %q, %d, %v), want error %v", user, host, port, err, tt.want)
 			}
@@ -139,12 +162,13 @@ func FuzzParseInband(f *testing.F) {
 	for _, s := range []string{
 		"alice+db1", "alice+db1:2222", "bob+[::1]:22", "bob+[2001:db8::5]", "bob+10.0.0.5:65535",
 		"alice", "+db", "a+b+c", "a@b+c", "a+::1", "a+[::1", "a+db:0", "a+db:65536", "a+db:-1",
-		"a+host.123", "a+\x00", "alicé+db", "a+[fe80::1%eth0]:22", "a+db.",
+		"a+host.123", "a+db+root", "a+10.0.0.5_22+x", "a+db+", "a+\x00", "alicé+db", "a+[fe80::1%eth0]:22", "a+db.",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		user, host, port, err := ParseInband(in)
+		got, err := ParseInband(in)
+		user, host, port := got.User, got.Host, got.Port
 		if err != nil {
 			var ie *InbandError
 			if !errors.As(err, &ie) {
@@ -165,9 +189,12 @@ func FuzzParseInband(f *testing.F) {
 		}
 		// The canonical spelling must parse back to the same parts.
 		canon := user + "+" + net.JoinHostPort(host, strconv.Itoa(int(port)))
-		u2, h2, p2, err := ParseInband(canon)
-		if err != nil || u2 != user || h2 != host || p2 != port {
-			t.Fatalf("reparse of %q: got (%q, %q, %d, %v), want (%q, %q, %d, nil)", canon, u2, h2, p2, err, user, host, port)
+		if got.Login != "" {
+			canon += "+" + got.Login
+		}
+		again, err := ParseInband(canon)
+		if err != nil || again.User != user || again.Host != host || again.Port != port || again.Login != got.Login {
+			t.Fatalf("reparse of %q: got (%+v, %v), want %+v", canon, again, err, got)
 		}
 	})
 }

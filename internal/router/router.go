@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +17,12 @@ var (
 	ErrInbandDisabled = errors.New("router: inband routing is not enabled for this service")
 	ErrNoRoute        = errors.New("router: no target for this user")
 	ErrUserMismatch   = errors.New("router: gateway user does not match the SSH user name")
+	// ErrNotInInventory refuses a target that is no inventory host where
+	// only inventory hosts may be reached (Params.NamesOnly).
+	ErrNotInInventory = errors.New("router: target is not a host of the inventory")
+	// ErrLoginNotAllowed refuses an inband login ("USER+HOST+LOGIN") on a
+	// service whose upstream login comes from upstream.user alone.
+	ErrLoginNotAllowed = errors.New("router: choosing the login is not allowed on this service")
 )
 
 // Params configures a Router for one service.
@@ -28,6 +35,15 @@ type Params struct {
 	Directed []string
 	// Users maps a gateway user to its own "host:port" target.
 	Users map[string]string
+	// Hosts is the host inventory: lowercase name -> "host:port". An
+	// inband name without a port that is in Hosts goes to its address.
+	Hosts map[string]string
+	// NamesOnly refuses every target that is not an inventory host
+	// (ErrNotInInventory): a raw address, or a directed or per-user
+	// target, reaches a host only when it is that host's address. A route
+	// must then have one target. It also lets an inband name choose the
+	// login ("USER+HOST+LOGIN"), which the caller decides.
+	NamesOnly bool
 }
 
 // Route is where a session goes.
@@ -39,6 +55,10 @@ type Route struct {
 	// Rule names the config rule that chose the targets, e.g.
 	// "services[ssh-in].router.inband".
 	Rule string
+	// Host is the inventory host the single target is, or "".
+	Host string
+	// Login is the upstream login the inband name asked for, or "".
+	Login string
 }
 
 // RouteError is a refused route; Rule names the rule that refused it.
@@ -54,21 +74,55 @@ func (e *RouteError) Unwrap() error { return e.Err }
 // Router decides where the sessions of one service connect. It holds no
 // mutable state and is safe for concurrent use.
 type Router struct {
-	prefix   string
-	inband   bool
-	directed []string
-	users    map[string]string
+	prefix    string
+	inband    bool
+	directed  []string
+	users     map[string]string
+	hosts     map[string]string
+	byAddress map[string]string // canonical "host:port" -> inventory name
+	namesOnly bool
 }
 
 // New returns a Router for p. It copies p's slices and map.
 func New(p Params) *Router {
 	r := &Router{
-		prefix:   fmt.Sprintf("services[%s].router", p.Service),
-		inband:   p.Inband,
-		directed: slices.Clone(p.Directed),
-		users:    maps.Clone(p.Users),
+		prefix:    fmt.Sprintf("services[%s].router", p.Service),
+		inband:    p.Inband,
+		directed:  slices.Clone(p.Directed),
+		users:     maps.Clone(p.Users),
+		hosts:     maps.Clone(p.Hosts),
+		byAddress: make(map[string]string, len(p.Hosts)),
+		namesOnly: p.NamesOnly,
+	}
+	for name, addr := range p.Hosts {
+		r.byAddress[canonical(addr)] = name
 	}
 	return r
+}
+
+// canonical spells a "host:port" one way: lowercase, addresses in their
+// netip form (IPv4-mapped IPv6 unmapped).
+func canonical(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return strings.ToLower(hostport)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = a.Unmap().String()
+	}
+	return net.JoinHostPort(strings.ToLower(host), port)
+}
+
+// resolve fills in rt.Host for a single-target route, and refuses any
+// other route when only inventory hosts may be reached.
+func (r *Router) resolve(rt Route) (Route, error) {
+	if len(rt.Targets) == 1 {
+		rt.Host = r.byAddress[canonical(rt.Targets[0])]
+	}
+	if r.namesOnly && rt.Host == "" {
+		return Route{}, &RouteError{Rule: "hosts", Err: ErrNotInInventory}
+	}
+	return rt, nil
 }
 
 // Route picks the targets for gatewayUser, the authenticated user, who
@@ -80,22 +134,29 @@ func (r *Router) Route(gatewayUser string, sshUser string) (Route, error) {
 		return Route{}, &RouteError{Rule: r.prefix, Err: ErrUserMismatch}
 	}
 	if t, ok := r.users[gatewayUser]; ok {
-		return Route{User: gatewayUser, Targets: []string{t}, Rule: r.prefix + ".users[" + gatewayUser + "]"}, nil
+		return r.resolve(Route{User: gatewayUser, Targets: []string{t}, Rule: r.prefix + ".users[" + gatewayUser + "]"})
 	}
 	if strings.Contains(sshUser, "+") {
 		rule := r.prefix + ".inband"
 		if !r.inband {
 			return Route{}, &RouteError{Rule: rule, Err: ErrInbandDisabled}
 		}
-		_, host, port, err := ParseInband(sshUser)
+		in, err := ParseInband(sshUser)
 		if err != nil {
 			return Route{}, &RouteError{Rule: rule, Err: err}
 		}
-		target := net.JoinHostPort(host, strconv.Itoa(int(port)))
-		return Route{User: gatewayUser, Targets: []string{target}, Rule: rule}, nil
+		if in.Login != "" && !r.namesOnly {
+			return Route{}, &RouteError{Rule: strings.TrimSuffix(r.prefix, ".router") + ".upstream.user", Err: ErrLoginNotAllowed}
+		}
+		if addr, ok := r.hosts[strings.ToLower(in.Host)]; ok && !in.HasPort {
+			return Route{User: gatewayUser, Targets: []string{addr}, Rule: rule, Host: strings.ToLower(in.Host), Login: in.Login}, nil
+		}
+		target := net.JoinHostPort(in.Host, strconv.Itoa(int(in.Port)))
+		rt, err := r.resolve(Route{User: gatewayUser, Targets: []string{target}, Rule: rule, Login: in.Login})
+		return rt, err
 	}
 	if len(r.directed) > 0 {
-		return Route{User: gatewayUser, Targets: slices.Clone(r.directed), Rule: r.prefix + ".directed"}, nil
+		return r.resolve(Route{User: gatewayUser, Targets: slices.Clone(r.directed), Rule: r.prefix + ".directed"})
 	}
 	return Route{}, &RouteError{Rule: r.prefix, Err: ErrNoRoute}
 }

@@ -29,7 +29,9 @@ func TestRoute(t *testing.T) {
 		{"inband ipv6", full, "alice", "alice+[::1]:2222", []string{"[::1]:2222"}, "services[ssh-in].router.inband", nil},
 		{"inband beats directed", full, "alice", "alice+db1", []string{"db1:22"}, "services[ssh-in].router.inband", nil},
 		{"inband malformed", full, "alice", "alice+db1:0", nil, "services[ssh-in].router.inband", ErrBadPort},
-		{"inband second plus", full, "alice", "alice+a+b", nil, "services[ssh-in].router.inband", ErrExtraPlus},
+		{"inband login without roles", full, "alice", "alice+a+b", nil, "services[ssh-in].upstream.user", ErrLoginNotAllowed},
+		{"inband third plus", full, "alice", "alice+a+b+c", nil, "services[ssh-in].router.inband", ErrExtraPlus},
+		{"inband underscore port", full, "alice", "alice+10.0.0.5_2222", []string{"10.0.0.5:2222"}, "services[ssh-in].router.inband", nil},
 		{"directed in order", full, "alice", "alice", []string{"10.0.0.5:22", "10.0.0.6:22"}, "services[ssh-in].router.directed", nil},
 		{"inband name refused when inband off", Params{Service: "ssh-in", Directed: []string{"10.0.0.5:22"}}, "alice", "alice+db1", nil, "services[ssh-in].router.inband", ErrInbandDisabled},
 		{"nothing configured", Params{Service: "ssh-in"}, "alice", "alice", nil, "services[ssh-in].router", ErrNoRoute},
@@ -77,5 +79,56 @@ func TestRouterCopiesParams(t *testing.T) {
 	}
 	if got, _ := r.Route("u", "u"); got.Targets[0] != "b:22" {
 		t.Errorf("got target %q, want b:22", got.Targets[0])
+	}
+}
+
+func TestRouteInventory(t *testing.T) {
+	p := Params{
+		Service:   "ssh-in",
+		Inband:    true,
+		Hosts:     map[string]string{"db1": "10.0.0.5:22", "db2": "[2001:db8::7]:2222", "web": "web.internal:22"},
+		NamesOnly: true,
+	}
+	tests := []struct {
+		name      string
+		params    Params
+		sshUser   string
+		wantHost  string
+		wantLogin string
+		wantAddr  string
+		wantErr   error
+	}{
+		{"name", p, "alice+db1", "db1", "", "10.0.0.5:22", nil},
+		{"name with login", p, "alice+db1+postgres", "db1", "postgres", "10.0.0.5:22", nil},
+		{"name in capitals", p, "alice+DB1", "db1", "", "10.0.0.5:22", nil},
+		{"address of an inventory host", p, "alice+10.0.0.5", "db1", "", "10.0.0.5:22", nil},
+		{"address with port separator", p, "alice+10.0.0.5_22+app", "db1", "app", "10.0.0.5:22", nil},
+		{"ipv6 address of an inventory host", p, "alice+[2001:DB8::7]_2222", "db2", "", "[2001:DB8::7]:2222", nil},
+		{"dns name of an inventory host", p, "alice+WEB.internal", "web", "", "WEB.internal:22", nil},
+		{"raw address not in inventory", p, "alice+10.0.0.6", "", "", "", ErrNotInInventory},
+		{"inventory address on another port", p, "alice+10.0.0.5_2222", "", "", "", ErrNotInInventory},
+		{"name with a port is raw", p, "alice+db1_22", "", "", "", ErrNotInInventory},
+		{"unknown name", p, "alice+db3", "", "", "", ErrNotInInventory},
+		{"directed outside inventory", Params{Service: "s", Directed: []string{"10.0.0.9:22"}, NamesOnly: true}, "alice", "", "", "", ErrNotInInventory},
+		{"failover pair", Params{Service: "s", Directed: []string{"10.0.0.5:22", "10.0.0.5:22"}, Hosts: p.Hosts, NamesOnly: true}, "alice", "", "", "", ErrNotInInventory},
+		{"directed inventory host", Params{Service: "s", Directed: []string{"10.0.0.5:22"}, Hosts: p.Hosts, NamesOnly: true}, "alice", "db1", "", "10.0.0.5:22", nil},
+		{"raw allowed without roles", Params{Service: "s", Inband: true, Hosts: p.Hosts}, "alice+10.0.0.6", "", "", "10.0.0.6:22", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := New(tt.params).Route("alice", tt.sshUser)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("got (%+v, %v), want error %v", got, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("got error %v, want nil", err)
+			}
+			if got.Host != tt.wantHost || got.Login != tt.wantLogin || len(got.Targets) != 1 || got.Targets[0] != tt.wantAddr {
+				t.Errorf("got %+v, want host %q login %q target %q", got, tt.wantHost, tt.wantLogin, tt.wantAddr)
+			}
+		})
 	}
 }

@@ -43,7 +43,8 @@ type Stream interface {
 
 // Params configures a Proxy. Every field is required.
 type Params struct {
-	// Service names the service, for rule names.
+	// Service names the service, for rule names, or is "roles[NAME]"
+	// for a role's policy (see sftpproxy.PolicyPrefix).
 	Service string
 	// Policy is the service's sftp subsystem policy: scp follows it.
 	Policy sftpproxy.Policy

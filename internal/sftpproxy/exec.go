@@ -62,7 +62,8 @@ func scpServerFlag(w string) bool {
 // sftp permits every operation everywhere: nothing sees inside a raw
 // sftp-server's stream, or inside scp started in a form the scp proxy does
 // not take (scpproxy.ParseCommand). ok is false when cmd is not a
-// file-transfer server; the exec policy alone then decides.
+// file-transfer server; the exec policy alone then decides. service is as
+// in Params.Service.
 func DecideExec(service string, sftp *config.Subsystem, cmd string) (v policy.Verdict, ok bool) {
 	kind, why := ClassifyExec(cmd)
 	if kind == "" {
@@ -72,7 +73,7 @@ func DecideExec(service string, sftp *config.Subsystem, cmd string) (v policy.Ve
 	if kind == ExecUnknown {
 		what = "a command that may start a file-transfer server (" + why + ")"
 	}
-	prefix := "services[" + service + "].policy.subsystems"
+	prefix := PolicyPrefix(service) + ".subsystems"
 	if sftp == nil {
 		return policy.Verdict{Rule: prefix, Reason: what + " refused: the sftp subsystem is not permitted"}, true
 	}

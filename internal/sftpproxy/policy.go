@@ -101,9 +101,20 @@ type Rules struct {
 	prefix string
 }
 
-// NewRules returns the Rules of a service's sftp subsystem policy.
-func NewRules(service string, pol Policy) Rules {
-	return Rules{pol: pol, prefix: "services[" + service + "].policy.subsystems.sftp"}
+// NewRules returns the Rules of a service's sftp subsystem policy; owner
+// is the service's name, or "roles[NAME]" for a role's policy.
+func NewRules(owner string, pol Policy) Rules {
+	return Rules{pol: pol, prefix: PolicyPrefix(owner) + ".subsystems.sftp"}
+}
+
+// PolicyPrefix is the config path of the policy owner names: the service
+// NAME's "services[NAME].policy", or "roles[R].policy" for owner
+// "roles[R]" (service names hold no '[', see internal/config).
+func PolicyPrefix(owner string) string {
+	if strings.HasSuffix(owner, "]") {
+		return owner + ".policy"
+	}
+	return "services[" + owner + "].policy"
 }
 
 // Accept is the verdict of an operation no rule refuses.

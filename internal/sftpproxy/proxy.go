@@ -40,7 +40,8 @@ type Stream interface {
 
 // Params configures a Proxy. Every field but MaxOutstanding is required.
 type Params struct {
-	// Service names the service, for rule names.
+	// Service names the service, for rule names, or is "roles[NAME]"
+	// for a role's policy (see sftpproxy.PolicyPrefix).
 	Service string
 	Policy  Policy
 	Audit   audit.Sink

@@ -35,6 +35,9 @@ type conn struct {
 	log   *slog.Logger // with the master's session_id
 	id    auth.Identity
 	restr policy.Restrictions
+	// grant is what the connection may do; dial sets it when the service
+	// decides by identity (Params.Access).
+	grant Grant
 
 	up *upstream
 	// key is what the upstream connection may be reused for.
@@ -219,8 +222,18 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 	if err != nil {
 		e := c.m.AuditEvent("route")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "services["+pp.Service+"].router", err.Error()
+		if re, ok := errors.AsType[*router.RouteError](err); ok {
+			e.Rule = re.Rule
+		}
 		c.audit(ctx, e)
 		return nil, err
+	}
+	if pp.Access != nil {
+		g, err := pp.Access(ctx, c.m, route)
+		if err != nil {
+			return nil, err
+		}
+		c.grant = g
 	}
 	e := c.m.AuditEvent("connect")
 	e.Rule = route.Rule
@@ -235,7 +248,7 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 		return err
 	}
 	up := pp.Upstream
-	c.key = reuseKey{user: c.id.User, upstreamUser: up.User(c.id.User), route: route.Rule + "\x00" + strings.Join(route.Targets, "\x00")}
+	c.key = reuseKey{user: c.id.User, upstreamUser: c.grant.Login, route: route.Rule + "\x00" + strings.Join(route.Targets, "\x00")}
 	if c.p.upstreams != nil {
 		if u := c.p.upstreams.get(c.key); u != nil {
 			e.Detail = map[string]any{"targets": route.Targets, "reused": true}
@@ -287,7 +300,7 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 		methods = append(methods, ssh.Password(up.Password))
 	}
 	cfg := &ssh.ClientConfig{
-		User:              up.User(c.id.User),
+		User:              c.grant.Login,
 		Auth:              methods,
 		HostKeyCallback:   up.HostKeys.HostKeyCallback(),
 		HostKeyAlgorithms: up.HostKeys.HostKeyAlgorithms(target),
@@ -339,10 +352,10 @@ func (c *conn) logUpstreamFailure(ctx context.Context, target, user string, err 
 // permitted, or cannot be reached now, without the internals (addresses,
 // errors) that the audit event keeps.
 func dialFailureText(err error) string {
-	if _, ok := errors.AsType[*session.DeniedError](err); ok {
+	if _, ok := errors.AsType[*session.DeniedError](err); ok || errors.Is(err, session.ErrDenied) {
 		return msgNotPermitted
 	}
-	if errors.Is(err, router.ErrInbandDisabled) || errors.Is(err, router.ErrUserMismatch) || errors.Is(err, chainer.ErrUnspecified) {
+	if errors.Is(err, router.ErrInbandDisabled) || errors.Is(err, router.ErrUserMismatch) || errors.Is(err, router.ErrLoginNotAllowed) || errors.Is(err, chainer.ErrUnspecified) {
 		return msgNotPermitted
 	}
 	if _, ok := errors.AsType[*router.RouteError](err); ok {

@@ -96,8 +96,25 @@ type Params struct {
 	// Record gives each master session its recording; nil records
 	// nothing.
 	Record RecordStart
+	// Access, when set, decides each connection by identity once it is
+	// routed (the config's roles): it audits its decision and returns
+	// what the connection may do, or an error that refuses it. Policy,
+	// Upstream.User, Stacked and ExecTransfer are then not used.
+	Access func(ctx context.Context, m *session.Master, route router.Route) (Grant, error)
 	Audit  audit.Sink
 	Logger *slog.Logger
+}
+
+// Grant is what one connection may do: the policy its requests are
+// decided by and the upstream login. Without Params.Access every
+// connection of a service has the service's.
+type Grant struct {
+	Policy       *policy.Policy
+	Login        string
+	Stacked      map[string]StackedProxy
+	ExecTransfer func(command string) (t Transfer, ok bool)
+	// Release, when set, is called once when the connection ends.
+	Release func()
 }
 
 // Proxy is the SSH proxy: it serves one accepted client connection at a time
@@ -173,8 +190,12 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn, cfg *
 	}
 
 	cn := &conn{p: p, m: m, st: m.Stack("ssh", -1), sconn: sconn, log: log, id: id, restr: restrictions(id.Restrictions), act: newActivity()}
+	cn.grant = Grant{Policy: p.p.Policy, Login: p.p.Upstream.User(id.User), Stacked: p.p.Stacked, ExecTransfer: p.p.ExecTransfer}
 	session.Set(m, connKey, cn)
 	up, err := cn.dial(ctx)
+	if cn.grant.Release != nil {
+		defer cn.grant.Release()
+	}
 	if err != nil {
 		// The client has authenticated but there is nothing to relay to:
 		// answer every channel open with a fixed text, then close.

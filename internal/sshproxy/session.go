@@ -42,7 +42,7 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel, st *session.Stack
 	c.wg.Go(func() { r.upstreamRequests(upReqs) })
 	cfg := c.p.p.Session
 	cfg.AcceptEnv = func(name, value string) bool {
-		return c.decide(ctx, st, "env", c.p.p.Policy.Env(name, value), map[string]any{"name": name})
+		return c.decide(ctx, st, "env", c.grant.Policy.Env(name, value), map[string]any{"name": name})
 	}
 	_ = sshsession.Serve(ctx, c.sconn, nc, r, &cfg)
 	upCh.Close()
@@ -107,7 +107,7 @@ func (r *relay) forward(req sshsession.Request, wantReply bool) error {
 
 // HandleRequest decides one request by policy and forwards what is allowed.
 func (r *relay) HandleRequest(s *sshsession.Session, req sshsession.Request) error {
-	c, pol := r.c, r.c.p.p.Policy
+	c, pol := r.c, r.c.grant.Policy
 	switch q := req.(type) {
 	case *sshsession.PtyRequest:
 		if !c.decide(r.ctx, r.st, "pty", pol.Pty(c.restr), map[string]any{"term": q.Term, "columns": q.Columns, "rows": q.Rows}) {
@@ -139,7 +139,7 @@ func (r *relay) HandleRequest(s *sshsession.Session, req sshsession.Request) err
 // other decides the requests sshsession has no typed view of: agent and X11
 // forwarding behind their switches; everything else is refused.
 func (r *relay) other(q *sshsession.OtherRequest) error {
-	c, pol := r.c, r.c.p.p.Policy
+	c, pol := r.c, r.c.grant.Policy
 	var v policy.Verdict
 	var flag *atomic.Bool
 	switch q.Name {
@@ -166,7 +166,7 @@ func (r *relay) other(q *sshsession.OtherRequest) error {
 // status 1 (see Serve), so that the user sees why instead of a bare "exec
 // request failed"; a denied shell or subsystem is refused.
 func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
-	c, pol := r.c, r.c.p.p.Policy
+	c, pol := r.c, r.c.grant.Policy
 	var typ, requested string
 	switch q := req.(type) {
 	case *sshsession.ShellRequest:
@@ -196,7 +196,7 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 			v.Reason = "forced internal-sftp runs the sftp subsystem"
 		}
 		upReq = &sshsession.SubsystemRequest{Name: "sftp"}
-		if c.p.p.Stacked["sftp"] != nil {
+		if c.grant.Stacked["sftp"] != nil {
 			r.stack = "sftp"
 		}
 		detail["command"], detail["forced_by"] = cmd, rule
@@ -213,7 +213,7 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 		transfer, v = r.execTransfer(requested, v)
 	default:
 		v = pol.Subsystem(requested)
-		if c.p.p.Stacked[requested] != nil {
+		if c.grant.Stacked[requested] != nil {
 			r.stack = requested
 		}
 	}
@@ -281,7 +281,7 @@ func isInternalSFTP(cmd string) bool {
 // get around the sftp subsystem's policy. It returns the stacked proxy to
 // run, if any, and the verdict that now stands.
 func (r *relay) execTransfer(cmd string, v policy.Verdict) (*Transfer, policy.Verdict) {
-	xt := r.c.p.p.ExecTransfer
+	xt := r.c.grant.ExecTransfer
 	if !v.Accept || xt == nil {
 		return nil, v
 	}
@@ -322,7 +322,7 @@ func (r *relay) Serve(s *sshsession.Session) {
 
 	switch {
 	case r.stack != "":
-		r.stacked(s, r.stack, r.c.p.p.Stacked[r.stack], "subsystem.end")
+		r.stacked(s, r.stack, r.c.grant.Stacked[r.stack], "subsystem.end")
 	case r.transfer != nil:
 		r.stackedExec(s)
 	default:
