@@ -81,6 +81,10 @@ type worldOptions struct {
 	keyOptions string
 	// sshdConfig holds extra sshd_config lines for the target.
 	sshdConfig []string
+	// certOnly leaves the static upstream identity out of the config and
+	// the target's authorized_keys empty: only a certificate of the
+	// upstream user_ca the test configures can log in.
+	certOnly bool
 	// builtinTarget puts Sluice's built-in target server (internal/target,
 	// running commands with /bin/sh) in sshd's place: a target whose
 	// sessions do not depend on the machine's login shell and its startup
@@ -107,8 +111,12 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if o.builtinTarget {
 		sshd = startBuiltinTarget(t, dir, upSigner.PublicKey())
 	} else {
+		authorized := []ssh.PublicKey{upSigner.PublicKey()}
+		if o.certOnly {
+			authorized = nil
+		}
 		sshd = sshtest.StartSshd(t, sshtest.SshdOptions{
-			AuthorizedKeys: []ssh.PublicKey{upSigner.PublicKey()},
+			AuthorizedKeys: authorized,
 			Config:         append([]string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"}, o.sshdConfig...),
 		})
 	}
@@ -145,6 +153,10 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if cz == "" {
 		cz = "[office]"
 	}
+	identity := "      identity: ./upstream_ed25519\n"
+	if o.certOnly {
+		identity = ""
+	}
 	grace := o.loginGraceTime
 	if grace == "" {
 		grace = "20s"
@@ -170,13 +182,12 @@ services:
       inband: true
     upstream:
       user: %q
-      identity: ./upstream_ed25519
-      known_hosts: ./known_hosts
+%s      known_hosts: ./known_hosts
 %s%s    policy:
 %s
 audit:
   sink: sqlite
-%s`, grace, o.gateway, o.zones, port, cz, sz, u.Username, o.upstream, o.service, pol, o.tail)
+%s`, grace, o.gateway, o.zones, port, cz, sz, u.Username, identity, o.upstream, o.service, pol, o.tail)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
