@@ -69,7 +69,9 @@ func (w *certWorld) ca(t *testing.T, name string) ssh.Signer {
 	return s
 }
 
-func (w *certWorld) caPublic(t *testing.T, name string) ssh.PublicKey { return w.ca(t, name).PublicKey() }
+func (w *certWorld) caPublic(t *testing.T, name string) ssh.PublicKey {
+	return w.ca(t, name).PublicKey()
+}
 
 // received runs a command through the gateway that prints the
 // certificate the target authenticated the login with (sshd's
