@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -54,10 +55,14 @@ func New(ca ssh.Signer, previous ssh.PublicKey) *Authority {
 
 // Load returns the Authority whose private key is the OpenSSH key at path,
 // generating one of typ ("ed25519", "ecdsa" or "rsa") there when the file
-// does not exist (mode 0600, path.pub beside it). An existing key readable
+// does not exist (mode 0600, path.pub beside it, its folder made with mode
+// 0700 if missing). An existing key readable
 // or writable by group or others is refused. previous, when not empty,
 // names the CA being rotated out: its private key or its public key.
 func Load(path, typ, previous string) (*Authority, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("usercert: %w", err)
+	}
 	ca, err := hostkey.LoadOrGenerateFile(path, typ)
 	if err != nil {
 		return nil, fmt.Errorf("usercert: %w", err)
