@@ -2,6 +2,8 @@ package usercert
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
 	"errors"
 	"io/fs"
 	"net"
@@ -203,5 +205,26 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := ReadPublicKey(junk); err == nil {
 		t.Error("junk: got a key")
+	}
+}
+
+// TestIssueRSA checks that an RSA CA signs with SHA-2, which OpenSSH
+// requires of certificates since 8.2 (CASignatureAlgorithms), never with
+// SHA-1 ssh-rsa.
+func TestIssueRSA(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := ssh.NewSignerFromKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := New(ca, nil).Issue(Request{Login: "u", KeyID: "k", Source: netip.MustParseAddr("127.0.0.1"), Now: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cred.Cert.Signature.Format; got != ssh.KeyAlgoRSASHA256 && got != ssh.KeyAlgoRSASHA512 {
+		t.Errorf("signature algorithm: got %s, want rsa-sha2-256 or rsa-sha2-512", got)
 	}
 }
