@@ -13,6 +13,7 @@ import (
 // the word after the subcommand.
 var verbs = map[string][]string{
 	"audit":       {"verify"},
+	"ca":          {"show"},
 	"completion":  {"bash", "zsh"},
 	"known-hosts": {"add"},
 }

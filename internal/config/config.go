@@ -177,10 +177,19 @@ type Router struct {
 
 // Upstream is how the gateway logs in to the target server.
 type Upstream struct {
-	User       string // login name template; %u = gateway user name, %% = %
-	Identity   string // absolute path of a private key, or ""
-	Password   string // or ""
-	KnownHosts string // absolute path; strict host-key checking is always on
+	User     string // login name template; %u = gateway user name, %% = %
+	Identity string // absolute path of a private key, or ""
+	Password string // or ""
+	// UserCA is the absolute path of the private key of the user CA that
+	// signs a short-lived certificate for each upstream login, or "";
+	// created (of type UserCAType) at start when missing.
+	UserCA     string
+	UserCAType HostKeyType
+	// UserCAPrevious is the absolute path of the CA user_ca replaced
+	// (its private key or its .pub), still listed by "sluice ca show"
+	// while targets trust both during a rotation; never used to sign.
+	UserCAPrevious string
+	KnownHosts     string // absolute path; strict host-key checking is always on
 	// Reuse keeps an upstream connection open this long after its client
 	// connection ended cleanly, for the next connection of the same gateway
 	// user to the same route. 0 = off.

@@ -192,6 +192,16 @@ func TestErrorClasses(t *testing.T) {
 			[]string{`t.yaml:12: services[s].upstream.user: bad user "%h": only %u and %% may follow %`}},
 		{"missing known_hosts", func(t *testing.T) string { return edit(t, "{known_hosts: kh}", "{identity: id}") },
 			[]string{`t.yaml:12: services[s].upstream.known_hosts: missing required key`}},
+		{"user_ca_type and user_ca_previous without user_ca", func(t *testing.T) string {
+			return edit(t, "{known_hosts: kh}", "\n      known_hosts: kh\n      user_ca_type: dsa\n      user_ca_previous: old")
+		}, []string{
+			`t.yaml:14: services[s].upstream.user_ca_type: bad value "dsa": want one of ed25519, ecdsa, rsa`,
+			`t.yaml:14: services[s].upstream.user_ca_type: needs user_ca`,
+			`t.yaml:15: services[s].upstream.user_ca_previous: needs user_ca`,
+		}},
+		{"user_ca_previous is user_ca", func(t *testing.T) string {
+			return edit(t, "{known_hosts: kh}", "{known_hosts: kh, user_ca: state/ca, user_ca_previous: ./state/../state/ca}")
+		}, []string{`t.yaml:12: services[s].upstream.user_ca_previous: names the same file as user_ca`}},
 		{"record_input without record", func(t *testing.T) string { return minimal + "    record_input: true\n" },
 			[]string{`t.yaml:13: services[s].record_input: needs record: true`}},
 		{"bad audit sink", func(t *testing.T) string { return minimal + "audit: {sink: mysql, queue_size: 0}\n" },

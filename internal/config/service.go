@@ -148,7 +148,9 @@ func (d *decoder) router(n *yaml.Node, key string, r *Router) {
 }
 
 func (d *decoder) upstream(n *yaml.Node, key string, u *Upstream) {
-	d.mapping(n, key, []field{
+	u.UserCAType = HostKeyEd25519
+	typeLine, prevLine := 0, 0
+	ok := d.mapping(n, key, []field{
 		{"user", false, func(n *yaml.Node, k string) {
 			var s string
 			if !d.str(n, k, &s) {
@@ -168,10 +170,33 @@ func (d *decoder) upstream(n *yaml.Node, key string, u *Upstream) {
 		}},
 		{"identity", false, func(n *yaml.Node, k string) { d.path(n, k, &u.Identity) }},
 		{"password", false, func(n *yaml.Node, k string) { d.str(n, k, &u.Password) }},
+		{"user_ca", false, func(n *yaml.Node, k string) { d.path(n, k, &u.UserCA) }},
+		{"user_ca_type", false, func(n *yaml.Node, k string) {
+			v := string(u.UserCAType)
+			d.enum(n, k, &v, string(HostKeyEd25519), string(HostKeyECDSA), string(HostKeyRSA))
+			u.UserCAType = HostKeyType(v)
+			typeLine = n.Line
+		}},
+		{"user_ca_previous", false, func(n *yaml.Node, k string) {
+			d.path(n, k, &u.UserCAPrevious)
+			prevLine = n.Line
+		}},
 		{"known_hosts", true, func(n *yaml.Node, k string) { d.path(n, k, &u.KnownHosts) }},
 		{"reuse", false, func(n *yaml.Node, k string) { d.duration(n, k, &u.Reuse) }},
 		{"reuse_idle", false, func(n *yaml.Node, k string) { d.intField(n, k, 1, reuseIdleMax, &u.ReuseIdle) }},
 	})
+	if !ok || u.UserCA != "" {
+		if ok && u.UserCAPrevious == u.UserCA {
+			d.errorAt(prevLine, key+".user_ca_previous", "names the same file as user_ca")
+		}
+		return
+	}
+	if typeLine != 0 {
+		d.errorAt(typeLine, key+".user_ca_type", "needs user_ca")
+	}
+	if prevLine != 0 {
+		d.errorAt(prevLine, key+".user_ca_previous", "needs user_ca")
+	}
 }
 
 // reuseIdleMax bounds upstream.reuse_idle: a service keeps at most 256

@@ -26,6 +26,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/service"
 	"github.com/sluice-ssh/sluice/internal/session"
 	"github.com/sluice-ssh/sluice/internal/sshproxy"
+	"github.com/sluice-ssh/sluice/internal/usercert"
 	"github.com/sluice-ssh/sluice/internal/zone"
 	"github.com/sluice-ssh/sluice/sshsession"
 )
@@ -329,6 +330,12 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		}
 		signers = append(signers, s)
 	}
+	var certs *usercert.Authority
+	if sc.Upstream.UserCA != "" {
+		if certs, err = usercert.Load(sc.Upstream.UserCA, string(sc.Upstream.UserCAType), sc.Upstream.UserCAPrevious); err != nil {
+			return service.Params{}, fmt.Errorf("%supstream.user_ca: %w", prefix, err)
+		}
+	}
 	serverZones := sc.ServerZones
 	serverRule := "services[" + sc.Name + "].server_zones"
 	permit := func(addr netip.AddrPort) error {
@@ -353,13 +360,14 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		Router:  router.New(router.Params{Service: sc.Name, Inband: sc.Router.Inband, Directed: sc.Router.Directed, Users: sc.Router.Users, Hosts: acc.hosts(), NamesOnly: acc != nil}),
 		Chainer: ch,
 		Upstream: sshproxy.Upstream{
-			User:      sc.Upstream.LoginUser,
-			Signers:   signers,
-			Password:  sc.Upstream.Password,
-			HostKeys:  checker,
-			Timeout:   sc.ConnectTimeout.Std(),
-			Reuse:     sc.Upstream.Reuse.Std(),
-			ReuseIdle: sc.Upstream.ReuseIdle,
+			User:         sc.Upstream.LoginUser,
+			Signers:      signers,
+			Certificates: certs,
+			Password:     sc.Upstream.Password,
+			HostKeys:     checker,
+			Timeout:      sc.ConnectTimeout.Std(),
+			Reuse:        sc.Upstream.Reuse.Std(),
+			ReuseIdle:    sc.Upstream.ReuseIdle,
 		},
 		Policy:         pol,
 		Record:         g.recordStart(cfg, sc),

@@ -89,6 +89,10 @@ type worldOptions struct {
 	// replaced by the first sshd's host:port, "{sshd1}"... by the others',
 	// and "{user}" by the login the sshd run as.
 	moreSshd int
+	// certOnly leaves the static upstream identity out of the config and
+	// the target's authorized_keys empty: only a certificate of the
+	// upstream user_ca the test configures can log in.
+	certOnly bool
 	// builtinTarget puts Sluice's built-in target server (internal/target,
 	// running commands with /bin/sh) in sshd's place: a target whose
 	// sessions do not depend on the machine's login shell and its startup
@@ -115,8 +119,12 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if o.builtinTarget {
 		sshd = startBuiltinTarget(t, dir, upSigner.PublicKey())
 	} else {
+		authorized := []ssh.PublicKey{upSigner.PublicKey()}
+		if o.certOnly {
+			authorized = nil
+		}
 		sshd = sshtest.StartSshd(t, sshtest.SshdOptions{
-			AuthorizedKeys: []ssh.PublicKey{upSigner.PublicKey()},
+			AuthorizedKeys: authorized,
 			Config:         append([]string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"}, o.sshdConfig...),
 		})
 	}
@@ -161,6 +169,10 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if cz == "" {
 		cz = "[office]"
 	}
+	identity := "      identity: ./upstream_ed25519\n"
+	if o.certOnly {
+		identity = ""
+	}
 	grace := o.loginGraceTime
 	if grace == "" {
 		grace = "20s"
@@ -186,13 +198,12 @@ func newWorld(t *testing.T, o worldOptions) *world {
       inband: true
     upstream:
       user: %q
-      identity: ./upstream_ed25519
-      known_hosts: ./known_hosts
+%s      known_hosts: ./known_hosts
 %s%s    policy:
 %s
 audit:
   sink: sqlite
-%s`, grace, o.gateway, o.zones, o.users, port, cz, sz, u.Username, o.upstream, o.service, pol, tail)
+%s`, grace, o.gateway, o.zones, o.users, port, cz, sz, u.Username, identity, o.upstream, o.service, pol, tail)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

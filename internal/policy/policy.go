@@ -301,6 +301,14 @@ func (p *Policy) ForwardLocal(host string, port uint32, restr Restrictions) Verd
 	return Verdict{Rule: p.prefix + ".forward_local", Reason: "destination is not in the permit-open list"}
 }
 
+// ForwardLocalPossible reports whether ForwardLocal could accept some
+// destination under restr: the key allows port forwarding and the
+// service's forward_local list is not empty. A certificate the gateway
+// issues for the upstream login grants port forwarding only then.
+func (p *Policy) ForwardLocalPossible(restr Restrictions) bool {
+	return !restr.NoPortForwarding && len(p.forwardLocal) > 0
+}
+
 // ForcedCommand returns the command that replaces every shell, exec and
 // subsystem request of a session, and the rule that forces it; ok is false
 // when none applies. As in sshd(8) (session.c do_exec), the service's

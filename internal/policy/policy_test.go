@@ -455,3 +455,22 @@ func FuzzExec(f *testing.F) {
 		}
 	})
 }
+
+func TestForwardLocalPossible(t *testing.T) {
+	list := mustCompile(t, Spec{ForwardLocal: []string{"127.0.0.1:5432"}})
+	empty := mustCompile(t, Spec{ForwardRemote: true})
+	for _, tc := range []struct {
+		name  string
+		p     *Policy
+		restr Restrictions
+		want  bool
+	}{
+		{"list", list, Restrictions{}, true},
+		{"list, key no-port-forwarding", list, Restrictions{NoPortForwarding: true}, false},
+		{"empty list", empty, Restrictions{}, false},
+	} {
+		if got := tc.p.ForwardLocalPossible(tc.restr); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/router"
 	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/internal/usercert"
 	"github.com/sluice-ssh/sluice/sshsession"
 )
 
@@ -248,7 +251,12 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 		return err
 	}
 	up := pp.Upstream
-	c.key = reuseKey{user: c.id.User, upstreamUser: c.grant.Login, route: route.Rule + "\x00" + strings.Join(route.Targets, "\x00")}
+	login := c.login()
+	c.key = reuseKey{user: c.id.User, upstreamUser: login, route: route.Rule + "\x00" + strings.Join(route.Targets, "\x00")}
+	if up.Certificates != nil {
+		c.key.grants = c.grants().String()
+	}
+	upstreamRule := "services[" + pp.Service + "].upstream"
 	if c.p.upstreams != nil {
 		if u := c.p.upstreams.get(c.key); u != nil {
 			e.Detail = map[string]any{"targets": route.Targets, "reused": true}
@@ -261,9 +269,10 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 			e.Verdict, e.Target = audit.Accept, u.target
 			c.audit(ctx, e)
 			e := c.m.AuditEvent("upstream")
-			e.Verdict, e.Rule, e.Target = audit.Accept, "services["+pp.Service+"].upstream", u.target
+			e.Verdict, e.Rule, e.Target = audit.Accept, upstreamRule, u.target
 			e.Detail = map[string]any{"upstream_user": c.key.upstreamUser, "server_version": string(u.ServerVersion()),
 				"reused": true, "uses": u.uses, "age": time.Since(u.dialled).Round(time.Millisecond).String()}
+			certDetail(e.Detail, u.cert)
 			c.audit(ctx, e)
 			return u, nil
 		}
@@ -291,16 +300,41 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 	e = c.m.AuditEvent("connect")
 	e.Verdict, e.Rule, e.Target = audit.Accept, route.Rule, target
 	c.audit(ctx, e)
+	// failed audits a failed login.
+	failed := func(err error) error {
+		nc.Close()
+		e := c.m.AuditEvent("upstream")
+		e.Verdict, e.Rule, e.Target, e.Reason = audit.Reject, upstreamRule, target, err.Error()
+		c.audit(ctx, e)
+		return err
+	}
 
+	signers := up.Signers
+	var cred usercert.Credential
+	if up.Certificates != nil {
+		cred, err = up.Certificates.Issue(usercert.Request{
+			Login:    login,
+			KeyID:    usercert.KeyID(c.id.User, c.m.ID()),
+			Source:   local.Addr(),
+			Grants:   c.grants(),
+			Now:      time.Now(),
+			Lifetime: up.Timeout,
+		})
+		if err != nil {
+			return nil, failed(err)
+		}
+		// One publickey method for all: x/crypto tries each method once.
+		signers = append([]ssh.Signer{cred.Signer}, signers...)
+	}
 	var methods []ssh.AuthMethod
-	if len(up.Signers) > 0 {
-		methods = append(methods, ssh.PublicKeys(up.Signers...))
+	if len(signers) > 0 {
+		methods = append(methods, ssh.PublicKeys(signers...))
 	}
 	if up.Password != "" {
 		methods = append(methods, ssh.Password(up.Password))
 	}
 	cfg := &ssh.ClientConfig{
-		User:              c.grant.Login,
+		User:              login,
 		Auth:              methods,
 		HostKeyCallback:   up.HostKeys.HostKeyCallback(),
 		HostKeyAlgorithms: up.HostKeys.HostKeyAlgorithms(target),
@@ -311,19 +345,62 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 	}
 	uc, chans, reqs, err := ssh.NewClientConn(nc, target, cfg)
 	if err != nil {
-		nc.Close()
 		c.logUpstreamFailure(ctx, target, cfg.User, err)
-		e := c.m.AuditEvent("upstream")
-		e.Verdict, e.Rule, e.Target, e.Reason = audit.Reject, "services["+pp.Service+"].upstream", target, err.Error()
-		c.audit(ctx, e)
-		return nil, err
+		return nil, failed(err)
 	}
 	_ = nc.SetDeadline(time.Time{})
+	var cert *ssh.Certificate
+	if cred.Cert != nil && cred.Used() {
+		cert = cred.Cert
+	}
 	e = c.m.AuditEvent("upstream")
-	e.Verdict, e.Rule, e.Target = audit.Accept, "services["+pp.Service+"].upstream", target
+	e.Verdict, e.Rule, e.Target = audit.Accept, upstreamRule, target
 	e.Detail = map[string]any{"upstream_user": cfg.User, "server_version": string(uc.ServerVersion())}
+	certDetail(e.Detail, cert)
+	if cred.Cert != nil && cert == nil {
+		// The target did not take the certificate; a static credential
+		// logged in.
+		e.Detail["cert_refused"] = true
+	}
 	c.audit(ctx, e)
-	return newUpstream(uc, chans, reqs, target, remote, local), nil
+	return newUpstream(uc, chans, reqs, target, remote, local, cert), nil
+}
+
+// login is the login name on the target for this connection.
+func (c *conn) login() string { return c.grant.Login }
+
+// grants are what a certificate issued for this connection's login
+// permits: what the service's policy and the user's key options could
+// accept, so that the target refuses the rest even were the gateway's own
+// checks bypassed. permit-user-rc is never granted.
+func (c *conn) grants() usercert.Grants {
+	pol, r := c.grant.Policy, c.restr
+	return usercert.Grants{
+		PTY:             pol.Pty(r).Accept,
+		PortForwarding:  pol.ForwardLocalPossible(r) || pol.ForwardRemote(r).Accept,
+		AgentForwarding: pol.Agent(r).Accept,
+		X11Forwarding:   pol.X11(r).Accept,
+	}
+}
+
+// certDetail adds what identifies cert, when not nil, to an upstream
+// audit event's detail: its serial (as decimal text: a uint64 does not
+// survive JSON readers that use doubles), key id, CA, expiry and
+// extensions.
+func certDetail(d map[string]any, cert *ssh.Certificate) {
+	if cert == nil {
+		return
+	}
+	d["cert_serial"] = strconv.FormatUint(cert.Serial, 10)
+	d["cert_key_id"] = cert.KeyId
+	d["cert_ca"] = ssh.FingerprintSHA256(cert.SignatureKey)
+	d["cert_valid_before"] = time.Unix(int64(cert.ValidBefore), 0).UTC().Format(time.RFC3339)
+	var ext []string
+	for k := range cert.Extensions {
+		ext = append(ext, k)
+	}
+	slices.Sort(ext)
+	d["cert_extensions"] = ext
 }
 
 // logUpstreamFailure writes the WARN line of a failed upstream login: a

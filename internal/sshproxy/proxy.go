@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/router"
 	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/internal/usercert"
 	"github.com/sluice-ssh/sluice/sshsession"
 )
 
@@ -43,6 +44,9 @@ type Upstream struct {
 	Signers []ssh.Signer
 	// Password is tried after the signers when not empty.
 	Password string
+	// Certificates, when set, issues a certificate for each login
+	// (internal/usercert), offered before Signers.
+	Certificates *usercert.Authority
 	// HostKeys checks the target's host key strictly; an unknown or changed
 	// key ends the connection before any credential is sent.
 	HostKeys *hostkey.Checker

@@ -31,11 +31,14 @@ type upstream struct {
 	// uses counts the client connections served, the current one included.
 	// Only the owner touches it.
 	uses int
+	// cert is the certificate the connection logged in with, or nil; a
+	// reuse names it in its audit.
+	cert *ssh.Certificate
 }
 
 // newUpstream wraps a connection just logged in to.
-func newUpstream(uc ssh.Conn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, target string, remote, local netip.AddrPort) *upstream {
-	return &upstream{Conn: uc, chans: chans, reqs: reqs, target: target, remote: remote, local: local, dialled: time.Now(), done: make(chan struct{}), uses: 1}
+func newUpstream(uc ssh.Conn, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, target string, remote, local netip.AddrPort, cert *ssh.Certificate) *upstream {
+	return &upstream{Conn: uc, chans: chans, reqs: reqs, target: target, remote: remote, local: local, dialled: time.Now(), done: make(chan struct{}), uses: 1, cert: cert}
 }
 
 // serve serves the target's side of the connection until stop is closed
@@ -123,9 +126,11 @@ const (
 )
 
 // reuseKey is what an upstream connection may be reused for: never another
-// gateway user, another login name on the target, or another route.
+// gateway user, another login name on the target, or another route; and
+// when it logged in with a certificate, never a connection its
+// certificate's extensions (grants) do not fit.
 type reuseKey struct {
-	user, upstreamUser, route string
+	user, upstreamUser, route, grants string
 }
 
 // idleUpstream is an upstream connection in the pool.

@@ -31,7 +31,7 @@ func (c *closingConn) Wait() error { return nil }
 
 func newTestUpstream() *upstream {
 	c := &closingConn{chans: make(chan ssh.NewChannel), reqs: make(chan *ssh.Request)}
-	return newUpstream(c, c.chans, c.reqs, "db1:22", netip.AddrPort{}, netip.AddrPort{})
+	return newUpstream(c, c.chans, c.reqs, "db1:22", netip.AddrPort{}, netip.AddrPort{}, nil)
 }
 
 // TestPoolPerKeyLimit checks that the pool keeps at most its per-key
@@ -57,5 +57,23 @@ func TestPoolPerKeyLimit(t *testing.T) {
 	u.shut()
 	if p.put(bob, u) {
 		t.Fatal("a connection that had ended was kept")
+	}
+}
+
+// TestPoolGrants checks that a connection logged in with a certificate is
+// not handed to a connection of the same user and route whose certificate
+// would grant other extensions (another key's restrictions, a reloaded
+// policy).
+func TestPoolGrants(t *testing.T) {
+	p := newUpstreamPool(time.Minute, 3)
+	defer p.close()
+	pty := reuseKey{user: "alice", upstreamUser: "alice", route: "db1:22", grants: "permit-pty"}
+	none := pty
+	none.grants = "none"
+	if !p.put(pty, newTestUpstream()) {
+		t.Fatal("put refused")
+	}
+	if u := p.get(none); u != nil {
+		t.Fatal("a connection whose certificate permits a pty was handed to one that may not have one")
 	}
 }
