@@ -69,6 +69,9 @@ var clientParsers = []parser{parseSSH, parseTLS, parseHTTP, parsePostgres}
 // is false while more bytes could change the answer; then r is the
 // Unknown result to use if no more come (with Partial set).
 func Client(b []byte) (r Result, done bool) {
+	if len(b) == 0 {
+		return Result{Protocol: Unknown}, false
+	}
 	more := Unknown
 	for _, p := range clientParsers {
 		res, st := p(b)

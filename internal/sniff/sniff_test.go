@@ -65,7 +65,7 @@ func TestClient(t *testing.T) {
 		want Result
 		done bool
 	}{
-		{"empty", nil, Result{Protocol: Unknown, Partial: SSH}, false},
+		{"empty", nil, Result{Protocol: Unknown}, false},
 		{"ssh", []byte("SSH-2.0-OpenSSH_9.6\r\n"), Result{Protocol: SSH}, true},
 		{"ssh prefix", []byte("SS"), Result{Protocol: Unknown, Partial: SSH}, false},
 		{"tls", hello, Result{Protocol: TLS, SNI: "web.corp"}, true},
