@@ -72,6 +72,8 @@ func TestClient(t *testing.T) {
 		{"tls split in records of 1 byte", splitRecords(hello, 1), Result{Protocol: TLS, SNI: "web.corp"}, true},
 		{"tls half", hello[:len(hello)/2], Result{Protocol: Unknown, Partial: TLS}, false},
 		{"tls oversize", []byte{22, 3, 1, 0, 4, 1, 0x01, 0, 0}, Result{Protocol: TLS, Malformed: "ClientHello larger than 16 KiB"}, true},
+		{"tls oversize, first record cut", []byte{22, 3, 1, 0x40, 0, 1, 0x10, 0, 0}, Result{Protocol: TLS, Malformed: "ClientHello larger than 16 KiB"}, true},
+		{"tls header only", []byte{22, 3, 1, 0, 9}, Result{Protocol: Unknown, Partial: TLS}, false},
 		{"tls not a hello", []byte{22, 3, 1, 0, 4, 2, 0, 0, 0}, Result{Protocol: Unknown}, true},
 		{"http", []byte("GET / HTTP/1.1\r\nUser-Agent: x\r\nHost: Web.Corp:8080\r\n\r\n"), Result{Protocol: HTTP, Method: "GET", Host: "web.corp"}, true},
 		{"http bare LF", []byte("GET / HTTP/1.1\nHost: a\n\n"), Result{Protocol: HTTP, Method: "GET", Host: "a"}, true},

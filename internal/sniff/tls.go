@@ -39,15 +39,15 @@ func parseTLS(b []byte) (Result, Status) {
 			return r, No
 		}
 		frag := b[recordHeaderLen:]
-		if len(frag) < n {
-			hs = append(hs, frag...)
-			if len(hs) >= 1 && hs[0] != handshakeClientHello {
-				return r, No
-			}
+		complete := len(frag) >= n
+		if complete {
+			frag = frag[:n]
+		}
+		hs = append(hs, frag...)
+		b = b[recordHeaderLen+len(frag):]
+		if len(hs) == 0 {
 			return r, More
 		}
-		hs = append(hs, frag[:n]...)
-		b = frag[n:]
 		if hs[0] != handshakeClientHello {
 			return r, No
 		}
@@ -60,6 +60,9 @@ func parseTLS(b []byte) (Result, Status) {
 			if len(hs) >= handshakeHeaderLen+msgLen {
 				return clientHello(hs[handshakeHeaderLen : handshakeHeaderLen+msgLen]), Match
 			}
+		}
+		if !complete {
+			return r, More
 		}
 	}
 	return r, More

@@ -54,9 +54,19 @@ func (c *conn) plugSniffed(ctx context.Context, st *session.Stacked, nc ssh.NewC
 	c.wg.Go(func() { ssh.DiscardRequests(reqs) })
 	c.wg.Go(func() { ssh.DiscardRequests(twinReqs) })
 	s := &sniffer{wait: sniffWait, decide: func(r sniff.Result) bool {
-		d := streamDetail(r)
-		d["host"], d["port"] = m.Host, m.Port
-		return c.decide(ctx, st, "forward.stream", c.p.p.Policy.ForwardStream(m.Host, m.Port, r), d)
+		// Every stream decision is audited, refusals too: each cost
+		// the target a connection, unlike the refusals auditRefusal
+		// thins out.
+		v := c.p.p.Policy.ForwardStream(m.Host, m.Port, r)
+		e := st.AuditEvent("forward.stream")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, v.Rule, v.Reason
+		if v.Accept {
+			e.Verdict = audit.Accept
+		}
+		e.Detail = streamDetail(r)
+		e.Detail["host"], e.Detail["port"] = m.Host, m.Port
+		c.audit(ctx, e)
+		return v.Accept
 	}}
 	r, accepted, in, out := s.pipe(c.act.channel(ch), twin)
 	e := st.AuditEvent("forward.local.end")
