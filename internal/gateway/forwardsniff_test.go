@@ -438,4 +438,3 @@ func TestForwardBySNIAndHost(t *testing.T) {
 		}
 	})
 }
-

@@ -120,7 +120,7 @@ func TestClientHelloEveryPrefixWaits(t *testing.T) {
 
 func TestServer(t *testing.T) {
 	for in, want := range map[string]Protocol{
-		"SSH-2.0-OpenSSH_9.6\r\n":           SSH,
+		"SSH-2.0-OpenSSH_9.6\r\n":            SSH,
 		"hello first\r\nSSH-2.0-x\r\n":       SSH,
 		"220 smtp ready\r\n":                 Unknown,
 		"":                                   Unknown,
