@@ -37,9 +37,9 @@ type sniffer struct {
 	decided chan struct{}
 	accept  bool
 	result  sniff.Result
-	// sawTarget is set when the target's first bytes were part of the
-	// decision.
-	sawTarget bool
+	// sawClient and sawTarget are set when the client's or the target's
+	// first bytes were part of the decision.
+	sawClient, sawTarget bool
 }
 
 // pipe relays client and target like Proxy.pipe, but holds the first
@@ -52,7 +52,7 @@ func (s *sniffer) pipe(client, target ssh.Channel) (res sniff.Result, accepted b
 	fromClient, fromTarget := make(chan chunk), make(chan chunk)
 	var wg sync.WaitGroup
 	var heldIn, heldOut int64
-	wg.Go(func() { in = s.half(target, client, fromClient, nil) })
+	wg.Go(func() { in = s.half(target, client, fromClient, s.lateClient) })
 	wg.Go(func() { out = s.half(client, target, fromTarget, s.lateBanner) })
 
 	var cb, tb []byte
@@ -63,6 +63,7 @@ wait:
 		select {
 		case c := <-fromClient:
 			cb = append(cb, c.b...)
+			s.sawClient = len(cb) > 0
 			if c.err != nil {
 				break wait
 			}
@@ -169,6 +170,19 @@ func (s *sniffer) half(dst, src ssh.Channel, held chan<- chunk, check func([]byt
 	}
 	_ = dst.CloseWrite()
 	return written
+}
+
+// lateClient checks the client's first bytes when the decision was made
+// without any (the time cap passed, or the target spoke first and was not
+// SSH): an SSH identification string there is decided as SSH.
+func (s *sniffer) lateClient(b []byte) bool {
+	if s.sawClient || s.result.Protocol == sniff.SSH {
+		return true
+	}
+	if r, _ := sniff.Client(b); r.Protocol == sniff.SSH {
+		return s.decide(r)
+	}
+	return true
 }
 
 // lateBanner checks the target's first bytes when the decision was made
