@@ -16,17 +16,16 @@ const maxMethodLen = 24
 // LF (RFC 9112 §2.2 lets a recipient accept LF).
 func parseHTTP(b []byte) (Result, Status) {
 	r := Result{Protocol: HTTP}
+	// The method first, so that other protocols are told apart without
+	// a scan of everything held: an upper-case token and a space.
+	head := b[:min(len(b), maxMethodLen+1)]
+	sp := bytes.IndexByte(head, ' ')
+	switch {
+	case sp == 0, sp < 0 && (len(head) > maxMethodLen || !upperToken(head)), sp > 0 && !upperToken(head[:sp]):
+		return r, No
+	}
 	line, rest, ok := cutLine(b)
 	if !ok {
-		// A prefix of "METHOD SP ...": an upper-case token so far.
-		sp := bytes.IndexByte(b, ' ')
-		m := b
-		if sp >= 0 {
-			m = b[:sp]
-		}
-		if len(m) > maxMethodLen || !upperToken(m) || sp == 0 {
-			return r, No
-		}
 		return r, More
 	}
 	method, target, version, ok := requestLine(line)
