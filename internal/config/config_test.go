@@ -460,6 +460,26 @@ func TestTransferLeakWarning(t *testing.T) {
 	}
 }
 
+func TestForwardWarnings(t *testing.T) {
+	c := parseWithPolicy(t, `
+      forward_local:
+        - {to: "a:443", protocols: [http], sni: ["*.corp"]}
+        - {to: "a:80", protocols: [tls], deny_host: [x]}
+        - {to: "a:8443", protocols: [tls, http], sni: [a], host: [b]}
+`)
+	var got []string
+	for _, w := range c.Warnings {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`/etc/sluice/w.yaml:13: services[s].policy.forward_local[0]: warning: sni and deny_sni never apply: protocols does not list tls`,
+		`/etc/sluice/w.yaml:14: services[s].policy.forward_local[1]: warning: host and deny_host never apply: protocols does not list http`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\ngot  %q\nwant %q", got, want)
+	}
+}
+
 // parseWithPolicy parses a one-service file, /etc/sluice/w.yaml, whose
 // services[s].policy (line 11) is policy, the text after "policy:".
 func parseWithPolicy(t *testing.T, policy string) *Config {

@@ -471,6 +471,17 @@ func (d *decoder) forward(n *yaml.Node, key string) (Forward, bool) {
 		{"deny_sni", false, globs(&f.DenySNI)},
 		{"deny_host", false, globs(&f.DenyHost)},
 	}) && ok
+	if ok && len(f.Protocols) > 0 {
+		for _, w := range []struct {
+			proto string
+			names int
+			key   string
+		}{{string(sniff.TLS), len(f.SNI) + len(f.DenySNI), "sni and deny_sni"}, {string(sniff.HTTP), len(f.Host) + len(f.DenyHost), "host and deny_host"}} {
+			if w.names > 0 && !slices.Contains(f.Protocols, w.proto) {
+				d.warnf(n, key, "%s never apply: protocols does not list %s", w.key, w.proto)
+			}
+		}
+	}
 	return f, ok
 }
 
