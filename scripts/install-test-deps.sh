@@ -18,7 +18,8 @@ pkgs=(
   asciinema            # replay of recordings (record TestWriteCast: sluice replay --asciicast)
   putty-tools          # interop: plink and puttygen, exit status before EOF (TestExitStatusPlink)
   dropbear-bin         # interop: dbclient and dropbearconvert, exit status before EOF (TestExitStatusDbclient)
-  postgresql           # the audit store's shared suite
+  postgresql           # the audit store's shared suite; psql through a forward (gateway TestForwardAuditsHTTPHostAndPostgres)
+  curl                 # interop: HTTP and HTTPS through ssh -L (gateway TestForwardBySNIAndHost)
   systemd              # systemd-analyze verify of contrib/sluice.service
   e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)
   zsh                  # sluice completion zsh (cmd/sluice TestZshCompletion)

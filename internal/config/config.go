@@ -242,7 +242,8 @@ type Policy struct {
 	Exec          Exec
 	Env           []string             // glob patterns (path.Match) of accepted variable names
 	Subsystems    map[string]Subsystem // permitted subsystems by name
-	ForwardLocal  []HostPort           // permit-open list for direct-tcpip; empty = denied
+	ForwardLocal  []Forward            // permit-open list for direct-tcpip; empty = denied
+	ForwardSSH    bool                 // SSH may run inside a local forward (ssh -W, ProxyJump)
 	ForwardRemote bool
 	Agent         bool
 	X11           bool
@@ -302,6 +303,20 @@ type Subsystem struct {
 type HostPort struct {
 	Host string
 	Port int
+}
+
+// Forward is one forward_local entry: a destination and, in the mapping
+// form, what the stream to it may carry. The string form "host:port" sets
+// only To.
+type Forward struct {
+	To HostPort
+	// Protocols lists the protocols the stream may carry (internal/sniff
+	// names: ssh, tls, http, postgresql, unknown); empty allows any.
+	Protocols []string
+	// SNI and Host are glob patterns ('*' any run, '?' one character) a
+	// TLS server_name or an HTTP Host must match, in lower case; DenySNI
+	// and DenyHost refuse what they match.
+	SNI, Host, DenySNI, DenyHost []string
 }
 
 // Match reports whether host:port is permitted by p. Host names compare

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -258,7 +259,13 @@ services:
     router: {directed: ["a.example:22", "[2001:db8::5]:2022"], users: {u@example.org: "10.0.0.1:22"}}
     upstream: {user: "%u%%x", known_hosts: /kh, reuse: 90s, reuse_idle: 16}
     policy:
-      forward_local: ["*:5432", "db.internal:*", "127.0.0.1:80"]
+      forward_local:
+        - "*:5432"
+        - "db.internal:*"
+        - "127.0.0.1:80"
+        - {to: "web:443", protocols: [tls], sni: ["*.Corp."], deny_sni: [evil.corp]}
+        - {to: "web:80", host: [intranet], deny_host: ["x?"]}
+      forward_ssh: true
     proxy_protocol: {trusted: ["127.0.0.1/32"]}
 audit: {sink: "postgres://sluice@localhost/audit"}
 record: {dir: rec, max_bytes_per_stream: 0}
@@ -312,8 +319,16 @@ record: {dir: rec, max_bytes_per_stream: 0}
 	if got, want := s.Upstream.LoginUser("bob"), "bob%x"; got != want {
 		t.Errorf("LoginUser: got %q, want %q", got, want)
 	}
-	if got, want := s.Policy.ForwardLocal, []HostPort{{"*", 5432}, {"db.internal", 0}, {"127.0.0.1", 80}}; !slices.Equal(got, want) {
-		t.Errorf("forward_local: got %v, want %v", got, want)
+	wantFwd := []Forward{
+		{To: HostPort{"*", 5432}}, {To: HostPort{"db.internal", 0}}, {To: HostPort{"127.0.0.1", 80}},
+		{To: HostPort{"web", 443}, Protocols: []string{"tls"}, SNI: []string{"*.corp"}, DenySNI: []string{"evil.corp"}},
+		{To: HostPort{"web", 80}, Host: []string{"intranet"}, DenyHost: []string{"x?"}},
+	}
+	if got := s.Policy.ForwardLocal; !reflect.DeepEqual(got, wantFwd) {
+		t.Errorf("forward_local: got %+v, want %+v", got, wantFwd)
+	}
+	if !s.Policy.ForwardSSH {
+		t.Error("forward_ssh: got false, want true")
 	}
 	if got, want := s.ProxyProtocol.Trusted, []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}; !slices.Equal(got, want) {
 		t.Errorf("proxy_protocol.trusted: got %v, want %v", got, want)
@@ -442,6 +457,26 @@ func TestTransferLeakWarning(t *testing.T) {
 				t.Errorf("got warnings %q, want one at line 11 holding %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestForwardWarnings(t *testing.T) {
+	c := parseWithPolicy(t, `
+      forward_local:
+        - {to: "a:443", protocols: [http], sni: ["*.corp"]}
+        - {to: "a:80", protocols: [tls], deny_host: [x]}
+        - {to: "a:8443", protocols: [tls, http], sni: [a], host: [b]}
+`)
+	var got []string
+	for _, w := range c.Warnings {
+		got = append(got, w.Error())
+	}
+	want := []string{
+		`/etc/sluice/w.yaml:13: services[s].policy.forward_local[0]: warning: sni and deny_sni never apply: protocols does not list tls`,
+		`/etc/sluice/w.yaml:14: services[s].policy.forward_local[1]: warning: host and deny_host never apply: protocols does not list http`,
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("warnings:\ngot  %q\nwant %q", got, want)
 	}
 }
 

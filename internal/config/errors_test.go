@@ -150,6 +150,15 @@ func TestErrorClasses(t *testing.T) {
 			`t.yaml:13: services[s].policy.forward_local[5]: bad forward "[::]:22": :: names no host (the target would connect to itself)`,
 			`t.yaml:13: services[s].policy.forward_local[6]: bad forward "[::ffff:0.0.0.0]:*": ::ffff:0.0.0.0 names no host (the target would connect to itself)`,
 		}},
+		{"bad forward mapping", func(t *testing.T) string {
+			return minimal + "    policy:\n      forward_local:\n        - {to: \"w:443\", protocols: [tls, gopher], sni: [\"a b\"], port: 1}\n        - {sni: [a]}\n        - {to: \"b:22\", protocols: [ssh]}\n"
+		}, []string{
+			`t.yaml:15: services[s].policy.forward_local[0].protocols[1]: unknown protocol "gopher": want one of [ssh tls http postgresql unknown]`,
+			`t.yaml:15: services[s].policy.forward_local[0].sni[0]: bad host pattern "a b": want a host name where * matches any run and ? one character`,
+			`t.yaml:15: services[s].policy.forward_local[0].port: unknown key (did you mean "host"?)`,
+			`t.yaml:16: services[s].policy.forward_local[1].to: missing required key`,
+			`t.yaml:17: services[s].policy.forward_local[2].protocols: ssh inside a forward needs forward_ssh: true`,
+		}},
 		{"read_only contradiction", func(t *testing.T) string {
 			return minimal + "    policy:\n      subsystems:\n        sftp: {read_only: true, allow_upload: true, allow_mkdir: false}\n"
 		}, []string{`t.yaml:15: services[s].policy.subsystems.sftp.allow_upload: contradicts read_only: true`}},

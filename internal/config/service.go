@@ -5,10 +5,13 @@ import (
 	"net/netip"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sluice-ssh/sluice/internal/sniff"
 )
 
 func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]listenUse) {
@@ -206,6 +209,11 @@ const reuseIdleMax = 256
 // policy decodes a service policy; keys left out deny.
 func (d *decoder) policy(n *yaml.Node, key string, p *Policy) {
 	p.Exec.Match = ExecMatchCommands
+	type at struct {
+		n *yaml.Node
+		k string
+	}
+	var sshForwards []at // forward_local entries that list ssh
 	d.mapping(n, key, []field{
 		{"pty", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.PTY) }},
 		{"shell", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.Shell) }},
@@ -239,17 +247,26 @@ func (d *decoder) policy(n *yaml.Node, key string, p *Policy) {
 			})
 		}},
 		{"forward_local", false, func(n *yaml.Node, k string) {
-			p.ForwardLocal = []HostPort{}
+			p.ForwardLocal = []Forward{}
 			d.seq(n, k, func(n *yaml.Node, k string) {
-				if hp, ok := d.forwardPattern(n, k); ok {
-					p.ForwardLocal = append(p.ForwardLocal, hp)
+				if f, ok := d.forward(n, k); ok {
+					p.ForwardLocal = append(p.ForwardLocal, f)
+					if slices.Contains(f.Protocols, string(sniff.SSH)) {
+						sshForwards = append(sshForwards, at{n, k})
+					}
 				}
 			})
 		}},
+		{"forward_ssh", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.ForwardSSH) }},
 		{"forward_remote", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.ForwardRemote) }},
 		{"agent", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.Agent) }},
 		{"x11", false, func(n *yaml.Node, k string) { d.boolean(n, k, &p.X11) }},
 	})
+	for _, e := range sshForwards {
+		if !p.ForwardSSH {
+			d.errorf(e.n, e.k+".protocols", "ssh inside a forward needs forward_ssh: true")
+		}
+	}
 	if w := transferLeak(p); w != "" {
 		d.warnf(n, key, "%s", w)
 	}
@@ -434,8 +451,70 @@ func validHost(h string) bool {
 	return hostRE.MatchString(h)
 }
 
-// forwardPattern decodes a forward_local entry: host:port where either may
-// be "*".
+// forward decodes a forward_local entry: "host:port", or a mapping whose
+// "to" is one and whose other keys say what the stream may carry.
+func (d *decoder) forward(n *yaml.Node, key string) (Forward, bool) {
+	var f Forward
+	if r := d.resolve(n, key); r == nil || r.Kind != yaml.MappingNode {
+		hp, ok := d.forwardPattern(n, key)
+		f.To = hp
+		return f, ok
+	}
+	ok := true
+	globs := func(dst *[]string) func(n *yaml.Node, k string) {
+		return func(n *yaml.Node, k string) {
+			d.strList(n, k, dst, func(n *yaml.Node, k, s string) bool {
+				if !nameGlobRE.MatchString(s) {
+					d.errorf(n, k, "bad host pattern %q: want a host name where * matches any run and ? one character", s)
+					ok = false
+					return false
+				}
+				return true
+			})
+			for i, s := range *dst {
+				(*dst)[i] = strings.ToLower(strings.TrimSuffix(s, "."))
+			}
+		}
+	}
+	ok = d.mapping(n, key, []field{
+		{"to", true, func(n *yaml.Node, k string) {
+			hp, good := d.forwardPattern(n, k)
+			f.To, ok = hp, ok && good
+		}},
+		{"protocols", false, func(n *yaml.Node, k string) {
+			d.strList(n, k, &f.Protocols, func(n *yaml.Node, k, s string) bool {
+				if !slices.Contains(sniff.Protocols, sniff.Protocol(s)) {
+					d.errorf(n, k, "unknown protocol %q: want one of %v", s, sniff.Protocols)
+					ok = false
+					return false
+				}
+				return true
+			})
+		}},
+		{"sni", false, globs(&f.SNI)},
+		{"host", false, globs(&f.Host)},
+		{"deny_sni", false, globs(&f.DenySNI)},
+		{"deny_host", false, globs(&f.DenyHost)},
+	}) && ok
+	if ok && len(f.Protocols) > 0 {
+		for _, w := range []struct {
+			proto string
+			names int
+			key   string
+		}{{string(sniff.TLS), len(f.SNI) + len(f.DenySNI), "sni and deny_sni"}, {string(sniff.HTTP), len(f.Host) + len(f.DenyHost), "host and deny_host"}} {
+			if w.names > 0 && !slices.Contains(f.Protocols, w.proto) {
+				d.warnf(n, key, "%s never apply: protocols does not list %s", w.key, w.proto)
+			}
+		}
+	}
+	return f, ok
+}
+
+// nameGlobRE is what an sni or host pattern may hold.
+var nameGlobRE = regexp.MustCompile(`^[a-zA-Z0-9_*?]([a-zA-Z0-9_.*?-]*[a-zA-Z0-9_*?])?\.?$`)
+
+// forwardPattern decodes a forward_local destination: host:port where
+// either may be "*".
 func (d *decoder) forwardPattern(n *yaml.Node, key string) (HostPort, bool) {
 	var s string
 	if !d.str(n, key, &s) {

@@ -452,6 +452,7 @@ func policySpec(p config.Policy) policy.Spec {
 		ExecWhole:     p.Exec.Match == config.ExecMatchWhole,
 		Env:           p.Env,
 		ForwardRemote: p.ForwardRemote,
+		ForwardSSH:    p.ForwardSSH,
 		Agent:         p.Agent,
 		X11:           p.X11,
 	}
@@ -464,7 +465,8 @@ func policySpec(p config.Policy) policy.Spec {
 	for name := range p.Subsystems {
 		s.Subsystems = append(s.Subsystems, name)
 	}
-	for _, hp := range p.ForwardLocal {
+	for _, f := range p.ForwardLocal {
+		hp := f.To
 		port := "*"
 		if hp.Port != 0 {
 			port = strconv.Itoa(hp.Port)
@@ -473,7 +475,10 @@ func policySpec(p config.Policy) policy.Spec {
 		if strings.Contains(host, ":") {
 			host = "[" + host + "]"
 		}
-		s.ForwardLocal = append(s.ForwardLocal, host+":"+port)
+		s.ForwardLocal = append(s.ForwardLocal, policy.Forward{
+			To: host + ":" + port, Protocols: f.Protocols,
+			SNI: f.SNI, Host: f.Host, DenySNI: f.DenySNI, DenyHost: f.DenyHost,
+		})
 	}
 	return s
 }

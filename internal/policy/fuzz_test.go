@@ -14,7 +14,7 @@ func FuzzForwardLocalHost(f *testing.F) {
 		"0.0.0.1", "0x1", "db.example.com", "127.0.0.1", "[::1]", "0..0", "0.0.0.0.0", ""} {
 		f.Add(s)
 	}
-	p, err := Compile("f", Spec{ForwardLocal: []string{"*:*"}})
+	p, err := Compile("f", Spec{ForwardLocal: fwds("*:*")})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -40,11 +40,13 @@ type Spec struct {
 	Env []string
 	// Subsystems holds the names of allowed subsystems, e.g. "sftp".
 	Subsystems []string
-	// ForwardLocal is the permit-open list for direct-tcpip channels:
-	// "host:port" where host or port may be "*", an IPv6 literal is written
-	// in brackets ("[::1]:22"), and hosts compare case-insensitively. An
-	// empty list denies every local forward.
-	ForwardLocal  []string
+	// ForwardLocal is the permit-open list for direct-tcpip channels,
+	// with what each destination's stream may carry. An empty list denies
+	// every local forward.
+	ForwardLocal []Forward
+	// ForwardSSH lets a local forward carry SSH (ssh -W, ProxyJump): an
+	// inner session the gateway can neither decide nor record.
+	ForwardSSH    bool
 	ForwardRemote bool
 	Agent         bool
 	X11           bool
@@ -110,7 +112,8 @@ type Policy struct {
 	forcedCommand string
 	env           []string
 	subsystems    []string
-	forwardLocal  []hostPort
+	forwardLocal  []forward
+	forwardSSH    bool
 	forwardRemote bool
 	agent, x11    bool
 }
@@ -131,6 +134,7 @@ func CompileAt(prefix string, s Spec) (*Policy, error) {
 		forcedCommand: s.ForcedCommand,
 		execWhole:     s.ExecWhole,
 		forwardRemote: s.ForwardRemote,
+		forwardSSH:    s.ForwardSSH,
 		agent:         s.Agent,
 		x11:           s.X11,
 	}
@@ -165,12 +169,12 @@ func CompileAt(prefix string, s Spec) (*Policy, error) {
 		}
 		p.subsystems = append(p.subsystems, name)
 	}
-	for i, pat := range s.ForwardLocal {
-		hp, err := parseHostPort(pat)
+	for i, f := range s.ForwardLocal {
+		cf, err := compileForward(f, s.ForwardSSH)
 		if err != nil {
 			return nil, fmt.Errorf("policy: %s.forward_local[%d]: %w", p.prefix, i, err)
 		}
-		p.forwardLocal = append(p.forwardLocal, hp)
+		p.forwardLocal = append(p.forwardLocal, cf)
 	}
 	return p, nil
 }
@@ -293,8 +297,8 @@ func (p *Policy) ForwardLocal(host string, port uint32, restr Restrictions) Verd
 			return Verdict{Rule: ruleKeyPermitOpen, Reason: "destination matches none of the key's permitopen options"}
 		}
 	}
-	for i, hp := range p.forwardLocal {
-		if hp.match(host, port) {
+	for i, f := range p.forwardLocal {
+		if f.to.match(host, port) {
 			return Verdict{Accept: true, Rule: p.rule(".forward_local[%d]", i), Reason: "destination is in the permit-open list"}
 		}
 	}

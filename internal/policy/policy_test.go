@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/sluice-ssh/sluice/internal/shellcmd"
+	"github.com/sluice-ssh/sluice/internal/sniff"
 )
 
 const svc = "ssh-in"
@@ -16,6 +17,15 @@ func mustCompile(t *testing.T, s Spec) *Policy {
 		t.Fatalf("Compile: got error %v, want nil", err)
 	}
 	return p
+}
+
+// fwds is a forward_local list in the string form.
+func fwds(to ...string) []Forward {
+	var fs []Forward
+	for _, s := range to {
+		fs = append(fs, Forward{To: s})
+	}
+	return fs
 }
 
 func checkVerdict(t *testing.T, got Verdict, wantAccept bool, wantRule string) {
@@ -39,17 +49,17 @@ func TestCompileErrors(t *testing.T) {
 		{"empty env pattern", Spec{Env: []string{""}}, "services[ssh-in].policy.env[0]"},
 		{"env pattern with =", Spec{Env: []string{"LANG", "A=B"}}, "services[ssh-in].policy.env[1]"},
 		{"empty subsystem", Spec{Subsystems: []string{""}}, "services[ssh-in].policy.subsystems"},
-		{"forward no port", Spec{ForwardLocal: []string{"db"}}, "forward_local[0]"},
-		{"forward empty port", Spec{ForwardLocal: []string{"db:"}}, "forward_local[0]"},
-		{"forward port 0", Spec{ForwardLocal: []string{"db:0"}}, "forward_local[0]"},
-		{"forward port too big", Spec{ForwardLocal: []string{"db:65536"}}, "forward_local[0]"},
-		{"forward signed port", Spec{ForwardLocal: []string{"db:+22"}}, "forward_local[0]"},
-		{"forward named port", Spec{ForwardLocal: []string{"db:ssh"}}, "forward_local[0]"},
-		{"forward empty host", Spec{ForwardLocal: []string{":22"}}, "forward_local[0]"},
-		{"forward bare ipv6", Spec{ForwardLocal: []string{"::1:22"}}, "forward_local[0]"},
-		{"forward unterminated bracket", Spec{ForwardLocal: []string{"[::1:22"}}, "forward_local[0]"},
-		{"forward bracketed name", Spec{ForwardLocal: []string{"[db]:22"}}, "forward_local[0]"},
-		{"forward bracketed ipv4", Spec{ForwardLocal: []string{"[127.0.0.1]:22"}}, "forward_local[0]"},
+		{"forward no port", Spec{ForwardLocal: fwds("db")}, "forward_local[0]"},
+		{"forward empty port", Spec{ForwardLocal: fwds("db:")}, "forward_local[0]"},
+		{"forward port 0", Spec{ForwardLocal: fwds("db:0")}, "forward_local[0]"},
+		{"forward port too big", Spec{ForwardLocal: fwds("db:65536")}, "forward_local[0]"},
+		{"forward signed port", Spec{ForwardLocal: fwds("db:+22")}, "forward_local[0]"},
+		{"forward named port", Spec{ForwardLocal: fwds("db:ssh")}, "forward_local[0]"},
+		{"forward empty host", Spec{ForwardLocal: fwds(":22")}, "forward_local[0]"},
+		{"forward bare ipv6", Spec{ForwardLocal: fwds("::1:22")}, "forward_local[0]"},
+		{"forward unterminated bracket", Spec{ForwardLocal: fwds("[::1:22")}, "forward_local[0]"},
+		{"forward bracketed name", Spec{ForwardLocal: fwds("[db]:22")}, "forward_local[0]"},
+		{"forward bracketed ipv4", Spec{ForwardLocal: fwds("[127.0.0.1]:22")}, "forward_local[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -319,13 +329,13 @@ func TestSubsystem(t *testing.T) {
 }
 
 func TestForwardLocal(t *testing.T) {
-	p := mustCompile(t, Spec{ForwardLocal: []string{
+	p := mustCompile(t, Spec{ForwardLocal: fwds(
 		"127.0.0.1:5432",
 		"DB.example.com:*",
 		"*:8080",
 		"[::1]:22",
 		"[2001:db8::1]:*",
-	}})
+	)})
 	none := Restrictions{}
 	tests := []struct {
 		name       string
@@ -457,7 +467,7 @@ func FuzzExec(f *testing.F) {
 }
 
 func TestForwardLocalPossible(t *testing.T) {
-	list := mustCompile(t, Spec{ForwardLocal: []string{"127.0.0.1:5432"}})
+	list := mustCompile(t, Spec{ForwardLocal: []Forward{{To: "127.0.0.1:5432"}}})
 	empty := mustCompile(t, Spec{ForwardRemote: true})
 	for _, tc := range []struct {
 		name  string
@@ -472,5 +482,67 @@ func TestForwardLocalPossible(t *testing.T) {
 		if got := tc.p.ForwardLocalPossible(tc.restr); got != tc.want {
 			t.Errorf("%s: got %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+func TestForwardStream(t *testing.T) {
+	spec := Spec{ForwardLocal: []Forward{
+		{To: "web:443", Protocols: []string{"tls"}, SNI: []string{"*.Corp."}, DenySNI: []string{"evil.corp"}},
+		{To: "web:443", Protocols: []string{"http"}},
+		{To: "web:80", Host: []string{"intranet", "*.intranet"}},
+		{To: "db:5432", Protocols: []string{"postgresql"}},
+		{To: "proxy:3128", DenyHost: []string{"*.bad"}},
+		{To: "*:22"},
+	}}
+	p := mustCompile(t, spec)
+	spec.ForwardSSH = true
+	spec.ForwardLocal = append(spec.ForwardLocal, Forward{To: "jump:22", Protocols: []string{"ssh"}})
+	withSSH := mustCompile(t, spec)
+	tls := func(sni string) sniff.Result { return sniff.Result{Protocol: sniff.TLS, SNI: sni} }
+	http := func(host string) sniff.Result { return sniff.Result{Protocol: sniff.HTTP, Host: host} }
+	r := "services[ssh-in].policy."
+	tests := []struct {
+		name       string
+		p          *Policy
+		host       string
+		port       uint32
+		res        sniff.Result
+		wantAccept bool
+		wantRule   string
+	}{
+		{"sni allowed", p, "web", 443, tls("a.corp"), true, r + "forward_local[0]"},
+		{"sni denied", p, "web", 443, tls("evil.corp"), false, r + "forward_local[0].deny_sni[0]"},
+		{"sni not listed", p, "web", 443, tls("a.example"), false, r + "forward_local[0].sni"},
+		{"no sni", p, "web", 443, tls(""), false, r + "forward_local[0].sni"},
+		{"malformed hello", p, "web", 443, sniff.Result{Protocol: sniff.TLS, Malformed: "duplicate ClientHello extension"}, false, r + "forward_local[0].sni"},
+		{"hello cut short", p, "web", 443, sniff.Result{Protocol: sniff.Unknown, Partial: sniff.TLS}, false, r + "forward_local[0].protocols"},
+		{"second entry takes http", p, "web", 443, http("x"), true, r + "forward_local[1]"},
+		{"host allowed", p, "web", 80, http("a.intranet"), true, r + "forward_local[2]"},
+		{"host implies http only", p, "web", 80, sniff.Result{Protocol: sniff.Unknown}, false, r + "forward_local[2].protocols"},
+		{"host not listed", p, "web", 80, http("intranet.evil"), false, r + "forward_local[2].host"},
+		{"duplicate host", p, "web", 80, sniff.Result{Protocol: sniff.HTTP, Malformed: "more than one Host header"}, false, r + "forward_local[2].host"},
+		{"postgresql", p, "db", 5432, sniff.Result{Protocol: sniff.PostgreSQL, User: "u"}, true, r + "forward_local[3]"},
+		{"not postgresql", p, "db", 5432, http("db"), false, r + "forward_local[3].protocols"},
+		{"deny host only", p, "proxy", 3128, http("x.bad"), false, r + "forward_local[4].deny_host[0]"},
+		{"deny host, other host", p, "proxy", 3128, http("x.good"), true, r + "forward_local[4]"},
+		{"deny host, tls passes", p, "proxy", 3128, tls("x.bad"), true, r + "forward_local[4]"},
+		{"deny host, http cut short", p, "proxy", 3128, sniff.Result{Protocol: sniff.Unknown, Partial: sniff.HTTP}, false, r + "forward_local[4].deny_host"},
+		{"plain entry, unknown", p, "anything", 22, sniff.Result{Protocol: sniff.Unknown}, true, r + "forward_local[5]"},
+		{"ssh refused by default", p, "anything", 22, sniff.Result{Protocol: sniff.SSH}, false, r + "forward_ssh"},
+		{"ssh with forward_ssh, any entry", withSSH, "anything", 22, sniff.Result{Protocol: sniff.SSH}, true, r + "forward_local[5]"},
+		{"ssh with forward_ssh, ssh entry", withSSH, "jump", 22, sniff.Result{Protocol: sniff.SSH}, true, r + "forward_local[5]"},
+		{"ssh entry refuses http", withSSH, "db", 5432, sniff.Result{Protocol: sniff.SSH}, false, r + "forward_local[3].protocols"},
+		{"not listed", p, "other", 1, sniff.Result{Protocol: sniff.Unknown}, false, r + "forward_local"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			checkVerdict(t, tt.p.ForwardStream(tt.host, tt.port, tt.res), tt.wantAccept, tt.wantRule)
+		})
+	}
+	if _, err := Compile(svc, Spec{ForwardLocal: []Forward{{To: "a:22", Protocols: []string{"ssh"}}}}); err == nil {
+		t.Error("ssh in protocols without forward_ssh: got no error, want one")
+	}
+	if _, err := Compile(svc, Spec{ForwardLocal: []Forward{{To: "a:22", Protocols: []string{"gopher"}}}}); err == nil {
+		t.Error("unknown protocol: got no error, want one")
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/internal/sniff"
 )
 
 // directTCPIP proxies "direct-tcpip" (ssh -L, ssh -W, ssh -J through the
@@ -35,7 +36,67 @@ func (c *conn) directTCPIP(ctx context.Context, nc ssh.NewChannel, st *session.S
 		rejectLike(nc, err)
 		return
 	}
-	c.plug(ctx, st, "forward.local.end", nc, upCh, upReqs)
+	c.plugSniffed(ctx, st, nc, upCh, upReqs, m)
+}
+
+// plugSniffed accepts a direct-tcpip channel whose twin is open upstream
+// and relays the two once forward_local's per-stream rules accept what the
+// first bytes say the stream carries (internal/sniff); a refused stream is
+// closed before any of the client's bytes reach the target. Each decision
+// is a "forward.stream" event; the end event carries the protocol too.
+func (c *conn) plugSniffed(ctx context.Context, st *session.Stacked, nc ssh.NewChannel, twin ssh.Channel, twinReqs <-chan *ssh.Request, m directTCPIP) {
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		twin.Close()
+		go ssh.DiscardRequests(twinReqs)
+		return
+	}
+	c.wg.Go(func() { ssh.DiscardRequests(reqs) })
+	c.wg.Go(func() { ssh.DiscardRequests(twinReqs) })
+	s := &sniffer{wait: sniffWait, decide: func(r sniff.Result) bool {
+		// Every stream decision is audited, refusals too: each cost
+		// the target a connection, unlike the refusals auditRefusal
+		// thins out.
+		v := c.grant.Policy.ForwardStream(m.Host, m.Port, r)
+		e := st.AuditEvent("forward.stream")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, v.Rule, v.Reason
+		if v.Accept {
+			e.Verdict = audit.Accept
+		}
+		e.Detail = streamDetail(r)
+		e.Detail["host"], e.Detail["port"] = m.Host, m.Port
+		c.audit(ctx, e)
+		return v.Accept
+	}}
+	r, accepted, in, out := s.pipe(c.act.channel(ch), twin)
+	e := st.AuditEvent("forward.local.end")
+	e.Detail = streamDetail(r)
+	e.Detail["bytes_in"], e.Detail["bytes_out"] = in, out
+	if !accepted {
+		e.Reason = "stream refused"
+	}
+	c.audit(ctx, e)
+}
+
+// streamDetail is what the audit says about a stream's first bytes.
+func streamDetail(r sniff.Result) map[string]any {
+	d := map[string]any{"protocol": string(r.Protocol)}
+	add := func(k, v string) {
+		if v != "" {
+			d[k] = v
+		}
+	}
+	add("sni", r.SNI)
+	add("http_host", r.Host)
+	add("http_method", r.Method)
+	add("pg_user", r.User)
+	add("pg_database", r.Database)
+	add("malformed", r.Malformed)
+	add("partial", string(r.Partial))
+	if r.Encrypted {
+		d["encrypted"] = true
+	}
+	return d
 }
 
 // plug accepts the client's side of a channel whose twin is open upstream

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/sniff"
 )
 
 // BenchmarkRelay measures the relay's data path, Proxy.pipe, between two
@@ -19,16 +21,32 @@ import (
 //
 //	go test -run '^$' -bench Relay -benchmem ./internal/sshproxy
 func BenchmarkRelay(b *testing.B) {
+	p := &Proxy{}
+	benchRelay(b, func(client, target ssh.Channel) { p.pipe(client, target) })
+}
+
+// BenchmarkRelaySniffed is BenchmarkRelay through a direct-tcpip
+// forward's relay: the first bytes held and sniffed (an unknown protocol,
+// accepted), then the bulk copy. Compare the two with benchstat:
+//
+//	go test -run '^$' -bench 'Relay(Sniffed)?$' -count 10 -benchmem ./internal/sshproxy
+func BenchmarkRelaySniffed(b *testing.B) {
+	benchRelay(b, func(client, target ssh.Channel) {
+		s := &sniffer{wait: sniffWait, decide: func(sniff.Result) bool { return true }}
+		s.pipe(client, target)
+	})
+}
+
+func benchRelay(b *testing.B, pipe func(client, target ssh.Channel)) {
 	for _, cipher := range []string{ssh.CipherAES128GCM, ssh.CipherChaCha20Poly1305} {
 		b.Run(cipher, func(b *testing.B) {
 			// Client leg: the user's end and the gateway's end of it.
 			user, gwClient := channelPair(b, cipher)
 			// Upstream leg: the gateway's end and the target's.
 			gwUp, target := channelPair(b, cipher)
-			p := &Proxy{}
 			done := make(chan struct{})
 			go func() {
-				p.pipe(gwClient, gwUp)
+				pipe(gwClient, gwUp)
 				close(done)
 			}()
 			const chunk = 32 << 10
@@ -58,7 +76,7 @@ func BenchmarkRelay(b *testing.B) {
 
 // channelPair connects an x/crypto client to an x/crypto server on
 // loopback with one cipher and returns both ends of one channel.
-func channelPair(b *testing.B, cipher string) (client, server ssh.Channel) {
+func channelPair(b testing.TB, cipher string) (client, server ssh.Channel) {
 	b.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
