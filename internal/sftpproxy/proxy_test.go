@@ -381,6 +381,12 @@ func rawSession(t *testing.T, pol Policy) (c pipeStream, done chan relayResult) 
 // rawSessionWith is rawSession between peers, serving dir.
 func rawSessionWith(t *testing.T, pol Policy, peers Peers, dir string) (c pipeStream, done chan relayResult) {
 	t.Helper()
+	return rawSessionAudited(t, pol, peers, dir, &sink{})
+}
+
+// rawSessionAudited is rawSessionWith auditing to s.
+func rawSessionAudited(t *testing.T, pol Policy, peers Peers, dir string, s *sink) (c pipeStream, done chan relayResult) {
+	t.Helper()
 	clientEnd, proxyClient := pair()
 	proxyUp, serverEnd := pair()
 	srv, err := sftp.NewServer(struct {
@@ -395,7 +401,7 @@ func rawSessionWith(t *testing.T, pol Policy, peers Peers, dir string) (c pipeSt
 		_ = srv.Serve()
 		serverEnd.w.Close()
 	})
-	p := New(Params{Service: "svc", Policy: pol, Audit: &sink{}, Logger: slog.New(slog.DiscardHandler)})
+	p := New(Params{Service: "svc", Policy: pol, Audit: s, Logger: slog.New(slog.DiscardHandler)})
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc"})
 	done = make(chan relayResult, 1)
 	wg.Go(func() {
