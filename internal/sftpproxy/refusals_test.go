@@ -22,7 +22,7 @@ func TestRelayThinsRefusalFlood(t *testing.T) {
 	pol := permissive()
 	pol.DenyPaths = []string{filepath.Join(dir, "secret")}
 	s := &sink{}
-	c, done := rawSessionAudited(t, pol, Peers{}, dir, s)
+	c, done := rawSessionAudited(t, pol, Peers{}, dir, s, nil)
 	denied := filepath.Join(dir, "secret", "key")
 	start := time.Now()
 	writeErr := make(chan error, 1)
