@@ -443,3 +443,46 @@ func redirect(r *syntax.Redirect) string {
 	}
 	return b.String()
 }
+
+// Words returns the words of cmd after quote removal when cmd is one
+// simple command made of literal words only: single quotes, double quotes
+// around plain text and backslash escapes are removed, as every POSIX
+// shell removes them; an expansion, substitution, glob, brace, tilde,
+// redirection, assignment, operator, or Bash's $'...' and $"..." (which
+// other shells read differently) makes it not ok. It is the argv the
+// target's shell would start, for callers that decide on arguments (the
+// scp proxy's path).
+func Words(cmd string) (words []string, ok bool) {
+	if len(cmd) > MaxLength || strings.ContainsRune(cmd, 0) {
+		return nil, false
+	}
+	f, err := syntax.NewParser(syntax.Variant(syntax.LangBash)).Parse(strings.NewReader(cmd), "")
+	if err != nil || len(f.Stmts) != 1 {
+		return nil, false
+	}
+	st := f.Stmts[0]
+	call, isCall := st.Cmd.(*syntax.CallExpr)
+	if !isCall || st.Negated || st.Background || st.Coprocess || len(st.Redirs) > 0 || len(call.Assigns) > 0 || len(call.Args) == 0 {
+		return nil, false
+	}
+	for _, a := range call.Args {
+		for _, p := range a.Parts {
+			switch p := p.(type) {
+			case *syntax.SglQuoted:
+				if p.Dollar {
+					return nil, false
+				}
+			case *syntax.DblQuoted:
+				if p.Dollar {
+					return nil, false
+				}
+			}
+		}
+		w := literal(a)
+		if !w.literal || w.pattern {
+			return nil, false
+		}
+		words = append(words, w.text)
+	}
+	return words, true
+}

@@ -158,3 +158,70 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func TestWords(t *testing.T) {
+	tests := []struct {
+		cmd  string
+		want []string // nil: not ok
+	}{
+		{"scp -f /srv/a", []string{"scp", "-f", "/srv/a"}},
+		{"scp -f '/srv/a b'", []string{"scp", "-f", "/srv/a b"}},
+		{`scp -t '/srv/it'\''s'`, []string{"scp", "-t", "/srv/it's"}},
+		{`scp -t '/srv/bang'\!'x'`, []string{"scp", "-t", "/srv/bang!x"}},
+		{`scp -t "/srv/q"`, []string{"scp", "-t", "/srv/q"}},
+		{`scp -t /srv/a\ b`, []string{"scp", "-t", "/srv/a b"}},
+		{"scp -f '/srv/a' # note", []string{"scp", "-f", "/srv/a"}},
+		{"scp -f /srv/*", nil},
+		{"scp -f /srv/{a,b}", nil},
+		{"scp -f ~/x", nil},
+		{"scp -f ~root/x", nil},
+		{"scp -f $HOME/x", nil},
+		{`scp -f "$HOME/x"`, nil},
+		{"scp -f `id`", nil},
+		{"scp -f $(id)", nil},
+		{`scp -f $'\x41'`, nil},
+		{`scp -f $"x"`, nil},
+		{"scp -f a; rm x", nil},
+		{"scp -f a && rm x", nil},
+		{"scp -f a | cat", nil},
+		{"scp -f a > /tmp/x", nil},
+		{"X=1 scp -f a", nil},
+		{"scp -f a &", nil},
+		{"! scp -f a", nil},
+		{"(scp -f a)", nil},
+		{"scp -f 'unterminated", nil},
+		{"", nil},
+		{"scp -f a\x00b", nil},
+	}
+	for _, tc := range tests {
+		got, ok := Words(tc.cmd)
+		if ok != (tc.want != nil) || strings.Join(got, "\x00") != strings.Join(tc.want, "\x00") {
+			t.Errorf("Words(%q): got %q, %v; want %q", tc.cmd, got, ok, tc.want)
+		}
+	}
+}
+
+func FuzzWords(f *testing.F) {
+	for _, s := range []string{"scp -f '/srv/a b'", `scp -t '/x'\''y'`, "scp -f a; rm x", "scp -f $HOME", `a "b" \c`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, cmd string) {
+		words, ok := Words(cmd)
+		if !ok {
+			return
+		}
+		if len(words) == 0 {
+			t.Fatalf("Words(%q): ok with no words", cmd)
+		}
+		// The words, quoted again as libssh2 quotes a path, read back the
+		// same.
+		quoted := make([]string, len(words))
+		for i, w := range words {
+			quoted[i] = "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
+		}
+		again, ok := Words(strings.Join(quoted, " "))
+		if !ok || strings.Join(again, "\x00") != strings.Join(words, "\x00") {
+			t.Fatalf("Words(%q) = %q, quoted again %q: got %q, %v", cmd, words, quoted, again, ok)
+		}
+	})
+}
