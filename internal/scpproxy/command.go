@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"path"
 	"strings"
-
-	"github.com/sluice-ssh/sluice/internal/shellcmd"
 )
 
 // ErrCommand reports an exec command that is not scp in server mode as
@@ -34,25 +32,13 @@ type Command struct {
 const shellSpecial = "!\"#$&'()*;<>?[\\]^`{|}"
 
 // ParseCommand parses an exec command that runs scp in server mode. It
-// accepts the form OpenSSH's scp client sends: words separated by spaces,
-// "scp", option words made of d, f, p, r, t and v with exactly one of t
-// and f, an optional "--", and one path without shell-special bytes,
-// where '~' may only start a path as "~" or "~/". It also accepts that
-// form with quoted words, as libssh2 quotes the path (`scp -f '/srv/a
-// b'`): the words are then read as the shell reads them
-// (shellcmd.Words), which refuses anything but literal words, and the
-// path, whose bytes are all literal, may hold any but control bytes and
-// may not start with '~'.
+// accepts only the form OpenSSH's scp client sends: words separated by
+// spaces, "scp", option words made of d, f, p, r, t and v with exactly one
+// of t and f, an optional "--", and one path without shell-special bytes,
+// where '~' may only start a path as "~" or "~/".
 func ParseCommand(cmd string) (Command, error) {
 	var c Command
 	words := strings.Fields(cmd)
-	quoted := strings.ContainsAny(cmd, quoteBytes)
-	if quoted {
-		var ok bool
-		if words, ok = shellcmd.Words(cmd); !ok {
-			return c, fmt.Errorf("%w: quoted words that are not literal", ErrCommand)
-		}
-	}
 	if strings.ContainsAny(cmd, "\t\n\r\v\f") || len(words) < 2 || words[0] != "scp" {
 		return c, ErrCommand
 	}
@@ -91,11 +77,7 @@ func ParseCommand(cmd string) (Command, error) {
 		return c, fmt.Errorf("%w: want one path, got %d", ErrCommand, len(words)-i)
 	}
 	c.Sink, c.Path = t, words[i]
-	if quoted {
-		if err := checkQuotedPath(c.Path); err != nil {
-			return c, err
-		}
-	} else if err := checkPath(c.Path); err != nil {
+	if err := checkPath(c.Path); err != nil {
 		return c, err
 	}
 	if f && c.Path == "~" {
@@ -103,24 +85,6 @@ func ParseCommand(cmd string) (Command, error) {
 		return c, fmt.Errorf("%w: the home directory as a source", ErrCommand)
 	}
 	return c, nil
-}
-
-// quoteBytes are the bytes that quote in a POSIX shell word.
-const quoteBytes = "'\"\\"
-
-// checkQuotedPath checks a path read from quoted words: its bytes are
-// what scp gets, except that a '~' the shell left alone would be taken
-// for the login folder by clean.
-func checkQuotedPath(p string) error {
-	for i := 0; i < len(p); i++ {
-		if b := p[i]; b < 0x20 || b == 0x7f {
-			return fmt.Errorf("%w: control byte %q in the path", ErrCommand, b)
-		}
-	}
-	if strings.HasPrefix(p, "~") {
-		return fmt.Errorf("%w: a quoted path starting with ~", ErrCommand)
-	}
-	return nil
 }
 
 func checkPath(p string) error {

@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
-
-	"github.com/sluice-ssh/sluice/internal/shellcmd"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -120,20 +118,7 @@ func TestParseCommand(t *testing.T) {
 		{"scp -t ~root/x", Command{}, false},
 		{"scp -f ~", Command{}, false},
 		{"scp -t\t/x", Command{}, false},
-		{"scp -t a\\ b", Command{Sink: true, Path: "a b"}, true},
-		// libssh2 quotes the path (curl's scp://).
-		{"scp -f '/srv/a b'", Command{Path: "/srv/a b"}, true},
-		{`scp -t '/srv/it'\''s'`, Command{Sink: true, Path: "/srv/it's"}, true},
-		{`scp -t '/srv/x;rm'`, Command{Sink: true, Path: "/srv/x;rm"}, true},
-		{"scp -f '~/x'", Command{}, false},
-		{"scp -f '~'", Command{}, false},
-		{"scp -f '/srv/a\nb'", Command{}, false},
-		{"scp -f '/srv/a'; rm x", Command{}, false},
-		{"scp -f '/srv/'*", Command{}, false},
-		{`scp -f "$HOME"`, Command{}, false},
-		{`scp -f $'/srv'`, Command{}, false},
-		{"scp -f '/srv/a' '/srv/b'", Command{}, false},
-		{"'scp' -x '/srv/a'", Command{}, false},
+		{"scp -t a\\ b", Command{}, false},
 	}
 	for _, tc := range tests {
 		got, err := ParseCommand(tc.cmd)
@@ -208,25 +193,16 @@ func FuzzParseCommand(f *testing.F) {
 	for _, s := range []string{"scp -t /srv/in", "scp -v -r -p -d -t -- -odd", "scp -f ~/x", "scp -t /x;rm", "cd / && scp -f x"} {
 		f.Add(s)
 	}
-	f.Add("scp -f '/srv/a b'")
-	f.Add(`scp -t '/x'\''y'`)
 	f.Fuzz(func(t *testing.T, cmd string) {
 		c, err := ParseCommand(cmd)
 		if err != nil {
 			return
 		}
-		if strings.ContainsAny(c.Path, "\t\n\r\x00") {
-			t.Fatalf("path %q with a control byte accepted", c.Path)
+		if strings.ContainsAny(c.Path, shellSpecial+" \t\n\x00") {
+			t.Fatalf("path %q with a shell-special byte accepted", c.Path)
 		}
-		if !strings.ContainsAny(cmd, quoteBytes) && strings.ContainsAny(c.Path, shellSpecial+" ") {
-			t.Fatalf("unquoted path %q with a shell-special byte accepted", c.Path)
-		}
-		if strings.HasPrefix(c.Path, "~") && (strings.ContainsAny(cmd, quoteBytes) || c.Path != "~" && !strings.HasPrefix(c.Path, "~/")) {
-			t.Fatalf("path %q: a home folder the proxy cannot place accepted", c.Path)
-		}
-		// What the target's shell hands scp is what was decided on.
-		if words, ok := shellcmd.Words(cmd); ok && words[len(words)-1] != c.Path {
-			t.Fatalf("path %q decided, the shell passes %q", c.Path, words[len(words)-1])
+		if strings.HasPrefix(c.Path, "~") && c.Path != "~" && !strings.HasPrefix(c.Path, "~/") {
+			t.Fatalf("path %q of another home accepted", c.Path)
 		}
 	})
 }
