@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the external peers Sluice's tests talk to: OpenSSH server and
-# client, sftp-server, rsync, paramiko, asciinema, PuTTY's plink, dropbear's
-# dbclient and git (interop tests), and
+# client, sftp-server, rsync, paramiko, asyncssh, asciinema, PuTTY's plink,
+# psftp and pscp, dropbear, lftp, curl and git (interop tests), and
 # PostgreSQL (the audit store's shared test suite). As root it installs them
 # from Debian packages; otherwise it prints what to install.
 set -euo pipefail
@@ -13,13 +13,14 @@ pkgs=(
   rsync                # interop: rsync over the gateway
   git                  # interop: git clone over a recorded service (gateway TestRecordRsyncAndGit)
   python3-paramiko     # interop: paramiko clients
-  python3-asyncssh     # interop: asyncssh SFTP client (gateway TestSFTPSymlinkEnds)
+  python3-asyncssh     # interop: asyncssh SFTP client and server (gateway TestSFTPSymlinkEnds, TestSFTPInterop)
   rclone               # interop: pkg/sftp client (gateway TestRcloneUploadDownload)
   asciinema            # replay of recordings (record TestWriteCast: sluice replay --asciicast)
-  putty-tools          # interop: plink and puttygen, exit status before EOF (TestExitStatusPlink)
-  dropbear-bin         # interop: dbclient and dropbearconvert, exit status before EOF (TestExitStatusDbclient)
+  putty-tools          # interop: plink and puttygen, exit status before EOF (TestExitStatusPlink); psftp and pscp (TestSFTPInterop)
+  dropbear-bin         # interop: dbclient, exit status before EOF (TestExitStatusDbclient); dropbear as the SFTP upstream (TestSFTPInterop)
+  lftp                 # interop: lftp's SFTP client (gateway TestSFTPInterop)
+  curl                 # interop: libssh2's scp:// and sftp:// (gateway TestSFTPInterop, TestRefusalsEveryClientSees); HTTP and HTTPS through ssh -L (TestForwardBySNIAndHost)
   postgresql           # the audit store's shared suite; psql through a forward (gateway TestForwardAuditsHTTPHostAndPostgres)
-  curl                 # interop: HTTP and HTTPS through ssh -L (gateway TestForwardBySNIAndHost)
   systemd              # systemd-analyze verify of contrib/sluice.service
   e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)
   zsh                  # sluice completion zsh (cmd/sluice TestZshCompletion)

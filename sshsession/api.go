@@ -92,7 +92,10 @@ type Limits struct {
 // HandleRequest is called for every request the library has parsed and that
 // passed the library's own checks, one at a time and in arrival order.
 // Returning nil accepts the request (answered true when the client wants a
-// reply); an error refuses it (answered false) and leaves the channel usable.
+// reply); an error refuses it (answered false) and leaves the channel usable,
+// except for a shell, exec or subsystem request sent without want-reply
+// while no program runs: the channel is then closed, since the client
+// would otherwise wait for a program that never starts.
 // When a *ShellRequest, *ExecRequest or *SubsystemRequest is accepted the
 // program has started: Serve is called in a new goroutine. Requests that
 // arrive while Serve runs (window-change, signal, break) still go to

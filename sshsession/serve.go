@@ -106,8 +106,13 @@ func (d *dispatcher) run(queue <-chan *ssh.Request) {
 				return
 			}
 			ok, start := d.handle(r)
-			if r.WantReply {
+			switch {
+			case r.WantReply:
 				r.Reply(ok, nil) // fails only once the channel is closed
+			case !ok && d.programRefused(r.Type):
+				// The client asked for no answer: it would wait for a
+				// program that never starts, and is told by the close.
+				d.s.ch.Close()
 			}
 			if start {
 				// Only after the reply: a Serve that returns at once
@@ -160,6 +165,19 @@ func (d *dispatcher) handle(raw *ssh.Request) (ok, start bool) {
 	}
 	s.mu.Unlock()
 	return true, start
+}
+
+// programRefused reports whether a refused request of type typ was the
+// channel's shell, exec or subsystem request, with no program running.
+func (d *dispatcher) programRefused(typ string) bool {
+	switch typ {
+	case "shell", "exec", "subsystem":
+	default:
+		return false
+	}
+	d.s.mu.Lock()
+	defer d.s.mu.Unlock()
+	return d.s.program == nil
 }
 
 // admit applies the checks the library makes before the Handler sees r.

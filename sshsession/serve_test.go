@@ -178,6 +178,53 @@ func TestRefusedSubsystemStartsNothing(t *testing.T) {
 	waitFor(t, started, "Serve for sftp")
 }
 
+// TestRefusedProgramWithoutReplyCloses: a shell, exec or subsystem
+// request sent without want-reply and refused closes the channel, so the
+// client does not wait for a program that never starts; one refused while
+// a program runs leaves it running.
+func TestRefusedProgramWithoutReplyCloses(t *testing.T) {
+	h := &testHandler{
+		handle: func(s *Session, r Request) error {
+			if e, ok := r.(*ExecRequest); ok && e.Command != "allowed" {
+				return errors.New("refused")
+			}
+			return nil
+		},
+		serve: func(s *Session) { <-s.Context().Done() },
+	}
+	sv := startServer(t, context.Background(), nil, h)
+	ch, _ := openSession(t, sv.client)
+	defer ch.Close()
+	if _, err := ch.SendRequest("exec", false, (&ExecRequest{Command: "refused"}).Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	read := make(chan error, 1)
+	go func() {
+		_, err := ch.Read(make([]byte, 1))
+		read <- err
+	}()
+	select {
+	case err := <-read:
+		if err != io.EOF {
+			t.Fatalf("read after the refused exec: got %v, want EOF", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the channel stayed open after an exec refused without want-reply")
+	}
+
+	ch2, _ := openSession(t, sv.client)
+	defer ch2.Close()
+	if !sendRequest(t, ch2, &ExecRequest{Command: "allowed"}) {
+		t.Fatal("exec allowed: got refused")
+	}
+	if _, err := ch2.SendRequest("exec", false, (&ExecRequest{Command: "refused"}).Marshal()); err != nil {
+		t.Fatal(err)
+	}
+	if !sendRequest(t, ch2, &BreakRequest{}) {
+		t.Fatal("break after a refused second exec: got refused, want the channel still served")
+	}
+}
+
 // TestExitStatusBeforeEOFOpenSSH checks the order with OpenSSH's client,
 // which logs each channel message as it handles it, in wire order.
 func TestExitStatusBeforeEOFOpenSSH(t *testing.T) {

@@ -91,7 +91,7 @@ func TestDemoPrintedCommandsWork(t *testing.T) {
 	}
 
 	// The printed denial goes through the gateway's policy: refused with a
-	// message and exit status 1, and the file is still there.
+	// message, the exec request fails (ssh exits 255), and the file is still there.
 	victim := filepath.Join(t.TempDir(), "victim")
 	if err := os.WriteFile(victim, []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
@@ -106,8 +106,8 @@ func TestDemoPrintedCommandsWork(t *testing.T) {
 	denyLine = strings.Replace(denyLine, "/tmp/nothing", victim, 1)
 	out, err = exec.Command("/bin/sh", "-c", denyLine).CombinedOutput()
 	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "denied by policy") {
-		t.Fatalf("%s: got %v %q, want exit 1 and a denial", denyLine, err, out)
+	if !errors.As(err, &ee) || ee.ExitCode() != 255 || !strings.Contains(string(out), "denied by policy") {
+		t.Fatalf("%s: got %v %q, want exit 255 and a denial", denyLine, err, out)
 	}
 	if _, err := os.Stat(victim); err != nil {
 		t.Fatalf("the refused rm -rf ran: %v", err)

@@ -98,6 +98,10 @@ type worldOptions struct {
 	// sessions do not depend on the machine's login shell and its startup
 	// files.
 	builtinTarget bool
+	// startTarget, when set, starts the target in sshd's place: a server
+	// accepting key for the gateway's upstream login, described as an
+	// Sshd (address and host key).
+	startTarget func(t *testing.T, dir string, key ssh.PublicKey) *sshtest.Sshd
 }
 
 const defaultPolicy = `      pty: true
@@ -116,9 +120,12 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	upSigner, upKey := sshtest.NewKey(t, dir, "upstream_ed25519")
 	_ = upKey
 	var sshd *sshtest.Sshd
-	if o.builtinTarget {
+	switch {
+	case o.startTarget != nil:
+		sshd = o.startTarget(t, dir, upSigner.PublicKey())
+	case o.builtinTarget:
 		sshd = startBuiltinTarget(t, dir, upSigner.PublicKey())
-	} else {
+	default:
 		authorized := []ssh.PublicKey{upSigner.PublicKey()}
 		if o.certOnly {
 			authorized = nil

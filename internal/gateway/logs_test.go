@@ -48,8 +48,8 @@ func TestLogsCarrySessionID(t *testing.T) {
 	if r := w.ssh(nil, "echo ok"); r.code != 0 || r.stdout != "ok\n" {
 		t.Fatalf("exec: got %d %q (stderr %q), want 0 %q", r.code, r.stdout, r.stderr, "ok\n")
 	}
-	if r := w.ssh(nil, "rm -rf /nonexistent"); r.code != 1 || !strings.Contains(r.stderr, "denied by policy") {
-		t.Fatalf("denied exec: got %d (stderr %q), want 1 and the denial", r.code, r.stderr)
+	if r := w.ssh(nil, "rm -rf /nonexistent"); r.code != 255 || !strings.Contains(r.stderr, "denied by policy") {
+		t.Fatalf("denied exec: got %d (stderr %q), want 255 and the denial", r.code, r.stderr)
 	}
 	// One failed login penalises the source (max_auth_tries 1): last, as
 	// it refuses every later connection from it.

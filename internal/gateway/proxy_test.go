@@ -47,8 +47,10 @@ func TestExecDeniedByPattern(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := w.ssh(nil, "rm -rf "+marker)
-	if r.code != 1 || !strings.Contains(r.stderr, "denied by policy") {
-		t.Fatalf("got code %d stderr %q, want 1 and a denial message", r.code, r.stderr)
+	// The exec request is refused: ssh shows the reason, then its own
+	// "exec request failed", and exits 255.
+	if r.code != 255 || !strings.Contains(r.stderr, "sluice: denied by policy\r\nexec request failed") {
+		t.Fatalf("got code %d stderr %q, want 255, the denial and ssh's exec request failed", r.code, r.stderr)
 	}
 	if _, err := os.Stat(marker); err != nil {
 		t.Fatalf("the denied command ran: %v", err)
@@ -57,8 +59,8 @@ func TestExecDeniedByPattern(t *testing.T) {
 	if len(evs) != 1 || evs[0].Rule != "services[ssh-in].policy.exec.deny[0]" {
 		t.Fatalf("got %+v, want one reject by services[ssh-in].policy.exec.deny[0]", evs)
 	}
-	if ends := w.events("channel.end", nil); len(ends) != 1 || ends[0].Detail["exit_status"] != float64(1) {
-		t.Fatalf("got channel.end %+v, want exit_status 1 for the refused command", ends)
+	if ends := w.events("channel.end", nil); len(ends) != 1 || ends[0].Detail["exit_status"] != "missing" {
+		t.Fatalf("got channel.end %+v, want exit_status missing: the refused command never ran", ends)
 	}
 }
 
@@ -86,8 +88,8 @@ func TestExecDeniedPerCommand(t *testing.T) {
 		"x=rm; $x " + marker,
 	}
 	for _, cmd := range attempts {
-		if r := w.ssh(nil, cmd); r.code != 1 || !strings.Contains(r.stderr, "denied by policy") {
-			t.Errorf("%q: got code %d stderr %q, want 1 and a denial message", cmd, r.code, r.stderr)
+		if r := w.ssh(nil, cmd); r.code != 255 || !strings.Contains(r.stderr, "denied by policy") {
+			t.Errorf("%q: got code %d stderr %q, want 255 and a denial message", cmd, r.code, r.stderr)
 		}
 	}
 	if _, err := os.Stat(marker); err != nil {

@@ -219,8 +219,8 @@ func TestTransferThroughExecRefused(t *testing.T) {
 		"s=" + filepath.Base(sftpServer) + "; " + filepath.Dir(sftpServer) + "/$s",
 		"true && rsync --server -logDtpre.iLsfxC . " + pub + "/",
 	} {
-		if r := w.ssh(nil, cmd); r.code != 1 || !strings.Contains(r.stderr, "denied by policy") {
-			t.Errorf("%q: got exit %d stderr %q, want 1 and a denial", cmd, r.code, r.stderr)
+		if r := w.ssh(nil, cmd); r.code != 255 || !strings.Contains(r.stderr, "denied by policy") {
+			t.Errorf("%q: got exit %d stderr %q, want 255 and a denial", cmd, r.code, r.stderr)
 		}
 	}
 	// rsync as a client runs it: refused, and nothing arrives.

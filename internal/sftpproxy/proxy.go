@@ -180,6 +180,8 @@ type relay struct {
 	// ownErr is the I/O error one of them met. Only fromClient uses them.
 	nextOwn uint32
 	ownErr  error
+
+	refused refusals
 }
 
 // pending is a request forwarded to the server and not yet answered.
@@ -456,7 +458,7 @@ func (r *relay) request(pkt []byte) (out []byte, err error) {
 		e := r.st.AuditEvent("sftp.request")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, r.p.rules.prefix, perr.Error()
 		e.Detail = map[string]any{"type": int(q.typ)}
-		r.audit(e)
+		r.auditRefusal(e)
 		return nil, r.toClient(statusPacket(q.id, code, msg))
 	}
 	// Only this goroutine adds to pending: checking first is safe.
@@ -496,7 +498,7 @@ func (r *relay) request(pkt []byte) (out []byte, err error) {
 	}
 	e := r.st.AuditEvent(op)
 	e.Verdict, e.Rule, e.Reason, e.Detail = audit.Reject, v.Rule, v.Reason, detail
-	r.audit(e)
+	r.auditRefusal(e)
 	code, msg := uint32(fxPermissionDenied), msgDenied
 	if v.Rule == r.p.rules.prefix && q.typ == fxpExtended && !knownExtension(q.ext) {
 		code, msg = fxOpUnsupported, msgUnsupported
@@ -871,7 +873,7 @@ func (r *relay) response(pend *pending, resp *response, pkt []byte) []byte {
 				e.Detail = map[string]any{}
 			}
 			e.Detail["result"] = "refused"
-			r.audit(*e)
+			r.auditRefusal(*e)
 			return statusPacket(resp.id, fxPermissionDenied, msgDenied)
 		}
 	}
@@ -950,7 +952,8 @@ func statusName(code uint32) string {
 	return fmt.Sprintf("status_%d", code)
 }
 
-// closeAll audits the handles still open when the session ends.
+// closeAll audits the handles still open when the session ends, and the
+// count of refusals thinned out.
 func (r *relay) closeAll() {
 	r.mu.Lock()
 	hs := r.handles
@@ -960,6 +963,17 @@ func (r *relay) closeAll() {
 		e := r.st.AuditEvent("sftp.close")
 		e.Verdict, e.Rule, e.Reason = audit.Accept, r.p.rules.prefix, "session ended with the handle open"
 		e.Detail = h.closeDetail()
+		r.audit(e)
+	}
+	for _, e := range r.refused.summary() {
+		r.audit(e)
+	}
+}
+
+// auditRefusal writes a refusal's event unless the channel's refusals
+// thin it out (see refusalsAudited).
+func (r *relay) auditRefusal(e audit.Event) {
+	if e, ok := r.refused.admit(e); ok {
 		r.audit(e)
 	}
 }

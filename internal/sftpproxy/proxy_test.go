@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -381,6 +382,13 @@ func rawSession(t *testing.T, pol Policy) (c pipeStream, done chan relayResult) 
 // rawSessionWith is rawSession between peers, serving dir.
 func rawSessionWith(t *testing.T, pol Policy, peers Peers, dir string) (c pipeStream, done chan relayResult) {
 	t.Helper()
+	return rawSessionAudited(t, pol, peers, dir, &sink{}, nil)
+}
+
+// rawSessionAudited is rawSessionWith auditing to s and, when own is not
+// nil, counting in it the proxy's own requests to the server.
+func rawSessionAudited(t *testing.T, pol Policy, peers Peers, dir string, s *sink, own *atomic.Int64) (c pipeStream, done chan relayResult) {
+	t.Helper()
 	clientEnd, proxyClient := pair()
 	proxyUp, serverEnd := pair()
 	srv, err := sftp.NewServer(struct {
@@ -395,11 +403,15 @@ func rawSessionWith(t *testing.T, pol Policy, peers Peers, dir string) (c pipeSt
 		_ = srv.Serve()
 		serverEnd.w.Close()
 	})
-	p := New(Params{Service: "svc", Policy: pol, Audit: &sink{}, Logger: slog.New(slog.DiscardHandler)})
+	p := New(Params{Service: "svc", Policy: pol, Audit: s, Logger: slog.New(slog.DiscardHandler)})
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc"})
 	done = make(chan relayResult, 1)
 	wg.Go(func() {
-		in, out, err := p.Relay(context.Background(), m.Stack("sftp", -1), peers, proxyClient, proxyUp)
+		var up Stream = proxyUp
+		if own != nil {
+			up = &ownCounter{pipeStream: proxyUp, n: own}
+		}
+		in, out, err := p.Relay(context.Background(), m.Stack("sftp", -1), peers, proxyClient, up)
 		done <- relayResult{in, out, err}
 	})
 	t.Cleanup(func() {

@@ -87,7 +87,6 @@ type relay struct {
 	mu       sync.Mutex
 	exit     *uint32
 	signal   *sshsession.ExitSignal
-	denied   bool // the program request was refused by policy
 	command  string
 	in, out  int64
 	errBytes int64
@@ -161,10 +160,12 @@ func (r *relay) other(q *sshsession.OtherRequest) error {
 }
 
 // program decides shell, exec and subsystem requests, applying forced
-// commands to all three as sshd(8) does. A command the policy denies is
-// accepted on the wire and answered with a fixed message on stderr and exit
-// status 1 (see Serve), so that the user sees why instead of a bare "exec
-// request failed"; a denied shell or subsystem is refused.
+// commands to all three as sshd(8) does. A request the policy denies is
+// refused on the wire (answered false), so that every client reports a
+// failure: one accepted and then ended with an error status is success to
+// a client that looks only at the reply, as libssh2's scp does. The fixed
+// reason goes on stderr first, where OpenSSH's ssh shows it next to its
+// own "exec request failed".
 func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 	c, pol := r.c, r.c.grant.Policy
 	var typ, requested string
@@ -183,7 +184,8 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 	cmd, rule, forced := pol.ForcedCommand(c.restr)
 	var v policy.Verdict
 	var transfer *Transfer
-	upReq := req // what the target is asked to run
+	var stack string // the subsystem whose stacked proxy runs it
+	upReq := req     // what the target is asked to run
 	switch {
 	case forced && isInternalSFTP(cmd):
 		// sshd runs its in-process SFTP server for every request; the
@@ -197,7 +199,7 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 		}
 		upReq = &sshsession.SubsystemRequest{Name: "sftp"}
 		if c.grant.Stacked["sftp"] != nil {
-			r.stack = "sftp"
+			stack = "sftp"
 		}
 		detail["command"], detail["forced_by"] = cmd, rule
 	case forced:
@@ -214,7 +216,7 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 	default:
 		v = pol.Subsystem(requested)
 		if c.grant.Stacked[requested] != nil {
-			r.stack = requested
+			stack = requested
 		}
 	}
 	if forced && requested != "" {
@@ -223,7 +225,7 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 	if transfer != nil && v.Accept {
 		detail["stacked"] = transfer.Name
 	}
-	if forced && v.Accept && requested != "" && r.stack == "" {
+	if forced && v.Accept && requested != "" && stack == "" {
 		// As sshd sets SSH_ORIGINAL_COMMAND: an env request ahead of the
 		// exec, which the target honours where its AcceptEnv lists the
 		// name. The forced command runs either way; the audit says
@@ -244,21 +246,21 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 	r.command = command
 	r.mu.Unlock()
 	if !c.decide(r.ctx, r.st, typ, v, detail) {
-		if typ != "exec" {
-			return errRefused
-		}
-		r.mu.Lock()
-		r.denied = true
-		r.mu.Unlock()
-		return nil
+		r.tell(s, msgDenied)
+		return errRefused
 	}
-	r.transfer = transfer
 	if _, sub := upReq.(*sshsession.SubsystemRequest); !sub && transfer == nil {
 		if err := r.startRecording(s, command); err != nil {
 			return err
 		}
 	}
-	return r.forward(upReq, true)
+	if err := r.forward(upReq, true); err != nil {
+		return err
+	}
+	// Only a program that starts is served through them: a refused
+	// request leaves the channel open for another.
+	r.transfer, r.stack = transfer, stack
+	return nil
 }
 
 // envOriginalCommand carries the request a forced command replaced
@@ -297,18 +299,6 @@ func (r *relay) execTransfer(cmd string, v policy.Verdict) (*Transfer, policy.Ve
 
 // Serve relays the program's streams and its exit status.
 func (r *relay) Serve(s *sshsession.Session) {
-	r.mu.Lock()
-	denied := r.denied
-	r.mu.Unlock()
-	if denied {
-		_, _ = s.Stderr().Write([]byte(msgDenied))
-		status := uint32(1)
-		r.mu.Lock()
-		r.exit = &status
-		r.mu.Unlock()
-		s.Exit(status)
-		return
-	}
 	// A client that goes away takes the target's channel with it, and
 	// the recorder lets go of a relay waiting for it.
 	stop := context.AfterFunc(s.Context(), func() {
@@ -408,6 +398,39 @@ func (r *relay) stackedExec(s *sshsession.Session) {
 	r.stacked(s, r.transfer.Name, r.transfer.Proxy, "exec.end")
 	wg.Wait()
 }
+
+// tell writes text to the client's stderr ahead of a refusal, and waits
+// until the client has taken it in before the refusal is answered.
+// OpenSSH's ssh ends at once on a failed exec, shell or subsystem request
+// (fatal in clientloop.c client_status_confirm), so stderr data that
+// arrives in the same read as the failure is never written out. A
+// channel request with want-reply after the text is a barrier: every
+// client answers one (RFC 4254 §5.4: false to a request it does not
+// know), and ssh answers it only after the data before it is handled,
+// written to its stderr in the same turn of its loop. The request is
+// OpenSSH's own channel keepalive (serverloop.c client_alive_check).
+//
+// A client that grants no window or never answers holds this up: the
+// work is the connection's (c.wg), ends when the channel closes, and is
+// waited for at most farewellWait.
+func (r *relay) tell(s *sshsession.Session, text string) {
+	done := make(chan struct{})
+	r.c.wg.Go(func() {
+		defer close(done)
+		if _, err := s.Stderr().Write([]byte(text)); err != nil {
+			return
+		}
+		_, _ = s.Channel().SendRequest(keepaliveRequest, true, nil)
+	})
+	select {
+	case <-done:
+	case <-time.After(farewellWait):
+	}
+}
+
+// keepaliveRequest is the request OpenSSH's sshd sends to see that a
+// client is alive (serverloop.c client_alive_check); clients answer it.
+const keepaliveRequest = "keepalive@openssh.com"
 
 // farewellWait bounds how long the stderr line of a failed recording waits
 // for a client that does not read before the channel is closed anyway.
