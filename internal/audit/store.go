@@ -64,6 +64,7 @@ type Filter struct {
 	// master itself.
 	SessionPrefix string
 	Type          string  // exact event type
+	TypePrefix    string  // event types that start with it ("console." selects console.login, console.kill)
 	Verdict       Verdict // exact verdict
 	// Limit, when positive, keeps only the newest Limit matching events (still
 	// returned oldest first), which is what "show the last N" wants.
@@ -159,6 +160,8 @@ func (f Filter) matches(e Event) bool {
 	case f.SessionPrefix != "" && !strings.HasPrefix(indexKey(e.SessionID), indexKey(f.SessionPrefix)):
 		return false
 	case f.Type != "" && indexKey(e.Type) != indexKey(f.Type):
+		return false
+	case f.TypePrefix != "" && !strings.HasPrefix(indexKey(e.Type), indexKey(f.TypePrefix)):
 		return false
 	case f.Verdict != "" && indexKey(string(e.Verdict)) != indexKey(string(f.Verdict)):
 		return false
