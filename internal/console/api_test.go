@@ -418,9 +418,10 @@ func TestAPIRecording(t *testing.T) {
 		}
 		lines := strings.Split(strings.TrimSpace(body), "\n")
 		var h struct {
-			Version       int    `json:"version"`
-			Width, Height int    `json:"width"`
-			Session       string `json:"sluice_session_id"`
+			Version int    `json:"version"`
+			Width   int    `json:"width"`
+			Height  int    `json:"height"`
+			Session string `json:"sluice_session_id"`
 		}
 		if err := json.Unmarshal([]byte(lines[0]), &h); err != nil || h.Version != 2 || h.Session != ch {
 			t.Fatalf("header: got %+v, %v from %q", h, err, lines[0])
@@ -499,7 +500,9 @@ func TestAPIAuditFilters(t *testing.T) {
 		ev(3, "sftp.remove", "gw1/ssh-in:10/ssh/session:0/sftp", "bob", audit.Reject),
 		ev(4, "session.end", "gw1/ssh-in:1", "alice", ""),
 	)
-	at := func(sec int) string { return url.QueryEscape(t0.Add(time.Duration(sec) * time.Second).Format(time.RFC3339)) }
+	at := func(sec int) string {
+		return url.QueryEscape(t0.Add(time.Duration(sec) * time.Second).Format(time.RFC3339))
+	}
 	tests := []struct {
 		query string
 		want  []string

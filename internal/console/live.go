@@ -2,7 +2,8 @@ package console
 
 import (
 	"bufio"
-	"context"
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,45 +16,79 @@ import (
 
 	"github.com/sluice-ssh/sluice/internal/admin"
 	"github.com/sluice-ssh/sluice/internal/audit"
-	"github.com/sluice-ssh/sluice/internal/record"
 )
 
-// follower reads a recording file that is still being written: at its end
-// it waits for more while the session is live, calling idle first (the
-// reader has caught up); once the session has ended it reads what is left
-// and then reports io.EOF.
+// follower reads a recording file that is still being written, one
+// finished gzip member at a time (the recorder finishes one at least every
+// flush interval); a member not yet whole is left for the next poll.
 type follower struct {
-	ctx  context.Context
-	f    *os.File
-	live func() bool
-	poll time.Duration
-	idle func()
-	done bool // the session has ended: the next EOF is the end
+	f       *os.File
+	pending []byte // compressed bytes not yet a whole member
+	partial []byte // decompressed text after the last newline
+	buf     []byte
 }
 
-func (fl *follower) Read(p []byte) (int, error) {
+// errCorrupt is a recording that cannot be followed.
+var errCorrupt = errors.New("console: recording is not a gzip recording")
+
+// poll reads what the file has gained and calls line for each whole line
+// of the members finished since the last poll.
+func (fl *follower) poll(line func([]byte)) error {
+	if fl.buf == nil {
+		fl.buf = make([]byte, 64<<10)
+	}
 	for {
-		n, err := fl.f.Read(p)
-		if n > 0 || !errors.Is(err, io.EOF) {
-			return n, err
+		n, err := fl.f.Read(fl.buf)
+		fl.pending = append(fl.pending, fl.buf[:n]...)
+		if errors.Is(err, io.EOF) {
+			break
 		}
-		if fl.done {
-			return 0, io.EOF
-		}
-		fl.idle()
-		if !fl.live() {
-			// The recorder finishes the file as the session ends; one
-			// more poll lets it.
-			fl.done = true
-		}
-		t := time.NewTimer(fl.poll)
-		select {
-		case <-fl.ctx.Done():
-			t.Stop()
-			return 0, fl.ctx.Err()
-		case <-t.C:
+		if err != nil {
+			return err
 		}
 	}
+	for len(fl.pending) > 0 {
+		// A bytes.Reader is an io.ByteReader, so gzip reads no further
+		// than the member's end.
+		br := bytes.NewReader(fl.pending)
+		zr, err := gzip.NewReader(br)
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", errCorrupt, err)
+		}
+		zr.Multistream(false)
+		text, err := io.ReadAll(zr)
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil // the member is still being written
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %v", errCorrupt, err)
+		}
+		fl.pending = fl.pending[len(fl.pending)-br.Len():]
+		fl.partial = append(fl.partial, text...)
+		for {
+			i := bytes.IndexByte(fl.partial, '\n')
+			if i < 0 {
+				break
+			}
+			line(fl.partial[:i])
+			fl.partial = fl.partial[i+1:]
+		}
+	}
+	fl.pending = slices.Clip(fl.pending)
+	return nil
+}
+
+// liveChannel is the part of a channel header line the live view reads.
+type liveChannel struct {
+	Channel   *int    `json:"channel"`
+	SessionID string  `json:"session_id"`
+	Time      float64 `json:"time"`
+	Pty       bool    `json:"pty"`
+	Width     int     `json:"width"`
+	Height    int     `json:"height"`
 }
 
 // liveWriter sends a channel's recording to the browser as server-sent
@@ -99,24 +134,52 @@ func (lw *liveWriter) idle() {
 	}
 }
 
-func (lw *liveWriter) event(e record.Event) {
-	if e.Channel != lw.channel {
+// line takes one line of the recording: the channel's header, or one of
+// its events [time, channel, code, data]; others are skipped, as is what
+// does not parse.
+func (lw *liveWriter) line(b []byte, want string) {
+	if len(b) == 0 {
 		return
 	}
-	t := e.Time - lw.start
+	if b[0] == '{' {
+		var c liveChannel
+		if lw.channel >= 0 || json.Unmarshal(b, &c) != nil || c.Channel == nil {
+			return
+		}
+		if c.SessionID == want || want == "" && c.Pty {
+			lw.channel, lw.start = *c.Channel, c.Time
+			if c.Width > 0 && c.Height > 0 {
+				lw.cols, lw.rows = c.Width, c.Height
+			}
+		}
+		return
+	}
+	var ev struct {
+		t    float64
+		ch   int
+		code string
+		data string
+	}
+	var raw []json.RawMessage
+	if lw.channel < 0 || json.Unmarshal(b, &raw) != nil || len(raw) != 4 ||
+		json.Unmarshal(raw[0], &ev.t) != nil || json.Unmarshal(raw[1], &ev.ch) != nil ||
+		json.Unmarshal(raw[2], &ev.code) != nil || json.Unmarshal(raw[3], &ev.data) != nil || ev.ch != lw.channel {
+		return
+	}
+	t := max(ev.t-lw.start, 0)
 	lw.last = t
-	code := e.Code
+	code := ev.code
 	switch code {
 	case "o", "e":
 		code = "o"
 		if !lw.caught {
-			lw.init.WriteString(e.Data)
+			lw.init.WriteString(ev.data)
 			return
 		}
 	case "r":
 		if !lw.caught {
 			var c, r int
-			if n, _ := fmt.Sscanf(e.Data, "%dx%d", &c, &r); n == 2 && c > 0 && r > 0 {
+			if n, _ := fmt.Sscanf(ev.data, "%dx%d", &c, &r); n == 2 && c > 0 && r > 0 {
 				lw.cols, lw.rows = c, r
 			}
 			return
@@ -124,7 +187,7 @@ func (lw *liveWriter) event(e record.Event) {
 	default:
 		return
 	}
-	lw.send([]any{t, code, e.Data})
+	lw.send([]any{t, code, ev.data})
 }
 
 func (s *Server) apiLive(w http.ResponseWriter, r *http.Request, who operator) {
@@ -173,26 +236,28 @@ func (s *Server) apiLive(w http.ResponseWriter, r *http.Request, who operator) {
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
 	lw := &liveWriter{w: bufio.NewWriter(w), flusher: flusher, channel: -1, cols: 80, rows: 24}
-	fl := &follower{ctx: r.Context(), f: f, live: isLive, poll: s.p.LivePoll, idle: lw.idle}
-	rd, err := record.NewReader(fl)
-	if err != nil {
-		return
-	}
+	fl := &follower{f: f}
+	ended := false
 	for lw.err == nil {
-		e, ch, err := rd.Next()
-		if err != nil {
+		if err := fl.poll(func(b []byte) { lw.line(b, want) }); err != nil {
+			s.p.Logger.WarnContext(r.Context(), "console: live view", "path", path, "err", err)
 			break
 		}
-		if ch {
-			c := rd.Channels[len(rd.Channels)-1]
-			if lw.channel < 0 && (c.SessionID == want || want == "" && c.Pty) {
-				lw.channel, lw.start, lw.cols, lw.rows = c.N, c.Time, c.Width, c.Height
-			}
-			continue
+		lw.idle()
+		if ended {
+			break
 		}
-		lw.event(e)
+		// The recorder finishes the file as the session ends: one more
+		// poll after that reads its last member.
+		ended = !isLive()
+		t := time.NewTimer(s.p.LivePoll)
+		select {
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
 	}
-	lw.idle()
 	if lw.err == nil {
 		// "done" tells the player the stream has ended, rather than
 		// letting EventSource connect again.
