@@ -24,6 +24,7 @@ func commands() map[string]command {
 		"audit":       {"query the audit store", runAudit},
 		"replay":      {"play a session's recordings", runReplay},
 		"kill":        {"end a live session", runKill},
+		"console":     {"create console API tokens and operators", runConsole},
 		"version":     {"print the version and VCS revision", runVersion},
 	}
 }

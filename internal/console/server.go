@@ -65,6 +65,7 @@ type Server struct {
 	creds    *Credentials
 	sessions *browserSessions
 	limiter  *loginLimiter
+	once     oneTime
 	cert     tls.Certificate
 	srv      *http.Server
 	handler  http.Handler
