@@ -15,8 +15,10 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -53,7 +55,14 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$`)
 type Credentials struct {
 	dir string
 	now func() time.Time
+
+	mu   sync.Mutex
+	used map[string]time.Time // operator and TOTP code accepted, when
 }
+
+// codeReuseWindow is how long an accepted TOTP code is remembered: its
+// validity with the skew allowed (three 30 s steps).
+const codeReuseWindow = 90 * time.Second
 
 // NewCredentials returns the credentials kept in dir (STATE_DIR/console).
 func NewCredentials(dir string, now func() time.Time) *Credentials {
@@ -182,9 +191,29 @@ func (c *Credentials) CheckLogin(name, password, code string) error {
 	if bcrypt.CompareHashAndPassword([]byte(ops[i].PasswordHash), []byte(password)) != nil {
 		return ErrBadLogin
 	}
-	if !totp.Validate(strings.TrimSpace(code), ops[i].TOTPSecret) {
+	// RFC 6238 §5.2: one 30 s step of skew either way.
+	ok, err := totp.ValidateCustom(strings.TrimSpace(code), ops[i].TOTPSecret, c.now().UTC(),
+		totp.ValidateOpts{Period: 30, Skew: 1, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil || !ok {
 		return ErrBadLogin
 	}
+	// A code is good for one login: one seen in its window is refused.
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.used == nil {
+		c.used = map[string]time.Time{}
+	}
+	now := c.now()
+	for k, t := range c.used {
+		if now.Sub(t) > codeReuseWindow {
+			delete(c.used, k)
+		}
+	}
+	key := name + "\x00" + strings.TrimSpace(code)
+	if _, seen := c.used[key]; seen {
+		return ErrBadLogin
+	}
+	c.used[key] = now
 	return nil
 }
 
