@@ -107,16 +107,16 @@ func TestLoginNeedsPasswordAndCode(t *testing.T) {
 		t.Fatalf("/ logged out: got %d to %q, want 303 to /login", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	for _, tt := range []struct{ name, password, code string }{
-		{"alice", "wrong password!", code(t, secret, time.Now())},
+		{"alice", "wrong password!", code(t, secret, w.now)},
 		{"alice", testPassword, "000000"},
-		{"alice", testPassword, code(t, secret, time.Now().Add(-10*time.Minute))},
-		{"mallory", testPassword, code(t, secret, time.Now())},
+		{"alice", testPassword, code(t, secret, w.now.Add(-10*time.Minute))},
+		{"mallory", testPassword, code(t, secret, w.now)},
 	} {
 		if resp := b.login(tt.name, tt.password, tt.code); resp.StatusCode != http.StatusUnauthorized {
 			t.Errorf("login %+v: got %d, want 401", tt, resp.StatusCode)
 		}
 	}
-	if resp := b.login("alice", testPassword, code(t, secret, time.Now())); resp.StatusCode != http.StatusSeeOther {
+	if resp := b.login("alice", testPassword, code(t, secret, w.now)); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("good login: got %d, want 303", resp.StatusCode)
 	}
 	resp, body := b.get("/")
@@ -165,7 +165,7 @@ func TestLoginCSRF(t *testing.T) {
 	b := w.browser()
 	b.get("/login")
 	// No token, a wrong one, or a foreign origin: refused before checking.
-	form := url.Values{"name": {"alice"}, "password": {testPassword}, "code": {code(t, secret, time.Now())}}
+	form := url.Values{"name": {"alice"}, "password": {testPassword}, "code": {code(t, secret, w.now)}}
 	if resp, _ := b.post("/login", form, nil); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("login without csrf: got %d, want 403", resp.StatusCode)
 	}
@@ -185,7 +185,7 @@ func TestKillFromPageNeedsCSRF(t *testing.T) {
 	w.now = time.Now()
 	id := w.session(1, "bob", "db:22", 0, true)
 	b := w.browser()
-	if resp := b.login("alice", testPassword, code(t, secret, time.Now())); resp.StatusCode != http.StatusSeeOther {
+	if resp := b.login("alice", testPassword, code(t, secret, w.now)); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("login: got %d", resp.StatusCode)
 	}
 	path := "/sessions/" + esc(id) + "/kill"
@@ -240,7 +240,7 @@ func TestLoginRateLimited(t *testing.T) {
 		}
 	}
 	// The right password and code are refused unchecked now.
-	if resp := b.login("alice", testPassword, code(t, secret, time.Now())); resp.StatusCode != http.StatusTooManyRequests {
+	if resp := b.login("alice", testPassword, code(t, secret, w.now)); resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("login after %d failures: got %d, want 429", loginFailures, resp.StatusCode)
 	}
 	// The window passes.

@@ -1,9 +1,20 @@
 // The console in a real browser: cmd/sluice TestConsoleBrowser runs this
 // with node against a demo gateway, a live ssh session and a finished one.
-// Environment: BASE (https://ADDR), NAME, PASSWORD, CODE (TOTP), LIVE
+// Environment: BASE (https://ADDR), NAME, PASSWORD, LIVE
 // (the live session's id), DONE (a finished session's id), SHOTS (a
-// folder for the screenshots), CHROMIUM (the browser's path).
+// folder for the screenshots), CHROMIUM (the browser's path). The TOTP
+// code is asked for on stdout ("need code") when the form is filled, and
+// read from stdin, since chromium may take longer to start than a code
+// lives.
 import { chromium } from "playwright-core";
+import { createInterface } from "node:readline";
+
+const stdin = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const totpCode = async () => {
+  console.log("need code");
+  const { value } = await stdin.next();
+  return value.trim();
+};
 
 const env = (k) => {
   const v = process.env[k];
@@ -32,7 +43,7 @@ try {
   await page.screenshot({ path: `${shots}/login.png` });
   await page.fill("input[name=name]", env("NAME"));
   await page.fill("input[name=password]", env("PASSWORD"));
-  await page.fill("input[name=code]", env("CODE"));
+  await page.fill("input[name=code]", await totpCode());
   await page.click("button[type=submit]");
   await page.waitForURL(base + "/");
 
@@ -99,4 +110,5 @@ try {
   console.log("ok");
 } finally {
   await browser.close();
+  process.stdin.destroy();
 }
