@@ -268,7 +268,7 @@ func TestSecurityHeaders(t *testing.T) {
 		if strings.Contains(csp, "http") || strings.Contains(csp, "unsafe-inline'; ") && !strings.Contains(csp, "style-src-attr 'unsafe-inline'") {
 			t.Errorf("%s: CSP %q allows an outside source", path, csp)
 		}
-		for h, want := range map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"} {
+		for h, want := range map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"} {
 			if got := resp.Header.Get(h); got != want {
 				t.Errorf("%s: %s got %q, want %q", path, h, got, want)
 			}
