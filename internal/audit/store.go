@@ -197,7 +197,10 @@ func summarise(ctx context.Context, query func(context.Context, Filter) ([]Event
 	if len(out) == 0 {
 		return nil, nil
 	}
-	ends, err := query(ctx, Filter{Since: out[0].Start, SessionPrefix: f.SessionPrefix, Type: TypeSessionEnd})
+	// A session's end carries its master's user, as its start does, so the
+	// user filter narrows the ends too (the console lists one user's
+	// sessions among 100,000 this way).
+	ends, err := query(ctx, Filter{Since: out[0].Start, User: f.User, SessionPrefix: f.SessionPrefix, Type: TypeSessionEnd})
 	if err != nil {
 		return nil, err
 	}
