@@ -51,7 +51,10 @@ if (el && window.AsciinemaPlayer) {
   };
   create(0);
   if (controls) {
-    controls.speed.addEventListener("change", function () { create(window.sluicePlayer.getCurrentTime() || 0); });
+    controls.speed.addEventListener("change", function () {
+      // The player's getters return promises.
+      Promise.resolve(window.sluicePlayer.getCurrentTime()).then(function (t) { create(t || 0); });
+    });
     controls.idle.addEventListener("change", function () { create(0); });
     document.getElementById("seek").addEventListener("click", function () {
       window.sluicePlayer.seek(Number(controls.seek.value));
