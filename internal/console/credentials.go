@@ -217,12 +217,6 @@ func (c *Credentials) CheckLogin(name, password, code string) error {
 	return nil
 }
 
-// HasOperator reports whether operator name exists.
-func (c *Credentials) HasOperator(name string) bool {
-	var ops []Operator
-	return c.load("operators.json", &ops) == nil && slices.ContainsFunc(ops, func(o Operator) bool { return o.Name == name })
-}
-
 // load reads file of the credentials folder into v; a missing file is empty.
 func (c *Credentials) load(file string, v any) error {
 	b, err := os.ReadFile(filepath.Join(c.dir, file))
