@@ -2,7 +2,8 @@
 # Installs the external peers Sluice's tests talk to: OpenSSH server and
 # client, sftp-server, rsync, paramiko, asyncssh, asciinema, PuTTY's plink,
 # psftp and pscp, dropbear, lftp, curl and git (interop tests), and
-# PostgreSQL (the audit store's shared test suite). As root it installs them
+# PostgreSQL (the audit store's shared test suite), chromium with node and
+# playwright-core (the console's browser test). As root it installs them
 # from Debian packages; otherwise it prints what to install.
 set -euo pipefail
 # One package a line, each with the tests that need it.
@@ -22,14 +23,26 @@ pkgs=(
   curl                 # interop: libssh2's scp:// and sftp:// (gateway TestSFTPInterop, TestRefusalsEveryClientSees); HTTP and HTTPS through ssh -L (TestForwardBySNIAndHost)
   postgresql           # the audit store's shared suite; psql through a forward (gateway TestForwardAuditsHTTPHostAndPostgres)
   systemd              # systemd-analyze verify of contrib/sluice.service
+  chromium             # the console's browser test (cmd/sluice TestConsoleBrowser), driven by playwright-core
+  nodejs               # runs that browser test's script (internal/console/e2e)
+  npm                  # installs playwright-core for it, and scripts/console-assets.sh
   e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)
   zsh                  # sluice completion zsh (cmd/sluice TestZshCompletion)
 )
+# playwright-core for the console's browser test, pinned by its lock file.
+install_e2e() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/internal/console/e2e"
+  if command -v npm >/dev/null && [ ! -d "$dir/node_modules/playwright-core" ]; then
+    npm ci --prefix "$dir" --no-audit --no-fund
+  fi
+}
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
+  install_e2e
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
@@ -40,3 +53,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_e2e

@@ -15,6 +15,7 @@ var verbs = map[string][]string{
 	"audit":       {"verify"},
 	"ca":          {"show"},
 	"completion":  {"bash", "zsh"},
+	"console":     {"token", "user"},
 	"known-hosts": {"add"},
 }
 

@@ -93,7 +93,7 @@ func TestCrashRestartVerify(t *testing.T) {
 
 	// First run, in a process of its own: one session that ends, one that
 	// is live when the gateway is killed.
-	proc, out := sluiceProcess(t, "demo", "--listen", "127.0.0.1:0", "--state", state)
+	proc, out := sluiceProcess(t, "demo", "--listen", "127.0.0.1:0", "--console", "127.0.0.1:0", "--state", state)
 	opts, dest := sshArgs(demoLines(t, out))
 	if b, err := exec.Command(sshPath, append(opts, dest, "echo one")...).Output(); err != nil || string(b) != "one\n" {
 		t.Fatalf("first session: got %q, %v, want one", b, err)

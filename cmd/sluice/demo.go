@@ -25,24 +25,25 @@ import (
 // demoUser is the SSH user name of `sluice demo`.
 const demoUser = "demo"
 
-// runDemo is `sluice demo [--listen ADDR] [--state DIR]`: everything needed
+// runDemo is `sluice demo [--listen ADDR] [--console ADDR] [--state DIR]`: everything needed
 // to try Sluice from one command, until SIGINT or SIGTERM.
 func runDemo(args []string, stdout, stderr io.Writer) int {
-	cl := newCmdline("demo", "[--listen ADDR] [--state DIR]", "Try Sluice: a gateway and a built-in target on loopback, with keys and a\nconfig made in the state folder, until Ctrl-C. It prints how to log in.", stdout, stderr)
+	cl := newCmdline("demo", "[--listen ADDR] [--console ADDR] [--state DIR]", "Try Sluice: a gateway, its console and a built-in target on loopback, with\nkeys and a config made in the state folder, until Ctrl-C. It prints how to\nlog in and the console's URL with a one-time login.", stdout, stderr)
 	listen := cl.fs.String("listen", "127.0.0.1:2222", "listen `ADDR` of the gateway")
 	state := cl.fs.String("state", "./sluice-demo", "state `DIR` for keys and known_hosts")
+	consoleAddr := cl.fs.String("console", "127.0.0.1:8443", "listen `ADDR` of the console (HTTPS)")
 	if _, code, ok := cl.parse(args, 0); !ok {
 		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return demo(ctx, *listen, *state, stdout, stderr)
+	return demo(ctx, *listen, *consoleAddr, *state, stdout, stderr)
 }
 
 // demo runs the demo until ctx is cancelled and returns the exit code: the
 // built-in target on a loopback port, and in front of it a gateway whose
 // policy shows a denial (rm -rf is refused), both with state in state.
-func demo(ctx context.Context, listen, state string, stdout, stderr io.Writer) int {
+func demo(ctx context.Context, listen, consoleAddr, state string, stdout, stderr io.Writer) int {
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 	d, err := setupDemo(state)
 	if err != nil {
@@ -65,7 +66,7 @@ func demo(ctx context.Context, listen, state string, stdout, stderr io.Writer) i
 	}()
 	defer func() { <-targetDone }()
 
-	cfgPath, err := d.writeConfig(listen, tl.Addr().String())
+	cfgPath, err := d.writeConfig(listen, consoleAddr, tl.Addr().String())
 	if err != nil {
 		cancel()
 		fmt.Fprintln(stderr, err)
@@ -81,13 +82,15 @@ func demo(ctx context.Context, listen, state string, stdout, stderr io.Writer) i
 	if err != nil {
 		cancel()
 		if errors.Is(err, syscall.EADDRINUSE) {
-			fmt.Fprintf(stderr, "sluice demo: %s is in use by another process; pick another address with --listen, e.g. --listen 127.0.0.1:2223\n", listen)
+			fmt.Fprintf(stderr, "sluice demo: %s or %s is in use by another process; pick other addresses with --listen and --console, e.g. --listen 127.0.0.1:2223 --console 127.0.0.1:8444\n", listen, consoleAddr)
 			return 1
 		}
 		fmt.Fprintln(stderr, "sluice demo:", err)
 		return 1
 	}
 	d.addr = g.Addr(demoService)
+	d.consoleURL = "https://" + g.ConsoleAddr().String()
+	d.loginURL = d.consoleURL + g.Console().OneTimeLogin(demoOperator)
 	if err := d.writeKnownHosts(); err != nil {
 		cancel()
 		fmt.Fprintln(stderr, err)
@@ -115,7 +118,12 @@ type demoSetup struct {
 	targetKey   ssh.Signer    // the target's host key, DIR/target/ssh_host_ed25519_key
 	knownHosts  string        // DIR/known_hosts, naming hostKey at addr
 	addr        net.Addr      // where the gateway listens
+	consoleURL  string        // the console, https://ADDR
+	loginURL    string        // a one-time login to the console
 }
+
+// demoOperator is the console operator the demo's one-time login logs in.
+const demoOperator = "operator"
 
 // setupDemo creates (once) the state folder and every key the demo uses.
 func setupDemo(state string) (*demoSetup, error) {
@@ -185,17 +193,19 @@ services:
     record: true
 audit:
   sink: sqlite
+console:
+  listen: %q
 `
 
 // writeConfig writes the demo's config and the target's known_hosts into
 // the state folder and returns the config's path.
-func (d *demoSetup) writeConfig(listen, targetAddr string) (string, error) {
+func (d *demoSetup) writeConfig(listen, consoleAddr, targetAddr string) (string, error) {
 	line := knownhosts.Line([]string{knownhosts.Normalize(targetAddr)}, d.targetKey.PublicKey())
 	if err := os.WriteFile(filepath.Join(d.stateDir, "target_known_hosts"), []byte(line+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("sluice: demo: %w", err)
 	}
 	path := filepath.Join(d.stateDir, "sluice.yaml")
-	if err := os.WriteFile(path, fmt.Appendf(nil, demoConfig, listen, targetAddr), 0o600); err != nil {
+	if err := os.WriteFile(path, fmt.Appendf(nil, demoConfig, listen, targetAddr, consoleAddr), 0o600); err != nil {
 		return "", fmt.Errorf("sluice: demo: %w", err)
 	}
 	return path, nil
@@ -241,6 +251,8 @@ func (d *demoSetup) instructions() string {
 	fmt.Fprintf(&b, "Transfer files:\n  %s\n", d.sshCommand("sftp"))
 	fmt.Fprintf(&b, "See the policy refuse a command:\n  %s rm -rf /tmp/nothing\n\n", d.sshCommand("ssh"))
 	fmt.Fprintf(&b, "What happened is in the audit store: sluice audit -c %s\n", shellQuote(filepath.Join(d.stateDir, "sluice.yaml")))
+	fmt.Fprintf(&b, "Watch it in the console at %s (a self-signed certificate, in %s);\n", d.consoleURL, filepath.Join(d.stateDir, "console", "cert.pem"))
+	fmt.Fprintf(&b, "this link logs you in once, within an hour:\n  %s\n", d.loginURL)
 	fmt.Fprintln(&b, "Press Ctrl-C to stop.")
 	return b.String()
 }

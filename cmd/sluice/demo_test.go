@@ -23,7 +23,7 @@ func startDemo(t *testing.T, state string) []string {
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
-		code := demo(ctx, "127.0.0.1:0", state, pw, t.Output())
+		code := demo(ctx, "127.0.0.1:0", "127.0.0.1:0", state, pw, t.Output())
 		pw.Close()
 		done <- code
 	}()

@@ -25,6 +25,7 @@ func commands() map[string]command {
 		"replay":      {"play a session's recordings", runReplay},
 		"kill":        {"end a live session", runKill},
 		"explain":     {"explain who may reach which host as which login", runExplain},
+		"console":     {"create console API tokens and operators", runConsole},
 		"version":     {"print the version and VCS revision", runVersion},
 		"completion":  {"print the bash or zsh completion script", runCompletion},
 	}

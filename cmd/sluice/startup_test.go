@@ -165,8 +165,8 @@ func TestDemoBusyPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	cmd := sluiceCmd(os.Args[0], "demo", "--listen", busy.Addr().String(), "--state", t.TempDir())
-	wantStartupFailure(t, cmd, "sluice demo: ", []string{busy.Addr().String() + " is in use", "--listen"})
+	cmd := sluiceCmd(os.Args[0], "demo", "--listen", busy.Addr().String(), "--console", "127.0.0.1:0", "--state", t.TempDir())
+	wantStartupFailure(t, cmd, "sluice demo: ", []string{busy.Addr().String() + " or ", "is in use", "--listen"})
 }
 
 func copyExecutable(t *testing.T, from, to string) {

@@ -90,6 +90,9 @@ func (d dialect) selectEvents(f Filter) (string, []any) {
 	if f.Type != "" {
 		add(func(p string) string { return "type = " + p }, indexKey(f.Type))
 	}
+	if f.TypePrefix != "" {
+		add(func(p string) string { return d.hasPrefix("type", p) }, indexKey(f.TypePrefix))
+	}
 	if f.Verdict != "" {
 		add(func(p string) string { return "verdict = " + p }, indexKey(string(f.Verdict)))
 	}

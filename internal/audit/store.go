@@ -64,6 +64,7 @@ type Filter struct {
 	// master itself.
 	SessionPrefix string
 	Type          string  // exact event type
+	TypePrefix    string  // event types that start with it ("console." selects console.login, console.kill)
 	Verdict       Verdict // exact verdict
 	// Limit, when positive, keeps only the newest Limit matching events (still
 	// returned oldest first), which is what "show the last N" wants.
@@ -160,6 +161,8 @@ func (f Filter) matches(e Event) bool {
 		return false
 	case f.Type != "" && indexKey(e.Type) != indexKey(f.Type):
 		return false
+	case f.TypePrefix != "" && !strings.HasPrefix(indexKey(e.Type), indexKey(f.TypePrefix)):
+		return false
 	case f.Verdict != "" && indexKey(string(e.Verdict)) != indexKey(string(f.Verdict)):
 		return false
 	}
@@ -194,7 +197,10 @@ func summarise(ctx context.Context, query func(context.Context, Filter) ([]Event
 	if len(out) == 0 {
 		return nil, nil
 	}
-	ends, err := query(ctx, Filter{Since: out[0].Start, SessionPrefix: f.SessionPrefix, Type: TypeSessionEnd})
+	// A session's end carries its master's user, as its start does, so the
+	// user filter narrows the ends too (the console lists one user's
+	// sessions among 100,000 this way).
+	ends, err := query(ctx, Filter{Since: out[0].Start, User: f.User, SessionPrefix: f.SessionPrefix, Type: TypeSessionEnd})
 	if err != nil {
 		return nil, err
 	}

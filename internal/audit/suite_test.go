@@ -116,6 +116,8 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 			{"prefix is not a pattern", Filter{SessionPrefix: "gw1/ssh-in:_"}, nil},
 			{"prefix is not a pattern 2", Filter{SessionPrefix: "gw1/ssh%"}, nil},
 			{"type", Filter{Type: TypeSessionStart}, pick(0, 3)},
+			{"type prefix", Filter{TypePrefix: "session."}, pick(0, 3, 5)},
+			{"type prefix is not a pattern", Filter{TypePrefix: "session_"}, nil},
 			{"verdict", Filter{Verdict: Reject}, pick(2, 4)},
 			{"limit keeps newest", Filter{Limit: 2}, pick(4, 5)},
 			{"limit with filter", Filter{User: "alice", Limit: 3}, pick(1, 2, 5)},

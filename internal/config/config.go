@@ -24,9 +24,10 @@ type Config struct {
 	// Roles, when not empty, decide every session: who may reach which
 	// inventory host as which login, under which policy (internal/access).
 	// Services' own policy and upstream.user are then not used.
-	Roles  []Role
-	Audit  Audit
-	Record Record
+	Roles   []Role
+	Audit   Audit
+	Record  Record
+	Console Console
 	// Warnings are what is valid but most likely not what the author
 	// meant (a pattern that cannot work as written), by line. `sluice
 	// check` prints them; the gateway logs them at start.
@@ -129,6 +130,13 @@ const (
 type Admin struct {
 	Listen string // loopback host:port for metrics and health; empty = off
 	Socket string // absolute path of the admin unix socket
+}
+
+// Console is the operators' web console and API (see internal/console).
+type Console struct {
+	Listen         string   // host:port of the HTTPS listener; empty = off
+	Cert, Key      string   // absolute paths of a PEM certificate and key; empty = self-signed in state_dir
+	SessionTimeout Duration // how long a browser login lasts
 }
 
 // Zone is a named set of networks; the most specific network wins.

@@ -36,6 +36,8 @@ const (
 	defaultQueueSize            = 1024
 	defaultAuditProbeInterval   = 5 * time.Second
 	minAuditProbeInterval       = 100 * time.Millisecond
+	// defaultConsoleSessionTimeout is one working day of a console login.
+	defaultConsoleSessionTimeout = 12 * time.Hour
 )
 
 // defaultMaxStartups is OpenSSH's MaxStartups default, 10:30:100.
@@ -67,6 +69,7 @@ func (d *decoder) decodeFile(data []byte) *Config {
 		Roles:             []Role{},
 		Audit:             Audit{Sink: "sqlite", QueueSize: defaultQueueSize, OnFailure: FailClosed, ProbeInterval: Duration(defaultAuditProbeInterval)},
 		Record:            Record{OnFailure: FailClosed, MaxBytesPerStream: DefaultMaxBytesPerStream},
+		Console:           Console{SessionTimeout: Duration(defaultConsoleSessionTimeout)},
 	}
 	root := d.root(data)
 	if root == nil {
@@ -92,7 +95,11 @@ func (d *decoder) decodeFile(data []byte) *Config {
 		{"roles", false, func(n *yaml.Node, k string) { d.roles(n, k, &c.Roles) }},
 		{"audit", false, func(n *yaml.Node, k string) { d.audit(n, k, &c.Audit) }},
 		{"record", false, func(n *yaml.Node, k string) { d.record(n, k, &c.Record) }},
+		{"console", false, func(n *yaml.Node, k string) { d.console(n, k, &c.Console, &listens) }},
 	})
+	if (c.Console.Cert == "") != (c.Console.Key == "") {
+		d.errorAt(1, "console", "console.cert and console.key go together: set both or neither")
+	}
 
 	d.checkRefs()
 	d.checkParents(c.Zones)
@@ -482,6 +489,31 @@ func (d *decoder) audit(n *yaml.Node, key string, a *Audit) {
 			d.duration(n, k, &a.ProbeInterval)
 			if a.ProbeInterval.Std() < minAuditProbeInterval {
 				d.errorf(n, k, "probe_interval %s is below the minimum %s", a.ProbeInterval, Duration(minAuditProbeInterval))
+			}
+		}},
+	})
+}
+
+func (d *decoder) console(n *yaml.Node, key string, c *Console, listens *[]listenUse) {
+	d.mapping(n, key, []field{
+		{"listen", false, func(n *yaml.Node, k string) {
+			var s string
+			if !d.str(n, k, &s) {
+				return
+			}
+			host, port, ok := d.listenAddr(n, k, s)
+			if !ok {
+				return
+			}
+			c.Listen = s
+			*listens = append(*listens, listenUse{host, port, n.Line, k})
+		}},
+		{"cert", false, func(n *yaml.Node, k string) { d.path(n, k, &c.Cert) }},
+		{"key", false, func(n *yaml.Node, k string) { d.path(n, k, &c.Key) }},
+		{"session_timeout", false, func(n *yaml.Node, k string) {
+			d.duration(n, k, &c.SessionTimeout)
+			if c.SessionTimeout.Std() < time.Minute {
+				d.errorf(n, k, "session_timeout %s is below the minimum 1m0s", c.SessionTimeout)
 			}
 		}},
 	})

@@ -46,12 +46,22 @@ func (g *Gateway) LiveSessions() []admin.Session {
 // Kill ends the live master session id with session.ErrRevoked, audited
 // as a "kill" event; admin.ErrNotFound when no service has it.
 func (g *Gateway) Kill(ctx context.Context, id string) error {
+	return g.KillAs(ctx, id, "")
+}
+
+// KillAs is Kill on behalf of a console operator, whose name the kill
+// event carries in detail.operator (rule "console").
+func (g *Gateway) KillAs(ctx context.Context, id, operator string) error {
 	for _, m := range g.liveMasters() {
 		if m.ID() != id {
 			continue
 		}
 		e := m.AuditEvent("kill")
 		e.Verdict, e.Rule, e.Reason = audit.Accept, "admin", "killed by operator"
+		if operator != "" {
+			e.Rule, e.Reason = "console", "killed by operator "+operator
+			e.Detail = map[string]any{"operator": operator}
+		}
 		if err := g.audit.Write(context.WithoutCancel(ctx), e); err != nil {
 			g.logger.ErrorContext(ctx, "audit write failed", "session_id", id, "type", e.Type, "err", err)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/auth"
 	"github.com/sluice-ssh/sluice/internal/chainer"
 	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/console"
 	"github.com/sluice-ssh/sluice/internal/hostkey"
 	"github.com/sluice-ssh/sluice/internal/metrics"
 	"github.com/sluice-ssh/sluice/internal/policy"
@@ -49,6 +50,10 @@ type Gateway struct {
 	metrics  *metrics.Metrics
 	// adminListener serves /metrics and /healthz; nil when not configured.
 	adminListener net.Listener
+	// console and consoleListener serve the operators' console; nil when
+	// console.listen is not set.
+	console         *console.Server
+	consoleListener net.Listener
 
 	// mu guards cfg (written by Reload), services, addrs, listens and
 	// retired. Reload holds reloadMu throughout, so only one runs at a time.
@@ -150,6 +155,14 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 		return nil, err
 	}
 	g.hostKeys = hostKeys
+	if err := g.buildConsole(); err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() {
+		if g.consoleListener != nil {
+			g.consoleListener.Close()
+		}
+	})
 	g.startups = service.NewStartups(startupsParams(cfg))
 	acc, err := g.buildAccess(cfg)
 	if err != nil {

@@ -20,6 +20,7 @@ func (g *Gateway) startOperator() (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
+	stopConsole := g.serveConsole()
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -28,6 +29,7 @@ func (g *Gateway) startOperator() (stop func(), err error) {
 	return func() {
 		close(quit)
 		<-done
+		stopConsole()
 		stopAdmin()
 	}, nil
 }
