@@ -20,6 +20,7 @@ pkgs=(
   dropbear-bin         # interop: dbclient and dropbearconvert, exit status before EOF (TestExitStatusDbclient)
   postgresql           # the audit store's shared suite
   systemd              # systemd-analyze verify of contrib/sluice.service
+  iproute2             # bench --rtt: ip netns and the links of the WAN mode (bench only, not run by make test)
   e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)
 )
 missing=()
