@@ -10,6 +10,13 @@
 // repository root, usually through bench/run.sh; docs/benchmarks.md has the
 // commands and the figures.
 //
+// With --rtt (as root) it measures over a long network instead of
+// loopback: the client, the gateway host (Sluice, the ProxyJump host, the
+// router of the direct path) and the target in three network namespaces,
+// joined by two links that each delay packets by a quarter of the round
+// trip each way, so that the gateway splits the path in halves as a
+// bastion does (wan.go). --sluice runs a prebuilt binary, to compare builds.
+//
 // With SLUICE_CPUPROFILE=FILE the gateway runs in a child process of this
 // program (the same code as `sluice serve`) that writes a CPU profile to FILE
 // when it stops. The hook lives here only, never in the product.

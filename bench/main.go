@@ -25,6 +25,8 @@ type options struct {
 	keep       bool
 	reuse      string // upstream.reuse of the gateway's service
 	user       string // the account on the target; "" is the current user
+	wan        wanOptions
+	sluiceBin  string // a prebuilt sluice binary; "" builds ./cmd/sluice
 }
 
 func main() {
@@ -51,7 +53,20 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary folder")
 	flag.StringVar(&o.reuse, "reuse", "30s", "the Sluice service's upstream.reuse (0s: dial and log in upstream for every connection)")
 	flag.StringVar(&o.user, "user", "", "the account to log in as on the target (default: the current user); its shell starts for every `ssh true`")
+	flag.StringVar(&o.sluiceBin, "sluice", "", "run this sluice binary instead of building ./cmd/sluice (to compare builds, e.g. of x/crypto patches)")
+	flag.DurationVar(&o.wan.rtt, "rtt", 0, "WAN mode (root): client, gateway host and target in network namespaces, each of the two links delaying by a quarter of this round trip each way (0: loopback); see docs/benchmarks.md")
+	var rate string
+	flag.StringVar(&rate, "rate", "", "WAN mode: the rate of each link and direction in Mbit/s, e.g. 1000 (default unlimited)")
+	flag.Float64Var(&o.wan.loss, "loss", 0, "WAN mode: the share of packets each link drops in each direction, e.g. 0.001")
+	flag.IntVar(&o.wan.mtu, "mtu", 9000, "WAN mode: the MTU of the links")
 	flag.Parse()
+	if rate != "" {
+		mbit, err := strconv.ParseFloat(rate, 64)
+		if err != nil || mbit <= 0 {
+			fatalf("--rate: bad rate %q", rate)
+		}
+		o.wan.rate = mbit * 1e6
+	}
 	var err error
 	if o.bulk, err = parseSize(bulk); err != nil {
 		fatalf("--bulk: %v", err)
@@ -87,6 +102,24 @@ func main() {
 	}
 	if o.rounds < 1 {
 		o.rounds = 1
+	}
+	if o.wan.rtt < 0 || o.wan.loss < 0 || o.wan.loss >= 1 || o.wan.mtu < 1280 {
+		fatalf("--rtt, --loss or --mtu out of range")
+	}
+	if o.wan.rtt > 0 {
+		if len(o.only) == 0 {
+			o.only = map[string]bool{"bulk": true, "sftp": true, "keys": true}
+		}
+		if o.only["idle"] || o.only["record"] {
+			fatalf("--rtt: idle and record run on loopback only")
+		}
+		if os.Getenv(wanEnv) == "" {
+			// The parent: build the path and run again inside it.
+			if err := runWAN(o.wan); err != nil {
+				fatalf("%v", err)
+			}
+			return
+		}
 	}
 	if o.want("idle") && o.idle > 0 {
 		// Idle sessions hold sockets and pipes in this program, the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
@@ -53,6 +54,16 @@ func run(o options) error {
 	w, err := newWorld(o.user)
 	if w != nil {
 		defer w.close(o.keep)
+		// An interrupt stops what was started (sshd, Sluice) before exiting.
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		defer signal.Stop(sig)
+		go func() {
+			if _, ok := <-sig; ok {
+				w.close(o.keep)
+				os.Exit(1)
+			}
+		}()
 	}
 	if err != nil {
 		return err
@@ -62,7 +73,7 @@ func run(o options) error {
 	if wantIdle {
 		idleN = o.idle
 	}
-	if err := w.startSluice(idleN, o.reuse, max(o.parallel, 4)); err != nil {
+	if err := w.startSluice(o.sluiceBin, idleN, o.reuse, max(o.parallel, 4)); err != nil {
 		return err
 	}
 	res := &results{}

@@ -22,7 +22,7 @@ const sluiceRecorded = "Sluice, recorded"
 // recordedPath returns the path through the recorded service.
 func (w *world) recordedPath() path {
 	return path{sluiceRecorded, func(tool, cipher string) []string {
-		return append(w.base(tool, cipher, w.recPort), "bench@127.0.0.1")
+		return append(w.base(tool, cipher, w.recPort), "bench@"+w.gwHost)
 	}}
 }
 

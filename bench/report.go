@@ -20,7 +20,18 @@ func report(out io.Writer, o options, res *results, ps []path, load0, load1 stri
 	fmt.Fprintf(out, "- load average before %s, after %s; took %s\n", load0, load1, took.Round(time.Second))
 	fmt.Fprintf(out, "- bulk %s, SFTP %s, %d keystrokes, %d setups, %d×%d parallel, %d round(s)\n",
 		size(o.bulk), size(o.sftp), o.keystrokes, o.setupRuns, o.parallel, o.perClient, o.rounds)
-	fmt.Fprintf(out, "- kex curve25519-sha256 on every hop; setup, keystrokes and SFTP with %s; Sluice upstream.reuse %s\n\n", defaultCipher, o.reuse)
+	fmt.Fprintf(out, "- kex curve25519-sha256 on every hop; setup, keystrokes and SFTP with %s; Sluice upstream.reuse %s\n", defaultCipher, o.reuse)
+	if o.wan.rtt > 0 {
+		rate := "unlimited"
+		if o.wan.rate > 0 {
+			rate = fmt.Sprintf("%.0f Mbit/s", o.wan.rate/1e6)
+		}
+		fmt.Fprintf(out, "- WAN: round trip %s, split at the gateway host (client—gateway and gateway—target %s each); rate %s, loss %g, MTU %d\n",
+			o.wan.rtt, o.wan.rtt/2, rate, o.wan.loss, o.wan.mtu)
+	} else {
+		fmt.Fprintf(out, "- loopback\n")
+	}
+	fmt.Fprintf(out, "- cells: median over rounds, with the range (min–max) when there are several\n\n")
 	names := make([]string, len(ps))
 	for i, p := range ps {
 		names[i] = p.name
@@ -44,7 +55,11 @@ func report(out io.Writer, o options, res *results, ps []path, load0, load1 stri
 				continue
 			}
 			med[n] = median(v)
-			cells = append(cells, num(med[n]))
+			cell := num(med[n])
+			if len(v) > 1 {
+				cell += fmt.Sprintf(" (%s–%s)", num(slices.Min(v)), num(slices.Max(v)))
+			}
+			cells = append(cells, cell)
 		}
 		ratio := func(other string) string {
 			s, ok1 := med["Sluice"]

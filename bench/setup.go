@@ -23,6 +23,12 @@ type world struct {
 	userKey string // the client's key, for all three paths
 	kh      string // the client's known_hosts: target, jump host, Sluice
 
+	// gwHost is the address of the jump host, Sluice and the TCP relay,
+	// tgtHost the target's; both 127.0.0.1 on loopback. gwNS and tgtNS
+	// are their network namespaces in the WAN mode (wan.go), "" otherwise.
+	gwHost, tgtHost string
+	gwNS, tgtNS     string
+
 	targetPort, jumpPort, sluicePort, idlePort int
 	recPort                                    int // Sluice's service with record: true
 	relayPort                                  int // the plain TCP forwarder to the target
@@ -59,7 +65,8 @@ func newWorld(osUser string) (*world, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &world{dir: dir, osUser: u.Username}
+	w := &world{dir: dir, osUser: u.Username, gwHost: "127.0.0.1", tgtHost: "127.0.0.1"}
+	w.wanChild()
 	if err := w.openTo(osUser); err != nil {
 		return w, err
 	}
@@ -81,10 +88,10 @@ func newWorld(osUser string) (*world, error) {
 	if err := concat(w.file("jump_authorized_keys"), w.file("client_ed25519.pub")); err != nil {
 		return w, err
 	}
-	if w.targetPort, err = w.startSshd("target"); err != nil {
+	if w.targetPort, err = w.startSshd("target", w.tgtHost, w.tgtNS); err != nil {
 		return w, err
 	}
-	if w.jumpPort, err = w.startSshd("jump"); err != nil {
+	if w.jumpPort, err = w.startSshd("jump", w.gwHost, w.gwNS); err != nil {
 		return w, err
 	}
 	return w, nil
@@ -131,8 +138,8 @@ func concat(dst string, srcs ...string) error {
 }
 
 // startSshd runs /usr/sbin/sshd -D as the current user with name's host key
-// and authorized_keys, and returns its port.
-func (w *world) startSshd(name string) (int, error) {
+// and authorized_keys, on host in network namespace ns, and returns its port.
+func (w *world) startSshd(name, host, ns string) (int, error) {
 	for attempt := 0; ; attempt++ {
 		port, err := freePort()
 		if err != nil {
@@ -140,7 +147,7 @@ func (w *world) startSshd(name string) (int, error) {
 		}
 		cfg := w.file(name + "_sshd_config")
 		lines := []string{
-			"ListenAddress 127.0.0.1:" + strconv.Itoa(port),
+			"ListenAddress " + host + ":" + strconv.Itoa(port),
 			"HostKey " + w.file(name+"_host"),
 			"AuthorizedKeysFile " + w.file(name+"_authorized_keys"),
 			"StrictModes no",
@@ -160,13 +167,13 @@ func (w *world) startSshd(name string) (int, error) {
 		if err := os.WriteFile(cfg, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
 			return 0, err
 		}
-		cmd := exec.Command("/usr/sbin/sshd", "-D", "-E", w.file(name+"_sshd.log"), "-f", cfg)
+		cmd := inNS(ns, exec.Command("/usr/sbin/sshd", "-D", "-E", w.file(name+"_sshd.log"), "-f", cfg))
 		if err := w.start(cmd); err != nil {
 			return 0, err
 		}
-		err = waitBanner(port, cmd)
+		err = waitBanner(host, port, cmd)
 		if err == nil {
-			if err := w.knownHost(port, w.file(name+"_host.pub")); err != nil {
+			if err := w.knownHost(host, port, w.file(name+"_host.pub")); err != nil {
 				return 0, err
 			}
 			return port, nil
@@ -178,9 +185,9 @@ func (w *world) startSshd(name string) (int, error) {
 	}
 }
 
-// knownHost adds [127.0.0.1]:port with the key in pubFile to the client's
+// knownHost adds [host]:port with the key in pubFile to the client's
 // known_hosts.
-func (w *world) knownHost(port int, pubFile string) error {
+func (w *world) knownHost(host string, port int, pubFile string) error {
 	pub, err := os.ReadFile(pubFile)
 	if err != nil {
 		return err
@@ -194,21 +201,25 @@ func (w *world) knownHost(port int, pubFile string) error {
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(kf, "[127.0.0.1]:%d %s %s\n", port, f[0], f[1])
+	_, err = fmt.Fprintf(kf, "[%s]:%d %s %s\n", host, port, f[0], f[1])
 	if cerr := kf.Close(); err == nil {
 		err = cerr
 	}
 	return err
 }
 
-// startSluice builds Sluice, starts the built-in targets for idle idle
+// startSluice builds Sluice (or copies the binary bin, when set), starts the built-in targets for idle idle
 // sessions, writes the config (upstream.reuse and reuse_idle from reuse
 // and reuseIdle) and serves it. Under SLUICE_CPUPROFILE the
 // gateway is this program in gateway mode instead of the built binary.
-func (w *world) startSluice(idle int, reuse string, reuseIdle int) error {
+func (w *world) startSluice(bin string, idle int, reuse string, reuseIdle int) error {
 	w.sluiceBn = w.file("sluice")
-	if out, err := exec.Command("go", "build", "-o", w.sluiceBn, "./cmd/sluice").CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/sluice (run from the repository root): %v\n%s", err, out)
+	build := exec.Command("go", "build", "-o", w.sluiceBn, "./cmd/sluice")
+	if bin != "" {
+		build = exec.Command("cp", bin, w.sluiceBn)
+	}
+	if out, err := build.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s (run from the repository root): %v\n%s", strings.Join(build.Args, " "), err, out)
 	}
 	var err error
 	if w.sluicePort, err = freePort(); err != nil {
@@ -220,7 +231,7 @@ func (w *world) startSluice(idle int, reuse string, reuseIdle int) error {
 	upstreamKH := w.file("upstream_known_hosts")
 	pub, _ := os.ReadFile(w.file("target_host.pub"))
 	f := strings.Fields(string(pub))
-	khLines := fmt.Sprintf("[127.0.0.1]:%d %s %s\n", w.targetPort, f[0], f[1])
+	khLines := fmt.Sprintf("[%s]:%d %s %s\n", w.tgtHost, w.targetPort, f[0], f[1])
 	idleService := ""
 	if idle > 0 {
 		targets, err := idleTargets(idle)
@@ -251,8 +262,9 @@ func (w *world) startSluice(idle int, reuse string, reuseIdle int) error {
 	if err := os.WriteFile(upstreamKH, []byte(khLines), 0o600); err != nil {
 		return err
 	}
-	// One zone for all of loopback: clients and targets share 127.0.0.1.
-	// Startup limits are raised so that 16 parallel clients are not dropped.
+	// One zone for all of loopback, where clients and targets share
+	// 127.0.0.1, and of the WAN mode's network (wan.go). Startup limits
+	// are raised so that 16 parallel clients are not dropped.
 	yaml := fmt.Sprintf(`gateway:
   name: bench
   state_dir: %s
@@ -260,16 +272,16 @@ func (w *world) startSluice(idle int, reuse string, reuseIdle int) error {
   per_source_max_startups: 0
   log: {level: warn}
 zones:
-  - {name: lo, networks: ["127.0.0.0/8"]}
+  - {name: lo, networks: ["127.0.0.0/8", "%s"]}
 users:
   - name: bench
     authorized_keys: %s
 services:
   - name: ssh
-    listen: 127.0.0.1:%d
+    listen: %s:%d
     client_zones: [lo]
     server_zones: [lo]
-    router: {directed: ["127.0.0.1:%d"]}
+    router: {directed: ["%s:%d"]}
     upstream: {user: %q, identity: %s, known_hosts: %s, reuse: %s, reuse_idle: %d}
     policy:
       pty: true
@@ -277,18 +289,18 @@ services:
       exec: {allow: [".*"]}
       subsystems: {sftp: {deny_paths: ["/sluice-bench-none/*/.ssh"]}, %s: {}}
   - name: ssh-rec
-    listen: 127.0.0.1:%d
+    listen: %s:%d
     client_zones: [lo]
     server_zones: [lo]
-    router: {directed: ["127.0.0.1:%d"]}
+    router: {directed: ["%s:%d"]}
     upstream: {user: %q, identity: %s, known_hosts: %s}
     policy: {exec: {allow: [".*"]}}
     record: true
 %saudit:
   sink: jsonl:%s
-`, w.file("state"), w.file("client_ed25519.pub"), w.sluicePort, w.targetPort, w.osUser,
+`, w.file("state"), wanNet, w.file("client_ed25519.pub"), w.gwHost, w.sluicePort, w.tgtHost, w.targetPort, w.osUser,
 		w.file("upstream_ed25519"), upstreamKH, reuse, reuseIdle, unproxiedSubsystem,
-		w.recPort, w.targetPort, w.osUser, w.file("upstream_ed25519"), upstreamKH,
+		w.gwHost, w.recPort, w.tgtHost, w.targetPort, w.osUser, w.file("upstream_ed25519"), upstreamKH,
 		idleService, w.file("state/audit.jsonl"))
 	cfg := w.file("sluice.yaml")
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
@@ -310,18 +322,19 @@ services:
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd = inNS(w.gwNS, cmd)
 	if err := w.start(cmd); err != nil {
 		return err
 	}
 	w.sluice = cmd
-	if err := waitBanner(w.sluicePort, cmd); err != nil {
+	if err := waitBanner(w.gwHost, w.sluicePort, cmd); err != nil {
 		log, _ := os.ReadFile(w.file("sluice.log"))
 		return fmt.Errorf("sluice: %v\n%s", err, log)
 	}
-	if err := w.knownHost(w.sluicePort, w.file("state/ssh_host_ed25519_key.pub")); err != nil {
+	if err := w.knownHost(w.gwHost, w.sluicePort, w.file("state/ssh_host_ed25519_key.pub")); err != nil {
 		return err
 	}
-	return w.knownHost(w.recPort, w.file("state/ssh_host_ed25519_key.pub"))
+	return w.knownHost(w.gwHost, w.recPort, w.file("state/ssh_host_ed25519_key.pub"))
 }
 
 var targetAddrRE = regexp.MustCompile(`addr=127\.0\.0\.1:(\d+)`)
@@ -433,13 +446,13 @@ const sluiceUnproxied = "Sluice, SFTP unproxied"
 // tool "sftp" makes sense on it.
 func (w *world) unproxied() path {
 	return path{sluiceUnproxied, func(tool, cipher string) []string {
-		return append(w.base(tool, cipher, w.sluicePort), "-s", unproxiedSubsystem, "bench@127.0.0.1")
+		return append(w.base(tool, cipher, w.sluicePort), "-s", unproxiedSubsystem, "bench@"+w.gwHost)
 	}}
 }
 
 // paths returns the three ways to the target: direct, ProxyJump and Sluice.
 func (w *world) paths() []path {
-	dest := w.osUser + "@127.0.0.1"
+	dest := w.osUser + "@" + w.tgtHost
 	return []path{
 		{"direct", func(tool, cipher string) []string {
 			return append(w.base(tool, cipher, w.targetPort), dest)
@@ -450,12 +463,12 @@ func (w *world) paths() []path {
 			// there; this ProxyCommand is what -J expands to, with every
 			// option repeated.
 			hop := append([]string{"ssh"}, w.base("ssh", cipher, w.jumpPort)...)
-			hop = append(hop, "-W", "%h:%p", dest)
+			hop = append(hop, "-W", "%h:%p", w.osUser+"@"+w.gwHost)
 			a := append(w.base(tool, cipher, w.targetPort), "-o", "ProxyCommand="+strings.Join(hop, " "))
 			return append(a, dest)
 		}},
 		{"Sluice", func(tool, cipher string) []string {
-			return append(w.base(tool, cipher, w.sluicePort), "bench@127.0.0.1")
+			return append(w.base(tool, cipher, w.sluicePort), "bench@"+w.gwHost)
 		}},
 	}
 }
@@ -486,10 +499,10 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// waitBanner polls the port until it sends an SSH identification string
+// waitBanner polls host:port until it sends an SSH identification string
 // (RFC 4253 §4.2) or 15 seconds pass.
-func waitBanner(port int, cmd *exec.Cmd) error {
-	addr := "127.0.0.1:" + strconv.Itoa(port)
+func waitBanner(host string, port int, cmd *exec.Cmd) error {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		if cmd.ProcessState != nil {

@@ -18,8 +18,8 @@ const relayCmd = "_tcprelay"
 // tcpRelay is the name of the direct path through the forwarder.
 const tcpRelay = "direct, TCP relay"
 
-// runRelay accepts on 127.0.0.1:args[0] and copies each connection both
-// ways to 127.0.0.1:args[1], with TCP_NODELAY (Go's default) on both. It
+// runRelay accepts on the address args[0] and copies each connection both
+// ways to the address args[1], with TCP_NODELAY (Go's default) on both. It
 // copies with read and write, as a relay that must see the bytes does,
 // rather than with splice(2), which io.Copy between two TCP connections
 // would use.
@@ -27,7 +27,7 @@ func runRelay(args []string) int {
 	if len(args) != 2 {
 		return 2
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:"+args[0])
+	l, err := net.Listen("tcp", args[0])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -40,7 +40,7 @@ func runRelay(args []string) int {
 		}
 		go func() {
 			defer c.Close()
-			u, err := net.Dial("tcp", "127.0.0.1:"+args[1])
+			u, err := net.Dial("tcp", args[1])
 			if err != nil {
 				return
 			}
@@ -65,21 +65,22 @@ func (w *world) startRelay() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(self, relayCmd, strconv.Itoa(port), strconv.Itoa(w.targetPort))
+	cmd := inNS(w.gwNS, exec.Command(self, relayCmd,
+		net.JoinHostPort(w.gwHost, strconv.Itoa(port)), net.JoinHostPort(w.tgtHost, strconv.Itoa(w.targetPort))))
 	if err := w.start(cmd); err != nil {
 		return err
 	}
-	if err := waitBanner(port, cmd); err != nil {
+	if err := waitBanner(w.gwHost, port, cmd); err != nil {
 		return err
 	}
 	w.relayPort = port
-	return w.knownHost(port, w.file("target_host.pub"))
+	return w.knownHost(w.gwHost, port, w.file("target_host.pub"))
 }
 
 // relayed returns the direct path through the forwarder.
 func (w *world) relayed() path {
 	return path{tcpRelay, func(tool, cipher string) []string {
-		return append(w.base(tool, cipher, w.relayPort), w.osUser+"@127.0.0.1")
+		return append(w.base(tool, cipher, w.relayPort), w.osUser+"@"+w.gwHost)
 	}}
 }
 

@@ -53,9 +53,10 @@ func TestParseCertNestedSignatureKey(t *testing.T) {
 	}
 
 	cert := &Certificate{
-		Key:         signer.PublicKey(),
-		CertType:    UserCert,
-		ValidBefore: CertTimeInfinity,
+		Key:             signer.PublicKey(),
+		CertType:        UserCert,
+		ValidPrincipals: []string{"user"},
+		ValidBefore:     CertTimeInfinity,
 	}
 	if err := cert.SignCert(rand.Reader, signer); err != nil {
 		t.Fatal(err)
@@ -461,6 +462,68 @@ func TestCertCriticalOptions(t *testing.T) {
 	}
 }
 
+func TestEmptyPrincipal(t *testing.T) {
+	cert := &Certificate{
+		ValidPrincipals: []string{"", "hostname.domain"},
+		Key:             testPublicKeys["rsa"],
+		ValidBefore:     CertTimeInfinity,
+		CertType:        HostCert,
+		SignatureKey:    testSigners["ecdsa"].PublicKey(),
+	}
+	// SignCert rejects an empty principal, so sign the certificate directly.
+	sig, err := testSigners["ecdsa"].Sign(rand.Reader, cert.bytesForSigning())
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	cert.Signature = sig
+	if _, err := ParsePublicKey(cert.Marshal()); err != nil {
+		t.Fatalf("ParsePublicKey: %v", err)
+	}
+
+	checker := &CertChecker{
+		IsHostAuthority: func(p PublicKey, addr string) bool { return true },
+	}
+	if err := checker.CheckCert("", cert); err == nil {
+		t.Error("CheckCert with an empty principal succeeded, want failure")
+	}
+	for _, addr := range []string{":22", ":2022"} {
+		if err := checker.CheckHostKey(addr, nil, cert); err == nil {
+			t.Errorf("CheckHostKey(%q) succeeded, want failure", addr)
+		}
+	}
+	if err := checker.CheckCert("hostname.domain", cert); err != nil {
+		t.Errorf("CheckCert(hostname.domain): %v", err)
+	}
+
+	if err := cert.SignCert(rand.Reader, testSigners["ecdsa"]); err == nil {
+		t.Error("SignCert with an empty principal succeeded, want failure")
+	}
+}
+
+func TestCertWithoutPrincipals(t *testing.T) {
+	for _, certType := range []uint32{UserCert, HostCert} {
+		cert := &Certificate{
+			Key:          testPublicKeys["rsa"],
+			ValidBefore:  CertTimeInfinity,
+			CertType:     certType,
+			SignatureKey: testSigners["ecdsa"].PublicKey(),
+		}
+		if err := cert.SignCert(rand.Reader, testSigners["ecdsa"]); err == nil {
+			t.Errorf("SignCert with cert type %d succeeded without principals, want failure", certType)
+		}
+		// SignCert rejects a certificate without principals, so sign the
+		// certificate directly.
+		sig, err := testSigners["ecdsa"].Sign(rand.Reader, cert.bytesForSigning())
+		if err != nil {
+			t.Fatalf("Sign: %v", err)
+		}
+		cert.Signature = sig
+		if err := (&CertChecker{}).CheckCert("hostname.domain", cert); err == nil {
+			t.Errorf("CheckCert with cert type %d succeeded without principals, want failure", certType)
+		}
+	}
+}
+
 type legacyRSASigner struct {
 	Signer
 }
@@ -501,7 +564,6 @@ func TestCertTypes(t *testing.T) {
 		{"legacyRSASigner", &legacyRSASigner{testSigners["rsa"]}, KeyAlgoRSA},
 		{"multiAlgoRSASignerSHA256", multiAlgoSignerSHA256, KeyAlgoRSASHA256},
 		{"multiAlgoRSASignerSHA512", multiAlgoSignerSHA512, KeyAlgoRSASHA512},
-		{InsecureCertAlgoDSAv01, testSigners["dsa"], ""},
 	}
 
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -535,8 +597,9 @@ func TestCertTypes(t *testing.T) {
 
 			priv := m.signer
 			cert := &Certificate{
-				CertType: UserCert,
-				Key:      priv.PublicKey(),
+				CertType:        UserCert,
+				Key:             priv.PublicKey(),
+				ValidPrincipals: []string{"user"},
 			}
 			if err := cert.SignCert(rand.Reader, priv); err != nil {
 				t.Fatalf("error signing certificate: %v", err)
@@ -586,9 +649,10 @@ func TestCertSignWithMultiAlgorithmSigner(t *testing.T) {
 	}
 
 	cert := &Certificate{
-		Key:         testPublicKeys["rsa"],
-		ValidBefore: CertTimeInfinity,
-		CertType:    UserCert,
+		Key:             testPublicKeys["rsa"],
+		ValidPrincipals: []string{"user"},
+		ValidBefore:     CertTimeInfinity,
+		CertType:        UserCert,
 	}
 
 	for _, c := range cases {
@@ -609,9 +673,10 @@ func TestCertSignWithMultiAlgorithmSigner(t *testing.T) {
 
 func TestCertSignWithCertificate(t *testing.T) {
 	cert := &Certificate{
-		Key:         testPublicKeys["rsa"],
-		ValidBefore: CertTimeInfinity,
-		CertType:    UserCert,
+		Key:             testPublicKeys["rsa"],
+		ValidPrincipals: []string{"user"},
+		ValidBefore:     CertTimeInfinity,
+		CertType:        UserCert,
 	}
 	if err := cert.SignCert(rand.Reader, testSigners["ecdsa"]); err != nil {
 		t.Fatalf("SignCert: %v", err)
@@ -626,9 +691,10 @@ func TestCertSignWithCertificate(t *testing.T) {
 	}
 
 	cert1 := &Certificate{
-		Key:         testPublicKeys["ecdsa"],
-		ValidBefore: CertTimeInfinity,
-		CertType:    UserCert,
+		Key:             testPublicKeys["ecdsa"],
+		ValidPrincipals: []string{"user"},
+		ValidBefore:     CertTimeInfinity,
+		CertType:        UserCert,
 	}
 
 	if err := cert1.SignCert(rand.Reader, certSigner); err == nil {

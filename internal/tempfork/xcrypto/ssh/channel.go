@@ -22,6 +22,14 @@ const (
 	channelMaxPacket = 1 << 15
 	// We follow OpenSSH here.
 	channelWindowSize = 64 * channelMaxPacket
+	// channelWindowAdjust is how much a reader consumes before it returns
+	// the credit in one window adjustment. Sluice patch
+	// (docs/xcrypto-fork.md, "window adjust per quarter window"): upstream
+	// adjusts after every three packets, each adjustment a packet and a
+	// write(2) of its own; a quarter of the window is one adjustment per
+	// 16 full packets, and the peer keeps at least three quarters of the
+	// window (1.5 MiB) to send into.
+	channelWindowAdjust = channelWindowSize / 4
 )
 
 // NewChannel represents an incoming request to a channel. It must either be
@@ -160,12 +168,10 @@ type channel struct {
 	extraData         []byte
 	localId, remoteId uint32
 
-	// maxIncomingPayload and maxRemotePayload are the maximum
-	// payload sizes of normal and extended data packets for
-	// receiving and sending, respectively. The wire packet will
-	// be 9 or 13 bytes larger (excluding encryption overhead).
-	maxIncomingPayload uint32
-	maxRemotePayload   uint32
+	// maxRemotePayload is the maximum payload size of normal and extended data
+	// packets that we can send to the peer. The wire packet will be 9 or 13
+	// bytes larger (excluding encryption overhead).
+	maxRemotePayload uint32
 
 	mux *mux
 
@@ -328,7 +334,7 @@ func (ch *channel) handleData(packet []byte) error {
 	if length == 0 {
 		return nil
 	}
-	if length > ch.maxIncomingPayload {
+	if length > channelMaxPacket {
 		// TODO(hanwen): should send Disconnect?
 		return errors.New("ssh: incoming packet exceeds maximum payload size")
 	}
@@ -374,11 +380,7 @@ func (c *channel) adjustWindow(adj uint32) error {
 	// exceed the initial window setting, we don't worry about overflow.
 	c.myConsumed += adj
 	var sendAdj uint32
-	// Sluice patch (docs/xcrypto-fork.md, "window adjust at half the
-	// window"): adjust once half the window is used, not after every three
-	// packets; each adjustment is a packet and a write(2) of its own. The
-	// peer always keeps at least half the window to send into.
-	if c.myWindow < channelWindowSize/2 {
+	if c.myConsumed >= channelWindowAdjust {
 		sendAdj = c.myConsumed
 		c.myConsumed = 0
 		c.myWindow += sendAdj
@@ -569,20 +571,22 @@ func (ch *channel) handlePacket(packet []byte) error {
 
 func (m *mux) newChannel(chanType string, direction channelDirection, extraData []byte) *channel {
 	ch := &channel{
-		remoteWin:          window{Cond: newCond()},
-		myWindow:           channelWindowSize,
-		maxIncomingPayload: channelMaxPacket,
-		pending:            newBuffer(),
-		extPending:         newBuffer(),
-		direction:          direction,
-		incomingRequests:   make(chan *Request, chanSize),
-		msg:                make(chan interface{}, chanSize),
-		chanType:           chanType,
-		extraData:          extraData,
-		mux:                m,
-		packetPool:         make(map[uint32][]byte),
+		remoteWin:        window{Cond: newCond()},
+		myWindow:         channelWindowSize,
+		pending:          newBuffer(),
+		extPending:       newBuffer(),
+		direction:        direction,
+		incomingRequests: make(chan *Request, chanSize),
+		msg:              make(chan interface{}, chanSize),
+		chanType:         chanType,
+		extraData:        extraData,
+		mux:              m,
+		packetPool:       make(map[uint32][]byte),
 	}
-	m.chanList.add(ch)
+	if !m.chanList.add(ch) {
+		// The mux has shut down and will not close the channel.
+		ch.close()
+	}
 	return ch
 }
 
@@ -619,7 +623,7 @@ func (ch *channel) Accept() (Channel, <-chan *Request, error) {
 		PeersID:       ch.remoteId,
 		MyID:          ch.localId,
 		MyWindow:      ch.myWindow,
-		MaxPacketSize: ch.maxIncomingPayload,
+		MaxPacketSize: channelMaxPacket,
 	}
 	ch.decided = true
 	ch.established.Store(true)

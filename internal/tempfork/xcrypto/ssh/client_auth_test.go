@@ -981,21 +981,21 @@ func TestAuthMethodInvalidPublicKey(t *testing.T) {
 	config := &ClientConfig{
 		User: "testuser",
 		Auth: []AuthMethod{
-			PublicKeys(testSigners["dsa"]),
+			PublicKeys(testSigners["ed25519"]),
 		},
 	}
 
 	if err := tryAuth(t, config); err == nil {
-		t.Fatalf("dsa private key should not have authenticated with rsa public key")
+		t.Fatalf("ed25519 private key should not have authenticated with rsa public key")
 	}
 }
 
 // the client should authenticate with the second key
-func TestAuthMethodRSAandDSA(t *testing.T) {
+func TestAuthMethodEd25519AndRSA(t *testing.T) {
 	config := &ClientConfig{
 		User: "testuser",
 		Auth: []AuthMethod{
-			PublicKeys(testSigners["dsa"], testSigners["rsa"]),
+			PublicKeys(testSigners["ed25519"], testSigners["rsa"]),
 		},
 		HostKeyCallback: InsecureIgnoreHostKey(),
 	}
@@ -1101,9 +1101,10 @@ func TestClientUnsupportedKex(t *testing.T) {
 
 func TestClientLoginCert(t *testing.T) {
 	cert := &Certificate{
-		Key:         testPublicKeys["rsa"],
-		ValidBefore: CertTimeInfinity,
-		CertType:    UserCert,
+		Key:             testPublicKeys["rsa"],
+		ValidPrincipals: []string{"user"},
+		ValidBefore:     CertTimeInfinity,
+		CertType:        UserCert,
 	}
 	cert.SignCert(rand.Reader, testSigners["ecdsa"])
 	certSigner, err := NewCertSigner(cert, testSigners["rsa"])
@@ -1137,7 +1138,7 @@ func TestClientLoginCert(t *testing.T) {
 	cert.Serial = 1
 
 	// sign with wrong key
-	cert.SignCert(rand.Reader, testSigners["dsa"])
+	cert.SignCert(rand.Reader, testSigners["ed25519"])
 	if err := tryAuth(t, clientConfig); err == nil {
 		t.Errorf("cert login passed with non-authoritative key")
 	}
@@ -1163,7 +1164,20 @@ func TestClientLoginCert(t *testing.T) {
 	if err := tryAuth(t, clientConfig); err == nil {
 		t.Errorf("cert login passed with wrong principal")
 	}
+
+	// no principal at all, SignCert rejects it so sign the certificate
+	// directly
 	cert.ValidPrincipals = nil
+	cert.SignatureKey = testSigners["ecdsa"].PublicKey()
+	sig, err := testSigners["ecdsa"].Sign(rand.Reader, cert.bytesForSigning())
+	if err != nil {
+		t.Fatalf("Sign: %v", err)
+	}
+	cert.Signature = sig
+	if err := tryAuth(t, clientConfig); err == nil {
+		t.Errorf("cert login passed without principals")
+	}
+	cert.ValidPrincipals = []string{"user"}
 
 	// added critical option
 	cert.CriticalOptions = map[string]string{"root-access": "yes"}
@@ -1392,17 +1406,18 @@ func TestClientAuthMaxAuthTries(t *testing.T) {
 }
 
 // Test if authentication attempts are correctly limited on server
-// when more public keys are provided then MaxAuthTries
+// when more public keys are provided then MaxAuthTries. The first
+// MaxAuthTries rejected keys, 6 by default, are not counted.
 func TestClientAuthMaxAuthTriesPublicKey(t *testing.T) {
 	signers := []Signer{}
-	for i := 0; i < 6; i++ {
-		signers = append(signers, testSigners["dsa"])
+	for i := 0; i < 6+5; i++ {
+		signers = append(signers, testSigners["ed25519"])
 	}
 
 	validConfig := &ClientConfig{
 		User: "testuser",
 		Auth: []AuthMethod{
-			PublicKeys(append([]Signer{testSigners["rsa"]}, signers...)...),
+			PublicKeys(slices.Concat(signers, []Signer{testSigners["rsa"]})...),
 		},
 		HostKeyCallback: InsecureIgnoreHostKey(),
 	}
@@ -1417,7 +1432,7 @@ func TestClientAuthMaxAuthTriesPublicKey(t *testing.T) {
 	invalidConfig := &ClientConfig{
 		User: "testuser",
 		Auth: []AuthMethod{
-			PublicKeys(append(signers, testSigners["rsa"])...),
+			PublicKeys(slices.Concat(signers, []Signer{testSigners["ed25519"], testSigners["rsa"]})...),
 		},
 		HostKeyCallback: InsecureIgnoreHostKey(),
 	}
@@ -1432,6 +1447,59 @@ func TestClientAuthMaxAuthTriesPublicKey(t *testing.T) {
 			// OK.
 		} else {
 			t.Fatalf("client: got %s, want %s", err, expectedErr)
+		}
+	}
+}
+
+func TestClientAuthMaxAuthTriesPublicKeyQueries(t *testing.T) {
+	serverConfig := &ServerConfig{
+		MaxAuthTries: 2,
+		PublicKeyCallback: func(conn ConnMetadata, key PublicKey) (*Permissions, error) {
+			if bytes.Equal(key.Marshal(), testPublicKeys["rsa"].Marshal()) {
+				return nil, nil
+			}
+			return nil, errors.New("pubkey not acceptable")
+		},
+	}
+	serverConfig.AddHostKey(testSigners["rsa"])
+
+	expectedErr := fmt.Errorf("ssh: handshake failed: %v", &disconnectMsg{
+		Reason:  2,
+		Message: "too many authentication failures",
+	})
+
+	// 2 rejected queries are not counted, the next one is the first failure.
+	for rejected := 3; rejected < 5; rejected++ {
+		var signers []Signer
+		for i := 0; i < rejected; i++ {
+			signers = append(signers, testSigners["ecdsa"])
+		}
+		clientConfig := &ClientConfig{
+			User: "testuser",
+			Auth: []AuthMethod{
+				PublicKeys(append(signers, testSigners["rsa"])...),
+			},
+			HostKeyCallback: InsecureIgnoreHostKey(),
+		}
+
+		c1, c2, err := netPipe()
+		if err != nil {
+			t.Fatalf("netPipe: %v", err)
+		}
+		defer c1.Close()
+		defer c2.Close()
+
+		go newServer(c1, serverConfig)
+		_, _, _, cliErr := NewClientConn(c2, "", clientConfig)
+
+		if rejected >= 2*serverConfig.MaxAuthTries {
+			if cliErr == nil {
+				t.Fatalf("client: got no error with %d rejected keys, want %s", rejected, expectedErr)
+			} else if cliErr.Error() != expectedErr.Error() {
+				t.Fatalf("client: got %s with %d rejected keys, want %s", cliErr, rejected, expectedErr)
+			}
+		} else if cliErr != nil {
+			t.Fatalf("client: got %s with %d rejected keys, want no error", cliErr, rejected)
 		}
 	}
 }
@@ -1913,8 +1981,9 @@ func TestPickSignatureAlgorithm(t *testing.T) {
 			// Test a signer that uses a certificate algorithm as the public key
 			// type.
 			cert := &Certificate{
-				CertType: UserCert,
-				Key:      signer.PublicKey(),
+				CertType:        UserCert,
+				Key:             signer.PublicKey(),
+				ValidPrincipals: []string{"user"},
 			}
 			cert.SignCert(rand.Reader, signer)
 
@@ -2057,9 +2126,10 @@ func (cb configurablePublicKeyCallback) auth(session []byte, user string, c pack
 
 func TestPublicKeyAndAlgoCompatibility(t *testing.T) {
 	cert := &Certificate{
-		Key:         testPublicKeys["rsa"],
-		ValidBefore: CertTimeInfinity,
-		CertType:    UserCert,
+		Key:             testPublicKeys["rsa"],
+		ValidPrincipals: []string{"user"},
+		ValidBefore:     CertTimeInfinity,
+		CertType:        UserCert,
 	}
 	cert.SignCert(rand.Reader, testSigners["ecdsa"])
 	certSigner, err := NewCertSigner(cert, testSigners["rsa"])
@@ -2103,9 +2173,10 @@ func TestClientAuthGPGAgentCompat(t *testing.T) {
 
 func TestCertAuthOpenSSHCompat(t *testing.T) {
 	cert := &Certificate{
-		Key:         testPublicKeys["rsa"],
-		ValidBefore: CertTimeInfinity,
-		CertType:    UserCert,
+		Key:             testPublicKeys["rsa"],
+		ValidPrincipals: []string{"user"},
+		ValidBefore:     CertTimeInfinity,
+		CertType:        UserCert,
 	}
 	cert.SignCert(rand.Reader, testSigners["ecdsa"])
 	certSigner, err := NewCertSigner(cert, testSigners["rsa"])

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -206,6 +207,96 @@ func TestBannerCallback(t *testing.T) {
 	expected := "Hello World"
 	if receivedBanner != expected {
 		t.Fatalf("got %s; want %s", receivedBanner, expected)
+	}
+}
+
+func TestBannerMalformed(t *testing.T) {
+	banner := Marshal(&userAuthBannerMsg{Message: "Hello World"})
+	// The empty language tag is encoded as four zero bytes at the end.
+	noLanguage := banner[:len(banner)-4]
+	trailingData := append(slices.Clip(banner), "extra"...)
+
+	for _, tt := range []struct {
+		name    string
+		packet  []byte
+		wantErr bool
+	}{
+		{"trailing data", trailingData, false},
+		{"missing language tag", noLanguage, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c1, c2, err := netPipe()
+			if err != nil {
+				t.Fatalf("netPipe: %v", err)
+			}
+			defer c1.Close()
+			defer c2.Close()
+
+			serverConf := &ServerConfig{
+				PasswordCallback: func(conn ConnMetadata, password []byte) (*Permissions, error) {
+					if err := conn.(*connection).transport.writePacket(tt.packet); err != nil {
+						return nil, err
+					}
+					return &Permissions{}, nil
+				},
+			}
+			serverConf.AddHostKey(testSigners["rsa"])
+			go NewServerConn(c1, serverConf)
+
+			var receivedBanner string
+			clientConf := ClientConfig{
+				Auth: []AuthMethod{
+					Password("123"),
+				},
+				User:            "user",
+				HostKeyCallback: InsecureIgnoreHostKey(),
+				BannerCallback: func(message string) error {
+					receivedBanner = message
+					return nil
+				},
+			}
+
+			_, _, _, err = NewClientConn(c2, "", &clientConf)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatal("handshake succeeded, want error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "Hello World"; receivedBanner != want {
+				t.Errorf("got banner %q; want %q", receivedBanner, want)
+			}
+		})
+	}
+}
+
+func TestEscapeBanner(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+	}{
+		{"Welcome\r\n\tline\n", "Welcome\r\n\tline\n"},
+		{"back\\slash", "back\\slash"},
+		{"\x1b[31mred\x1b[0m", "\ufffd[31mred\ufffd[0m"},
+		{"\x1b]0;title\x07", "\ufffd]0;title\ufffd"},
+		{"nul\x00", "nul\ufffd"},
+		{"a\x7fb", "a\ufffdb"},
+		{"\u009b", "\ufffd"},
+		{"\u2028", "\ufffd"},
+		{"\u0378", "\ufffd"},
+		{"\xff", "\ufffd"},
+		{"\xe2\x82", "\ufffd\ufffd"},
+		{"\xed\xa0\x80", "\ufffd\ufffd\ufffd"},
+		{"\ufffd", "\ufffd"},
+		{"héllo 你好\u3000", "héllo 你好\u3000"},
+		{"\u202e", "\u202e"},
+		{"", ""},
+	} {
+		if got := escapeBanner(tt.in); got != tt.want {
+			t.Errorf("escapeBanner(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }
 

@@ -40,7 +40,15 @@ func startOpenSSHAgent(t *testing.T) (client ExtendedAgent, socket string, clean
 		t.Skip("could not find ssh-agent")
 	}
 
-	cmd := exec.Command(bin, "-s")
+	// Unix socket paths are limited to 104 bytes on darwin, so use a short
+	// directory instead of the default one under HOME.
+	dir, err := os.MkdirTemp("", "sshagent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+
+	cmd := exec.Command(bin, "-s", "-a", filepath.Join(dir, "agent.sock"))
 	cmd.Env = []string{
 		// ssh-agent creates ~/.ssh and ~/.ssh/agent;
 		// ensure a writeable home directory.
@@ -89,7 +97,6 @@ func startOpenSSHAgent(t *testing.T) (client ExtendedAgent, socket string, clean
 			proc.Kill()
 		}
 		conn.Close()
-		os.RemoveAll(filepath.Dir(socket))
 	}
 }
 
@@ -265,9 +272,10 @@ func TestAgent(t *testing.T) {
 
 func TestCert(t *testing.T) {
 	cert := &ssh.Certificate{
-		Key:         testPublicKeys["rsa"],
-		ValidBefore: ssh.CertTimeInfinity,
-		CertType:    ssh.UserCert,
+		Key:             testPublicKeys["rsa"],
+		ValidPrincipals: []string{"gopher1"},
+		ValidBefore:     ssh.CertTimeInfinity,
+		CertType:        ssh.UserCert,
 	}
 	cert.SignCert(rand.Reader, testSigners["ecdsa"])
 
@@ -526,7 +534,7 @@ func testKeyringAgentLifetime(t *testing.T) {
 }
 
 func testAgentLifetime(t *testing.T, agent Agent) {
-	for _, keyType := range []string{"rsa", "dsa", "ecdsa"} {
+	for _, keyType := range []string{"rsa", "ecdsa", "ed25519"} {
 		// Add private keys to the agent.
 		err := agent.Add(AddedKey{
 			PrivateKey:   testPrivateKeys[keyType],
@@ -538,9 +546,10 @@ func testAgentLifetime(t *testing.T, agent Agent) {
 		}
 		// Add certs to the agent.
 		cert := &ssh.Certificate{
-			Key:         testPublicKeys[keyType],
-			ValidBefore: ssh.CertTimeInfinity,
-			CertType:    ssh.UserCert,
+			Key:             testPublicKeys[keyType],
+			ValidPrincipals: []string{"gopher1"},
+			ValidBefore:     ssh.CertTimeInfinity,
+			CertType:        ssh.UserCert,
 		}
 		cert.SignCert(rand.Reader, testSigners[keyType])
 		err = agent.Add(AddedKey{

@@ -12,7 +12,6 @@ import (
 	"io"
 	"math/rand"
 	"net"
-	"runtime"
 	"testing"
 	"time"
 )
@@ -28,9 +27,6 @@ func testPortForward(t *testing.T, n, listenAddr string) {
 
 	sshListener, err := conn.Listen(n, listenAddr)
 	if err != nil {
-		if runtime.GOOS == "darwin" && err == io.EOF {
-			t.Skipf("skipping test broken on some versions of macOS; see https://go.dev/issue/64959")
-		}
 		t.Fatal(err)
 	}
 
@@ -130,9 +126,6 @@ func testAcceptClose(t *testing.T, n, listenAddr string) {
 
 	sshListener, err := conn.Listen(n, listenAddr)
 	if err != nil {
-		if runtime.GOOS == "darwin" && err == io.EOF {
-			t.Skipf("skipping test broken on some versions of macOS; see https://go.dev/issue/64959")
-		}
 		t.Fatal(err)
 	}
 
@@ -174,9 +167,6 @@ func testPortForwardConnectionClose(t *testing.T, n, listenAddr string) {
 
 	sshListener, err := client.Listen(n, listenAddr)
 	if err != nil {
-		if runtime.GOOS == "darwin" && err == io.EOF {
-			t.Skipf("skipping test broken on some versions of macOS; see https://go.dev/issue/64959")
-		}
 		t.Fatal(err)
 	}
 

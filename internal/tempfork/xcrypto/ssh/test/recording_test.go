@@ -32,7 +32,6 @@ const (
 Protocol 2
 Banner {{.Dir}}/banner
 HostKey {{.Dir}}/id_rsa
-HostKey {{.Dir}}/id_dsa
 HostKey {{.Dir}}/id_ecdsa
 HostCertificate {{.Dir}}/id_rsa-sha2-512-cert.pub
 Pidfile {{.Dir}}/sshd.pid
@@ -115,7 +114,6 @@ func hostKeyDB() *storedHostKey {
 	keyChecker := &storedHostKey{}
 	keyChecker.Add(testPublicKeys["ecdsa"])
 	keyChecker.Add(testPublicKeys["rsa"])
-	keyChecker.Add(testPublicKeys["dsa"])
 	return keyChecker
 }
 
@@ -128,7 +126,7 @@ func clientConfig() *ssh.ClientConfig {
 		HostKeyCallback: hostKeyDB().Check,
 		HostKeyAlgorithms: []string{ // by default, don't allow certs as this affects the hostKeyDB checker
 			ssh.KeyAlgoECDSA256, ssh.KeyAlgoECDSA384, ssh.KeyAlgoECDSA521,
-			ssh.KeyAlgoRSA, ssh.InsecureKeyAlgoDSA,
+			ssh.KeyAlgoRSA,
 			ssh.KeyAlgoED25519,
 		},
 	}

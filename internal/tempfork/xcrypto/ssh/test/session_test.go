@@ -21,13 +21,6 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
-func skipIfIssue64959(t *testing.T, err error) {
-	if err != nil && runtime.GOOS == "darwin" && strings.Contains(err.Error(), "ssh: unexpected packet in response to channel open: <nil>") {
-		t.Helper()
-		t.Skipf("skipping test broken on some versions of macOS; see https://go.dev/issue/64959")
-	}
-}
-
 func TestRunCommandWeClosed(t *testing.T) {
 	server := newServer(t)
 	conn := server.Dial(clientConfig())
@@ -35,7 +28,6 @@ func TestRunCommandWeClosed(t *testing.T) {
 
 	session, err := conn.NewSession()
 	if err != nil {
-		skipIfIssue64959(t, err)
 		t.Fatalf("session failed: %v", err)
 	}
 	err = session.Shell()
@@ -55,7 +47,6 @@ func TestFuncLargeRead(t *testing.T) {
 
 	session, err := conn.NewSession()
 	if err != nil {
-		skipIfIssue64959(t, err)
 		t.Fatalf("unable to create new session: %s", err)
 	}
 
@@ -92,7 +83,6 @@ func TestKeyChange(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		session, err := conn.NewSession()
 		if err != nil {
-			skipIfIssue64959(t, err)
 			t.Fatalf("unable to create new session: %s", err)
 		}
 
@@ -134,7 +124,6 @@ func TestValidTerminalMode(t *testing.T) {
 
 	session, err := conn.NewSession()
 	if err != nil {
-		skipIfIssue64959(t, err)
 		t.Fatalf("session failed: %v", err)
 	}
 	defer session.Close()
@@ -204,7 +193,6 @@ func testOneCipher(t *testing.T, cipher string, cipherOrder []string) {
 	// Exercise receiving data from the server
 	session, err := conn.NewSession()
 	if err != nil {
-		skipIfIssue64959(t, err)
 		t.Fatalf("NewSession: %v", err)
 	}
 
@@ -309,18 +297,18 @@ HLcvWM4Y6bFzbGEAAAA0U3RhdGljIFJTQSBrZXkgZm9yIGdvbGFuZy5vcmcveC9jcnlwdG
 	// enabled
 	server := newServerForConfig(t, "MaxAuthTries", map[string]string{})
 
-	// Connect to server, expect failure, that PublicKeysCallback is called
-	// and that PasswordCallback is not called.
-	publicKeysCallbackCalled := false
+	// Connect to server, expect failure, that PasswordCallback is called
+	// and that PublicKeysCallback is not called.
+	passwordCallbackCalled := false
 	config := clientConfig()
 	config.Auth = []ssh.AuthMethod{
-		ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
-			publicKeysCallbackCalled = true
-			return []ssh.Signer{signer}, nil
-		}),
 		ssh.PasswordCallback(func() (string, error) {
-			t.Errorf("unexpected call to PasswordCallback()")
+			passwordCallbackCalled = true
 			return "notaverygoodpassword", nil
+		}),
+		ssh.PublicKeysCallback(func() ([]ssh.Signer, error) {
+			t.Errorf("unexpected call to PublicKeysCallback()")
+			return []ssh.Signer{signer}, nil
 		}),
 	}
 	client, err := server.TryDial(config)
@@ -328,7 +316,7 @@ HLcvWM4Y6bFzbGEAAAA0U3RhdGljIFJTQSBrZXkgZm9yIGdvbGFuZy5vcmcveC9jcnlwdG
 		t.Errorf("expected TryDial() to fail")
 		_ = client.Close()
 	}
-	if !publicKeysCallbackCalled {
-		t.Errorf("expected PublicKeysCallback() to be called")
+	if !passwordCallbackCalled {
+		t.Errorf("expected PasswordCallback() to be called")
 	}
 }
