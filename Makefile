@@ -23,7 +23,11 @@ test: deps lint
 # run above had it on the same code; this one checks the build and the
 # behaviour against upstream, so the fork stays droppable in one step
 # (docs/xcrypto-fork.md).
-NOFORK_TESTS := ./sshsession/... ./internal/sshproxy/... ./internal/sftpproxy/... ./internal/scpproxy/... ./internal/gateway/...
+NOFORK_TESTS := ./sshsession/... ./internal/sshproxy/... ./internal/sftpproxy/... ./internal/scpproxy/...
+# The gateway's end-to-end tests of the data path (not the whole suite,
+# which the race run above covers): exec, shells, SFTP, scp, recordings,
+# forwards and hostile peers against upstream x/crypto.
+NOFORK_GATEWAY := TestExec|TestInteractiveShell|TestSFTP|TestSCP|TestRsync|TestRecordLargeDownload|TestForwardLocal|TestHostile|TestExitStatus
 nofork:
 	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	cp go.mod go.sum "$$tmp/"; \
@@ -31,7 +35,8 @@ nofork:
 	echo "nofork: golang.org/x/crypto $$(go mod edit -json "$$tmp/go.mod" | sed -n '/"golang.org\/x\/crypto"/{n;s/.*"Version": "\(.*\)".*/\1/p}') from the module proxy"; \
 	GOFLAGS=-mod=mod go build -modfile="$$tmp/go.mod" ./...; \
 	GOFLAGS=-mod=mod go vet -tags upstream_xcrypto -modfile="$$tmp/go.mod" ./...; \
-	SLUICE_INTEROP=require GOFLAGS=-mod=mod go test -timeout 30m -tags upstream_xcrypto -modfile="$$tmp/go.mod" $(NOFORK_TESTS)
+	SLUICE_INTEROP=require GOFLAGS=-mod=mod go test -timeout 30m -tags upstream_xcrypto -modfile="$$tmp/go.mod" $(NOFORK_TESTS); \
+	SLUICE_INTEROP=require GOFLAGS=-mod=mod go test -timeout 30m -tags upstream_xcrypto -modfile="$$tmp/go.mod" -run '$(NOFORK_GATEWAY)' ./internal/gateway/
 
 # lint fails on: unformatted files, go vet, staticcheck findings, a go.mod or
 # go.sum that `go mod tidy` would change, and code no test or command
