@@ -40,6 +40,12 @@ install_e2e() {
 }
 missing=()
 for p in "${pkgs[@]}"; do
+  # A machine may bring Node.js and npm from elsewhere (NodeSource's nodejs
+  # bundles npm and conflicts with Debian's): the commands are what counts.
+  case "$p" in
+    nodejs) command -v node >/dev/null && continue ;;
+    npm) command -v npm >/dev/null && continue ;;
+  esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -eq 0 ]; then
