@@ -232,7 +232,7 @@ func TestPassword(t *testing.T) {
 
 func TestNewRejects(t *testing.T) {
 	ca := newSigner(t)
-	cert := &ssh.Certificate{Key: ca.PublicKey(), CertType: ssh.UserCert, ValidBefore: ssh.CertTimeInfinity}
+	cert := &ssh.Certificate{Key: ca.PublicKey(), CertType: ssh.UserCert, ValidPrincipals: []string{"alice"}, ValidBefore: ssh.CertTimeInfinity}
 	if err := cert.SignCert(rand.Reader, ca); err != nil {
 		t.Fatal(err)
 	}

@@ -34,10 +34,35 @@ func signCert(t *testing.T, ca ssh.Signer, key ssh.PublicKey, edit func(*ssh.Cer
 	if edit != nil {
 		edit(c)
 	}
+	if len(c.ValidPrincipals) == 0 {
+		signUnchecked(t, c, ca)
+		return c
+	}
 	if err := c.SignCert(rand.Reader, ca); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// signUnchecked signs c as SignCert does, without its refusal of a
+// certificate with no principals: ssh-keygen makes such certificates (and
+// OpenSSH reads them as valid for any principal), so a client can present
+// one and the gateway must refuse it. The signed bytes are the
+// certificate's wire form without its signature field (PROTOCOL.certkeys).
+func signUnchecked(t *testing.T, c *ssh.Certificate, ca ssh.Signer) {
+	t.Helper()
+	c.Nonce = make([]byte, 32)
+	if _, err := rand.Read(c.Nonce); err != nil {
+		t.Fatal(err)
+	}
+	c.SignatureKey = ca.PublicKey()
+	c.Signature = nil
+	b := c.Marshal()
+	sig, err := ca.Sign(rand.Reader, b[:len(b)-4]) // drop the empty signature's length
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Signature = sig
 }
 
 func certSigner(t *testing.T, c *ssh.Certificate, s ssh.Signer) ssh.Signer {
