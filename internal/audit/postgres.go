@@ -314,23 +314,7 @@ func (s *postgresStore) scanRaw(ctx context.Context, fn func(rawEvent) error) er
 		return fmt.Errorf("audit: postgres verify: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var (
-			id   int64
-			r    row
-			data []byte
-		)
-		if err := rows.Scan(&id, &r.timeNS, &r.typ, &r.sessionID, &r.user, &r.verdict, &data); err != nil {
-			return fmt.Errorf("audit: postgres verify: %w", err)
-		}
-		if err := fn(rawEvent{where: "row " + strconv.FormatInt(id, 10), data: data, cols: &r}); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("audit: postgres verify: %w", err)
-	}
-	return nil
+	return scanRawRows(rows, "postgres", fn)
 }
 
 func (s *postgresStore) storedHeads(ctx context.Context) (map[string]chainHead, error) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -130,6 +131,28 @@ type sqlRows interface {
 	Next() bool
 	Scan(dest ...any) error
 	Err() error
+}
+
+// scanRawRows hands each row of selectRaw to fn, for audit verify; store
+// names the store in errors.
+func scanRawRows(rows sqlRows, store string, fn func(rawEvent) error) error {
+	for rows.Next() {
+		var (
+			id   int64
+			r    row
+			data []byte
+		)
+		if err := rows.Scan(&id, &r.timeNS, &r.typ, &r.sessionID, &r.user, &r.verdict, &data); err != nil {
+			return fmt.Errorf("audit: %s verify: %w", store, err)
+		}
+		if err := fn(rawEvent{where: "row " + strconv.FormatInt(id, 10), data: data, cols: &r}); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("audit: %s verify: %w", store, err)
+	}
+	return nil
 }
 
 // scanHeads reads the rows of SELECT gateway, seq, hash FROM chain_heads.

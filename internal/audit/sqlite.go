@@ -428,22 +428,7 @@ func (s *sqliteStore) scanRaw(ctx context.Context, fn func(rawEvent) error) erro
 		return fmt.Errorf("audit: sqlite verify: %w", err)
 	}
 	defer rows.Close()
-	for rows.Next() {
-		var (
-			id int64
-			r  row
-		)
-		if err := rows.Scan(&id, &r.timeNS, &r.typ, &r.sessionID, &r.user, &r.verdict, &r.data); err != nil {
-			return fmt.Errorf("audit: sqlite verify: %w", err)
-		}
-		if err := fn(rawEvent{where: "row " + strconv.FormatInt(id, 10), data: []byte(r.data), cols: &r}); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("audit: sqlite verify: %w", err)
-	}
-	return nil
+	return scanRawRows(rows, "sqlite", fn)
 }
 
 func (s *sqliteStore) storedHeads(ctx context.Context) (map[string]chainHead, error) {
