@@ -24,14 +24,11 @@ func runCA(args []string, stdout, stderr io.Writer) int {
 	var file string
 	cl.fs.StringVar(&file, "c", "", "the config `FILE`")
 	cl.fs.StringVar(&file, "config", "", "the config `FILE` (same as -c)")
-	if len(args) == 0 || args[0] != "show" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			cl.help(stdout)
-			return 0
-		}
-		return cl.fail("the only verb is show")
+	args, code, ok := cl.verb(args)
+	if !ok {
+		return code
 	}
-	cfg, _, code := cl.config(args[1:], &file, 0)
+	cfg, _, code := cl.config(args, &file, 0)
 	if cfg == nil {
 		return code
 	}

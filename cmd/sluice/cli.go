@@ -82,6 +82,25 @@ func (c *cmdline) fail(format string, a ...any) int {
 	return 2
 }
 
+// isHelp says whether arg asks for help.
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "-help" }
+
+// verb checks that args start with the command's one verb (the last word
+// of its name, e.g. "add" of "known-hosts add") and returns the rest; a
+// help flag in its place prints the help. When ok is false the caller
+// returns code.
+func (c *cmdline) verb(args []string) (rest []string, code int, ok bool) {
+	v := c.name[strings.LastIndexByte(c.name, ' ')+1:]
+	switch {
+	case len(args) > 0 && args[0] == v:
+		return args[1:], 0, true
+	case len(args) > 0 && isHelp(args[0]):
+		c.help(c.stdout)
+		return nil, 0, false
+	}
+	return nil, c.fail("the only verb is %s", v), false
+}
+
 // parse parses args, flags and positional arguments in any order
 // (everything after "--" is positional), and wants npos positional
 // arguments (any number when npos < 0). When ok is false the caller

@@ -23,7 +23,7 @@ func runConsole(args []string, stdout, stderr io.Writer) int {
 		return runConsoleToken(args[1:], stdout, stderr)
 	case len(args) > 0 && args[0] == "user":
 		return runConsoleUser(args[1:], os.Stdin, stdout, stderr)
-	case len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help"):
+	case len(args) > 0 && isHelp(args[0]):
 		fmt.Fprint(stdout, "usage: sluice console token|user [flags]\n\nManage the console's credentials: `sluice console token --help` and\n`sluice console user --help` tell more.\n")
 		return 0
 	}

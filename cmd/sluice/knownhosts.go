@@ -36,14 +36,11 @@ func knownHosts(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	file := cl.fs.String("known-hosts", "", "known_hosts `FILE` to append to")
 	yes := cl.fs.Bool("yes", false, "trust the keys shown without asking")
 	replace := cl.fs.Bool("replace", false, "with --yes: replace keys that changed")
-	if len(args) == 0 || args[0] != "add" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			cl.help(stdout)
-			return 0
-		}
-		return cl.fail("the only verb is add")
+	args, code, ok := cl.verb(args)
+	if !ok {
+		return code
 	}
-	pos, code, ok := cl.parse(args[1:], 1)
+	pos, code, ok := cl.parse(args, 1)
 	if !ok {
 		return code
 	}
