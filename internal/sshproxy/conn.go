@@ -300,9 +300,10 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 	e = c.m.AuditEvent("connect")
 	e.Verdict, e.Rule, e.Target = audit.Accept, route.Rule, target
 	c.audit(ctx, e)
-	// failed audits a failed login.
+	// failed logs and audits a failed login.
 	failed := func(err error) error {
 		nc.Close()
+		c.logUpstreamFailure(ctx, target, login, err)
 		e := c.m.AuditEvent("upstream")
 		e.Verdict, e.Rule, e.Target, e.Reason = audit.Reject, upstreamRule, target, err.Error()
 		c.audit(ctx, e)
@@ -345,7 +346,6 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 	}
 	uc, chans, reqs, err := ssh.NewClientConn(nc, target, cfg)
 	if err != nil {
-		c.logUpstreamFailure(ctx, target, cfg.User, err)
 		return nil, failed(err)
 	}
 	_ = nc.SetDeadline(time.Time{})
