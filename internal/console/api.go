@@ -283,10 +283,7 @@ var errNoRecording = errors.New("no recording of this session")
 // channel) as the audit store names it, refusing files outside the
 // recording folder.
 func (s *Server) recordingFile(r *http.Request, id string) (string, error) {
-	master := id
-	if parts := strings.SplitN(id, "/", 3); len(parts) == 3 {
-		master = parts[0] + "/" + parts[1]
-	}
+	master := masterID(id)
 	events, err := s.p.Store.Query(r.Context(), audit.Filter{SessionPrefix: master, Type: "record", Verdict: audit.Accept})
 	if err != nil {
 		return "", err
