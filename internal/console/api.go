@@ -143,6 +143,11 @@ func (sq sessionQuery) keep(user, target string, start time.Time) bool {
 		(sq.until.IsZero() || start.Before(sq.until))
 }
 
+// liveSummary is a live session as the store would summarise it.
+func liveSummary(ls admin.Session) audit.SessionSummary {
+	return audit.SessionSummary{ID: ls.ID, User: ls.User, Client: ls.Client, Target: ls.Target, Start: ls.Start}
+}
+
 // listSessions answers GET sessions' query: newest first, one page.
 func (s *Server) listSessions(r *http.Request, sq sessionQuery) (SessionList, error) {
 	live := map[string]admin.Session{}
@@ -153,7 +158,7 @@ func (s *Server) listSessions(r *http.Request, sq sessionQuery) (SessionList, er
 	if sq.live {
 		for _, ls := range live {
 			if sq.keep(ls.User, ls.Target, ls.Start) {
-				out = append(out, SessionInfo{SessionSummary: audit.SessionSummary{ID: ls.ID, User: ls.User, Client: ls.Client, Target: ls.Target, Start: ls.Start}, Live: true})
+				out = append(out, SessionInfo{SessionSummary: liveSummary(ls), Live: true})
 			}
 		}
 		slices.SortFunc(out, func(a, b SessionInfo) int { return b.Start.Compare(a.Start) })
@@ -234,7 +239,7 @@ func (s *Server) sessionDetail(r *http.Request, id string) (SessionDetail, bool,
 	for _, ls := range s.p.Gateway.LiveSessions() {
 		if ls.ID == id {
 			if !found {
-				d.Session.SessionSummary = audit.SessionSummary{ID: ls.ID, User: ls.User, Client: ls.Client, Target: ls.Target, Start: ls.Start}
+				d.Session.SessionSummary = liveSummary(ls)
 			}
 			found, d.Session.Live = true, true
 		}
