@@ -335,14 +335,13 @@ func pickChannel(path, id, want string) (string, error) {
 		return "", err
 	}
 	for {
-		_, _, err := rd.Next()
+		_, ch, err := rd.Next()
 		if err != nil {
 			break
 		}
-		for _, c := range rd.Channels {
-			if c.Pty {
-				return c.SessionID, nil
-			}
+		// A header has just been appended: look at it alone.
+		if ch && rd.Channels[len(rd.Channels)-1].Pty {
+			return rd.Channels[len(rd.Channels)-1].SessionID, nil
 		}
 	}
 	if len(rd.Channels) == 0 {
