@@ -143,6 +143,11 @@ func (sq sessionQuery) keep(user, target string, start time.Time) bool {
 		(sq.until.IsZero() || start.Before(sq.until))
 }
 
+// liveSummary is a live session as the store would summarise it.
+func liveSummary(ls admin.Session) audit.SessionSummary {
+	return audit.SessionSummary{ID: ls.ID, User: ls.User, Client: ls.Client, Target: ls.Target, Start: ls.Start}
+}
+
 // listSessions answers GET sessions' query: newest first, one page.
 func (s *Server) listSessions(r *http.Request, sq sessionQuery) (SessionList, error) {
 	live := map[string]admin.Session{}
@@ -153,7 +158,7 @@ func (s *Server) listSessions(r *http.Request, sq sessionQuery) (SessionList, er
 	if sq.live {
 		for _, ls := range live {
 			if sq.keep(ls.User, ls.Target, ls.Start) {
-				out = append(out, SessionInfo{SessionSummary: audit.SessionSummary{ID: ls.ID, User: ls.User, Client: ls.Client, Target: ls.Target, Start: ls.Start}, Live: true})
+				out = append(out, SessionInfo{SessionSummary: liveSummary(ls), Live: true})
 			}
 		}
 		slices.SortFunc(out, func(a, b SessionInfo) int { return b.Start.Compare(a.Start) })
@@ -234,7 +239,7 @@ func (s *Server) sessionDetail(r *http.Request, id string) (SessionDetail, bool,
 	for _, ls := range s.p.Gateway.LiveSessions() {
 		if ls.ID == id {
 			if !found {
-				d.Session.SessionSummary = audit.SessionSummary{ID: ls.ID, User: ls.User, Client: ls.Client, Target: ls.Target, Start: ls.Start}
+				d.Session.SessionSummary = liveSummary(ls)
 			}
 			found, d.Session.Live = true, true
 		}
@@ -283,10 +288,7 @@ var errNoRecording = errors.New("no recording of this session")
 // channel) as the audit store names it, refusing files outside the
 // recording folder.
 func (s *Server) recordingFile(r *http.Request, id string) (string, error) {
-	master := id
-	if parts := strings.SplitN(id, "/", 3); len(parts) == 3 {
-		master = parts[0] + "/" + parts[1]
-	}
+	master := masterID(id)
 	events, err := s.p.Store.Query(r.Context(), audit.Filter{SessionPrefix: master, Type: "record", Verdict: audit.Accept})
 	if err != nil {
 		return "", err
@@ -333,14 +335,13 @@ func pickChannel(path, id, want string) (string, error) {
 		return "", err
 	}
 	for {
-		_, _, err := rd.Next()
+		_, ch, err := rd.Next()
 		if err != nil {
 			break
 		}
-		for _, c := range rd.Channels {
-			if c.Pty {
-				return c.SessionID, nil
-			}
+		// A header has just been appended: look at it alone.
+		if ch && rd.Channels[len(rd.Channels)-1].Pty {
+			return rd.Channels[len(rd.Channels)-1].SessionID, nil
 		}
 	}
 	if len(rd.Channels) == 0 {

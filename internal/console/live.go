@@ -192,10 +192,7 @@ func (lw *liveWriter) line(b []byte, want string) {
 
 func (s *Server) apiLive(w http.ResponseWriter, r *http.Request, who operator) {
 	id := r.PathValue("id")
-	master := id
-	if parts := strings.SplitN(id, "/", 3); len(parts) == 3 {
-		master = parts[0] + "/" + parts[1]
-	}
+	master := masterID(id)
 	isLive := func() bool {
 		return slices.ContainsFunc(s.p.Gateway.LiveSessions(), func(l admin.Session) bool { return l.ID == master })
 	}
