@@ -587,3 +587,34 @@ func TestAPIEscapedIDs(t *testing.T) {
 		t.Errorf("escaped id: got %q, want %q", d.Session.ID, id)
 	}
 }
+
+// TestBadTokensAuditedBounded: a rejected token is audited (an expired one
+// by its name), but a client that keeps sending bad tokens writes at most
+// loginFailures such events per window; a good token still works after.
+func TestBadTokensAuditedBounded(t *testing.T) {
+	w := newWorld(t)
+	expired := w.token("old-ci", time.Minute)
+	good := w.token("ci", time.Hour)
+	w.now = w.now.Add(2 * time.Minute)
+	if resp, _ := w.do("GET", "/api/v1/sessions", expired); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("expired token: got %d, want 401", resp.StatusCode)
+	}
+	for range 20 {
+		if resp, _ := w.do("GET", "/api/v1/sessions", "not-a-token"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("unknown token: got %d, want 401", resp.StatusCode)
+		}
+	}
+	if resp, _ := w.do("GET", "/api/v1/sessions", good); resp.StatusCode != http.StatusOK {
+		t.Fatalf("good token after the bad ones: got %d, want 200", resp.StatusCode)
+	}
+	ev, err := w.store.Query(context.Background(), audit.Filter{Type: "console.auth"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) != loginFailures {
+		t.Fatalf("got %d console.auth events for 21 bad tokens, want %d", len(ev), loginFailures)
+	}
+	if ev[0].Verdict != audit.Reject || !strings.Contains(ev[0].Reason, `"old-ci"`) {
+		t.Errorf("first event %+v, want a reject naming the expired token", ev[0])
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"github.com/sluice-ssh/sluice/internal/audit"
 	"net/http"
 	"strings"
 	"sync"
@@ -178,11 +179,19 @@ func (s *Server) apiAuth(h func(http.ResponseWriter, *http.Request, operator)) h
 			}
 			name, err := s.creds.CheckToken(strings.TrimSpace(tok))
 			switch {
-			case errors.Is(err, ErrTokenExpired):
-				unauthorized(w, "token expired")
-				return
-			case errors.Is(err, ErrNoToken):
-				unauthorized(w, "unknown token")
+			case errors.Is(err, ErrTokenExpired), errors.Is(err, ErrNoToken):
+				reason := "unknown token"
+				if errors.Is(err, ErrTokenExpired) {
+					reason = "token expired"
+				}
+				// Audited (an expired token by its name), at most
+				// loginFailures per address per loginWindow, so that
+				// a client sending bad tokens cannot flood the store.
+				if key := "token-addr:" + clientHost(r); s.limiter.allowed(key) {
+					s.limiter.failed(key)
+					s.auditEvent(r, "console.auth", operator{Via: "token"}, "", audit.Reject, err.Error(), nil)
+				}
+				unauthorized(w, reason)
 				return
 			case err != nil:
 				s.p.Logger.ErrorContext(r.Context(), "console: reading tokens", "err", err)

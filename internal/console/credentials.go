@@ -49,6 +49,9 @@ var (
 // events and page titles.
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$`)
 
+// maxNameLen is the longest name nameRE allows.
+const maxNameLen = 64
+
 // Credentials are the console's tokens and operator accounts, kept in a
 // folder of the state dir. Each call reads the files again, so that
 // `sluice console token` takes effect on a running gateway.

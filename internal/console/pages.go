@@ -170,7 +170,12 @@ func (s *Server) startSession(w http.ResponseWriter, name string) {
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/", Secure: true, HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
 }
 
+// maxLoginForm bounds the login form's body: a name, a password, a code
+// and the CSRF token fit many times over.
+const maxLoginForm = 16 << 10
+
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginForm)
 	c, err := r.Cookie(loginCookie)
 	form := r.PostFormValue("csrf")
 	if o := r.Header.Get("Origin"); err != nil || form == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(form)) != 1 || o != "" && o != "https://"+r.Host {
@@ -178,6 +183,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name := r.PostFormValue("name")
+	if len(name) > maxNameLen {
+		// No operator has such a name (nameRE); the audit event and the
+		// limiter key keep a bounded prefix.
+		name = name[:maxNameLen]
+	}
 	who := operator{Name: name, Via: "browser"}
 	keys := []string{"addr:" + clientHost(r), "operator:" + name}
 	if !s.limiter.allowed(keys...) {

@@ -265,8 +265,13 @@ func TestSecurityHeaders(t *testing.T) {
 				t.Errorf("%s: CSP %q lacks %q", path, csp, want)
 			}
 		}
-		if strings.Contains(csp, "http") || strings.Contains(csp, "unsafe-inline'; ") && !strings.Contains(csp, "style-src-attr 'unsafe-inline'") {
+		if strings.Contains(csp, "http") {
 			t.Errorf("%s: CSP %q allows an outside source", path, csp)
+		}
+		for _, d := range strings.Split(csp, ";") {
+			if f := strings.Fields(d); len(f) > 0 && (f[0] == "script-src" || f[0] == "default-src") && strings.Contains(d, "unsafe-inline") {
+				t.Errorf("%s: CSP directive %q allows inline scripts", path, strings.TrimSpace(d))
+			}
 		}
 		for h, want := range map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"} {
 			if got := resp.Header.Get(h); got != want {
@@ -320,6 +325,34 @@ func TestPagesRender(t *testing.T) {
 		}
 		if strings.Contains(body, "<script>alert") {
 			t.Errorf("%s: unescaped script", path)
+		}
+	}
+}
+
+// TestLoginHostileName: a login with a huge name is refused like any
+// other, and what it writes to the audit store and the rate limiter is
+// bounded (no operator can have a name longer than maxNameLen); a body
+// past maxLoginForm is not read.
+func TestLoginHostileName(t *testing.T) {
+	w := newWorld(t)
+	w.operator()
+	b := w.browser()
+	if resp := b.login(strings.Repeat("a", 8<<10), testPassword, "000000"); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("8 KiB name: got %d, want 401", resp.StatusCode)
+	}
+	if resp := b.login(strings.Repeat("b", 1<<20), testPassword, "000000"); resp.StatusCode == http.StatusSeeOther || resp.StatusCode == http.StatusOK {
+		t.Errorf("1 MiB form: got %d, want a refusal", resp.StatusCode)
+	}
+	ev, err := w.store.Query(context.Background(), audit.Filter{Type: "console.login"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ev) == 0 {
+		t.Fatal("no console.login event for the refused login")
+	}
+	for _, e := range ev {
+		if len(e.User) > maxNameLen {
+			t.Errorf("console.login event keeps a %d-byte name, want at most %d", len(e.User), maxNameLen)
 		}
 	}
 }
