@@ -27,7 +27,10 @@ type Forward struct {
 
 // forward is a compiled Forward.
 type forward struct {
-	to                           hostPort
+	to hostPort
+	// protocols is what the stream may carry, empty for any: the
+	// entry's protocols, else TLS (HTTP) when it has sni (host)
+	// patterns.
 	protocols                    []sniff.Protocol
 	sni, host, denySNI, denyHost []string
 }
@@ -56,6 +59,16 @@ func compileForward(f Forward, forwardSSH bool) (forward, error) {
 		return out
 	}
 	cf.sni, cf.host, cf.denySNI, cf.denyHost = lower(f.SNI), lower(f.Host), lower(f.DenySNI), lower(f.DenyHost)
+	if len(cf.protocols) == 0 {
+		// Name patterns without protocols allow only the protocols
+		// that carry those names.
+		if len(cf.sni) > 0 {
+			cf.protocols = append(cf.protocols, sniff.TLS)
+		}
+		if len(cf.host) > 0 {
+			cf.protocols = append(cf.protocols, sniff.HTTP)
+		}
+	}
 	return cf, nil
 }
 
@@ -94,16 +107,7 @@ func (p *Policy) ForwardStream(host string, port uint32, r sniff.Result) Verdict
 }
 
 func (f forward) decide(rule string, r sniff.Result) Verdict {
-	allowed := f.protocols
-	if len(allowed) == 0 {
-		if len(f.sni) > 0 {
-			allowed = append(allowed, sniff.TLS)
-		}
-		if len(f.host) > 0 {
-			allowed = append(allowed, sniff.HTTP)
-		}
-	}
-	if len(allowed) > 0 && !slices.Contains(allowed, r.Protocol) {
+	if len(f.protocols) > 0 && !slices.Contains(f.protocols, r.Protocol) {
 		return Verdict{Rule: rule + ".protocols", Reason: fmt.Sprintf("protocol %s not allowed", r.Protocol)}
 	}
 	if v, ok := nameRule(rule, "sni", "deny_sni", "TLS server name", f.sni, f.denySNI, r, sniff.TLS, r.SNI); !ok {

@@ -152,8 +152,7 @@ func (r *Router) Route(gatewayUser string, sshUser string) (Route, error) {
 			return Route{User: gatewayUser, Targets: []string{addr}, Rule: rule, Host: strings.ToLower(in.Host), Login: in.Login}, nil
 		}
 		target := net.JoinHostPort(in.Host, strconv.Itoa(int(in.Port)))
-		rt, err := r.resolve(Route{User: gatewayUser, Targets: []string{target}, Rule: rule, Login: in.Login})
-		return rt, err
+		return r.resolve(Route{User: gatewayUser, Targets: []string{target}, Rule: rule, Login: in.Login})
 	}
 	if len(r.directed) > 0 {
 		return r.resolve(Route{User: gatewayUser, Targets: slices.Clone(r.directed), Rule: r.prefix + ".directed"})

@@ -45,14 +45,10 @@ func (c *conn) directTCPIP(ctx context.Context, nc ssh.NewChannel, st *session.S
 // closed before any of the client's bytes reach the target. Each decision
 // is a "forward.stream" event; the end event carries the protocol too.
 func (c *conn) plugSniffed(ctx context.Context, st *session.Stacked, nc ssh.NewChannel, twin ssh.Channel, twinReqs <-chan *ssh.Request, m directTCPIP) {
-	ch, reqs, err := nc.Accept()
-	if err != nil {
-		twin.Close()
-		go ssh.DiscardRequests(twinReqs)
+	ch, ok := c.acceptTwin(nc, twin, twinReqs)
+	if !ok {
 		return
 	}
-	c.wg.Go(func() { ssh.DiscardRequests(reqs) })
-	c.wg.Go(func() { ssh.DiscardRequests(twinReqs) })
 	s := &sniffer{wait: sniffWait, decide: func(r sniff.Result) bool {
 		// Every stream decision is audited, refusals too: each cost
 		// the target a connection, unlike the refusals auditRefusal
@@ -99,17 +95,28 @@ func streamDetail(r sniff.Result) map[string]any {
 	return d
 }
 
-// plug accepts the client's side of a channel whose twin is open upstream
-// and relays the two until both ends are done.
-func (c *conn) plug(ctx context.Context, st *session.Stacked, endType string, nc ssh.NewChannel, twin ssh.Channel, twinReqs <-chan *ssh.Request) {
+// acceptTwin accepts the client's side of a channel whose twin is open
+// upstream and discards both sides' channel requests. If the accept fails
+// the twin is closed and false returned.
+func (c *conn) acceptTwin(nc ssh.NewChannel, twin ssh.Channel, twinReqs <-chan *ssh.Request) (ssh.Channel, bool) {
 	ch, reqs, err := nc.Accept()
 	if err != nil {
 		twin.Close()
 		go ssh.DiscardRequests(twinReqs)
-		return
+		return nil, false
 	}
 	c.wg.Go(func() { ssh.DiscardRequests(reqs) })
 	c.wg.Go(func() { ssh.DiscardRequests(twinReqs) })
+	return ch, true
+}
+
+// plug accepts the client's side of a channel whose twin is open upstream
+// and relays the two until both ends are done.
+func (c *conn) plug(ctx context.Context, st *session.Stacked, endType string, nc ssh.NewChannel, twin ssh.Channel, twinReqs <-chan *ssh.Request) {
+	ch, ok := c.acceptTwin(nc, twin, twinReqs)
+	if !ok {
+		return
+	}
 	in, out := c.p.pipe(c.act.channel(ch), twin)
 	e := st.AuditEvent(endType)
 	e.Detail = map[string]any{"bytes_in": in, "bytes_out": out}
