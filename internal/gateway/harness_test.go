@@ -309,6 +309,22 @@ func (w *world) runEnv(stdin io.Reader, env []string, name string, args ...strin
 	return r
 }
 
+// refusals lists the authentication refusals the gateway audited so far,
+// one per line, for a test to show when a client failed in a way its own
+// output does not explain (a handshake the gateway ended, say).
+func (w *world) refusals() string {
+	w.t.Helper()
+	evs, err := w.gw.Store().Query(context.Background(), audit.Filter{Type: "auth", Verdict: audit.Reject})
+	if err != nil {
+		return fmt.Sprintf("audit query: %v", err)
+	}
+	var b strings.Builder
+	for _, e := range evs {
+		fmt.Fprintf(&b, "\n%s %s: %s", e.SessionID, e.Rule, e.Reason)
+	}
+	return b.String()
+}
+
 // events returns the audit events of a type, waiting briefly for the queue
 // to write them.
 func (w *world) events(typ string, match func(audit.Event) bool) []audit.Event {

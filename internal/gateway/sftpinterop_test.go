@@ -245,7 +245,7 @@ func TestSFTPInterop(t *testing.T) {
 						t.Fatal(err)
 					}
 					if r := c.run(t, w, o); r.code != 0 {
-						t.Fatalf("exit %d: stdout %q stderr %q", r.code, r.stdout, r.stderr)
+						t.Fatalf("exit %d: stdout %q stderr %q; gateway refusals:%s", r.code, r.stdout, r.stderr, w.refusals())
 					}
 					if got := fileSum(t, o.up()); got != want {
 						t.Errorf("put: got sha256 %x on the target, want %x", got, want)
