@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/scpproxy"
 	"github.com/sluice-ssh/sluice/internal/session"
 	"github.com/sluice-ssh/sluice/internal/sftpproxy"
@@ -19,7 +20,7 @@ func (g *Gateway) stackedProxies(owner string, pol config.Policy) map[string]ssh
 	if !ok {
 		return nil
 	}
-	sp := sftpproxy.New(sftpproxy.Params{Service: owner, Policy: sftpproxy.PolicyFrom(sub), Audit: g.audit, Logger: g.logger, MaxOutstanding: sub.MaxOutstanding})
+	sp := sftpproxy.New(sftpproxy.Params{Service: owner, Policy: fileRules(sub), Audit: g.audit, Logger: g.logger, MaxOutstanding: sub.MaxOutstanding})
 	return map[string]sshproxy.StackedProxy{
 		"sftp": func(ctx context.Context, st *session.Stacked, client, upstream sshproxy.Stream) (int64, int64, error) {
 			if s, ok := client.(*sshsession.Session); ok {
@@ -49,13 +50,14 @@ func (s closableSession) Close() error { return s.Channel().Close() }
 // server mode, as OpenSSH's client runs it ("scp -O"), is stacked through
 // the scp proxy, which applies the policy per file; every other such
 // command (sftp-server, scp in a shell construct) is refused unless the
-// policy permits everything (sftpproxy.DecideExec).
+// policy permits everything (policy.DecideTransferExec).
 func (g *Gateway) execTransfer(owner string, pol config.Policy) func(command string) (sshproxy.Transfer, bool) {
-	var sftp *config.Subsystem
+	var sftp *policy.Files
 	var scp *scpproxy.Proxy
 	if sub, ok := pol.Subsystems["sftp"]; ok {
-		sftp = &sub
-		scp = scpproxy.New(scpproxy.Params{Service: owner, Policy: sftpproxy.PolicyFrom(sub), Audit: g.audit, Logger: g.logger})
+		f := fileRules(sub)
+		sftp = &f
+		scp = scpproxy.New(scpproxy.Params{Service: owner, Policy: fileRules(sub), Audit: g.audit, Logger: g.logger})
 	}
 	return func(command string) (sshproxy.Transfer, bool) {
 		if scp != nil {
@@ -70,7 +72,25 @@ func (g *Gateway) execTransfer(owner string, pol config.Policy) func(command str
 				return t, true
 			}
 		}
-		v, ok := sftpproxy.DecideExec(owner, sftp, command)
+		v, ok := policy.DecideTransferExec(owner, sftp, command)
 		return sshproxy.Transfer{Verdict: v}, ok
+	}
+}
+
+// fileRules converts a service's or role's sftp subsystem policy.
+func fileRules(s config.Subsystem) policy.Files {
+	return policy.Files{
+		ReadOnly:      s.ReadOnly,
+		AllowUpload:   s.AllowUpload,
+		AllowDownload: s.AllowDownload,
+		AllowPaths:    s.AllowPaths,
+		DenyPaths:     s.DenyPaths,
+		MaxUploadSize: s.MaxUploadSize,
+		AllowRemove:   s.AllowRemove,
+		AllowRename:   s.AllowRename,
+		AllowMkdir:    s.AllowMkdir,
+		AllowSymlink:  s.AllowSymlink,
+		AllowSetstat:  s.AllowSetstat,
+		NoContentHash: !s.ContentHash,
 	}
 }

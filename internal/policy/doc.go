@@ -1,6 +1,9 @@
 // Package policy makes Sluice's per-session decisions: may this client get a
 // pty, a shell, run this command, set this environment variable, start this
-// subsystem, open this forwarded port, forward its agent or X11.
+// subsystem, open this forwarded port, forward its agent or X11, and what
+// may it do to files: Files and FileRules decide each file operation for
+// the SFTP and scp proxies, and DecideTransferExec the exec commands that
+// would start a file-transfer server out of their sight.
 //
 // Policy is pure: facts in, a Verdict out, with the name of the config rule
 // that decided (e.g. "services[ssh-in].policy.exec.deny[0]") so that every

@@ -2,7 +2,7 @@
 // "scp -O", the rcp protocol): it sits in a session channel whose exec
 // command runs scp in server mode ("scp -t PATH" to receive, "scp -f PATH"
 // to send), parses the protocol in both directions and decides every file
-// and directory by the service's sftp subsystem policy (sftpproxy.Rules),
+// and directory by the service's sftp subsystem policy (policy.FileRules),
 // so that scp is no way around it.
 //
 // The protocol has no specification beyond OpenSSH's scp.c: the side that

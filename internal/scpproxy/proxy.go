@@ -15,7 +15,6 @@ import (
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/session"
-	"github.com/sluice-ssh/sluice/internal/sftpproxy"
 )
 
 // bufSize is the read buffer of each side and the data copy's chunk: one
@@ -44,10 +43,10 @@ type Stream interface {
 // Params configures a Proxy. Every field is required.
 type Params struct {
 	// Service names the service, for rule names, or is "roles[NAME]"
-	// for a role's policy (see sftpproxy.PolicyPrefix).
+	// for a role's policy (see policy.FilesPrefix).
 	Service string
 	// Policy is the service's sftp subsystem policy: scp follows it.
-	Policy sftpproxy.Policy
+	Policy policy.Files
 	Audit  audit.Sink
 	Logger *slog.Logger
 }
@@ -56,12 +55,12 @@ type Params struct {
 // each Relay call is one session.
 type Proxy struct {
 	p     Params
-	rules sftpproxy.Rules
+	rules policy.FileRules
 }
 
 // New returns a Proxy for p.
 func New(p Params) *Proxy {
-	return &Proxy{p: p, rules: sftpproxy.NewRules(p.Service, p.Policy)}
+	return &Proxy{p: p, rules: policy.NewFileRules(p.Service, p.Policy)}
 }
 
 // Decide decides the command itself, before it runs: a relative path is
@@ -280,7 +279,7 @@ func (r *relay) file(rec record) error {
 	for _, p := range paths {
 		vs = append(vs, r.p.rules.Path(p))
 	}
-	v := sftpproxy.First(vs...)
+	v := policy.First(vs...)
 	detail := r.detail(paths, rec)
 	detail["size"] = rec.size
 	times := r.times
@@ -383,7 +382,7 @@ func (r *relay) dir(rec record) error {
 	for _, p := range paths {
 		vs = append(vs, r.p.rules.Path(p))
 	}
-	v = sftpproxy.First(vs...)
+	v = policy.First(vs...)
 	detail := r.detail(paths, rec)
 	r.times = false
 	if !v.Accept {

@@ -16,8 +16,8 @@ import (
 	"testing"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/session"
-	"github.com/sluice-ssh/sluice/internal/sftpproxy"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
 
@@ -76,7 +76,7 @@ func relayToOpenSSHSink(t *testing.T, noHash bool) {
 	pr, cw := io.Pipe()
 	client := pipeStream{pr, pw}
 	s := &sshtest.AuditSink{}
-	pol := sftpproxy.Policy{AllowUpload: true, AllowDownload: true, DenyPaths: []string{dir + "/secret*"}, MaxUploadSize: 10, NoContentHash: noHash}
+	pol := policy.Files{AllowUpload: true, AllowDownload: true, DenyPaths: []string{dir + "/secret*"}, MaxUploadSize: 10, NoContentHash: noHash}
 	p := New(Params{Service: "svc", Policy: pol, Audit: s, Logger: slog.New(slog.DiscardHandler)})
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc", Instance: 1})
 	defer m.Destroy()
@@ -189,7 +189,7 @@ func TestRelayBoundsDepth(t *testing.T) {
 			}
 		}
 	}()
-	p := New(Params{Service: "svc", Policy: sftpproxy.Policy{AllowUpload: true, AllowDownload: true, AllowMkdir: true}, Audit: &sshtest.AuditSink{}, Logger: slog.New(slog.DiscardHandler)})
+	p := New(Params{Service: "svc", Policy: policy.Files{AllowUpload: true, AllowDownload: true, AllowMkdir: true}, Audit: &sshtest.AuditSink{}, Logger: slog.New(slog.DiscardHandler)})
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc", Instance: 1})
 	defer m.Destroy()
 	done := make(chan error, 1)

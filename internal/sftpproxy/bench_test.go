@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/session"
 )
 
@@ -65,7 +66,7 @@ func BenchmarkRelay(b *testing.B) {
 	b.Run("nohash", func(b *testing.B) { benchmarkRelay(b, nohash) })
 }
 
-func benchmarkRelay(b *testing.B, pol Policy) {
+func benchmarkRelay(b *testing.B, pol policy.Files) {
 	const chunk = 32 << 10
 	clientEnd, proxyClient := pair()
 	proxyUp, serverEnd := pair()
@@ -124,7 +125,7 @@ func BenchmarkRelayPathOps(b *testing.B) {
 	b.Run("rules", func(b *testing.B) { benchmarkPathOps(b, rules) })
 }
 
-func benchmarkPathOps(b *testing.B, pol Policy) {
+func benchmarkPathOps(b *testing.B, pol policy.Files) {
 	clientEnd, proxyClient := pair()
 	proxyUp, serverEnd := pair()
 	var realpaths atomic.Int64

@@ -157,7 +157,7 @@ func (r *relay) linkTarget(link resolved, target string) (resolved, policy.Verdi
 	res, v := r.resolve(target, true)
 	res.abs = path.Clean(lexical)
 	if v.Accept {
-		v = First(rl.Path(res.abs), rl.Contains(res.canon))
+		v = policy.First(rl.Path(res.abs), rl.Contains(res.canon))
 	}
 	return res, v
 }

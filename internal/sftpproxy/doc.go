@@ -27,15 +27,13 @@
 // The OpenSSH extensions its sftp client uses are understood
 // (posix-rename, statvfs, fstatvfs, hardlink, fsync, lsetstat, limits,
 // expand-path @openssh.com, copy-data, home-directory,
-// users-groups-by-id@openssh.com); others are refused unless the Policy
+// users-groups-by-id@openssh.com); others are refused unless the policy
 // allows unknown extensions, and the server's VERSION packet is rewritten
 // so that the client is not offered what would be refused.
 //
-// ClassifyExec and DecideExec close the bypass through exec: "scp -t",
-// "scp -f", "rsync --server", sftp-server binaries and commands whose
-// programs cannot be known statically, found in the command read as shell
-// source (internal/shellcmd), fall under the same policy (see
-// DecideExec); the gateway stacks the scp proxy
-// (internal/scpproxy) on the scp commands OpenSSH's client sends, which
-// decides them per file with the same Rules.
+// The decisions themselves live in internal/policy (policy.Files and
+// policy.FileRules), which the scp proxy (internal/scpproxy) and the
+// guard against file-transfer servers started by exec
+// (policy.DecideTransferExec) share, so that one policy governs every way
+// a file moves.
 package sftpproxy

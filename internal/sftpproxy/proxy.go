@@ -41,9 +41,9 @@ type Stream interface {
 // Params configures a Proxy. Every field but MaxOutstanding is required.
 type Params struct {
 	// Service names the service, for rule names, or is "roles[NAME]"
-	// for a role's policy (see sftpproxy.PolicyPrefix).
+	// for a role's policy (see policy.Prefix).
 	Service string
-	Policy  Policy
+	Policy  policy.Files
 	Audit   audit.Sink
 	Logger  *slog.Logger
 	// MaxOutstanding bounds the requests of one session forwarded to the
@@ -57,7 +57,7 @@ type Params struct {
 // each Relay call is one session.
 type Proxy struct {
 	p     Params
-	rules Rules
+	rules policy.FileRules
 	bufs  bufferPool
 }
 
@@ -66,7 +66,7 @@ func New(p Params) *Proxy {
 	if p.MaxOutstanding <= 0 {
 		p.MaxOutstanding = config.DefaultMaxOutstanding
 	}
-	return &Proxy{p: p, rules: NewRules(p.Service, p.Policy)}
+	return &Proxy{p: p, rules: policy.NewFileRules(p.Service, p.Policy)}
 }
 
 // Peers says what the two ends of a session are: the SSH identification
@@ -456,7 +456,7 @@ func (r *relay) request(pkt []byte) (out []byte, err error) {
 			code, msg = fxOpUnsupported, msgUnsupported
 		}
 		e := r.st.AuditEvent("sftp.request")
-		e.Verdict, e.Rule, e.Reason = audit.Reject, r.p.rules.prefix, perr.Error()
+		e.Verdict, e.Rule, e.Reason = audit.Reject, r.p.rules.Rule(), perr.Error()
 		e.Detail = map[string]any{"type": int(q.typ)}
 		r.auditRefusal(e)
 		return nil, r.toClient(statusPacket(q.id, code, msg))
@@ -500,7 +500,7 @@ func (r *relay) request(pkt []byte) (out []byte, err error) {
 	e.Verdict, e.Rule, e.Reason, e.Detail = audit.Reject, v.Rule, v.Reason, detail
 	r.auditRefusal(e)
 	code, msg := uint32(fxPermissionDenied), msgDenied
-	if v.Rule == r.p.rules.prefix && q.typ == fxpExtended && !knownExtension(q.ext) {
+	if v.Rule == r.p.rules.Rule() && q.typ == fxpExtended && !knownExtension(q.ext) {
 		code, msg = fxOpUnsupported, msgUnsupported
 	}
 	return nil, r.toClient(statusPacket(q.id, code, msg))
@@ -541,7 +541,7 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 		p, pv := r.resolve(q.path, true)
 		detail = p.detail(map[string]any{"flags": openFlags(q.pflags)}, "path")
 		h := &handle{path: p.canon, flags: q.pflags}
-		if !rl.pol.NoContentHash {
+		if !rl.Files().NoContentHash {
 			h.sum = sha256.New()
 		}
 		write := h.writable()
@@ -551,12 +551,12 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 		}
 		if write {
 			vs = append(vs, rl.Upload())
-			if rl.pol.MaxUploadSize > 0 && q.pflags&fxfAppend != 0 && q.pflags&fxfTrunc == 0 {
+			if rl.Files().MaxUploadSize > 0 && q.pflags&fxfAppend != 0 && q.pflags&fxfTrunc == 0 {
 				vs = append(vs, rl.Reject("max_upload_size", "append to a file of unknown size"))
 			}
 		}
 		pend.opened, pend.audited = h, true
-		return "sftp.open", First(append(vs, rl.Accept())...), pend, detail
+		return "sftp.open", policy.First(append(vs, rl.Accept())...), pend, detail
 	case fxpOpendir:
 		p, pv := r.resolve(q.path, true)
 		pend.opened, pend.audited = &handle{path: p.canon, dir: true}, true
@@ -577,7 +577,7 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 		total := uint64(h.written) + q.length
 		h.mu.Unlock()
 		end := q.offset + q.length
-		if v = First(rl.Size(end), rl.Size(total)); end < q.offset {
+		if v = policy.First(rl.Size(end), rl.Size(total)); end < q.offset {
 			v = rl.Reject("", "offset overflows")
 		}
 		if !v.Accept {
@@ -614,11 +614,11 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 			op = "sftp.rmdir"
 		}
 		pend.audited = true
-		return op, First(pv, rl.Change(rl.pol.AllowRemove, "allow_remove")), pend, p.detail(nil, "path")
+		return op, policy.First(pv, rl.Remove()), pend, p.detail(nil, "path")
 	case fxpMkdir:
 		p, pv := r.resolve(q.path, false)
 		pend.audited = true
-		return "sftp.mkdir", First(pv, rl.Mkdir()), pend, p.detail(nil, "path")
+		return "sftp.mkdir", policy.First(pv, rl.Mkdir()), pend, p.detail(nil, "path")
 	case fxpRealpath:
 		p, ok := absPath(r.cwd, q.path)
 		pv := rl.Accept()
@@ -658,7 +658,7 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 		}
 		// The rule on links first: with links off, the server is not
 		// asked where they would lead.
-		allowed := rl.Change(rl.pol.AllowSymlink, "allow_symlink")
+		allowed := rl.Link()
 		detail := map[string]any{"path": linkArg, "target": target}
 		pend.audited = true
 		if !allowed.Accept {
@@ -670,7 +670,7 @@ func (r *relay) decide(q *request) (op string, v policy.Verdict, pend *pending, 
 			return "sftp.symlink", lv, pend, detail
 		}
 		t, tv := r.linkTarget(link, target)
-		return "sftp.symlink", First(tv, allowed), pend, t.detail(detail, "target")
+		return "sftp.symlink", policy.First(tv, allowed), pend, t.detail(detail, "target")
 	case fxpExtended:
 		return r.extended(q, pend)
 	}
@@ -685,13 +685,13 @@ func (r *relay) rename(q *request, pend *pending) (string, policy.Verdict, *pend
 	rl := &r.p.rules
 	pend.audited = true
 	detail := map[string]any{"path": q.path, "new_path": q.path2}
-	if v := rl.Change(rl.pol.AllowRename, "allow_rename"); !v.Accept {
+	if v := rl.Rename(); !v.Accept {
 		return "sftp.rename", v, pend, detail
 	}
 	from, fv := r.resolve(q.path, false)
 	to, tv := r.resolve(q.path2, false)
 	detail = to.detail(from.detail(detail, "path"), "new_path")
-	return "sftp.rename", First(fv, tv, rl.Contains(from.canon), rl.Contains(to.canon), rl.Accept()), pend, detail
+	return "sftp.rename", policy.First(fv, tv, rl.Contains(from.canon), rl.Contains(to.canon), rl.Accept()), pend, detail
 }
 
 // hardlink decides hardlink@openssh.com (old path, new path): a new name
@@ -701,7 +701,7 @@ func (r *relay) hardlink(q *request, pend *pending) (string, policy.Verdict, *pe
 	rl := &r.p.rules
 	pend.audited = true
 	detail := map[string]any{"path": q.path, "new_path": q.path2}
-	if v := rl.Change(rl.pol.AllowSymlink, "allow_symlink"); !v.Accept {
+	if v := rl.Link(); !v.Accept {
 		return "sftp.link", v, pend, detail
 	}
 	from, fv := r.resolve(q.path, false)
@@ -714,7 +714,7 @@ func (r *relay) hardlink(q *request, pend *pending) (string, policy.Verdict, *pe
 		t, v := r.resolve(q.path, true)
 		vs = append(vs, v, rl.Contains(t.canon))
 	}
-	return "sftp.link", First(append(vs, rl.Accept())...), pend, detail
+	return "sftp.link", policy.First(append(vs, rl.Accept())...), pend, detail
 }
 
 // byHandle finds an open handle that want accepts (nil accepts any).
@@ -736,7 +736,7 @@ func (r *relay) setstat(q *request, pend *pending, p string, pv policy.Verdict) 
 		vs = append(vs, rl.Size(q.attrs.size))
 	}
 	pend.audited = true
-	return "sftp.setstat", First(vs...), pend, map[string]any{"path": p, "attrs": int64(q.attrs.flags)}
+	return "sftp.setstat", policy.First(vs...), pend, map[string]any{"path": p, "attrs": int64(q.attrs.flags)}
 }
 
 // extended decides EXTENDED requests (PROTOCOL.sftp §4).
@@ -776,8 +776,8 @@ func (r *relay) extended(q *request, pend *pending) (string, policy.Verdict, *pe
 		if src != nil && dst != nil {
 			detail["path"], detail["new_path"] = src.path, dst.path
 		}
-		v := First(sv, dv, rl.Accept())
-		if v.Accept && rl.pol.MaxUploadSize > 0 {
+		v := policy.First(sv, dv, rl.Accept())
+		if v.Accept && rl.Files().MaxUploadSize > 0 {
 			// Length 0 copies to the end of the source: of unknown size.
 			end := q.offset2 + q.length
 			if q.length == 0 || end < q.offset2 {
@@ -793,7 +793,7 @@ func (r *relay) extended(q *request, pend *pending) (string, policy.Verdict, *pe
 		return "sftp.copy", v, pend, detail
 	}
 	detail := map[string]any{"extension": q.ext}
-	if rl.pol.AllowUnknownExtensions {
+	if rl.Files().AllowUnknownExtensions {
 		pend.audited = true
 		return "sftp.extended", rl.Accept(), pend, detail
 	}
@@ -894,7 +894,7 @@ func (r *relay) response(pend *pending, resp *response, pkt []byte) []byte {
 		}
 		r.mu.Unlock()
 		ev := r.st.AuditEvent("sftp.close")
-		ev.Verdict, ev.Rule = audit.Accept, r.p.rules.prefix
+		ev.Verdict, ev.Rule = audit.Accept, r.p.rules.Rule()
 		ev.Detail = pend.h.closeDetail()
 		ev.Detail["result"] = result
 		r.audit(ev)
@@ -961,7 +961,7 @@ func (r *relay) closeAll() {
 	r.mu.Unlock()
 	for _, h := range hs {
 		e := r.st.AuditEvent("sftp.close")
-		e.Verdict, e.Rule, e.Reason = audit.Accept, r.p.rules.prefix, "session ended with the handle open"
+		e.Verdict, e.Rule, e.Reason = audit.Accept, r.p.rules.Rule(), "session ended with the handle open"
 		e.Detail = h.closeDetail()
 		r.audit(e)
 	}

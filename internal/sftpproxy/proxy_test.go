@@ -22,6 +22,7 @@ import (
 	"github.com/pkg/sftp"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/session"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
@@ -63,12 +64,12 @@ type relayResult struct {
 	err     error
 }
 
-func permissive() Policy {
-	return Policy{AllowUpload: true, AllowDownload: true, AllowRemove: true, AllowRename: true, AllowMkdir: true, AllowSymlink: true, AllowSetstat: true}
+func permissive() policy.Files {
+	return policy.Files{AllowUpload: true, AllowDownload: true, AllowRemove: true, AllowRename: true, AllowMkdir: true, AllowSymlink: true, AllowSetstat: true}
 }
 
 // newRig serves dir, or a new temporary folder when dir is "".
-func newRig(t *testing.T, pol Policy, dir string) *rig {
+func newRig(t *testing.T, pol policy.Files, dir string) *rig {
 	t.Helper()
 	if dir == "" {
 		var err error
@@ -241,24 +242,27 @@ func TestRelayPolicy(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		pol    func(p *Policy, dir string)
+		pol    func(p *policy.Files, dir string)
 		op     func(c *sftp.Client, dir string) error
 		event  string // audit type of the denial; "" when permitted
 		rule   string
 		intact func(dir string) bool // the server did not act
 	}{
-		{"read only refuses upload", func(p *Policy, dir string) { p.ReadOnly = true },
+		{"read only refuses upload", func(p *policy.Files, dir string) { p.ReadOnly = true },
 			func(c *sftp.Client, _ string) error { return write(c, "new.txt", 10) },
 			"sftp.open", rule + ".read_only", absent("new.txt")},
-		{"read only permits download", func(p *Policy, dir string) { p.ReadOnly = true },
+		{"read only permits download", func(p *policy.Files, dir string) { p.ReadOnly = true },
 			func(c *sftp.Client, _ string) error { return read(c, "pub/a.txt") }, "", "", nil},
-		{"download refused", func(p *Policy, dir string) { p.AllowDownload = false },
+		{"download refused", func(p *policy.Files, dir string) { p.AllowDownload = false },
 			func(c *sftp.Client, _ string) error { return read(c, "pub/a.txt") },
 			"sftp.open", rule + ".allow_download", nil},
-		{"deny_paths relative traversal", func(p *Policy, dir string) { p.DenyPaths = []string{dir + "/secret"} },
+		{"deny_paths relative traversal", func(p *policy.Files, dir string) { p.DenyPaths = []string{dir + "/secret"} },
 			func(c *sftp.Client, _ string) error { return read(c, "sub/../secret/key") },
 			"sftp.open", rule + ".deny_paths[0]", nil},
-		{"deny_paths wins over allow_paths", func(p *Policy, dir string) { p.AllowPaths = []string{dir}; p.DenyPaths = []string{dir + "/secret"} },
+		{"deny_paths wins over allow_paths", func(p *policy.Files, dir string) {
+			p.AllowPaths = []string{dir}
+			p.DenyPaths = []string{dir + "/secret"}
+		},
 			func(c *sftp.Client, dir string) error { _, err := c.Stat(dir + "//secret/./key"); return err },
 			"sftp.stat", rule + ".deny_paths[0]", nil},
 		{"allow_paths refuses outside", nil,
@@ -266,36 +270,36 @@ func TestRelayPolicy(t *testing.T) {
 			"sftp.open", rule + ".allow_paths", nil},
 		{"allow_paths permits inside", nil,
 			func(c *sftp.Client, _ string) error { return read(c, "pub/a.txt") }, "", "", nil},
-		{"remove refused", func(p *Policy, dir string) { p.AllowRemove = false },
+		{"remove refused", func(p *policy.Files, dir string) { p.AllowRemove = false },
 			func(c *sftp.Client, _ string) error { return c.Remove("sub/b.txt") },
 			"sftp.remove", rule + ".allow_remove", present("sub/b.txt")},
-		{"rename refused", func(p *Policy, dir string) { p.AllowRename = false },
+		{"rename refused", func(p *policy.Files, dir string) { p.AllowRename = false },
 			func(c *sftp.Client, _ string) error { return c.Rename("sub/b.txt", "sub/c.txt") },
 			"sftp.rename", rule + ".allow_rename", present("sub/b.txt")},
-		{"posix-rename into a denied path", func(p *Policy, dir string) { p.DenyPaths = []string{dir + "/secret"} },
+		{"posix-rename into a denied path", func(p *policy.Files, dir string) { p.DenyPaths = []string{dir + "/secret"} },
 			func(c *sftp.Client, _ string) error { return c.PosixRename("sub/b.txt", "secret/b.txt") },
 			"sftp.rename", rule + ".deny_paths[0]", present("sub/b.txt")},
-		{"mkdir refused", func(p *Policy, dir string) { p.AllowMkdir = false },
+		{"mkdir refused", func(p *policy.Files, dir string) { p.AllowMkdir = false },
 			func(c *sftp.Client, _ string) error { return c.Mkdir("newdir") },
 			"sftp.mkdir", rule + ".allow_mkdir", absent("newdir")},
-		{"symlink refused", func(p *Policy, dir string) { p.AllowSymlink = false },
+		{"symlink refused", func(p *policy.Files, dir string) { p.AllowSymlink = false },
 			func(c *sftp.Client, _ string) error { return c.Symlink("pub/a.txt", "link") },
 			"sftp.symlink", rule + ".allow_symlink", absent("link")},
-		{"symlink to a denied target", func(p *Policy, dir string) { p.DenyPaths = []string{dir + "/secret"} },
+		{"symlink to a denied target", func(p *policy.Files, dir string) { p.DenyPaths = []string{dir + "/secret"} },
 			func(c *sftp.Client, _ string) error { return c.Symlink("../secret/key", "pub/link") },
 			"sftp.symlink", rule + ".deny_paths[0]", absent("pub/link")},
-		{"hardlink refused", func(p *Policy, dir string) { p.AllowSymlink = false },
+		{"hardlink refused", func(p *policy.Files, dir string) { p.AllowSymlink = false },
 			func(c *sftp.Client, _ string) error { return c.Link("pub/a.txt", "hard") },
 			"sftp.link", rule + ".allow_symlink", absent("hard")},
-		{"setstat refused", func(p *Policy, dir string) { p.AllowSetstat = false },
+		{"setstat refused", func(p *policy.Files, dir string) { p.AllowSetstat = false },
 			func(c *sftp.Client, _ string) error { return c.Chmod("pub/a.txt", 0o600) },
 			"sftp.setstat", rule + ".allow_setstat", nil},
-		{"truncate past the limit", func(p *Policy, dir string) { p.MaxUploadSize = 100 },
+		{"truncate past the limit", func(p *policy.Files, dir string) { p.MaxUploadSize = 100 },
 			func(c *sftp.Client, _ string) error { return c.Truncate("pub/a.txt", 1000) },
 			"sftp.setstat", rule + ".max_upload_size", nil},
-		{"write within the limit", func(p *Policy, dir string) { p.MaxUploadSize = 100 },
+		{"write within the limit", func(p *policy.Files, dir string) { p.MaxUploadSize = 100 },
 			func(c *sftp.Client, _ string) error { return write(c, "small", 100) }, "", "", nil},
-		{"write past the limit", func(p *Policy, dir string) { p.MaxUploadSize = 100 },
+		{"write past the limit", func(p *policy.Files, dir string) { p.MaxUploadSize = 100 },
 			func(c *sftp.Client, _ string) error { return write(c, "big", 101) },
 			"sftp.write", rule + ".max_upload_size", nil},
 	}
@@ -374,20 +378,20 @@ func TestRelaySymlinkCreatedThenOpened(t *testing.T) {
 
 // rawSession speaks SFTP by hand to the proxy, with pkg/sftp's server
 // behind it.
-func rawSession(t *testing.T, pol Policy) (c pipeStream, done chan relayResult) {
+func rawSession(t *testing.T, pol policy.Files) (c pipeStream, done chan relayResult) {
 	t.Helper()
 	return rawSessionWith(t, pol, Peers{}, t.TempDir())
 }
 
 // rawSessionWith is rawSession between peers, serving dir.
-func rawSessionWith(t *testing.T, pol Policy, peers Peers, dir string) (c pipeStream, done chan relayResult) {
+func rawSessionWith(t *testing.T, pol policy.Files, peers Peers, dir string) (c pipeStream, done chan relayResult) {
 	t.Helper()
 	return rawSessionAudited(t, pol, peers, dir, &sink{}, nil)
 }
 
 // rawSessionAudited is rawSessionWith auditing to s and, when own is not
 // nil, counting in it the proxy's own requests to the server.
-func rawSessionAudited(t *testing.T, pol Policy, peers Peers, dir string, s *sink, own *atomic.Int64) (c pipeStream, done chan relayResult) {
+func rawSessionAudited(t *testing.T, pol policy.Files, peers Peers, dir string, s *sink, own *atomic.Int64) (c pipeStream, done chan relayResult) {
 	t.Helper()
 	clientEnd, proxyClient := pair()
 	proxyUp, serverEnd := pair()
@@ -453,15 +457,15 @@ func str(s string) []byte { return appendBytes(nil, []byte(s)) }
 func TestRelayRaw(t *testing.T) {
 	tests := []struct {
 		name string
-		pol  Policy
+		pol  policy.Files
 		req  []byte
 		want uint32 // STATUS code
 	}{
-		{"unknown extension refused", Policy{}, packet(fxpExtended, 7, str("evil@example.com"), str("x")), fxOpUnsupported},
-		{"unknown extension allowed", Policy{AllowUnknownExtensions: true}, packet(fxpExtended, 7, str("evil@example.com")), fxOpUnsupported},
-		{"unknown request type", Policy{}, packet(99, 7), fxOpUnsupported},
-		{"trailing bytes ignored", Policy{}, packet(fxpStat, 7, str("/"), []byte{1}), 0},
-		{"NUL in a path", Policy{DenyPaths: []string{"/etc"}}, packet(fxpStat, 7, str("/tmp\x00/../etc/passwd")), fxBadMessage},
+		{"unknown extension refused", policy.Files{}, packet(fxpExtended, 7, str("evil@example.com"), str("x")), fxOpUnsupported},
+		{"unknown extension allowed", policy.Files{AllowUnknownExtensions: true}, packet(fxpExtended, 7, str("evil@example.com")), fxOpUnsupported},
+		{"unknown request type", policy.Files{}, packet(99, 7), fxOpUnsupported},
+		{"trailing bytes ignored", policy.Files{}, packet(fxpStat, 7, str("/"), []byte{1}), 0},
+		{"NUL in a path", policy.Files{DenyPaths: []string{"/etc"}}, packet(fxpStat, 7, str("/tmp\x00/../etc/passwd")), fxBadMessage},
 		{"write on an unknown handle", permissive(), packet(fxpWrite, 7, str("\x00\x00\x00\x01"), appendU32(appendU32(nil, 0), 0), str("data")), fxPermissionDenied},
 		{"permitted stat", permissive(), packet(fxpStat, 7, str(".")), 0},
 	}
@@ -510,7 +514,7 @@ func TestRelayRefusesOversizedPacket(t *testing.T) {
 func TestRelayKeepsPipelining(t *testing.T) {
 	// 64 requests in flight, as OpenSSH's client keeps, answered in order,
 	// with denied requests answered by the proxy in between.
-	c, _ := rawSession(t, Policy{AllowDownload: true, DenyPaths: []string{"/denied"}})
+	c, _ := rawSession(t, policy.Files{AllowDownload: true, DenyPaths: []string{"/denied"}})
 	var reqs []byte
 	for id := uint32(0); id < 64; id++ {
 		p := "."
@@ -673,7 +677,7 @@ func TestRelaySymlinkOrder(t *testing.T) {
 
 // openSSHRig is a pkg/sftp client talking through the proxy to OpenSSH's
 // own sftp-server, started in dir: the server that resolves links.
-func openSSHRig(t *testing.T, pol Policy, dir string) *rig {
+func openSSHRig(t *testing.T, pol policy.Files, dir string) *rig {
 	t.Helper()
 	bin := sshtest.RequireTool(t, "sftp-server")
 	cmd := exec.Command(bin, "-d", dir, "-e", "-l", "ERROR")

@@ -1,18 +1,18 @@
-package sftpproxy
+package policy
 
 import (
 	"path"
 	"strconv"
 	"strings"
-
-	"github.com/sluice-ssh/sluice/internal/config"
-	"github.com/sluice-ssh/sluice/internal/policy"
 )
 
-// Policy is what a client may do over SFTP. The zero Policy permits
-// reading only where no path rule applies; see PolicyFrom for the config's
-// defaults.
-type Policy struct {
+// Files is what a client may do to files, over SFTP, scp or an exec'd
+// file-transfer server: the config's sftp subsystem policy. The zero Files
+// permits reading only where no path rule applies. It is the one home of
+// file-transfer decisions: the SFTP proxy (internal/sftpproxy), the scp
+// proxy (internal/scpproxy) and the exec guard (DecideTransferExec) all
+// decide with it.
+type Files struct {
 	// ReadOnly denies every operation that changes the server's files,
 	// whatever the Allow fields say.
 	ReadOnly      bool
@@ -42,27 +42,9 @@ type Policy struct {
 	NoContentHash bool
 }
 
-// PolicyFrom converts a service's subsystem policy.
-func PolicyFrom(s config.Subsystem) Policy {
-	return Policy{
-		ReadOnly:      s.ReadOnly,
-		AllowUpload:   s.AllowUpload,
-		AllowDownload: s.AllowDownload,
-		AllowPaths:    s.AllowPaths,
-		DenyPaths:     s.DenyPaths,
-		MaxUploadSize: s.MaxUploadSize,
-		AllowRemove:   s.AllowRemove,
-		AllowRename:   s.AllowRename,
-		AllowMkdir:    s.AllowMkdir,
-		AllowSymlink:  s.AllowSymlink,
-		AllowSetstat:  s.AllowSetstat,
-		NoContentHash: !s.ContentHash,
-	}
-}
-
 // restriction returns the config key of the first rule that makes p
 // restrictive, or "" when p permits every operation everywhere.
-func (p Policy) restriction() string {
+func (p Files) restriction() string {
 	switch {
 	case p.ReadOnly:
 		return "read_only"
@@ -90,27 +72,27 @@ func (p Policy) restriction() string {
 	return ""
 }
 
-// Rules decides single file-transfer operations under a Policy and names
-// the config key that decided. The SFTP proxy and the scp proxy
-// (internal/scpproxy) both decide with them, so that one policy governs
-// every way a file moves.
-type Rules struct {
-	pol Policy
+// FileRules decides single file-transfer operations under a Files policy
+// and names the config key that decided. The SFTP proxy and the scp proxy
+// both decide with them, so that one policy governs every way a file
+// moves.
+type FileRules struct {
+	pol Files
 	// prefix is the config path of the sftp subsystem, e.g.
 	// "services[ssh-in].policy.subsystems.sftp".
 	prefix string
 }
 
-// NewRules returns the Rules of a service's sftp subsystem policy; owner
-// is the service's name, or "roles[NAME]" for a role's policy.
-func NewRules(owner string, pol Policy) Rules {
-	return Rules{pol: pol, prefix: PolicyPrefix(owner) + ".subsystems.sftp"}
+// NewFileRules returns the FileRules of a service's sftp subsystem policy;
+// owner is the service's name, or "roles[NAME]" for a role's policy.
+func NewFileRules(owner string, pol Files) FileRules {
+	return FileRules{pol: pol, prefix: Prefix(owner) + ".subsystems.sftp"}
 }
 
-// PolicyPrefix is the config path of the policy owner names: the service
+// Prefix is the config path of the policy owner names: the service
 // NAME's "services[NAME].policy", or "roles[R].policy" for owner
 // "roles[R]" (service names hold no '[', see internal/config).
-func PolicyPrefix(owner string) string {
+func Prefix(owner string) string {
 	if strings.HasSuffix(owner, "]") {
 		return owner + ".policy"
 	}
@@ -118,23 +100,23 @@ func PolicyPrefix(owner string) string {
 }
 
 // Accept is the verdict of an operation no rule refuses.
-func (r *Rules) Accept() policy.Verdict {
-	return policy.Verdict{Accept: true, Rule: r.prefix, Reason: "permitted"}
+func (r *FileRules) Accept() Verdict {
+	return Verdict{Accept: true, Rule: r.prefix, Reason: "permitted"}
 }
 
 // Reject refuses by the rule key (under the subsystem's config path; ""
 // for the subsystem itself) for reason.
-func (r *Rules) Reject(key, reason string) policy.Verdict {
+func (r *FileRules) Reject(key, reason string) Verdict {
 	rule := r.prefix
 	if key != "" {
 		rule += "." + key
 	}
-	return policy.Verdict{Rule: rule, Reason: reason}
+	return Verdict{Rule: rule, Reason: reason}
 }
 
 // Path decides whether the absolute, clean path p may be touched. Without
 // allow_paths and deny_paths every path may, relative ones too.
-func (r *Rules) Path(p string) policy.Verdict {
+func (r *FileRules) Path(p string) Verdict {
 	for i, g := range r.pol.DenyPaths {
 		if matchTree(g, p) {
 			return r.Reject("deny_paths["+strconv.Itoa(i)+"]", "path denied: "+p)
@@ -157,7 +139,7 @@ func (r *Rules) Path(p string) policy.Verdict {
 // glob's leading names are matched against p's), since through the link,
 // or at the tree's new place, the denied path would be reached by a name
 // no glob matches.
-func (r *Rules) Contains(p string) policy.Verdict {
+func (r *FileRules) Contains(p string) Verdict {
 	names := strings.Split(p, "/")
 	if p == "/" {
 		names = names[:1]
@@ -183,7 +165,7 @@ func (r *Rules) Contains(p string) policy.Verdict {
 
 // Change decides an operation that changes files, permitted by allowed
 // (the config key key) unless the policy is read-only.
-func (r *Rules) Change(allowed bool, key string) policy.Verdict {
+func (r *FileRules) Change(allowed bool, key string) Verdict {
 	switch {
 	case r.pol.ReadOnly:
 		return r.Reject("read_only", "read-only: "+key+" refused")
@@ -194,7 +176,7 @@ func (r *Rules) Change(allowed bool, key string) policy.Verdict {
 }
 
 // Size decides whether a file may reach end bytes.
-func (r *Rules) Size(end uint64) policy.Verdict {
+func (r *FileRules) Size(end uint64) Verdict {
 	if limit := r.pol.MaxUploadSize; limit > 0 && end > uint64(limit) {
 		return r.Reject("max_upload_size", "write past "+strconv.FormatInt(limit, 10)+" bytes")
 	}
@@ -202,7 +184,7 @@ func (r *Rules) Size(end uint64) policy.Verdict {
 }
 
 // Download decides reading a file's content.
-func (r *Rules) Download() policy.Verdict {
+func (r *FileRules) Download() Verdict {
 	if !r.pol.AllowDownload {
 		return r.Reject("allow_download", "download refused")
 	}
@@ -210,20 +192,36 @@ func (r *Rules) Download() policy.Verdict {
 }
 
 // Upload decides writing a file's content.
-func (r *Rules) Upload() policy.Verdict { return r.Change(r.pol.AllowUpload, "allow_upload") }
+func (r *FileRules) Upload() Verdict { return r.Change(r.pol.AllowUpload, "allow_upload") }
+
+// Remove decides removing a file or directory.
+func (r *FileRules) Remove() Verdict { return r.Change(r.pol.AllowRemove, "allow_remove") }
+
+// Rename decides renaming a file or directory.
+func (r *FileRules) Rename() Verdict { return r.Change(r.pol.AllowRename, "allow_rename") }
+
+// Link decides creating a symbolic or hard link.
+func (r *FileRules) Link() Verdict { return r.Change(r.pol.AllowSymlink, "allow_symlink") }
+
+// Rule returns the config path of the sftp subsystem policy itself, the
+// rule of decisions no single key made.
+func (r *FileRules) Rule() string { return r.prefix }
+
+// Files returns the policy r decides by.
+func (r *FileRules) Files() Files { return r.pol }
 
 // Mkdir decides creating a directory.
-func (r *Rules) Mkdir() policy.Verdict { return r.Change(r.pol.AllowMkdir, "allow_mkdir") }
+func (r *FileRules) Mkdir() Verdict { return r.Change(r.pol.AllowMkdir, "allow_mkdir") }
 
 // Setstat decides changing a file's permissions, owner, times or size.
-func (r *Rules) Setstat() policy.Verdict { return r.Change(r.pol.AllowSetstat, "allow_setstat") }
+func (r *FileRules) Setstat() Verdict { return r.Change(r.pol.AllowSetstat, "allow_setstat") }
 
 // HasPathRules reports whether allow_paths or deny_paths apply, so that a
 // path must be absolute to be decided.
-func (r *Rules) HasPathRules() bool { return len(r.pol.AllowPaths) > 0 || len(r.pol.DenyPaths) > 0 }
+func (r *FileRules) HasPathRules() bool { return len(r.pol.AllowPaths) > 0 || len(r.pol.DenyPaths) > 0 }
 
 // First returns the first verdict that rejects, or the last one.
-func First(vs ...policy.Verdict) policy.Verdict {
+func First(vs ...Verdict) Verdict {
 	for _, v := range vs {
 		if !v.Accept {
 			return v
@@ -244,16 +242,4 @@ func matchTree(g, p string) bool {
 		}
 		p = path.Dir(p)
 	}
-}
-
-// absPath makes p absolute and clean: a relative p is anchored at cwd. It
-// reports false for a relative p when cwd is unknown ("").
-func absPath(cwd, p string) (string, bool) {
-	if strings.HasPrefix(p, "/") {
-		return path.Clean(p), true
-	}
-	if cwd == "" {
-		return "", false
-	}
-	return path.Clean(cwd + "/" + p), true
 }
