@@ -85,23 +85,12 @@ type conn struct {
 }
 
 // account adds a session channel's end to the connection's totals.
-func (c *conn) account(d map[string]any) {
+func (c *conn) account(e channelEnd) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n, ok := d["bytes_in"].(int64); ok {
-		c.bytesIn += n
-	}
-	if n, ok := d["bytes_out"].(int64); ok {
-		c.bytesOut += n
-	}
-	if n, ok := d["bytes_err"].(int64); ok {
-		c.bytesOut += n
-	}
-	if v, ok := d["exit_status"]; ok {
-		c.exitStatus = v
-	} else if v, ok := d["exit_signal"]; ok {
-		c.exitStatus = v
-	}
+	c.bytesIn += e.in
+	c.bytesOut += e.out + e.errBytes
+	_, c.exitStatus = e.exit()
 }
 
 // closeRecording closes the connection's recording, once every channel

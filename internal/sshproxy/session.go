@@ -51,14 +51,15 @@ func (c *conn) session(ctx context.Context, nc ssh.NewChannel, st *session.Stack
 		// The client's channel is closed: its reads end.
 		<-r.inDone
 	}
+	end := r.end()
 	e = st.AuditEvent("channel.end")
-	e.Detail = r.summary()
+	e.Detail = end.detail()
 	if r.rec != nil {
 		e.Detail["recording"] = r.rec.Path()
 		e.Detail["streams"] = r.rec.Close()
 	}
 	c.audit(ctx, e)
-	c.account(e.Detail)
+	c.account(end)
 }
 
 // relay is the proxy's avatar for one session channel: Conch's ISession,
@@ -524,21 +525,45 @@ func (r *relay) upstreamRequests(reqs <-chan *ssh.Request) {
 	}
 }
 
-// summary is the detail of the channel's end event.
-func (r *relay) summary() map[string]any {
+// channelEnd is what a session channel did, for its end event and its
+// connection's totals.
+type channelEnd struct {
+	in, out, errBytes int64
+	status            *uint32 // the exit status, nil when none came
+	signal            string  // the exit signal's name, when one came instead
+	command           string
+}
+
+// end returns what r's channel did.
+func (r *relay) end() channelEnd {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d := map[string]any{"bytes_in": r.in, "bytes_out": r.out, "bytes_err": r.errBytes}
-	switch {
-	case r.exit != nil:
-		d["exit_status"] = *r.exit
-	case r.signal != nil:
-		d["exit_signal"] = r.signal.Signal
-	default:
-		d["exit_status"] = "missing"
+	e := channelEnd{in: r.in, out: r.out, errBytes: r.errBytes, status: r.exit, command: r.command}
+	if r.exit == nil && r.signal != nil {
+		e.signal = r.signal.Signal
 	}
-	if r.command != "" {
-		d["command"] = r.command
+	return e
+}
+
+// exit is how the program ended, as the audit records it: its exit
+// status, its signal's name, or "missing".
+func (e channelEnd) exit() (key string, value any) {
+	switch {
+	case e.status != nil:
+		return "exit_status", *e.status
+	case e.signal != "":
+		return "exit_signal", e.signal
+	}
+	return "exit_status", "missing"
+}
+
+// detail is the detail of the channel's end event.
+func (e channelEnd) detail() map[string]any {
+	d := map[string]any{"bytes_in": e.in, "bytes_out": e.out, "bytes_err": e.errBytes}
+	k, v := e.exit()
+	d[k] = v
+	if e.command != "" {
+		d["command"] = e.command
 	}
 	return d
 }
