@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -84,6 +85,7 @@ var loginRE = regexp.MustCompile(`^[a-zA-Z0-9_.][a-zA-Z0-9_.-]*$`)
 func (d *decoder) hosts(n *yaml.Node, key string, dst *[]Host) {
 	*dst = []Host{}
 	seen := map[string]int{}
+	addrs := map[string]string{} // CanonicalAddress -> first host's name
 	d.namedSeq(n, key, func(e *yaml.Node, k string) {
 		h := Host{Labels: map[string]string{}}
 		ok := d.mapping(e, k, []field{
@@ -131,6 +133,14 @@ func (d *decoder) hosts(n *yaml.Node, key string, dst *[]Host) {
 			return
 		}
 		seen[h.Name] = h.Line
+		// A route to an address finds its host by the address: two hosts
+		// with one address would make the name (and so the roles and
+		// labels that decide) a matter of chance.
+		if first, dup := addrs[CanonicalAddress(h.Address)]; dup {
+			d.errorAt(h.Line, k+".address", "host %s has the address of host %s (%s): give one host one entry, with the labels of both", h.Name, first, h.Address)
+			return
+		}
+		addrs[CanonicalAddress(h.Address)] = h.Name
 		*dst = append(*dst, h)
 	})
 }
@@ -330,4 +340,18 @@ func (d *decoder) clock(n *yaml.Node, key, s string) int {
 		return 0
 	}
 	return h*60 + m
+}
+
+// CanonicalAddress spells a "host:port" one way: lowercase, addresses in their
+// netip form (IPv4-mapped IPv6 unmapped), so that two spellings of
+// one address compare equal.
+func CanonicalAddress(hostport string) string {
+	host, port, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return strings.ToLower(hostport)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		host = a.Unmap().String()
+	}
+	return net.JoinHostPort(strings.ToLower(host), port)
 }

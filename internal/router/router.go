@@ -5,10 +5,11 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/sluice-ssh/sluice/internal/config"
 )
 
 // Reasons a Route is refused; a *RouteError unwraps to one of them, or to
@@ -95,29 +96,16 @@ func New(p Params) *Router {
 		namesOnly: p.NamesOnly,
 	}
 	for name, addr := range p.Hosts {
-		r.byAddress[canonical(addr)] = name
+		r.byAddress[config.CanonicalAddress(addr)] = name
 	}
 	return r
-}
-
-// canonical spells a "host:port" one way: lowercase, addresses in their
-// netip form (IPv4-mapped IPv6 unmapped).
-func canonical(hostport string) string {
-	host, port, err := net.SplitHostPort(hostport)
-	if err != nil {
-		return strings.ToLower(hostport)
-	}
-	if a, err := netip.ParseAddr(host); err == nil {
-		host = a.Unmap().String()
-	}
-	return net.JoinHostPort(strings.ToLower(host), port)
 }
 
 // resolve fills in rt.Host for a single-target route, and refuses any
 // other route when only inventory hosts may be reached.
 func (r *Router) resolve(rt Route) (Route, error) {
 	if len(rt.Targets) == 1 {
-		rt.Host = r.byAddress[canonical(rt.Targets[0])]
+		rt.Host = r.byAddress[config.CanonicalAddress(rt.Targets[0])]
 	}
 	if r.namesOnly && rt.Host == "" {
 		return Route{}, &RouteError{Rule: "hosts", Err: ErrNotInInventory}
