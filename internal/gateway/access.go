@@ -101,11 +101,14 @@ func (g *Gateway) decideAccess(a *accessRules) func(context.Context, *session.Ma
 		}
 		if !d.Accept {
 			e.Verdict = audit.Reject
-			_ = g.audit.Write(ctx, e)
+			_ = g.write(ctx, e)
 			return sshproxy.Grant{}, fmt.Errorf("%w: %s (%s)", errAccessDenied, e.Reason, e.Rule)
 		}
 		e.Verdict = audit.Accept
-		_ = g.audit.Write(ctx, e)
+		if err := g.write(ctx, e); err != nil && g.auditMode == audit.FailClosed {
+			release()
+			return sshproxy.Grant{}, fmt.Errorf("%w: %w", ErrAuditUnavailable, err)
+		}
 		session.Set(m, accessKey, accessFacts{host: d.Host, login: d.Login, role: d.Role})
 		stop := func() bool { return false }
 		if d.MaxSessionLength > 0 {
@@ -113,7 +116,7 @@ func (g *Gateway) decideAccess(a *accessRules) func(context.Context, *session.Ma
 			t := time.AfterFunc(d.MaxSessionLength, func() {
 				e := m.AuditEvent(EventAccess)
 				e.Verdict, e.Rule, e.Reason = audit.Reject, rule, "session reached the role's max_session_length "+d.MaxSessionLength.String()
-				_ = g.audit.Write(context.Background(), e)
+				_ = g.write(context.Background(), e)
 				m.End(fmt.Errorf("%w: max_session_length %s of role %s", session.ErrRevoked, d.MaxSessionLength, d.Role))
 			})
 			stop = t.Stop

@@ -62,9 +62,7 @@ func (g *Gateway) KillAs(ctx context.Context, id, operator string) error {
 			e.Rule, e.Reason = "console", "killed by operator "+operator
 			e.Detail = map[string]any{"operator": operator}
 		}
-		if err := g.audit.Write(context.WithoutCancel(ctx), e); err != nil {
-			g.logger.ErrorContext(ctx, "audit write failed", "session_id", id, "type", e.Type, "err", err)
-		}
+		_ = g.write(ctx, e)
 		g.logger.InfoContext(ctx, "session killed by operator", "session_id", id)
 		m.End(fmt.Errorf("%w: by operator", session.ErrRevoked))
 		return nil

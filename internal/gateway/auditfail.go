@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -34,6 +35,18 @@ func unauthenticatedRefusal(e audit.Event) bool {
 		return true
 	}
 	return false
+}
+
+// write stores e, whatever becomes of the connection that caused it
+// (an ended client cancels its context, not the record of what was
+// decided), and logs a write that failed. It returns the failure, which
+// the caller may act on under fail_closed.
+func (g *Gateway) write(ctx context.Context, e audit.Event) error {
+	err := g.audit.Write(context.WithoutCancel(ctx), e)
+	if err != nil {
+		g.logger.ErrorContext(ctx, "audit write failed", "session_id", e.SessionID, "type", e.Type, "err", err)
+	}
+	return err
 }
 
 // admit is every service's Admit hook: under fail_closed no session is

@@ -287,5 +287,5 @@ func (r *proxyRefusals) refused(peer netip.AddrPort, untrusted bool, reason stri
 	if n > 1 {
 		e.Detail = map[string]any{"refused": n}
 	}
-	_ = r.g.audit.Write(context.Background(), e)
+	_ = r.g.write(context.Background(), e)
 }

@@ -56,7 +56,7 @@ func (g *Gateway) refused(l *login, r auth.Refusal) {
 	e.User = r.User
 	e.Verdict, e.Rule, e.Reason = audit.Reject, r.Rule, r.Reason
 	e.Detail = map[string]any{"method": r.Method}
-	_ = g.audit.Write(context.Background(), e)
+	_ = g.write(context.Background(), e)
 }
 
 // loginDone writes the log line of a connection that ended without

@@ -248,9 +248,7 @@ func (g *Gateway) revokeBy(ctx context.Context, m *session.Master, mode config.O
 	} else {
 		e.Reason = why + "; session left to finish"
 	}
-	if err := g.audit.Write(context.WithoutCancel(ctx), e); err != nil {
-		g.logger.Error("audit write failed", "session_id", m.ID(), "err", err)
-	}
+	_ = g.write(ctx, e)
 	g.logger.Info("reload: session no longer allowed", "session_id", m.ID(), "on_reload", string(mode), "reason", why)
 	if mode == config.OnReloadEnd {
 		m.End(fmt.Errorf("%w: %s", session.ErrRevoked, why))
