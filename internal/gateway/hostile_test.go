@@ -679,3 +679,38 @@ func TestHostileChannelMessages(t *testing.T) {
 	}
 	w.stillServes(t)
 }
+
+// TestHostileMalformedForwards: a tcpip-forward request and a direct-tcpip
+// channel whose payloads do not parse are refused, audited as protocol
+// errors (so an operator sees the probe), and leave the connection
+// serving.
+func TestHostileMalformedForwards(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOptions{})
+	client := w.dial(t, w.aliceConfig(t))
+	defer client.Close()
+	for _, typ := range []string{"tcpip-forward", "cancel-tcpip-forward"} {
+		if ok, _, err := client.SendRequest(typ, true, []byte{0, 0, 0, 9, 'x'}); err != nil || ok {
+			t.Fatalf("%s with a truncated payload: got ok %v, err %v; want a refusal", typ, ok, err)
+		}
+	}
+	if _, _, err := client.OpenChannel("direct-tcpip", []byte{0xff, 0xff, 0xff, 0xff}); err == nil {
+		t.Fatal("direct-tcpip with a malformed payload was opened")
+	}
+	for typ, n := range map[string]int{"forward.remote": 2, "forward.local": 1} {
+		evs := w.waitEvents(t, typ, n, func(e audit.Event) bool { return e.Verdict == audit.Reject && e.Rule == "protocol" })
+		if len(evs) != n {
+			t.Fatalf("%s: got %+v, want %d protocol refusals", typ, evs, n)
+		}
+		t.Logf("%s refused: %s", typ, evs[0].Reason)
+	}
+	// The connection still serves a session.
+	s, err := client.NewSession()
+	if err != nil {
+		t.Fatalf("session after the malformed requests: %v", err)
+	}
+	out, err := s.Output("echo still")
+	if err != nil || string(out) != "still\n" {
+		t.Fatalf("exec after the malformed requests: %q %v", out, err)
+	}
+}

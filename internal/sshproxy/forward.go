@@ -147,12 +147,15 @@ func (c *conn) globalRequest(ctx context.Context, req *ssh.Request) {
 // remoteForward handles ssh -R: decided by forward_remote, then asked of the
 // target, whose answer (with the port it bound) goes back to the client.
 func (c *conn) remoteForward(ctx context.Context, req *ssh.Request) {
+	st := c.st.Stack("tcpip-forward", -1)
 	m, err := parseTCPIPForward(req.Payload)
 	if err != nil {
+		e := st.AuditEvent("forward.remote")
+		e.Verdict, e.Rule, e.Reason = audit.Reject, "protocol", req.Type+": "+err.Error()
+		c.auditRefusal(ctx, e)
 		_ = req.Reply(false, nil)
 		return
 	}
-	st := c.st.Stack("tcpip-forward", -1)
 	if req.Type == "tcpip-forward" && !c.decide(ctx, st, "forward.remote", c.grant.Policy.ForwardRemote(c.restr), map[string]any{"host": m.Host, "port": m.Port}) {
 		_ = req.Reply(false, nil)
 		return
