@@ -393,6 +393,12 @@ func TestForwardBySNIAndHost(t *testing.T) {
 			t.Fatalf("curl evil host: got exit 0 %q, want refused", r.stdout)
 		}
 		checkStream(t, w.streamEvent("http_host", "evil.example"), audit.Reject, "services[ssh-in].policy.forward_local[1].host")
+		// The stream's end event says it was refused, and by which rule,
+		// not the forward_local acceptance that opened the channel.
+		ends := w.events("forward.local.end", func(e audit.Event) bool { return e.Detail["http_host"] == "evil.example" })
+		if len(ends) != 1 || ends[0].Verdict != audit.Reject || ends[0].Rule != "services[ssh-in].policy.forward_local[1].host" || !strings.HasPrefix(ends[0].Reason, "stream refused: ") {
+			t.Errorf("forward.local.end of the refused stream: got %+v, want a reject by forward_local[1].host", ends)
+		}
 		for name, req := range map[string]string{
 			"more than one Host header": "GET / HTTP/1.1\r\nHost: intranet\r\nHost: evil.example\r\n\r\n",
 			"folded header line":        "GET / HTTP/1.1\r\nHost: intranet\r\n evil.example\r\n\r\n",

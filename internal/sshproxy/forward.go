@@ -7,6 +7,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/session"
 	"github.com/sluice-ssh/sluice/internal/sniff"
 )
@@ -49,11 +50,12 @@ func (c *conn) plugSniffed(ctx context.Context, st *session.Stacked, nc ssh.NewC
 	if !ok {
 		return
 	}
+	var v policy.Verdict // the stream's decision, once made
 	s := &sniffer{wait: sniffWait, decide: func(r sniff.Result) bool {
 		// Every stream decision is audited, refusals too: each cost
 		// the target a connection, unlike the refusals auditRefusal
 		// thins out.
-		v := c.grant.Policy.ForwardStream(m.Host, m.Port, r)
+		v = c.grant.Policy.ForwardStream(m.Host, m.Port, r)
 		e := st.AuditEvent("forward.stream")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, v.Rule, v.Reason
 		if v.Accept {
@@ -69,7 +71,13 @@ func (c *conn) plugSniffed(ctx context.Context, st *session.Stacked, nc ssh.NewC
 	e.Detail = streamDetail(r)
 	e.Detail["bytes_in"], e.Detail["bytes_out"] = in, out
 	if !accepted {
-		e.Reason = "stream refused"
+		// The end of a refused stream carries the refusal, not the
+		// forward_local acceptance that opened the channel, so that a
+		// reader of the end event alone sees why the stream stopped.
+		e.Verdict, e.Rule, e.Reason = audit.Reject, v.Rule, "stream refused"
+		if v.Reason != "" {
+			e.Reason += ": " + v.Reason
+		}
 	}
 	c.audit(ctx, e)
 }
