@@ -27,3 +27,29 @@ func BenchmarkClient(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClientTrickled measures the worst a client can make the relay
+// pay: it asks for a decision after every byte (the relay does, on each
+// channel data message) of a first message that never completes within
+// MaxClientBytes. Each op is the whole stream's sniffing.
+//
+//	go test -run '^$' -bench ClientTrickled ./internal/sniff
+func BenchmarkClientTrickled(b *testing.B) {
+	for _, tc := range []struct{ name, start string }{
+		{"tls-one-record", "\x16\x03\x01\x40\x00\x01\x00\x3f\xfc\x03\x03"},
+		{"http-endless-header", "GET / HTTP/1.1\r\nX: "},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			buf := make([]byte, 0, MaxClientBytes)
+			for b.Loop() {
+				buf = append(buf[:0], tc.start...)
+				for len(buf) < MaxClientBytes-1 {
+					buf = append(buf, 'a')
+					if _, done := Client(buf); done {
+						b.Fatalf("decided after %d bytes", len(buf))
+					}
+				}
+			}
+		})
+	}
+}

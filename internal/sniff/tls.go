@@ -43,7 +43,14 @@ func parseTLS(b []byte) (Result, Status) {
 		if complete {
 			frag = frag[:n]
 		}
-		hs = append(hs, frag...)
+		if hs == nil {
+			// The first record's fragment is used in place, capped so
+			// that a later append copies: a hello trickled into one
+			// record costs each call O(1), not a copy of all so far.
+			hs = frag[:len(frag):len(frag)]
+		} else {
+			hs = append(hs, frag...)
+		}
 		b = b[recordHeaderLen+len(frag):]
 		if len(hs) == 0 {
 			return r, More
