@@ -80,6 +80,7 @@ func (w *world) accessEvents(match func(audit.Event) bool) []audit.Event {
 // the inventory are refused, each audited with its rule; bob, in group
 // ops, reaches both.
 func TestRolesOpenSSHClients(t *testing.T) {
+	t.Parallel()
 	for _, tool := range []string{"scp", "sftp", "rsync", "git"} {
 		sshtest.RequireTool(t, tool)
 	}
@@ -204,6 +205,7 @@ func TestRolesOpenSSHClients(t *testing.T) {
 // longer grants it; a reload that removes user bob ends his session even
 // under on_reload: finish.
 func TestRolesReloadEndsSession(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"end", "finish"} {
 		t.Run(mode, func(t *testing.T) {
 			w, _ := rolesWorld(t, "    on_reload: "+mode+"\n")
@@ -246,6 +248,7 @@ func (w *world) aliceConfigAs(t *testing.T, user string) *ssh.ClientConfig {
 // audits for a connection is the one CompileAccess's rules (what `sluice
 // explain` prints) make.
 func TestExplainAgreesWithGateway(t *testing.T) {
+	t.Parallel()
 	w, _ := rolesWorld(t, "")
 	cfg, err := config.Load(filepath.Join(w.dir, "sluice.yaml"))
 	if err != nil {
@@ -344,6 +347,7 @@ func bobConfig(t *testing.T, w *world, key, user string) *ssh.ClientConfig {
 // TestReloadRemovingUserEndsSession: a reload that removes bob from users
 // ends his live session although the service says on_reload: finish.
 func TestReloadRemovingUserEndsSession(t *testing.T) {
+	t.Parallel()
 	w, bobKey := rolesWorld(t, "    on_reload: finish\n")
 	client := w.dial(t, bobConfig(t, w, bobKey, "bob+db2"))
 	defer client.Close()
@@ -368,6 +372,7 @@ func TestReloadRemovingUserEndsSession(t *testing.T) {
 // max_session_length ends the first, and hours outside the window refuse,
 // each audited with its rule.
 func TestRoleLimits(t *testing.T) {
+	t.Parallel()
 	now := time.Now().UTC()
 	from, to := now.Add(2*time.Hour).Format("15:04"), now.Add(3*time.Hour).Format("15:04")
 	tail := strings.Replace(rolesTail, "    logins: [\"{user}\", nobody]\n",
@@ -430,6 +435,7 @@ func TestRoleLimits(t *testing.T) {
 // the config had roles is not granted by any: a reload adding roles ends
 // it under on_reload: end.
 func TestReloadAddingRolesRechecksSessions(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{service: "    on_reload: end\n"})
 	client := w.dial(t, w.aliceConfig(t))
 	defer client.Close()

@@ -68,6 +68,7 @@ func countWrongExits(t *testing.T, name string, n int, run func(i int, remote st
 }
 
 func TestExitStatusPlink(t *testing.T) {
+	t.Parallel()
 	plink := sshtest.RequireTool(t, "plink")
 	puttygen := sshtest.RequireTool(t, "puttygen")
 	w := exitWorld(t, worldOptions{clientZones: "[office, servers]"})
@@ -83,6 +84,7 @@ func TestExitStatusPlink(t *testing.T) {
 }
 
 func TestExitStatusDbclient(t *testing.T) {
+	t.Parallel()
 	dbclient := sshtest.RequireTool(t, "dbclient")
 	convert := sshtest.RequireTool(t, "dropbearconvert")
 	w := exitWorld(t, worldOptions{})
@@ -109,6 +111,7 @@ func TestExitStatusDbclient(t *testing.T) {
 }
 
 func TestExitStatusControlMaster(t *testing.T) {
+	t.Parallel()
 	w := exitWorld(t, worldOptions{})
 	// A short folder: a Unix socket path holds at most 107 bytes.
 	dir, err := os.MkdirTemp("", "cm")

@@ -157,6 +157,7 @@ func (w *world) proxyJump() result {
 }
 
 func TestForwardSSHRefusedByDefault(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{})
 	r := w.proxyJump()
 	if r.code == 0 || strings.Contains(r.stdout, "inner-ok") {
@@ -172,6 +173,7 @@ func TestForwardSSHRefusedByDefault(t *testing.T) {
 }
 
 func TestForwardSSHOptIn(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{policy: "      forward_local: [\"127.0.0.1:*\"]\n      forward_ssh: true\n"})
 	r := w.proxyJump()
 	if r.code != 0 || r.stdout != "inner-ok\n" {
@@ -181,6 +183,7 @@ func TestForwardSSHOptIn(t *testing.T) {
 }
 
 func TestForwardAuditsHTTPHostAndPostgres(t *testing.T) {
+	t.Parallel()
 	sshtest.RequireTool(t, "curl")
 	w := newWorld(t, worldOptions{})
 	hport, _ := countingHTTP(t)

@@ -46,6 +46,7 @@ type refusal struct {
 // address and the reason, which the gateway audits (see
 // TestProxyProtocolRefusalsAudited).
 func TestProxyProtocol(t *testing.T) {
+	t.Parallel()
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	v1 := []byte("PROXY TCP4 198.51.100.7 127.0.0.1 40000 2222\r\n")
 	v2UDP := v2Header(netip.MustParseAddrPort("203.0.113.9:50123"), netip.MustParseAddrPort("127.0.0.1:2222"))
@@ -220,6 +221,7 @@ func limitsHit(t *testing.T, g *Gateway, service, limit string) float64 {
 // power-of-two sample, so that the audit queue stays healthy — and all of
 // them are counted in sluice_limits_hit_total. The gateway goes on serving.
 func TestProxyProtocolRefusalsAudited(t *testing.T) {
+	t.Parallel()
 	const flood, workers = 2000, 4
 	w := newWorld(t, worldOptions{service: "    proxy_protocol: {trusted: [\"" + proxyAddr + "/32\"]}\n"})
 	client := netip.MustParseAddrPort(clientAddr + ":5555")

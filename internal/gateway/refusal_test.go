@@ -66,6 +66,7 @@ c.close()
 // when the refusal was an accepted request with exit status 1), none is
 // left waiting, and the audit names the rule.
 func TestRefusalsEveryClientSees(t *testing.T) {
+	t.Parallel()
 	sshtest.RequireTool(t, "scp")
 	sshtest.RequireTool(t, "sftp")
 	w := newWorld(t, worldOptions{policy: `      shell: false

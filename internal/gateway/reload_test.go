@@ -37,6 +37,7 @@ func (w *world) reloadWith(t *testing.T, old, new string) error {
 }
 
 func TestReloadEndsSessionsNoLongerAllowed(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{"end", "finish"} {
 		t.Run(mode, func(t *testing.T) {
 			w := newWorld(t, worldOptions{service: "    on_reload: " + mode + "\n"})

@@ -165,6 +165,7 @@ func (w *certWorld) upstreamEvent(t *testing.T, n int) audit.Event {
 // log, the audit, and that the target itself refuses what the
 // certificate leaves out.
 func TestUserCertLogin(t *testing.T) {
+	t.Parallel()
 	w := newCertWorld(t, worldOptions{policy: `      pty: false
       shell: true
       exec: {allow: [".*"]}
@@ -235,6 +236,7 @@ func TestUserCertLogin(t *testing.T) {
 // its validity: one issued for a login an hour ago is refused by the
 // target, and one issued now, from the same CA, is taken.
 func TestUserCertExpired(t *testing.T) {
+	t.Parallel()
 	w := newCertWorld(t, worldOptions{})
 	a := usercert.New(w.ca(t, "state/user_ca"), nil)
 	for _, tc := range []struct {
@@ -258,6 +260,7 @@ func TestUserCertExpired(t *testing.T) {
 // TestUserCertGrants checks that a policy that permits a pty and
 // forwarding gets the matching extensions, and a pty through the gateway.
 func TestUserCertGrants(t *testing.T) {
+	t.Parallel()
 	w := newCertWorld(t, worldOptions{policy: `      pty: true
       shell: true
       exec: {allow: [".*"]}
@@ -281,6 +284,7 @@ func TestUserCertGrants(t *testing.T) {
 // TestUserCertPrincipals runs the target with AuthorizedPrincipalsFile:
 // the login must be listed there.
 func TestUserCertPrincipals(t *testing.T) {
+	t.Parallel()
 	aux := t.TempDir()
 	principals := filepath.Join(aux, "principals")
 	w := newCertWorld(t, worldOptions{sshdConfig: []string{"AuthorizedPrincipalsFile " + principals}})
@@ -305,6 +309,7 @@ func TestUserCertPrincipals(t *testing.T) {
 // targets trust old and new, the gateway swaps to the new CA on reload,
 // the targets drop the old.
 func TestUserCertRotation(t *testing.T) {
+	t.Parallel()
 	w := newCertWorld(t, worldOptions{})
 	login := func(step string, ca ssh.PublicKey) {
 		t.Helper()
@@ -356,6 +361,7 @@ func usercertKey(t *testing.T, path string) ssh.PublicKey {
 // TestUserCertReuse checks that a reused upstream connection keeps the
 // identity of the certificate it logged in with in its audit.
 func TestUserCertReuse(t *testing.T) {
+	t.Parallel()
 	w := newCertWorld(t, worldOptions{upstream: "      reuse: 30s\n"})
 	first := w.received(t)
 	if r := w.ssh(nil, "true"); r.code != 0 {
@@ -373,6 +379,7 @@ func TestUserCertReuse(t *testing.T) {
 // TestUserCertFallback checks that the static identity still logs in
 // where a target does not trust the CA, and that the audit says so.
 func TestUserCertFallback(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, worldOptions{upstream: "      user_ca: ./state/user_ca\n"})
 	if r := w.ssh(nil, "echo", "in"); r.code != 0 || r.stdout != "in\n" {
 		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
