@@ -70,9 +70,12 @@ type Restrictions struct {
 type Identity struct {
 	User           string
 	Groups         []string
-	Method         string // "publickey", "password" or "certificate"
+	Method         string // "publickey", "password", "certificate" or "oidc"
 	KeyFingerprint string // SHA256 of the key that signed; "" for password
 	Restrictions   Restrictions
+	// Subject is the identity provider's issuer and subject ("iss sub")
+	// of a single sign-on; "" for other methods.
+	Subject string
 }
 
 // Authentication methods as reported in Identity.Method.

@@ -1,0 +1,158 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/oidc"
+)
+
+// MethodOIDC is Identity.Method of a user signed in through single sign-on.
+const MethodOIDC = "oidc"
+
+// SignOn is single sign-on at an identity provider (*oidc.Provider): a
+// device grant started, then waited for until the user approves or denies
+// it in a browser.
+type SignOn interface {
+	Start(ctx context.Context) (*oidc.Grant, error)
+	Wait(ctx context.Context, g *oidc.Grant) (oidc.Identity, error)
+}
+
+var _ SignOn = (*oidc.Provider)(nil)
+
+// SignOnParams configures the single sign-on of one connection.
+type SignOnParams struct {
+	Provider SignOn
+	// AutoProvision lets a user the provider names who is not configured
+	// log in, with the provider's groups only.
+	AutoProvision bool
+	// Deadline ends the wait for the user's approval: the connection's
+	// login grace time. Zero means the grant's own expiry only.
+	Deadline time.Time
+}
+
+// Rules that refuse a single sign-on, as the audit names them.
+const (
+	ruleOIDC          = "oidc"
+	ruleOIDCUser      = "oidc.user_claim"
+	ruleOIDCProvision = "oidc.auto_provision"
+)
+
+// SignOnCallback installs single sign-on as the keyboard-interactive
+// method of cfg, the ServerConfig of one connection, and reports each
+// attempt it refuses to refused (which may be nil). ctx ends a wait in
+// progress (the connection's master session ending).
+//
+// The prompt shows the verification URL, the user code and a QR code of
+// the URL; the one question only asks to press Enter, and the answer is
+// not used: the provider's answer decides. The name the provider gives
+// must be the user the SSH login name maps to, so a login name cannot pick
+// someone else's routes. One grant is started per connection, so a client
+// cannot make the gateway flood the provider with device codes.
+func (a *Authenticator) SignOnCallback(ctx context.Context, cfg *ssh.ServerConfig, p SignOnParams, refused func(Refusal)) {
+	var started atomic.Bool
+	cfg.KeyboardInteractiveCallback = reporting(refused, func(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+		if a.userName(conn.User()) == "" {
+			return fail(MethodOIDC, conn.User(), "users", "login name not accepted")
+		}
+		name, u := a.lookup(conn)
+		if !started.CompareAndSwap(false, true) {
+			return fail(MethodOIDC, name, ruleOIDC, "a second sign-in on one connection")
+		}
+		return a.signOn(ctx, conn, client, p, name, u)
+	})
+}
+
+func (a *Authenticator) signOn(ctx context.Context, conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge, p SignOnParams, name string, u *userEntry) (*ssh.Permissions, error) {
+	if !p.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, p.Deadline)
+		defer cancel()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, err := p.Provider.Start(ctx)
+	if err != nil {
+		return fail(MethodOIDC, name, ruleOIDC, "identity provider unavailable: "+err.Error())
+	}
+	type result struct {
+		id  oidc.Identity
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		id, err := p.Provider.Wait(ctx, g)
+		done <- result{id, err}
+	}()
+	if _, err := client("", instruction(g), []string{prompt(g)}, []bool{true}); err != nil {
+		cancel()
+		<-done
+		return fail(MethodOIDC, name, ruleOIDC, "client left the sign-in prompt: "+err.Error())
+	}
+	r := <-done
+	if r.err != nil {
+		tell := "Single sign-on failed: access denied."
+		reason := r.err.Error()
+		if ref, ok := errors.AsType[*oidc.Refused](r.err); ok {
+			reason = ref.Reason
+			if strings.HasPrefix(reason, "identity provider answered") {
+				tell = "Single sign-on refused by the identity provider."
+			}
+		}
+		if errors.Is(r.err, context.DeadlineExceeded) || errors.Is(r.err, context.Canceled) || strings.Contains(reason, "not approved in time") {
+			reason, tell = "not approved in time", "Single sign-on not approved in time."
+		}
+		// Tell the person, who may be looking at the browser, that it is
+		// over; a client that has left makes this fail, which is fine.
+		_, _ = client("", tell, nil, nil)
+		return fail(MethodOIDC, name, ruleOIDC, reason)
+	}
+	id := r.id
+	if id.User != name {
+		_, _ = client("", "Single sign-on failed: access denied.", nil, nil)
+		return fail(MethodOIDC, name, ruleOIDCUser, "signed in at the identity provider as "+id.User+", not as "+name)
+	}
+	var groups []string
+	if u != nil {
+		groups = slices.Clone(u.Groups)
+	} else if !p.AutoProvision {
+		_, _ = client("", "Single sign-on failed: access denied.", nil, nil)
+		return fail(MethodOIDC, name, ruleOIDCProvision, "user not in users and auto_provision is off")
+	}
+	for _, g := range id.Groups {
+		if !slices.Contains(groups, g) {
+			groups = append(groups, g)
+		}
+	}
+	ident := Identity{User: name, Groups: groups, Method: MethodOIDC, Subject: id.Issuer + " " + id.Subject}
+	return &ssh.Permissions{ExtraData: map[any]any{identityKey{}: ident}}, nil
+}
+
+// instruction is the text every client shows: where to sign in.
+func instruction(g *oidc.Grant) string {
+	s := "Single sign-on: open " + g.VerificationURI + "\nand enter the code " + g.UserCode
+	if g.VerificationURIComplete != "" {
+		s += "\n(or scan the QR code, or open " + g.VerificationURIComplete + ")"
+	}
+	return s
+}
+
+// prompt is the one question: the QR code, then a request to press Enter
+// once approved.
+func prompt(g *oidc.Grant) string {
+	uri := g.VerificationURIComplete
+	if uri == "" {
+		uri = g.VerificationURI
+	}
+	qr, err := oidc.TerminalQR(uri)
+	if err != nil {
+		qr = ""
+	}
+	return qr + "Press Enter once you have approved the sign-in: "
+}
