@@ -26,17 +26,6 @@ type SignOn interface {
 
 var _ SignOn = (*oidc.Provider)(nil)
 
-// SignOnParams configures the single sign-on of one connection.
-type SignOnParams struct {
-	Provider SignOn
-	// AutoProvision lets a user the provider names who is not configured
-	// log in, with the provider's groups only.
-	AutoProvision bool
-	// Deadline ends the wait for the user's approval: the connection's
-	// login grace time. Zero means the grant's own expiry only.
-	Deadline time.Time
-}
-
 // Rules that refuse a single sign-on, as the audit names them.
 const (
 	ruleOIDC          = "oidc"
@@ -44,10 +33,12 @@ const (
 	ruleOIDCProvision = "oidc.auto_provision"
 )
 
-// SignOnCallback installs single sign-on as the keyboard-interactive
-// method of cfg, the ServerConfig of one connection, and reports each
-// attempt it refuses to refused (which may be nil). ctx ends a wait in
-// progress (the connection's master session ending).
+// SignOnCallback installs single sign-on at Params.SignOn as the
+// keyboard-interactive method of cfg, the ServerConfig of one connection,
+// and reports each attempt it refuses to refused (which may be nil). ctx
+// ends a wait in progress (the connection's master session ending);
+// deadline, the end of the connection's login grace time, ends it too
+// (zero: only the grant's own expiry does).
 //
 // The prompt shows the verification URL, the user code and a QR code of
 // the URL; the one question only asks to press Enter, and the answer is
@@ -55,7 +46,7 @@ const (
 // must be the user the SSH login name maps to, so a login name cannot pick
 // someone else's routes. One grant is started per connection, so a client
 // cannot make the gateway flood the provider with device codes.
-func (a *Authenticator) SignOnCallback(ctx context.Context, cfg *ssh.ServerConfig, p SignOnParams, refused func(Refusal)) {
+func (a *Authenticator) SignOnCallback(ctx context.Context, cfg *ssh.ServerConfig, deadline time.Time, refused func(Refusal)) {
 	var started atomic.Bool
 	cfg.KeyboardInteractiveCallback = reporting(refused, func(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
 		if a.userName(conn.User()) == "" {
@@ -65,19 +56,22 @@ func (a *Authenticator) SignOnCallback(ctx context.Context, cfg *ssh.ServerConfi
 		if !started.CompareAndSwap(false, true) {
 			return fail(MethodOIDC, name, ruleOIDC, "a second sign-in on one connection")
 		}
-		return a.signOn(ctx, conn, client, p, name, u)
+		return a.signOn(ctx, client, deadline, name, u)
 	})
 }
 
-func (a *Authenticator) signOn(ctx context.Context, conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge, p SignOnParams, name string, u *userEntry) (*ssh.Permissions, error) {
-	if !p.Deadline.IsZero() {
+func (a *Authenticator) signOn(ctx context.Context, client ssh.KeyboardInteractiveChallenge, deadline time.Time, name string, u *userEntry) (*ssh.Permissions, error) {
+	if a.signOnVia == nil {
+		return fail(MethodOIDC, name, ruleOIDC, "no identity provider configured")
+	}
+	if !deadline.IsZero() {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, p.Deadline)
+		ctx, cancel = context.WithDeadline(ctx, deadline)
 		defer cancel()
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	g, err := p.Provider.Start(ctx)
+	g, err := a.signOnVia.Start(ctx)
 	if err != nil {
 		return fail(MethodOIDC, name, ruleOIDC, "identity provider unavailable: "+err.Error())
 	}
@@ -87,7 +81,7 @@ func (a *Authenticator) signOn(ctx context.Context, conn ssh.ConnMetadata, clien
 	}
 	done := make(chan result, 1)
 	go func() {
-		id, err := p.Provider.Wait(ctx, g)
+		id, err := a.signOnVia.Wait(ctx, g)
 		done <- result{id, err}
 	}()
 	if _, err := client("", instruction(g), []string{prompt(g)}, []bool{true}); err != nil {
@@ -121,7 +115,7 @@ func (a *Authenticator) signOn(ctx context.Context, conn ssh.ConnMetadata, clien
 	var groups []string
 	if u != nil {
 		groups = slices.Clone(u.Groups)
-	} else if !p.AutoProvision {
+	} else if !a.autoProvision {
 		_, _ = client("", "Single sign-on failed: access denied.", nil, nil)
 		return fail(MethodOIDC, name, ruleOIDCProvision, "user not in users and auto_provision is off")
 	}

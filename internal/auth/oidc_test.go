@@ -52,10 +52,6 @@ func (p *prompts) answer(_, instruction string, questions []string, _ []bool) ([
 }
 
 func TestSignOn(t *testing.T) {
-	a, err := New(Params{Users: []User{{Name: "alice", Groups: []string{"dev"}}}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	alice := oidc.Identity{User: "alice", Subject: "s-1", Issuer: "https://idp.test", Groups: []string{"ops", "dev"}}
 	for _, tc := range []struct {
 		name   string
@@ -87,8 +83,12 @@ func TestSignOn(t *testing.T) {
 			if tc.past {
 				deadline = time.Now().Add(time.Second)
 			}
+			a, err := New(Params{Users: []User{{Name: "alice", Groups: []string{"dev"}}}, SignOn: tc.so, AutoProvision: tc.auto})
+			if err != nil {
+				t.Fatal(err)
+			}
 			s := startServer(t, a, f.record, func(cfg *ssh.ServerConfig) {
-				a.SignOnCallback(t.Context(), cfg, SignOnParams{Provider: tc.so, AutoProvision: tc.auto, Deadline: deadline}, f.record)
+				a.SignOnCallback(t.Context(), cfg, deadline, f.record)
 			})
 			var p prompts
 			r := s.login(t, tc.login, ssh.KeyboardInteractive(p.answer))
@@ -119,14 +119,14 @@ func TestSignOn(t *testing.T) {
 // TestSignOnOncePerConnection: a client retrying keyboard-interactive on
 // one connection starts one device grant, not one per attempt.
 func TestSignOnOncePerConnection(t *testing.T) {
-	a, err := New(Params{Users: []User{{Name: "alice"}}})
+	so := &stubSignOn{err: &oidc.Refused{Reason: "identity provider answered access_denied"}}
+	a, err := New(Params{Users: []User{{Name: "alice"}}, SignOn: so})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var f failures
-	so := &stubSignOn{err: &oidc.Refused{Reason: "identity provider answered access_denied"}}
 	s := startServer(t, a, f.record, func(cfg *ssh.ServerConfig) {
-		a.SignOnCallback(t.Context(), cfg, SignOnParams{Provider: so}, f.record)
+		a.SignOnCallback(t.Context(), cfg, time.Time{}, f.record)
 	})
 	var p prompts
 	if r := s.login(t, "alice", ssh.RetryableAuthMethod(ssh.KeyboardInteractive(p.answer), 3)); r.err == nil {

@@ -1,0 +1,184 @@
+package gateway
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/oidc/oidctest"
+)
+
+// paramikoSignOn logs in to the gateway with paramiko's auth_interactive,
+// printing each prompt it is shown as a JSON line, then runs a command.
+// Arguments: port, login name, known_hosts.
+const paramikoSignOn = `
+import json, socket, sys, paramiko
+port, user, kh = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+sock = socket.create_connection(("127.0.0.1", port), source_address=("` + clientAddr + `", 0))
+t = paramiko.Transport(sock)
+t.start_client(timeout=30)
+known = paramiko.HostKeys(kh).lookup("[127.0.0.1]:%d" % port)
+key = t.get_remote_server_key()
+if not known or known.get(key.get_name()) != key:
+    sys.exit("unknown host key")
+def answer(title, instruction, prompts):
+    print(json.dumps({"instruction": instruction, "prompts": [p for p, _ in prompts]}), flush=True)
+    return [""] * len(prompts)
+try:
+    t.auth_interactive(user, answer)
+except paramiko.AuthenticationException as e:
+    print(json.dumps({"refused": str(e)}), flush=True)
+    sys.exit(3)
+ch = t.open_session()
+ch.exec_command("echo signed-on")
+out = ch.makefile().read().decode().strip()
+print(json.dumps({"out": out, "status": ch.recv_exit_status()}), flush=True)
+t.close()
+`
+
+// oidcRolesTail gives group ops, and only it, db1; the oidc section
+// trusts the test's identity provider and takes its groups.
+const oidcRolesTail = `hosts:
+  - {name: db1, address: "{sshd0}"}
+roles:
+  - name: ops
+    groups: [ops]
+    hosts: [db1]
+    logins: ["{user}"]
+    policy:
+      exec: {allow: [".*"]}
+oidc:
+  issuer: %s
+  client_id: %s
+  client_secret_file: %s
+  ca_file: %s
+  user_claim: preferred_username
+  groups_claim: groups
+  scopes: [openid, profile, groups]
+`
+
+// oidcWorld is a gateway whose service offers single sign-on at a real
+// identity provider (oidc-provider), with alice (a key, no groups) and
+// carol (no credential, disabled at the provider) configured.
+func oidcWorld(t *testing.T) (*world, *oidctest.IdP) {
+	t.Helper()
+	idp := oidctest.Start(t)
+	secret := filepath.Join(t.TempDir(), "oidc-secret")
+	if err := os.WriteFile(secret, []byte(oidctest.ClientSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorld(t, worldOptions{
+		service:        "    oidc: true\n",
+		users:          "  - name: carol\n",
+		tail:           fmt.Sprintf(oidcRolesTail, idp.Issuer, oidctest.ClientID, secret, idp.CAFile),
+		loginGraceTime: "90s",
+	})
+	return w, idp
+}
+
+// signOnLine is one JSON line paramikoSignOn prints.
+type signOnLine struct {
+	Instruction string
+	Prompts     []string
+	Refused     string
+	Out         string
+	Status      *int
+}
+
+// signOn runs paramikoSignOn as login; at the first prompt it lets account
+// sign in at the identity provider's browser pages. It returns the lines
+// the script printed and its exit code.
+func (w *world) signOn(t *testing.T, idp *oidctest.IdP, login, account string) ([]signOnLine, int) {
+	t.Helper()
+	py := paramikoPython(t)
+	script, kh := w.paramikoFiles(t, paramikoSignOn)
+	cmd := exec.Command(py, script, strconv.Itoa(w.port), login, kh)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	timer := time.AfterFunc(2*time.Minute, func() { _ = cmd.Process.Kill() })
+	defer timer.Stop()
+	var lines []signOnLine
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		var l signOnLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			t.Fatalf("paramiko printed %q: %v", sc.Text(), err)
+		}
+		lines = append(lines, l)
+		if len(lines) == 1 {
+			m := regexp.MustCompile(`open (\S+)\nand enter the code (\S+)`).FindStringSubmatch(l.Instruction)
+			if m == nil || len(l.Prompts) != 1 || !strings.Contains(l.Prompts[0], "█") {
+				t.Fatalf("got first prompt %+v, want the URL, the code and a QR code", l)
+			}
+			idp.Browser(t, m[1], m[2], account, false)
+		}
+	}
+	_, _ = io.Copy(io.Discard, stdout)
+	err = cmd.Wait()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 && code != 3 {
+		t.Fatalf("paramiko: exit %d: %s", code, stderr.String())
+	}
+	return lines, code
+}
+
+// TestOIDCSignOnMapsGroups: alice signs on with paramiko through the
+// device flow at a real identity provider; her provider groups (ops) give
+// her db1 through a role she has no other way to: the command runs, and
+// the audit names the method, her provider subject and the role.
+func TestOIDCSignOnMapsGroups(t *testing.T) {
+	w, idp := oidcWorld(t)
+	lines, code := w.signOn(t, idp, "alice+db1", "alice")
+	last := lines[len(lines)-1]
+	if code != 0 || last.Out != "signed-on" || last.Status == nil || *last.Status != 0 {
+		t.Fatalf("got exit %d, lines %+v, want signed-on with status 0", code, lines)
+	}
+	evs := w.events("auth", func(e audit.Event) bool { return e.User == "alice" && e.Verdict == audit.Accept })
+	if len(evs) != 1 || evs[0].Detail["method"] != "oidc" || evs[0].Detail["subject"] != idp.Issuer+" alice" {
+		t.Fatalf("got auth events %+v, want one accepted by oidc with subject %q", evs, idp.Issuer+" alice")
+	}
+	acc := w.events(EventAccess, func(e audit.Event) bool { return e.User == "alice" && e.Verdict == audit.Accept })
+	if len(acc) != 1 || acc[0].Detail["role"] != "ops" {
+		t.Fatalf("got access events %+v, want one accepted by role ops", acc)
+	}
+}
+
+// TestOIDCDisabledUserRefused: carol, configured but disabled at the
+// identity provider, is refused: she is told the provider refused, and the
+// audit has the provider's reason.
+func TestOIDCDisabledUserRefused(t *testing.T) {
+	w, idp := oidcWorld(t)
+	lines, code := w.signOn(t, idp, "carol+db1", "carol")
+	if code != 3 || len(lines) < 2 {
+		t.Fatalf("got exit %d, lines %+v, want refused", code, lines)
+	}
+	if told := lines[len(lines)-2].Instruction; !strings.Contains(told, "refused by the identity provider") {
+		t.Fatalf("got %q told, want the provider's refusal", told)
+	}
+	evs := w.events("auth", func(e audit.Event) bool { return e.User == "carol" && e.Verdict == audit.Reject && e.Detail["method"] == "oidc" })
+	if len(evs) != 1 || evs[0].Rule != "oidc" || !strings.Contains(evs[0].Reason, "access_denied: account disabled") {
+		t.Fatalf("got auth events %+v, want one refused by oidc for the disabled account", evs)
+	}
+}
