@@ -177,7 +177,9 @@ func TestOIDCDisabledUserRefused(t *testing.T) {
 	if told := lines[len(lines)-2].Instruction; !strings.Contains(told, "refused by the identity provider") {
 		t.Fatalf("got %q told, want the provider's refusal", told)
 	}
-	evs := w.events("auth", func(e audit.Event) bool { return e.User == "carol" && e.Verdict == audit.Reject && e.Detail["method"] == "oidc" })
+	evs := w.events("auth", func(e audit.Event) bool {
+		return e.User == "carol" && e.Verdict == audit.Reject && e.Detail["method"] == "oidc"
+	})
 	if len(evs) != 1 || evs[0].Rule != "oidc" || !strings.Contains(evs[0].Reason, "access_denied: account disabled") {
 		t.Fatalf("got auth events %+v, want one refused by oidc for the disabled account", evs)
 	}
