@@ -26,9 +26,6 @@ type Identity struct {
 	Groups  []string // the GroupsClaim's values that are valid group names, sorted, without repeats
 	Subject string   // "sub": the identity provider's stable id of the user
 	Issuer  string   // "iss"
-	// Skipped are the groups left out because they are not valid Sluice
-	// group names (the alphabet of config group names), for the audit.
-	Skipped []string
 }
 
 // User and group names as the config allows them (internal/config): a
@@ -89,11 +86,11 @@ func (m Mapping) Map(payload []byte) (Identity, error) {
 	if len(groups) > maxGroups {
 		return Identity{}, &Refused{Reason: fmt.Sprintf("claim %q lists %d groups, more than %d", m.GroupsClaim, len(groups), maxGroups)}
 	}
+	// A group outside the alphabet of config group names (Keycloak's
+	// "/ops" paths) is left out: no rule can name it.
 	for _, g := range groups {
 		if len(g) <= maxNameLen && groupNameRE.MatchString(g) {
 			id.Groups = append(id.Groups, g)
-		} else {
-			id.Skipped = append(id.Skipped, trim(g))
 		}
 	}
 	slices.Sort(id.Groups)

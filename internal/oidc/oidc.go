@@ -180,6 +180,9 @@ func (pr *Provider) idToken(ctx context.Context, g *Grant) (string, error) {
 	}
 	tok, err := conf.DeviceAccessToken(pr.context(ctx), g.resp)
 	if err != nil {
+		if re, ok := errors.AsType[*oauth2.RetrieveError](err); ok && re.ErrorCode == "expired_token" {
+			return "", &Refused{Reason: "not approved in time (expired_token)"}
+		}
 		if re, ok := errors.AsType[*oauth2.RetrieveError](err); ok && re.ErrorCode != "" {
 			reason := "identity provider answered " + re.ErrorCode
 			if re.ErrorDescription != "" {
