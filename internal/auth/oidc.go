@@ -40,9 +40,9 @@ const (
 // deadline, the end of the connection's login grace time, ends it too
 // (zero: only the grant's own expiry does).
 //
-// The prompt shows the verification URL, the user code and a QR code of
-// the URL; the one question only asks to press Enter, and the answer is
-// not used: the provider's answer decides. The name the provider gives
+// The one question shows the verification URL, the user code and a QR
+// code of the URL, and asks to press Enter; the answer is not used: the
+// provider's answer decides. The name the provider gives
 // must be the user the SSH login name maps to, so a login name cannot pick
 // someone else's routes. One grant is started per connection, so a client
 // cannot make the gateway flood the provider with device codes.
@@ -84,7 +84,7 @@ func (a *Authenticator) signOn(ctx context.Context, client ssh.KeyboardInteracti
 		id, err := a.signOnVia.Wait(ctx, g)
 		done <- result{id, err}
 	}()
-	if _, err := client("", instruction(g), []string{prompt(g)}, []bool{true}); err != nil {
+	if _, err := client("", "", []string{prompt(g)}, []bool{true}); err != nil {
 		cancel()
 		<-done
 		return fail(MethodOIDC, name, ruleOIDC, "client left the sign-in prompt: "+err.Error())
@@ -128,25 +128,20 @@ func (a *Authenticator) signOn(ctx context.Context, client ssh.KeyboardInteracti
 	return &ssh.Permissions{ExtraData: map[any]any{identityKey{}: ident}}, nil
 }
 
-// instruction is the text every client shows: where to sign in.
-func instruction(g *oidc.Grant) string {
-	s := "Single sign-on: open " + g.VerificationURI + "\nand enter the code " + g.UserCode
-	if g.VerificationURIComplete != "" {
-		s += "\n(or scan the QR code, or open " + g.VerificationURIComplete + ")"
-	}
-	return s
-}
-
-// prompt is the one question: the QR code, then a request to press Enter
-// once approved.
+// prompt is the one question: where to sign in, a QR code of it, then a
+// request to press Enter once approved. It is all in the question, not in
+// the instruction, because OpenSSH prints the instruction through its
+// logger (hidden at LogLevel ERROR, non-ASCII escaped) and the question
+// as it is.
 func prompt(g *oidc.Grant) string {
-	uri := g.VerificationURIComplete
-	if uri == "" {
-		uri = g.VerificationURI
+	s := "Single sign-on: open " + g.VerificationURI + "\nand enter the code " + g.UserCode + "\n"
+	uri := g.VerificationURI
+	if g.VerificationURIComplete != "" {
+		uri = g.VerificationURIComplete
+		s += "or open " + uri + "\n"
 	}
-	qr, err := oidc.TerminalQR(uri)
-	if err != nil {
-		qr = ""
+	if qr, err := oidc.TerminalQR(uri); err == nil {
+		s += "or scan:\n" + qr
 	}
-	return qr + "Press Enter once you have approved the sign-in: "
+	return s + "Press Enter once you have approved the sign-in: "
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/creack/pty"
+
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/oidc/oidctest"
 )
@@ -123,11 +125,11 @@ func (w *world) signOn(t *testing.T, idp *oidctest.IdP, login, account string) (
 		}
 		lines = append(lines, l)
 		if len(lines) == 1 {
-			m := regexp.MustCompile(`open (\S+)\nand enter the code (\S+)`).FindStringSubmatch(l.Instruction)
-			if m == nil || len(l.Prompts) != 1 || !strings.Contains(l.Prompts[0], "█") {
-				t.Fatalf("got first prompt %+v, want the URL, the code and a QR code", l)
+			if len(l.Prompts) != 1 {
+				t.Fatalf("got first challenge %+v, want one question", l)
 			}
-			idp.Browser(t, m[1], m[2], account, false)
+			m := signOnPrompt(t, l.Prompts[0])
+			idp.Browser(t, m[0], m[1], account, false)
 		}
 	}
 	_, _ = io.Copy(io.Discard, stdout)
@@ -182,5 +184,61 @@ func TestOIDCDisabledUserRefused(t *testing.T) {
 	})
 	if len(evs) != 1 || evs[0].Rule != "oidc" || !strings.Contains(evs[0].Reason, "access_denied: account disabled") {
 		t.Fatalf("got auth events %+v, want one refused by oidc for the disabled account", evs)
+	}
+}
+
+// signOnPrompt returns the verification URL and user code of the sign-on
+// question, and checks it holds a QR code.
+func signOnPrompt(t *testing.T, q string) [2]string {
+	t.Helper()
+	m := regexp.MustCompile(`open (\S+)\r?\nand enter the code (\S+)`).FindStringSubmatch(q)
+	if m == nil || !strings.Contains(q, "█") {
+		t.Fatalf("got question %q, want the URL, the code and a QR code", q)
+	}
+	return [2]string{m[1], m[2]}
+}
+
+// TestOIDCSignOnOpenSSH: OpenSSH's ssh, in a pty as a person runs it,
+// shows the question with the URL, the code and the QR code drawn as is;
+// Enter after approving at the provider logs alice in.
+func TestOIDCSignOnOpenSSH(t *testing.T) {
+	w, idp := oidcWorld(t)
+	args := append([]string{"-o", "BatchMode=no", "-o", "PreferredAuthentications=keyboard-interactive"}, w.as("", "ssh")...)
+	cmd := exec.Command("ssh", append(args, "alice+db1@127.0.0.1", "echo signed-on")...)
+	tty, err := pty.Start(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var out lockedBuffer
+	copied := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(&out, tty) // ends with EIO when ssh exits
+		close(copied)
+	}()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(out.String(), "Press Enter once you have approved") {
+		if time.Now().After(deadline) {
+			t.Fatalf("ssh showed no sign-on question in a minute: %q", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m := signOnPrompt(t, out.String())
+	idp.Browser(t, m[0], m[1], "alice", false)
+	if _, err := tty.Write([]byte("\r")); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		<-copied
+		if err != nil || !strings.Contains(out.String(), "signed-on") {
+			t.Fatalf("ssh: %v; printed %q, want signed-on", err, out.String())
+		}
+	case <-time.After(time.Minute):
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("ssh did not finish in a minute: %q", out.String())
 	}
 }
