@@ -169,9 +169,19 @@ func TestOIDCSignOnMapsGroups(t *testing.T) {
 
 // TestOIDCDisabledUserRefused: carol, configured but disabled at the
 // identity provider, is refused: she is told the provider refused, and the
-// audit has the provider's reason.
+// audit has the provider's reason. Someone logging in as carol who signs
+// in at the provider as alice is refused too: the provider's name must be
+// the login's user.
 func TestOIDCDisabledUserRefused(t *testing.T) {
 	w, idp := oidcWorld(t)
+	if lines, code := w.signOn(t, idp, "carol+db1", "alice"); code != 3 {
+		t.Fatalf("alice's sign-in used for carol: got exit %d, lines %+v, want refused", code, lines)
+	}
+	evs := w.events("auth", func(e audit.Event) bool { return e.Rule == "oidc.user_claim" })
+	if len(evs) != 1 || evs[0].User != "carol" || evs[0].Verdict != audit.Reject || !strings.Contains(evs[0].Reason, "as alice, not as carol") {
+		t.Fatalf("got auth events %+v, want one refused by oidc.user_claim", evs)
+	}
+
 	lines, code := w.signOn(t, idp, "carol+db1", "carol")
 	if code != 3 || len(lines) < 2 {
 		t.Fatalf("got exit %d, lines %+v, want refused", code, lines)
@@ -179,8 +189,8 @@ func TestOIDCDisabledUserRefused(t *testing.T) {
 	if told := lines[len(lines)-2].Instruction; !strings.Contains(told, "refused by the identity provider") {
 		t.Fatalf("got %q told, want the provider's refusal", told)
 	}
-	evs := w.events("auth", func(e audit.Event) bool {
-		return e.User == "carol" && e.Verdict == audit.Reject && e.Detail["method"] == "oidc"
+	evs = w.events("auth", func(e audit.Event) bool {
+		return e.User == "carol" && e.Rule == "oidc" && e.Verdict == audit.Reject && e.Detail["method"] == "oidc"
 	})
 	if len(evs) != 1 || evs[0].Rule != "oidc" || !strings.Contains(evs[0].Reason, "access_denied: account disabled") {
 		t.Fatalf("got auth events %+v, want one refused by oidc for the disabled account", evs)
