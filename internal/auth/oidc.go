@@ -42,10 +42,10 @@ const (
 //
 // The one question shows the verification URL, the user code and a QR
 // code of the URL, and asks to press Enter; the answer is not used: the
-// provider's answer decides. The name the provider gives
-// must be the user the SSH login name maps to, so a login name cannot pick
-// someone else's routes. One grant is started per connection, so a client
-// cannot make the gateway flood the provider with device codes.
+// provider's answer decides. The name the provider gives must be the user
+// the SSH login name maps to, so a login name cannot pick someone else's
+// routes. One grant is started per connection, so a client cannot make the
+// gateway flood the provider with device codes.
 func (a *Authenticator) SignOnCallback(ctx context.Context, cfg *ssh.ServerConfig, deadline time.Time, refused func(Refusal)) {
 	var started atomic.Bool
 	cfg.KeyboardInteractiveCallback = reporting(refused, func(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {

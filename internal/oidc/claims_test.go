@@ -109,3 +109,20 @@ func TestTerminalQR(t *testing.T) {
 		t.Fatalf("first line %q is not the light quiet zone", lines[0])
 	}
 }
+
+// TestPrintable: a user code or URI with a control character, a space or
+// non-ASCII bytes (an escape sequence for the terminal) is not shown.
+func TestPrintable(t *testing.T) {
+	for s, want := range map[string]bool{
+		"https://127.0.0.1:8443/device?user_code=ABCD-EFGH": true,
+		"WDJB-MJHT":            true,
+		"ABCD\x1b]0;owned\x07": false,
+		"ABCD EFGH":            false,
+		"ABCD\r\nPassword:":    false,
+		"ÄBCD":                 false,
+	} {
+		if got := printable(s); got != want {
+			t.Errorf("printable(%q): got %v, want %v", s, got, want)
+		}
+	}
+}

@@ -144,7 +144,28 @@ func (pr *Provider) Start(ctx context.Context) (*Grant, error) {
 	if da.DeviceCode == "" || da.UserCode == "" || da.VerificationURI == "" {
 		return nil, errors.New("oidc: device authorization response lacks device_code, user_code or verification_uri")
 	}
+	// What is shown reaches the person's terminal as it is: refuse
+	// anything but printable ASCII, so no escape sequence gets there.
+	for _, s := range []string{da.UserCode, da.VerificationURI, da.VerificationURIComplete} {
+		if !printable(s) || len(s) > maxShown {
+			return nil, fmt.Errorf("oidc: device authorization response: %q is not printable ASCII of at most %d bytes", trim(s), maxShown)
+		}
+	}
 	return &Grant{VerificationURI: da.VerificationURI, VerificationURIComplete: da.VerificationURIComplete, UserCode: da.UserCode, Expiry: da.Expiry, resp: da}, nil
+}
+
+// maxShown bounds the user code and verification URIs shown to the user.
+const maxShown = 512
+
+// printable reports whether s is printable ASCII without spaces (RFC 3986
+// URIs and RFC 8628 §6.1 user codes are).
+func printable(s string) bool {
+	for _, c := range []byte(s) {
+		if c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // context carries the Provider's HTTP client to x/oauth2.
