@@ -151,6 +151,7 @@ func (w *world) signOn(t *testing.T, idp *oidctest.IdP, login, account string) (
 // her db1 through a role she has no other way to: the command runs, and
 // the audit names the method, her provider subject and the role.
 func TestOIDCSignOnMapsGroups(t *testing.T) {
+	t.Parallel()
 	w, idp := oidcWorld(t)
 	lines, code := w.signOn(t, idp, "alice+db1", "alice")
 	last := lines[len(lines)-1]
@@ -173,6 +174,7 @@ func TestOIDCSignOnMapsGroups(t *testing.T) {
 // in at the provider as alice is refused too: the provider's name must be
 // the login's user.
 func TestOIDCDisabledUserRefused(t *testing.T) {
+	t.Parallel()
 	w, idp := oidcWorld(t)
 	if lines, code := w.signOn(t, idp, "carol+db1", "alice"); code != 3 {
 		t.Fatalf("alice's sign-in used for carol: got exit %d, lines %+v, want refused", code, lines)
@@ -212,6 +214,7 @@ func signOnPrompt(t *testing.T, q string) [2]string {
 // shows the question with the URL, the code and the QR code drawn as is;
 // Enter after approving at the provider logs alice in.
 func TestOIDCSignOnOpenSSH(t *testing.T) {
+	t.Parallel()
 	w, idp := oidcWorld(t)
 	args := append([]string{"-o", "BatchMode=no", "-o", "PreferredAuthentications=keyboard-interactive"}, w.as("", "ssh")...)
 	cmd := exec.Command("ssh", append(args, "alice+db1@127.0.0.1", "echo signed-on")...)

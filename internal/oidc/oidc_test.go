@@ -46,7 +46,10 @@ func signIn(t *testing.T, idp *oidctest.IdP, pr *Provider, account string, abort
 	if !abort && account != "carol" && !strings.Contains(page, "Sign-in Success") {
 		t.Fatalf("browser sign-in of %s did not succeed: %s", account, page)
 	}
-	return pr.idToken(ctx, g)
+	approved := time.Now()
+	raw, err := pr.idToken(ctx, g)
+	t.Logf("the token poll ended %v after the browser", time.Since(approved).Round(time.Millisecond))
+	return raw, err
 }
 
 // TestDeviceFlowMapsAlice: alice approves in the browser; the ID token
