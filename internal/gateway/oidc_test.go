@@ -48,6 +48,29 @@ print(json.dumps({"out": out, "status": ch.recv_exit_status()}), flush=True)
 t.close()
 `
 
+// asyncsshSignOn is paramikoSignOn with asyncssh.
+const asyncsshSignOn = `
+import asyncio, json, sys, asyncssh
+port, user, kh = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class Client(asyncssh.SSHClient):
+    def kbdint_auth_requested(self):
+        return ""
+    def kbdint_challenge_received(self, name, instruction, lang, prompts):
+        print(json.dumps({"instruction": instruction, "prompts": [p for p, _ in prompts]}), flush=True)
+        return [""] * len(prompts)
+async def main():
+    try:
+        conn, _ = await asyncssh.create_connection(Client, "127.0.0.1", port, username=user, known_hosts=kh,
+            client_keys=None, agent_path=None, preferred_auth="keyboard-interactive", local_addr=("` + clientAddr + `", 0))
+    except asyncssh.PermissionDenied as e:
+        print(json.dumps({"refused": str(e)}), flush=True)
+        sys.exit(3)
+    async with conn:
+        r = await conn.run("echo signed-on")
+        print(json.dumps({"out": r.stdout.strip(), "status": r.exit_status}), flush=True)
+asyncio.run(main())
+`
+
 // oidcRolesTail gives group ops, and only it, db1; the oidc section
 // trusts the test's identity provider and takes its groups.
 const oidcRolesTail = `hosts:
@@ -102,8 +125,13 @@ type signOnLine struct {
 // the script printed and its exit code.
 func (w *world) signOn(t *testing.T, idp *oidctest.IdP, login, account string) ([]signOnLine, int) {
 	t.Helper()
-	py := paramikoPython(t)
-	script, kh := w.paramikoFiles(t, paramikoSignOn)
+	return w.signOnWith(t, idp, paramikoPython(t), paramikoSignOn, login, account)
+}
+
+// signOnWith is signOn with another Python client printing the same lines.
+func (w *world) signOnWith(t *testing.T, idp *oidctest.IdP, py, source, login, account string) ([]signOnLine, int) {
+	t.Helper()
+	script, kh := w.paramikoFiles(t, source)
 	cmd := exec.Command(py, script, strconv.Itoa(w.port), login, kh)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -121,7 +149,7 @@ func (w *world) signOn(t *testing.T, idp *oidctest.IdP, login, account string) (
 	for sc.Scan() {
 		var l signOnLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatalf("paramiko printed %q: %v", sc.Text(), err)
+			t.Fatalf("%s printed %q: %v", script, sc.Text(), err)
 		}
 		lines = append(lines, l)
 		if len(lines) == 1 {
@@ -141,7 +169,7 @@ func (w *world) signOn(t *testing.T, idp *oidctest.IdP, login, account string) (
 		t.Fatal(err)
 	}
 	if code != 0 && code != 3 {
-		t.Fatalf("paramiko: exit %d: %s", code, stderr.String())
+		t.Fatalf("%s: exit %d: %s", script, code, stderr.String())
 	}
 	return lines, code
 }
@@ -165,6 +193,17 @@ func TestOIDCSignOnMapsGroups(t *testing.T) {
 	acc := w.events(EventAccess, func(e audit.Event) bool { return e.User == "alice" && e.Verdict == audit.Accept })
 	if len(acc) != 1 || acc[0].Detail["role"] != "ops" {
 		t.Fatalf("got access events %+v, want one accepted by role ops", acc)
+	}
+}
+
+// TestOIDCSignOnAsyncssh: asyncssh's keyboard-interactive signs alice on.
+func TestOIDCSignOnAsyncssh(t *testing.T) {
+	t.Parallel()
+	w, idp := oidcWorld(t)
+	lines, code := w.signOnWith(t, idp, pythonWith(t, "asyncssh", "python3-asyncssh"), asyncsshSignOn, "alice+db1", "alice")
+	last := lines[len(lines)-1]
+	if code != 0 || last.Out != "signed-on" || last.Status == nil || *last.Status != 0 {
+		t.Fatalf("got exit %d, lines %+v, want signed-on with status 0", code, lines)
 	}
 }
 
