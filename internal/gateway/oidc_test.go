@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/oidc/oidctest"
+	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
 
 // paramikoSignOn logs in to the gateway with paramiko's auth_interactive,
@@ -97,17 +99,22 @@ oidc:
 // carol (no credential, disabled at the provider) configured.
 func oidcWorld(t *testing.T) (*world, *oidctest.IdP) {
 	t.Helper()
+	return oidcWorldWith(t, worldOptions{})
+}
+
+// oidcWorldWith is oidcWorld with more options.
+func oidcWorldWith(t *testing.T, o worldOptions) (*world, *oidctest.IdP) {
+	t.Helper()
 	idp := oidctest.Start(t)
 	secret := filepath.Join(t.TempDir(), "oidc-secret")
 	if err := os.WriteFile(secret, []byte(oidctest.ClientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	w := newWorld(t, worldOptions{
-		service:        "    oidc: true\n",
-		users:          "  - name: carol\n",
-		tail:           fmt.Sprintf(oidcRolesTail, idp.Issuer, oidctest.ClientID, secret, idp.CAFile),
-		loginGraceTime: "90s",
-	})
+	o.service = "    oidc: true\n"
+	o.users = "  - name: carol\n"
+	o.tail = fmt.Sprintf(oidcRolesTail, idp.Issuer, oidctest.ClientID, secret, idp.CAFile)
+	o.loginGraceTime = "90s"
+	w := newWorld(t, o)
 	return w, idp
 }
 
@@ -242,9 +249,20 @@ func TestOIDCDisabledUserRefused(t *testing.T) {
 // question, and checks it holds a QR code.
 func signOnPrompt(t *testing.T, q string) [2]string {
 	t.Helper()
-	m := regexp.MustCompile(`open (\S+)\r?\nand enter the code (\S+)`).FindStringSubmatch(q)
-	if m == nil || !strings.Contains(q, "█") {
-		t.Fatalf("got question %q, want the URL, the code and a QR code", q)
+	if !strings.Contains(q, "█") {
+		t.Fatalf("got question %q, want a QR code", q)
+	}
+	return signOnURL(t, q)
+}
+
+// signOnURL returns the verification URL and user code of the sign-on
+// question.
+func signOnURL(t *testing.T, q string) [2]string {
+	t.Helper()
+	// PuTTY frames each line of the question with "| ".
+	m := regexp.MustCompile(`open (\S+)\r?\n(?:\| )?and enter the code (\S+)`).FindStringSubmatch(q)
+	if m == nil {
+		t.Fatalf("got question %q, want the URL and the code", q)
 	}
 	return [2]string{m[1], m[2]}
 }
@@ -256,7 +274,28 @@ func TestOIDCSignOnOpenSSH(t *testing.T) {
 	t.Parallel()
 	w, idp := oidcWorld(t)
 	args := append([]string{"-o", "BatchMode=no", "-o", "PreferredAuthentications=keyboard-interactive"}, w.as("", "ssh")...)
-	cmd := exec.Command("ssh", append(args, "alice+db1@127.0.0.1", "echo signed-on")...)
+	out := w.signOnInPty(t, idp, exec.Command("ssh", append(args, "alice+db1@127.0.0.1", "echo signed-on")...))
+	if !strings.Contains(out, "█") {
+		t.Fatalf("ssh showed %q, want the QR code drawn as is", out)
+	}
+}
+
+// TestOIDCSignOnPlink: PuTTY's plink, in a pty, signs alice on.
+func TestOIDCSignOnPlink(t *testing.T) {
+	t.Parallel()
+	plink := sshtest.RequireTool(t, "plink")
+	// plink cannot bind a source address: let the servers zone in.
+	w, idp := oidcWorldWith(t, worldOptions{clientZones: "[office, servers]"})
+	w.signOnInPty(t, idp, exec.Command(plink, "-noagent", "-P", strconv.Itoa(w.port), "-l", "alice+db1",
+		"-hostkey", ssh.FingerprintSHA256(w.hostKey), "127.0.0.1", "echo signed-on"))
+}
+
+// signOnInPty runs cmd, an SSH client, in a pty as a person would: it
+// waits for the sign-on question, lets alice approve at the identity
+// provider, presses Enter and checks the command printed signed-on. It
+// returns what the client printed.
+func (w *world) signOnInPty(t *testing.T, idp *oidctest.IdP, cmd *exec.Cmd) string {
+	t.Helper()
 	tty, err := pty.Start(cmd)
 	if err != nil {
 		t.Fatal(err)
@@ -271,26 +310,40 @@ func TestOIDCSignOnOpenSSH(t *testing.T) {
 	deadline := time.Now().Add(time.Minute)
 	for !strings.Contains(out.String(), "Press Enter once you have approved") {
 		if time.Now().After(deadline) {
-			t.Fatalf("ssh showed no sign-on question in a minute: %q", out.String())
+			t.Fatalf("%s showed no sign-on question in a minute: %q", cmd.Path, out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	m := signOnPrompt(t, out.String())
+	m := signOnURL(t, out.String())
 	idp.Browser(t, m[0], m[1], "alice", false)
 	if _, err := tty.Write([]byte("\r")); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	select {
-	case err := <-exited:
-		<-copied
-		if err != nil || !strings.Contains(out.String(), "signed-on") {
-			t.Fatalf("ssh: %v; printed %q, want signed-on", err, out.String())
+	timeout := time.After(time.Minute)
+	returned := false
+	for {
+		select {
+		case err := <-exited:
+			<-copied
+			if err != nil || !strings.Contains(out.String(), "signed-on") {
+				t.Fatalf("%s: %v; printed %q, want signed-on", cmd.Path, err, out.String())
+			}
+			return out.String()
+		case <-time.After(50 * time.Millisecond):
+			// PuTTY asks once more after prompts from the server, so
+			// that they cannot pass for the session's own output.
+			if !returned && strings.Contains(out.String(), "Press Return to begin session") {
+				returned = true
+				if _, err := tty.Write([]byte("\r")); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case <-timeout:
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Fatalf("%s did not finish in a minute: %q", cmd.Path, out.String())
 		}
-	case <-time.After(time.Minute):
-		_ = cmd.Process.Kill()
-		<-exited
-		t.Fatalf("ssh did not finish in a minute: %q", out.String())
 	}
 }
