@@ -59,11 +59,18 @@ func New(p Params) (*Provider, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: p.RootCAs, MinVersion: tls.VersionTLS12}
+	// A Provider replaced by a reload is dropped, not closed: its idle
+	// connections to the provider close on their own soon after.
+	tr.IdleConnTimeout = idleTimeout
 	return &Provider{p: p, client: &http.Client{Transport: tr, Timeout: requestTimeout}}, nil
 }
 
-// requestTimeout bounds each request to the identity provider.
-const requestTimeout = 15 * time.Second
+// requestTimeout bounds each request to the identity provider;
+// idleTimeout is how long a connection to it is kept for the next one.
+const (
+	requestTimeout = 15 * time.Second
+	idleTimeout    = 30 * time.Second
+)
 
 // ReadRootCAs reads the PEM certificates of a CA file for Params.RootCAs.
 func ReadRootCAs(path string) (*x509.CertPool, error) {
