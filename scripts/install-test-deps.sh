@@ -3,8 +3,9 @@
 # client, sftp-server, rsync, paramiko, asyncssh, asciinema, PuTTY's plink,
 # psftp and pscp, dropbear, lftp, curl and git (interop tests), and
 # PostgreSQL (the audit store's shared test suite), chromium with node and
-# playwright-core (the console's browser test). As root it installs them
-# from Debian packages; otherwise it prints what to install.
+# playwright-core (the console's browser test), oidc-provider (the single
+# sign-on tests). As root it installs them from Debian packages (and npm);
+# otherwise it prints what to install.
 set -euo pipefail
 # One package a line, each with the tests that need it.
 pkgs=(
@@ -24,18 +25,23 @@ pkgs=(
   postgresql           # the audit store's shared suite; psql through a forward (gateway TestForwardAuditsHTTPHostAndPostgres)
   systemd              # systemd-analyze verify of contrib/sluice.service
   chromium             # the console's browser test (cmd/sluice TestConsoleBrowser), driven by playwright-core
-  nodejs               # runs that browser test's script (internal/console/e2e)
-  npm                  # installs playwright-core for it, and scripts/console-assets.sh
+  nodejs               # runs that browser test's script (internal/console/e2e) and the OpenID provider of the OIDC tests (internal/oidc/testdata/idp)
+  npm                  # installs playwright-core and oidc-provider for them, and scripts/console-assets.sh
   iproute2             # bench --rtt: ip netns and the links of the WAN mode (bench only, not run by make test)
   e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)
   zsh                  # sluice completion zsh (cmd/sluice TestZshCompletion)
 )
-# playwright-core for the console's browser test, pinned by its lock file.
+# playwright-core for the console's browser test, and oidc-provider, the
+# OpenID provider of the single sign-on tests (internal/oidc/oidctest),
+# each pinned by its lock file.
 install_e2e() {
-  local dir
-  dir="$(cd "$(dirname "$0")/.." && pwd)/internal/console/e2e"
-  if command -v npm >/dev/null && [ ! -d "$dir/node_modules/playwright-core" ]; then
-    npm ci --prefix "$dir" --no-audit --no-fund
+  local root
+  root="$(cd "$(dirname "$0")/.." && pwd)"
+  if command -v npm >/dev/null && [ ! -d "$root/internal/console/e2e/node_modules/playwright-core" ]; then
+    npm ci --prefix "$root/internal/console/e2e" --no-audit --no-fund
+  fi
+  if command -v npm >/dev/null && [ ! -d "$root/internal/oidc/testdata/idp/node_modules/oidc-provider" ]; then
+    npm ci --prefix "$root/internal/oidc/testdata/idp" --no-audit --no-fund
   fi
 }
 missing=()

@@ -238,6 +238,15 @@ roles:
 			t.Errorf("got warnings\n%s\nwant one %q", text, want)
 		}
 	}
+	// With groups from the identity provider, who is in a group is not
+	// known from the file: no warning says a role or a user is unreachable.
+	cfg.OIDC = &config.OIDC{GroupsClaim: "groups"}
+	cfg.Roles = append(cfg.Roles, config.Role{Name: "g", Groups: []string{"idp-only"}, Hosts: []string{"db1"}, Line: 99})
+	for _, w := range Lint(cfg) {
+		if strings.Contains(w.Msg, "matches no user") || strings.Contains(w.Msg, "no role names them") {
+			t.Errorf("got warning %q with provider groups, want none about members", w)
+		}
+	}
 }
 
 // BenchmarkDecide decides one session against 10,000 hosts and 1,000

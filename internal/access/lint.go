@@ -10,7 +10,9 @@ import (
 // Lint returns the warnings `sluice check` prints about cfg's hosts and
 // roles, by line: a role whose selectors match no host or that names no
 // user who exists (a group nobody is in), a host no role reaches, a user
-// no role names (who can log in but reach nothing).
+// no role names (who can log in but reach nothing). When single sign-on
+// takes groups from the identity provider (oidc.groups_claim), membership
+// is not known from the file, and the last two are not said.
 func Lint(cfg *config.Config) []*config.Error {
 	if len(cfg.Roles) == 0 {
 		return nil
@@ -19,6 +21,7 @@ func Lint(cfg *config.Config) []*config.Error {
 	warn := func(line int, key, format string, args ...any) {
 		out = append(out, &config.Error{File: cfg.Path, Line: line, Key: key, Msg: "warning: " + fmt.Sprintf(format, args...)})
 	}
+	providerGroups := cfg.OIDC != nil && cfg.OIDC.GroupsClaim != ""
 	reached := make([]bool, len(cfg.Hosts))
 	named := map[string]bool{}
 	for _, cr := range cfg.Roles {
@@ -42,7 +45,7 @@ func Lint(cfg *config.Config) []*config.Error {
 				named[u.Name] = true
 			}
 		}
-		if members == 0 && len(cfg.TrustedUserCAKeys) == 0 {
+		if members == 0 && len(cfg.TrustedUserCAKeys) == 0 && !providerGroups {
 			warn(cr.Line, key+".groups", "role %s matches no user: none is in groups %v", cr.Name, cr.Groups)
 		}
 	}
@@ -52,7 +55,7 @@ func Lint(cfg *config.Config) []*config.Error {
 		}
 	}
 	for _, u := range cfg.Users {
-		if !named[u.Name] {
+		if !named[u.Name] && !providerGroups {
 			warn(u.Line, "users["+u.Name+"]", "user %s may log in but no role names them or their groups: every session is refused", u.Name)
 		}
 	}

@@ -37,6 +37,12 @@ type Params struct {
 	// "alice+db1:22" to "alice". It returns "" for a login name it refuses.
 	// nil means the login name is the user name.
 	UserName func(sshUser string) string
+	// SignOn is the identity provider of single sign-on (SignOnCallback);
+	// nil without.
+	SignOn SignOn
+	// AutoProvision lets a user SignOn names who is not in Users log in,
+	// with the provider's groups only.
+	AutoProvision bool
 }
 
 // Refusal is one refused authentication attempt, with the rule that
@@ -70,9 +76,12 @@ type Restrictions struct {
 type Identity struct {
 	User           string
 	Groups         []string
-	Method         string // "publickey", "password" or "certificate"
+	Method         string // "publickey", "password", "certificate" or "oidc"
 	KeyFingerprint string // SHA256 of the key that signed; "" for password
 	Restrictions   Restrictions
+	// Subject is the identity provider's issuer and subject ("iss sub")
+	// of a single sign-on; "" for other methods.
+	Subject string
 }
 
 // Authentication methods as reported in Identity.Method.
@@ -103,6 +112,9 @@ type Authenticator struct {
 	userName  func(string) string
 	dummyHash []byte
 	passwords bool
+	// signOnVia and autoProvision are Params.SignOn and AutoProvision.
+	signOnVia     SignOn
+	autoProvision bool
 }
 
 // New validates p and returns an Authenticator.
@@ -112,6 +124,9 @@ func New(p Params) (*Authenticator, error) {
 		clock:    p.Clock,
 		maxTries: p.MaxAuthTries,
 		userName: p.UserName,
+
+		signOnVia:     p.SignOn,
+		autoProvision: p.AutoProvision,
 	}
 	if a.clock == nil {
 		a.clock = time.Now

@@ -1,7 +1,9 @@
 // Package auth authenticates the client leg of the gateway: public keys from
 // each user's OpenSSH authorized_keys file (with its options), OpenSSH user
-// certificates signed by a trusted CA (PROTOCOL.certkeys), and bcrypt
-// passwords.
+// certificates signed by a trusted CA (PROTOCOL.certkeys), bcrypt
+// passwords, and single sign-on at an OpenID provider through
+// keyboard-interactive (RFC 4256) and the device authorization grant
+// (SignOnCallback, internal/oidc).
 //
 // Authenticator.Callbacks installs the callbacks in the ssh.ServerConfig of
 // one connection. The identity that authenticated, and what its key options

@@ -27,10 +27,13 @@ type server struct {
 	results chan result
 }
 
-func startServer(t *testing.T, a *Authenticator, refused func(Refusal)) *server {
+func startServer(t *testing.T, a *Authenticator, refused func(Refusal), more ...func(*ssh.ServerConfig)) *server {
 	t.Helper()
 	cfg := &ssh.ServerConfig{}
 	a.Callbacks(cfg, refused)
+	for _, f := range more {
+		f(cfg)
+	}
 	cfg.AddHostKey(newSigner(t))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -28,6 +28,8 @@ type Config struct {
 	Audit   Audit
 	Record  Record
 	Console Console
+	// OIDC is the OpenID provider of single sign-on; nil without.
+	OIDC *OIDC
 	// Warnings are what is valid but most likely not what the author
 	// meant (a pattern that cannot work as written), by line. `sluice
 	// check` prints them; the gateway logs them at start.
@@ -174,6 +176,9 @@ type Service struct {
 	IdleTimeout        Duration // 0 = off
 	OnReload           OnReload
 	ProxyProtocol      ProxyProtocol
+	// OIDC offers single sign-on at the top-level OIDC provider
+	// (keyboard-interactive, device authorization grant).
+	OIDC bool
 }
 
 // Router says how a service picks its target. At least one way is set.

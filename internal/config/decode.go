@@ -32,6 +32,7 @@ type decoder struct {
 	zoneLines map[string]int // zone name -> line of its name
 	userLines map[string]int
 	refs      []ref
+	oidcUses  []ref // services with oidc: true, checked against the oidc section
 }
 
 // ref is a use of a zone or user name, checked once all are declared.

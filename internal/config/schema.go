@@ -96,6 +96,7 @@ func (d *decoder) decodeFile(data []byte) *Config {
 		{"audit", false, func(n *yaml.Node, k string) { d.audit(n, k, &c.Audit) }},
 		{"record", false, func(n *yaml.Node, k string) { d.record(n, k, &c.Record) }},
 		{"console", false, func(n *yaml.Node, k string) { d.console(n, k, &c.Console, &listens) }},
+		{"oidc", false, func(n *yaml.Node, k string) { c.OIDC = d.oidc(n, k) }},
 	})
 	if (c.Console.Cert == "") != (c.Console.Key == "") {
 		d.errorAt(1, "console", "console.cert and console.key go together: set both or neither")
@@ -104,7 +105,8 @@ func (d *decoder) decodeFile(data []byte) *Config {
 	d.checkRefs()
 	d.checkParents(c.Zones)
 	checkListens(d, listens)
-	if len(c.TrustedUserCAKeys) == 0 {
+	d.checkOIDC(c)
+	if len(c.TrustedUserCAKeys) == 0 && c.OIDC == nil {
 		for _, u := range credless {
 			d.errorAt(u.line, u.key, "user %q cannot log in: set authorized_keys or password_hash, or list trusted_user_ca_keys", u.name)
 		}

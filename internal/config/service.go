@@ -71,6 +71,12 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 				d.enum(n, k, &v, string(OnReloadEnd), string(OnReloadFinish))
 				s.OnReload = OnReload(v)
 			}},
+			{"oidc", false, func(n *yaml.Node, k string) {
+				d.boolean(n, k, &s.OIDC)
+				if s.OIDC {
+					d.oidcUses = append(d.oidcUses, ref{"service", s.Name, n.Line, k})
+				}
+			}},
 			{"proxy_protocol", false, func(n *yaml.Node, k string) {
 				d.mapping(n, k, []field{
 					{"trusted", true, func(n *yaml.Node, k string) {

@@ -306,12 +306,20 @@ func (g *Gateway) authenticator(cfg *config.Config) (*auth.Authenticator, error)
 		}
 		cas = append(cas, keys...)
 	}
-	a, err := auth.New(auth.Params{
+	so, err := signOn(cfg.OIDC)
+	if err != nil {
+		return nil, err
+	}
+	params := auth.Params{
 		Users:         users,
 		TrustedCAKeys: cas,
 		MaxAuthTries:  cfg.Gateway.MaxAuthTries,
 		UserName:      router.GatewayUser,
-	})
+	}
+	if so != nil {
+		params.SignOn, params.AutoProvision = so, cfg.OIDC.AutoProvision
+	}
+	a, err := auth.New(params)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -395,6 +403,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		Audit:          g.audit,
 		Logger:         g.logger,
 	})
+	grace := cfg.Gateway.LoginGraceTime.Std()
 	p := service.Params{
 		Gateway:            cfg.Gateway.Name,
 		Name:               sc.Name,
@@ -412,7 +421,15 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 			// know the connection's session.
 			l := &login{m: m}
 			cfg := *scfg
-			authn.Callbacks(&cfg, func(r auth.Refusal) { g.refused(l, r) })
+			refused := func(r auth.Refusal) { g.refused(l, r) }
+			authn.Callbacks(&cfg, refused)
+			if sc.OIDC {
+				var deadline time.Time
+				if grace > 0 {
+					deadline = time.Now().Add(grace)
+				}
+				authn.SignOnCallback(ctx, &cfg, deadline, refused)
+			}
 			proxy.Handle(ctx, m, c, &cfg)
 			g.loginDone(l)
 		},

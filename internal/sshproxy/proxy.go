@@ -178,6 +178,9 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn, cfg *
 	e := m.AuditEvent("auth")
 	e.Verdict, e.Rule = audit.Accept, "authentication"
 	e.Detail = map[string]any{"method": id.Method, "key": id.KeyFingerprint, "ssh_user": sconn.User()}
+	if id.Subject != "" {
+		e.Detail["subject"] = id.Subject
+	}
 	p.write(ctx, e)
 	if p.p.Authenticated != nil {
 		if rule, err := p.p.Authenticated(m); err != nil {
