@@ -29,8 +29,14 @@ type server struct {
 
 func startServer(t *testing.T, a *Authenticator, refused func(Refusal)) *server {
 	t.Helper()
+	return startServerLogin(t, a, Login{Refused: refused})
+}
+
+// startServerLogin is startServer with every field of Login.
+func startServerLogin(t *testing.T, a *Authenticator, login Login) *server {
+	t.Helper()
 	cfg := &ssh.ServerConfig{}
-	a.Callbacks(cfg, refused)
+	a.Callbacks(cfg, login)
 	cfg.AddHostKey(newSigner(t))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -71,6 +71,7 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 				d.enum(n, k, &v, string(OnReloadEnd), string(OnReloadFinish))
 				s.OnReload = OnReload(v)
 			}},
+			{"mfa", false, func(n *yaml.Node, k string) { d.mfa(n, k, &s.MFA) }},
 			{"proxy_protocol", false, func(n *yaml.Node, k string) {
 				d.mapping(n, k, []field{
 					{"trusted", true, func(n *yaml.Node, k string) {
