@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -201,5 +202,26 @@ func TestAutomationCertificateExtension(t *testing.T) {
 		if id := s.login(t, "ci", ssh.PublicKeys(cs)).identity(t); id.Restrictions.Automation != automation {
 			t.Errorf("extension present %v: got automation %v", automation, id.Restrictions.Automation)
 		}
+	}
+}
+
+func TestSecondFactorAfterPassword(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Params{Users: []User{{Name: "carol", PasswordHash: string(hash)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServerLogin(t, a, Login{SecondFactor: func(Identity) (Challenger, error) { return pin{}, nil }})
+	ans := &answers{list: []string{"1234"}}
+	if id := s.login(t, "carol", ssh.Password("pw"), ans.method()).identity(t); id.Method != MethodPassword || id.SecondFactor != "pin" {
+		t.Errorf("got method %q second factor %q, want password then pin", id.Method, id.SecondFactor)
+	}
+	// A wrong password is never asked for the second factor.
+	ans = &answers{list: []string{"1234"}}
+	if r := s.login(t, "carol", ssh.Password("nope"), ans.method()); r.err == nil || ans.rounds != 0 {
+		t.Errorf("wrong password: got %v after %d rounds, want refused unasked", r.err, ans.rounds)
 	}
 }

@@ -235,11 +235,37 @@ func TestMFAOpenSSH(t *testing.T) {
 	w.wantRefusal("ci", "services[ssh-in].mfa.required", "automation")
 }
 
+// TestMFAReplayAcrossReload: a code accepted before a reload is refused
+// after it, and a reload that turns the second factor off lets the key
+// alone in.
+func TestMFAReplayAcrossReload(t *testing.T) {
+	t.Parallel()
+	w, alice, _ := mfaWorld(t, "{required: true}", "")
+	code := alice.next()
+	if r, _ := w.askpass(w.login("alice"), w.aliceKey, code, "", nil, "echo in"); r.code != 0 {
+		t.Fatalf("before the reload: got exit %d stderr %q, want in", r.code, r.stderr)
+	}
+	if err := w.reloadWith(t, "    mfa: {required: true}\n", "    mfa: {required_for: [pty]}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := w.askpass(w.login("alice"), w.aliceKey, code, "", nil, "echo in"); r.code == 0 {
+		t.Fatal("the same code after a reload: got exit 0, want refused")
+	}
+	w.wantRefusal("alice", "users[alice].totp_file", "already used")
+	if err := w.reloadWith(t, "    mfa: {required_for: [pty]}\n", ""); err != nil {
+		t.Fatal(err)
+	}
+	if r := w.run(nil, "ssh", append(w.as("", "ssh"), w.login("alice")+"@127.0.0.1", "echo in")...); r.code != 0 {
+		t.Fatalf("mfa off: got exit %d stderr %q, want the key alone to log in", r.code, r.stderr)
+	}
+}
+
 const stepUpPolicy = `      pty: true
       shell: true
-      exec: {allow: ["uptime"]}
+      exec: {allow: ["uptime", "scp( .*)?"]}
       subsystems:
         sftp: {}
+      forward_local: ["127.0.0.1:*"]
 `
 
 // TestMFAStepUp: under mfa.required_for, a key marked for automation runs
@@ -247,7 +273,7 @@ const stepUpPolicy = `      pty: true
 // sftp, while a person is asked at login and then gets the shell.
 func TestMFAStepUp(t *testing.T) {
 	t.Parallel()
-	w, alice, ci := mfaWorld(t, "{required_for: [pty, shell, subsystem:sftp]}", stepUpPolicy)
+	w, alice, ci := mfaWorld(t, "{required_for: [pty, shell, subsystem:sftp, forward_local]}", stepUpPolicy)
 	ciArgs := w.as(ci, "ssh")
 
 	// BatchMode=yes: a prompt would fail the login.
@@ -271,8 +297,25 @@ func TestMFAStepUp(t *testing.T) {
 	if r := w.run(strings.NewReader("ls\n"), "sftp", sftpArgs...); r.code == 0 {
 		t.Errorf("automation sftp: got exit 0, want refused")
 	}
+	// scp run by exec moves files as sftp does: the allowlisted exec is
+	// held by the step-up on subsystem:sftp.
+	src := filepath.Join(w.dir, "upload")
+	if err := os.WriteFile(src, []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	scpArgs := append(w.as(ci, "scp"), "-O", "-o", "User="+w.login("ci"), src, "127.0.0.1:"+filepath.Join(w.dir, "uploaded"))
+	if r := w.run(nil, "scp", scpArgs...); r.code == 0 {
+		t.Errorf("automation scp -O: got exit 0, want refused")
+	}
+	if _, err := os.Stat(filepath.Join(w.dir, "uploaded")); err == nil {
+		t.Error("automation scp -O: the file arrived, want refused")
+	}
+	// A forward (ssh -W, as ProxyJump does).
+	if r := w.run(nil, "ssh", append(ciArgs, "-W", w.sshd.Addr, w.login("ci")+"@127.0.0.1")...); r.code == 0 {
+		t.Errorf("automation ssh -W: got exit 0, want refused")
+	}
 	const rule = "services[ssh-in].mfa.required_for"
-	for _, typ := range []string{"pty", "shell", "subsystem"} {
+	for _, typ := range []string{"pty", "shell", "subsystem", "exec", "forward.local"} {
 		got := w.events(typ, func(e audit.Event) bool { return e.User == "ci" && e.Verdict == audit.Reject && e.Rule == rule })
 		if len(got) == 0 {
 			t.Errorf("%s: got no refusal by %s audited", typ, rule)
