@@ -177,15 +177,17 @@ func New(p Params) (*Authenticator, error) {
 // Callbacks installs the authentication callbacks and MaxAuthTries in cfg,
 // the ServerConfig of one connection, reporting to and asking l (see
 // Login). PasswordCallback is installed only when some user has a password
-// hash. A first method that passes is followed by the second factor
-// l.SecondFactor asks for, if any, through keyboard-interactive (an
-// ssh.PartialSuccessError); cfg.KeyboardInteractiveCallback stays free for
-// a first method of its own.
+// hash, KeyboardInteractiveCallback only with l.First. A first method that
+// passes is followed by the second factor l.SecondFactor asks for, if any,
+// through keyboard-interactive (an ssh.PartialSuccessError).
 func (a *Authenticator) Callbacks(cfg *ssh.ServerConfig, l Login) {
 	f := &flow{Login: l}
 	cfg.PublicKeyCallback = reporting(l.Refused, then(f, a.publicKey))
 	if a.passwords {
 		cfg.PasswordCallback = reporting(l.Refused, then(f, a.password))
+	}
+	if l.First != nil {
+		cfg.KeyboardInteractiveCallback = reporting(l.Refused, then(f, a.first(l.First)))
 	}
 	cfg.AuthLogCallback = f.logged
 	cfg.MaxAuthTries = a.maxTries

@@ -20,5 +20,7 @@
 // (RFC 4256) after an ssh.PartialSuccessError, as OpenSSH's
 // "AuthenticationMethods publickey,keyboard-interactive" does. The identity
 // waits in that error's closure, one per key offered; Identity.SecondFactor
-// says which step passed. See docs/authentication.md.
+// says which step passed. The Login's First is a first method that is
+// itself keyboard-interactive (an SSO device flow). See
+// docs/authentication.md.
 package auth

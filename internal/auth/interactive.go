@@ -25,6 +25,24 @@ type Challenger interface {
 	Challenge(conn ssh.ConnMetadata, id Identity, ask ssh.KeyboardInteractiveChallenge) error
 }
 
+// A FirstMethod is a first authentication method through
+// keyboard-interactive, one that establishes who the client is by itself:
+// an OpenID Connect device flow, for example. Callbacks offers it beside
+// publickey and password; the SecondFactor is asked after it as after
+// them.
+type FirstMethod interface {
+	// Name is the Identity.Method of the logins it passes, e.g. "oidc";
+	// never one of the Method constants of this package.
+	Name() string
+	// Authenticate asks the client through ask, one or more rounds, and
+	// returns who it proved to be. login is the gateway user name the
+	// SSH login name maps to ("" when the mapping refuses it). A
+	// *Refusal refuses the attempt, audited with its rule; any other
+	// error is a refusal with rule "keyboard-interactive". Every refusal
+	// counts against MaxAuthTries.
+	Authenticate(conn ssh.ConnMetadata, login string, ask ssh.KeyboardInteractiveChallenge) (Identity, error)
+}
+
 // SecondFactor says what a connection asks of id once its first method
 // (publickey, certificate or password) has passed: nil for nothing more,
 // a Challenger to ask through keyboard-interactive, or a *Refusal that
@@ -38,6 +56,9 @@ type SecondFactor func(id Identity) (Challenger, error)
 type Login struct {
 	// Refused receives each refused attempt.
 	Refused func(Refusal)
+	// First, when set, is offered as a first method through
+	// keyboard-interactive, beside publickey and password.
+	First FirstMethod
 	// SecondFactor is asked after each first method that passes.
 	SecondFactor SecondFactor
 	// Owed is told when a first method has passed and the client now owes
@@ -98,6 +119,27 @@ func (f *flow) next(p *ssh.Permissions) (*ssh.Permissions, error) {
 	}
 	f.offered[pse] = offer{id: id, factor: name}
 	return nil, pse
+}
+
+// first is the KeyboardInteractiveCallback of a FirstMethod: the identity
+// it returns, named by the method, in Permissions only this package makes.
+func (a *Authenticator) first(m FirstMethod) func(ssh.ConnMetadata, ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+	return func(conn ssh.ConnMetadata, ask ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+		login, _ := a.lookup(conn)
+		id, err := m.Authenticate(conn, a.userName(conn.User()), ask)
+		if err != nil {
+			if r, ok := errors.AsType[*Refusal](err); ok {
+				r.Method = MethodKeyboardInteractive
+				return nil, r
+			}
+			return fail(MethodKeyboardInteractive, login, "keyboard-interactive", err.Error())
+		}
+		if id.User == "" {
+			return fail(MethodKeyboardInteractive, login, "keyboard-interactive", m.Name()+" established no user")
+		}
+		id.Method, id.SecondFactor = m.Name(), ""
+		return &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}, nil
+	}
 }
 
 // logged is the AuthLogCallback: it tells Owed about a partial success the

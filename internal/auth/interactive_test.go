@@ -225,3 +225,49 @@ func TestSecondFactorAfterPassword(t *testing.T) {
 		t.Errorf("wrong password: got %v after %d rounds, want refused unasked", r.err, ans.rounds)
 	}
 }
+
+// sso is a FirstMethod that wants the answer "ok" and puts its user in
+// group "sso".
+type sso struct{}
+
+func (sso) Name() string { return "sso" }
+
+func (sso) Authenticate(_ ssh.ConnMetadata, login string, ask ssh.KeyboardInteractiveChallenge) (Identity, error) {
+	a, err := ask("", "open the URL", []string{"Press Enter when done "}, []bool{true})
+	if err != nil {
+		return Identity{}, err
+	}
+	if len(a) != 1 || a[0] != "ok" {
+		return Identity{}, &Refusal{User: login, Rule: "sso", Reason: "not approved"}
+	}
+	return Identity{User: login, Groups: []string{"sso"}}, nil
+}
+
+func TestFirstMethodThenSecondFactor(t *testing.T) {
+	a, err := New(Params{Users: []User{{Name: "dave"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f failures
+	second := func(id Identity) (Challenger, error) {
+		if id.Method == "sso" && id.User == "dave" {
+			return pin{}, nil
+		}
+		return nil, nil
+	}
+	s := startServerLogin(t, a, Login{Refused: f.record, First: sso{}, SecondFactor: second})
+	ans := &answers{list: []string{"ok", "1234"}}
+	id := s.login(t, "dave", ans.method()).identity(t)
+	if id.Method != "sso" || id.SecondFactor != "pin" || len(id.Groups) != 1 || id.Groups[0] != "sso" {
+		t.Errorf("got %+v, want dave by sso in group sso, then pin", id)
+	}
+	ans = &answers{list: []string{"no"}}
+	if r := s.login(t, "dave", ans.method()); r.err == nil {
+		t.Fatal("got an unapproved first method accepted, want refused")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.list) == 0 || f.list[0].Method != MethodKeyboardInteractive || f.list[0].Rule != "sso" {
+		t.Errorf("got refusals %+v, want one by rule sso", f.list)
+	}
+}
