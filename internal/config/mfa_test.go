@@ -44,3 +44,25 @@ func TestMFAErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestMFAWarnsOfAnOpenExec(t *testing.T) {
+	text := strings.Replace(minimal, "{name: alice, authorized_keys: a.pub}", "{name: alice, authorized_keys: a.pub, totp_file: t}", 1) +
+		"    policy: {exec: {allow: [\"uptime\", \".*\"]}}\n"
+	for _, tc := range []struct {
+		mfa  string
+		warn bool
+	}{
+		{"{required_for: [pty]}", true},
+		{"{required_for: [pty, exec]}", false},
+		{"{required: true}", false},
+	} {
+		c := mustParse(t, text+"    mfa: "+tc.mfa+"\n")
+		got := false
+		for _, w := range c.Warnings {
+			got = got || strings.Contains(w.Error(), `services[s].policy.exec.allow ".*" matches every command`)
+		}
+		if got != tc.warn {
+			t.Errorf("%s: got warning %v, want %v (%v)", tc.mfa, got, tc.warn, c.Warnings)
+		}
+	}
+}
