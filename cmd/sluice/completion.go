@@ -17,6 +17,7 @@ var verbs = map[string][]string{
 	"completion":  {"bash", "zsh"},
 	"console":     {"token", "user"},
 	"known-hosts": {"add"},
+	"user":        {"totp"},
 }
 
 // completionFlag is one flag completion offers.

@@ -26,6 +26,7 @@ func commands() map[string]command {
 		"kill":        {"end a live session", runKill},
 		"explain":     {"explain who may reach which host as which login", runExplain},
 		"console":     {"create console API tokens and operators", runConsole},
+		"user":        {"enrol a user for TOTP second factors", runUser},
 		"version":     {"print the version and VCS revision", runVersion},
 		"completion":  {"print the bash or zsh completion script", runCompletion},
 	}

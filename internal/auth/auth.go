@@ -70,6 +70,11 @@ type Restrictions struct {
 	// forces ForcedCommand, for the audit.
 	ForcedCommandRule string   `json:"forced_command_rule,omitempty"`
 	PermitOpen        []string `json:"permit_open,omitempty"` // empty = no per-key limit
+	// Automation marks a key (authorized_keys option "automation") or a
+	// certificate (extension ExtensionAutomation) used by a program: it
+	// is never asked for a second factor, so it may do only what needs
+	// none (services[].mfa.required_for).
+	Automation bool `json:"automation,omitempty"`
 }
 
 // Identity is who authenticated and how, read back from ssh.Permissions.
@@ -82,6 +87,9 @@ type Identity struct {
 	// Subject is the identity provider's issuer and subject ("iss sub")
 	// of a single sign-on; "" for other methods.
 	Subject string
+	// SecondFactor names the keyboard-interactive step that passed after
+	// Method (Challenger.Name, e.g. "totp"), or "".
+	SecondFactor string
 }
 
 // Authentication methods as reported in Identity.Method.
@@ -182,15 +190,33 @@ func New(p Params) (*Authenticator, error) {
 }
 
 // Callbacks installs the authentication callbacks and MaxAuthTries in cfg,
-// the ServerConfig of one connection, and reports each attempt they refuse
-// to refused (which may be nil). PasswordCallback is installed only when
-// some user has a password hash.
-func (a *Authenticator) Callbacks(cfg *ssh.ServerConfig, refused func(Refusal)) {
-	cfg.PublicKeyCallback = reporting(refused, a.publicKey)
+// the ServerConfig of one connection, reporting to and asking l (see
+// Login). PasswordCallback is installed only when some user has a password
+// hash, KeyboardInteractiveCallback only with l.First. A first method that
+// passes is followed by the second factor l.SecondFactor asks for, if any,
+// through keyboard-interactive (an ssh.PartialSuccessError).
+func (a *Authenticator) Callbacks(cfg *ssh.ServerConfig, l Login) {
+	f := &flow{Login: l}
+	cfg.PublicKeyCallback = reporting(l.Refused, then(f, a.publicKey))
 	if a.passwords {
-		cfg.PasswordCallback = reporting(refused, a.password)
+		cfg.PasswordCallback = reporting(l.Refused, then(f, a.password))
 	}
+	if l.First != nil {
+		cfg.KeyboardInteractiveCallback = reporting(l.Refused, then(f, a.first(l.First)))
+	}
+	cfg.AuthLogCallback = f.logged
 	cfg.MaxAuthTries = a.maxTries
+}
+
+// then runs first and, when it passes, f's second step.
+func then[T any](f *flow, first func(ssh.ConnMetadata, T) (*ssh.Permissions, error)) func(ssh.ConnMetadata, T) (*ssh.Permissions, error) {
+	return func(conn ssh.ConnMetadata, arg T) (*ssh.Permissions, error) {
+		p, err := first(conn, arg)
+		if err != nil {
+			return p, err
+		}
+		return f.next(p)
+	}
 }
 
 // reporting wraps an authentication callback: a Refusal it returns goes to
@@ -295,6 +321,12 @@ const (
 	optSourceAddress = "source-address"
 )
 
+// ExtensionAutomation marks a user certificate for automation (see
+// Restrictions.Automation): an extension, not a critical option, so that
+// sshd, which ignores extensions it does not know, still accepts the
+// certificate (PROTOCOL.certkeys).
+const ExtensionAutomation = "automation@sluice"
+
 func (a *Authenticator) certificate(conn ssh.ConnMetadata, u *userEntry, cert *ssh.Certificate) (*ssh.Permissions, error) {
 	const rule = "trusted_user_ca_keys"
 	m, remote := MethodCertificate, conn.RemoteAddr()
@@ -344,12 +376,14 @@ func (a *Authenticator) certificate(conn ssh.ConnMetadata, u *userEntry, cert *s
 	_, pf := cert.Extensions["permit-port-forwarding"]
 	_, agent := cert.Extensions["permit-agent-forwarding"]
 	_, x11 := cert.Extensions["permit-X11-forwarding"]
+	_, automation := cert.Extensions[ExtensionAutomation]
 	r := Restrictions{
 		NoPty:             !pty,
 		NoPortForwarding:  !pf,
 		NoAgentForwarding: !agent,
 		NoX11Forwarding:   !x11,
 		ForcedCommand:     cert.CriticalOptions[optForceCommand],
+		Automation:        automation,
 	}
 	if r.ForcedCommand != "" {
 		r.ForcedCommandRule = rule + " " + optForceCommand

@@ -259,7 +259,7 @@ func TestCallbacksMaxAuthTries(t *testing.T) {
 			t.Fatal(err)
 		}
 		var cfg ssh.ServerConfig
-		a.Callbacks(&cfg, nil)
+		a.Callbacks(&cfg, Login{})
 		if cfg.MaxAuthTries != tt.want {
 			t.Errorf("MaxAuthTries %d: got %d, want %d", tt.in, cfg.MaxAuthTries, tt.want)
 		}

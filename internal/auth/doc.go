@@ -14,6 +14,15 @@
 // another is always identified by the key that signed (CVE-2024-45337).
 //
 // Each refused attempt is reported, as a Refusal with the rule that decided,
-// to the function the connection's Callbacks call was given; the client
-// only ever learns that access was denied.
+// to the Login the connection's Callbacks call was given; the client only
+// ever learns that access was denied.
+//
+// A first method that passes may be followed by a second factor: the
+// Login's SecondFactor names a Challenger, asked through keyboard-interactive
+// (RFC 4256) after an ssh.PartialSuccessError, as OpenSSH's
+// "AuthenticationMethods publickey,keyboard-interactive" does. The identity
+// waits in that error's closure, one per key offered; Identity.SecondFactor
+// says which step passed. The Login's First is a first method that is
+// itself keyboard-interactive (an SSO device flow). See
+// docs/authentication.md.
 package auth

@@ -29,8 +29,15 @@ type server struct {
 
 func startServer(t *testing.T, a *Authenticator, refused func(Refusal), more ...func(*ssh.ServerConfig)) *server {
 	t.Helper()
+	return startServerLogin(t, a, Login{Refused: refused}, more...)
+}
+
+// startServerLogin is startServer with every field of Login; more set up
+// the ServerConfig further after Callbacks (a sign-on callback, say).
+func startServerLogin(t *testing.T, a *Authenticator, login Login, more ...func(*ssh.ServerConfig)) *server {
+	t.Helper()
 	cfg := &ssh.ServerConfig{}
-	a.Callbacks(cfg, refused)
+	a.Callbacks(cfg, login)
 	for _, f := range more {
 		f(cfg)
 	}

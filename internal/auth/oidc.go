@@ -11,6 +11,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ssh/sluice/internal/oidc"
+	"github.com/sluice-ssh/sluice/internal/termqr"
 )
 
 // MethodOIDC is Identity.Method of a user signed in through single sign-on.
@@ -140,7 +141,7 @@ func prompt(g *oidc.Grant) string {
 		uri = g.VerificationURIComplete
 		s += "or open " + uri + "\n"
 	}
-	if qr, err := oidc.TerminalQR(uri); err == nil {
+	if qr, err := termqr.Render(uri); err == nil {
 		s += "or scan:\n" + qr
 	}
 	return s + "Press Enter once you have approved the sign-in: "

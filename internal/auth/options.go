@@ -171,6 +171,8 @@ func (kl *keyLine) applyOptions(opts []option) error {
 			err, r.NoX11Forwarding = flag(), true
 		case "x11-forwarding":
 			err, r.NoX11Forwarding = flag(), false
+		case "automation":
+			err, r.Automation = flag(), true
 		case "no-user-rc", "user-rc":
 			// The gateway runs no ~/.ssh/rc; nothing to enforce.
 			err = flag()

@@ -153,8 +153,11 @@ type User struct {
 	Name           string
 	AuthorizedKeys string // absolute path, or ""
 	PasswordHash   string // bcrypt ($2a$, $2b$ or $2y$), or ""
-	Groups         []string
-	Line           int // of the name, for check warnings
+	// TOTPFile is the absolute path of the user's TOTP secret (an
+	// otpauth:// URI written by `sluice user totp`), or "".
+	TOTPFile string
+	Groups   []string
+	Line     int // of the name, for check warnings
 }
 
 // Service is one listener and what it lets its clients do.
@@ -179,7 +182,24 @@ type Service struct {
 	// OIDC offers single sign-on at the top-level OIDC provider
 	// (keyboard-interactive, device authorization grant).
 	OIDC bool
+	MFA  MFA
 }
+
+// MFA is a service's second-factor setting (internal/mfa). The zero MFA
+// asks for none.
+type MFA struct {
+	// Required asks every login for a second factor.
+	Required bool
+	// RequiredFor lists the request kinds (policy.Kinds, or
+	// "subsystem:NAME") that need a second factor: logins that could make
+	// them are asked at login, except with a key marked for automation,
+	// which is refused them instead.
+	RequiredFor []string
+	Line        int // of the mfa key, for check warnings
+}
+
+// On reports whether the service asks anyone for a second factor.
+func (m MFA) On() bool { return m.Required || len(m.RequiredFor) > 0 }
 
 // Router says how a service picks its target. At least one way is set.
 type Router struct {

@@ -73,8 +73,15 @@ func (d *decoder) oidc(n *yaml.Node, key string) *OIDC {
 }
 
 // checkOIDC reports services with oidc: true in a file without an oidc
-// section.
+// section, and services that would ask a sign-on for a second factor: the
+// identity provider asks its own, and a sign-on and a TOTP prompt cannot
+// share the one keyboard-interactive method a connection has.
 func (d *decoder) checkOIDC(c *Config) {
+	for _, s := range c.Services {
+		if s.OIDC && s.MFA.On() {
+			d.errorAt(s.MFA.Line, "services["+s.Name+"].mfa", "service %q offers single sign-on (oidc: true) and mfa: a sign-on gets its second factor from the identity provider; put mfa on another service", s.Name)
+		}
+	}
 	if c.OIDC != nil {
 		return
 	}

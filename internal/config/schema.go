@@ -103,6 +103,7 @@ func (d *decoder) decodeFile(data []byte) *Config {
 	}
 
 	d.checkRefs()
+	d.checkMFA(c)
 	d.checkParents(c.Zones)
 	checkListens(d, listens)
 	d.checkOIDC(c)
@@ -405,6 +406,7 @@ func (d *decoder) users(n *yaml.Node, key string, dst *[]User, credless *[]ref) 
 				}
 			}},
 			{"authorized_keys", false, func(n *yaml.Node, k string) { d.path(n, k, &u.AuthorizedKeys) }},
+			{"totp_file", false, func(n *yaml.Node, k string) { d.path(n, k, &u.TOTPFile) }},
 			{"password_hash", false, func(n *yaml.Node, k string) {
 				var s string
 				if !d.str(n, k, &s) {

@@ -77,6 +77,7 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 					d.oidcUses = append(d.oidcUses, ref{"service", s.Name, n.Line, k})
 				}
 			}},
+			{"mfa", false, func(n *yaml.Node, k string) { d.mfa(n, k, &s.MFA) }},
 			{"proxy_protocol", false, func(n *yaml.Node, k string) {
 				d.mapping(n, k, []field{
 					{"trusted", true, func(n *yaml.Node, k string) {

@@ -22,6 +22,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/console"
 	"github.com/sluice-ssh/sluice/internal/hostkey"
 	"github.com/sluice-ssh/sluice/internal/metrics"
+	"github.com/sluice-ssh/sluice/internal/mfa"
 	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/router"
 	"github.com/sluice-ssh/sluice/internal/service"
@@ -78,6 +79,10 @@ type Gateway struct {
 
 	// held counts live sessions per role and user (access.go).
 	held roleSessions
+
+	// codes checks TOTP codes for every service, across reloads, so
+	// that a code accepted once is refused everywhere after.
+	codes *mfa.Verifier
 }
 
 // New builds every part of the gateway from cfg and opens the listeners. It
@@ -86,7 +91,7 @@ type Gateway struct {
 // On error every part already built is closed again, in reverse order, and
 // the error says which part failed.
 func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway, error) {
-	g := &Gateway{cfg: cfg, logger: logger, addrs: make(map[string]net.Addr), listens: make(map[string]string), instances: make(map[string]*audit.Instances)}
+	g := &Gateway{cfg: cfg, logger: logger, addrs: make(map[string]net.Addr), listens: make(map[string]string), instances: make(map[string]*audit.Instances), codes: mfa.NewVerifier(nil)}
 	// closers undo what New built; they close over g, which stays set
 	// whatever New returns.
 	var closers []func()
@@ -335,6 +340,11 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 	if err != nil {
 		return service.Params{}, fmt.Errorf("%s%w", prefix, err)
 	}
+	stepUp, err := policy.NewStepUp("services["+sc.Name+"].mfa.required_for", sc.MFA.RequiredFor)
+	if err != nil {
+		return service.Params{}, fmt.Errorf("%s%w", prefix, err)
+	}
+	second := g.secondFactor(cfg, sc)
 	checker, err := hostkey.NewChecker(sc.Upstream.KnownHosts)
 	if err != nil {
 		return service.Params{}, fmt.Errorf("%supstream.known_hosts: %w", prefix, err)
@@ -394,6 +404,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		Record:         g.recordStart(cfg, sc),
 		Stacked:        g.stackedProxies(sc.Name, sc.Policy),
 		ExecTransfer:   g.execTransfer(sc.Name, sc.Policy),
+		StepUp:         stepUp,
 		Access:         g.decideAccess(acc),
 		Session:        sshsession.Config{},
 		LoginGraceTime: cfg.Gateway.LoginGraceTime.Std(),
@@ -422,8 +433,10 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 			l := &login{m: m}
 			cfg := *scfg
 			refused := func(r auth.Refusal) { g.refused(l, r) }
-			authn.Callbacks(&cfg, refused)
+			authn.Callbacks(&cfg, auth.Login{Refused: refused, SecondFactor: second, Owed: l.owe})
 			if sc.OIDC {
+				// config refuses oidc with mfa on one service: the
+				// identity provider asks its own second factor.
 				var deadline time.Time
 				if grace > 0 {
 					deadline = time.Now().Add(grace)
@@ -437,6 +450,19 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		Instance: g.instance(sc.Name),
 	}
 	return p, nil
+}
+
+// secondFactor is the auth.SecondFactor of service sc of cfg: TOTP codes
+// from each user's totp_file, checked by the gateway's one Verifier.
+func (g *Gateway) secondFactor(cfg *config.Config, sc *config.Service) auth.SecondFactor {
+	files := make(map[string]string, len(cfg.Users))
+	for _, u := range cfg.Users {
+		if u.TOTPFile != "" {
+			files[u.Name] = u.TOTPFile
+		}
+	}
+	q := mfa.Requirement{Service: sc.Name, All: sc.MFA.Required, StepUp: sc.MFA.RequiredFor}
+	return q.SecondFactor(&mfa.TOTP{Files: func(user string) string { return files[user] }, Verifier: g.codes})
 }
 
 // instanceTimeout bounds the store write that reserves a block of session

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -291,11 +292,17 @@ func (w *world) run(stdin io.Reader, name string, args ...string) result {
 // runEnv is run with the environment env (nil: the test's own).
 func (w *world) runEnv(stdin io.Reader, env []string, name string, args ...string) result {
 	w.t.Helper()
+	return w.runAttr(stdin, env, nil, name, args...)
+}
+
+// runAttr is runEnv with the process attributes attr (nil: none).
+func (w *world) runAttr(stdin io.Reader, env []string, attr *syscall.SysProcAttr, name string, args ...string) result {
+	w.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr, cmd.Stdin, cmd.Env = &out, &errb, stdin, env
+	cmd.Stdout, cmd.Stderr, cmd.Stdin, cmd.Env, cmd.SysProcAttr = &out, &errb, stdin, env, attr
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String()}
 	var ee *exec.ExitError

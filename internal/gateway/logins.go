@@ -34,12 +34,27 @@ type login struct {
 	user    string   // of the last refusal
 	rule    string
 	reason  string
+	// owed is the second factor the client owes since its first method
+	// passed, until a keyboard-interactive attempt is refused; "" when
+	// none.
+	owed, owedBy string
+}
+
+// owe records that the client passed its first method as user and owes
+// factor (auth.Login.Owed).
+func (l *login) owe(id auth.Identity, factor string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.owed, l.owedBy = factor, id.User
 }
 
 // refuse records one refused attempt.
 func (l *login) refuse(method, user, rule, reason string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if method == auth.MethodKeyboardInteractive {
+		l.owed = ""
+	}
 	l.refused++
 	if !slices.Contains(l.methods, method) {
 		l.methods = append(l.methods, method)
@@ -64,9 +79,18 @@ func (g *Gateway) refused(l *login, r auth.Refusal) {
 // login, not per attempt, thinned under a flood. A connection that never
 // tried (a port scan, a failed handshake) writes none: its audit event
 // says what happened.
+//
+// A client that passed its first method and left without answering the
+// second factor it owed is refused and audited here, once.
 func (g *Gateway) loginDone(l *login) {
 	if l.m.User() != "" {
 		return
+	}
+	l.mu.Lock()
+	owed, user := l.owed, l.owedBy
+	l.mu.Unlock()
+	if owed != "" {
+		g.refused(l, auth.Refusal{Method: auth.MethodKeyboardInteractive, User: user, Rule: "services[" + l.m.Service() + "].mfa", Reason: "connection ended without answering the second factor (" + owed + ")"})
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -81,35 +81,6 @@ func FuzzMap(f *testing.F) {
 	})
 }
 
-// TestTerminalQR: the code is drawn in half blocks, each line as wide as
-// the code and its quiet zone.
-func TestTerminalQR(t *testing.T) {
-	s, err := TerminalQR("https://127.0.0.1:8443/device?user_code=ABCD-EFGH")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
-	width := len([]rune(lines[0]))
-	// Version 3 or 4 for this length: 29 or 33 modules plus the zone.
-	if width != 29+2*quietZone && width != 33+2*quietZone {
-		t.Fatalf("got width %d, want %d or %d", width, 29+2*quietZone, 33+2*quietZone)
-	}
-	if len(lines) != (width+1)/2 {
-		t.Fatalf("got %d lines, want %d", len(lines), (width+1)/2)
-	}
-	for i, l := range lines {
-		if n := len([]rune(l)); n != width {
-			t.Fatalf("line %d has %d runes, want %d", i, n, width)
-		}
-		if strings.Trim(l, "█▀▄ ") != "" {
-			t.Fatalf("line %d holds other characters: %q", i, l)
-		}
-	}
-	if lines[0] != strings.Repeat("█", width) {
-		t.Fatalf("first line %q is not the light quiet zone", lines[0])
-	}
-}
-
 // TestPrintable: a user code or URI with a control character, a space or
 // non-ASCII bytes (an escape sequence for the terminal) is not shown.
 func TestPrintable(t *testing.T) {

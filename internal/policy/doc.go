@@ -15,4 +15,7 @@
 // command, ...) are honoured in addition to the service policy: either one
 // can refuse, and an authorized_keys refusal is reported with a rule such as
 // "authorized_keys no-pty".
+//
+// A StepUp (services[].mfa.required_for) refuses, on top of the rest, the
+// request kinds that need a second factor the session has not given.
 package policy

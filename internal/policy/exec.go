@@ -87,9 +87,9 @@ func (p *Policy) execWholeString(cmd string) Verdict {
 	return Verdict{Rule: p.prefix + ".exec.allow", Reason: "command matches no allow pattern"}
 }
 
-// matchesEverything reports whether the allow pattern pat, anchored as
+// MatchesEverything reports whether the allow pattern pat, anchored as
 // Compile anchors it, matches any command: ".*", "(.*)", ".+|", ….
-func matchesEverything(pat string) bool {
+func MatchesEverything(pat string) bool {
 	re, err := syntax.Parse(`(?s:`+pat+`)`, syntax.Perl)
 	if err != nil {
 		return false

@@ -148,7 +148,7 @@ func CompileAt(prefix string, s Spec) (*Policy, error) {
 			return nil, fmt.Errorf("policy: %s.exec.allow[%d]: %w", p.prefix, i, err)
 		}
 		p.execAllow = append(p.execAllow, re)
-		p.execCatchAll = p.execCatchAll || matchesEverything(pat)
+		p.execCatchAll = p.execCatchAll || MatchesEverything(pat)
 	}
 	for i, pat := range s.ExecDeny {
 		re, err := regexp.Compile(`^(?s:` + pat + `)$`)

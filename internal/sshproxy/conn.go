@@ -38,6 +38,9 @@ type conn struct {
 	log   *slog.Logger // with the master's session_id
 	id    auth.Identity
 	restr policy.Restrictions
+	// stepUp refuses what needs a second factor the user has not given;
+	// nil when given or not asked for.
+	stepUp *policy.StepUp
 	// grant is what the connection may do; dial sets it when the service
 	// decides by identity (Params.Access).
 	grant Grant
@@ -365,10 +368,10 @@ func (c *conn) login() string { return c.grant.Login }
 func (c *conn) grants() usercert.Grants {
 	pol, r := c.grant.Policy, c.restr
 	return usercert.Grants{
-		PTY:             pol.Pty(r).Accept,
-		PortForwarding:  pol.ForwardLocalPossible(r) || pol.ForwardRemote(r).Accept,
-		AgentForwarding: pol.Agent(r).Accept,
-		X11Forwarding:   pol.X11(r).Accept,
+		PTY:             c.stepUp.Decide(pol.Pty(r), policy.KindPty).Accept,
+		PortForwarding:  c.stepUp.Decide(policy.Verdict{Accept: pol.ForwardLocalPossible(r)}, policy.KindForwardLocal).Accept || c.stepUp.Decide(pol.ForwardRemote(r), policy.KindForwardRemote).Accept,
+		AgentForwarding: c.stepUp.Decide(pol.Agent(r), policy.KindAgent).Accept,
+		X11Forwarding:   c.stepUp.Decide(pol.X11(r), policy.KindX11).Accept,
 	}
 }
 

@@ -25,7 +25,7 @@ func (c *conn) directTCPIP(ctx context.Context, nc ssh.NewChannel, st *session.S
 		return
 	}
 	detail := map[string]any{"host": m.Host, "port": m.Port, "origin": fmt.Sprintf("%s:%d", m.OriginHost, m.OriginPort)}
-	if !c.decide(ctx, st, "forward.local", c.grant.Policy.ForwardLocal(m.Host, m.Port, c.restr), detail) {
+	if !c.decide(ctx, st, "forward.local", c.stepUp.Decide(c.grant.Policy.ForwardLocal(m.Host, m.Port, c.restr), policy.KindForwardLocal), detail) {
 		_ = nc.Reject(ssh.Prohibited, msgProhibited)
 		return
 	}
@@ -164,7 +164,7 @@ func (c *conn) remoteForward(ctx context.Context, req *ssh.Request) {
 		_ = req.Reply(false, nil)
 		return
 	}
-	if req.Type == "tcpip-forward" && !c.decide(ctx, st, "forward.remote", c.grant.Policy.ForwardRemote(c.restr), map[string]any{"host": m.Host, "port": m.Port}) {
+	if req.Type == "tcpip-forward" && !c.decide(ctx, st, "forward.remote", c.stepUp.Decide(c.grant.Policy.ForwardRemote(c.restr), policy.KindForwardRemote), map[string]any{"host": m.Host, "port": m.Port}) {
 		_ = req.Reply(false, nil)
 		return
 	}

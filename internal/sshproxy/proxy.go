@@ -97,6 +97,10 @@ type Params struct {
 	// command to the exec policy alone. It is asked only about commands
 	// the exec policy permits.
 	ExecTransfer func(command string) (t Transfer, ok bool)
+	// StepUp, when set, refuses the requests it names to connections
+	// whose user gave no second factor (auth.Identity.SecondFactor), as a
+	// key marked for automation does not; nil refuses nothing.
+	StepUp *policy.StepUp
 	// Record gives each master session its recording; nil records
 	// nothing.
 	Record RecordStart
@@ -181,6 +185,12 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn, cfg *
 	if id.Subject != "" {
 		e.Detail["subject"] = id.Subject
 	}
+	if id.SecondFactor != "" {
+		e.Detail["second_factor"] = id.SecondFactor
+	}
+	if id.Restrictions.Automation {
+		e.Detail["automation"] = true
+	}
 	p.write(ctx, e)
 	if p.p.Authenticated != nil {
 		if rule, err := p.p.Authenticated(m); err != nil {
@@ -197,6 +207,9 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn, cfg *
 	}
 
 	cn := &conn{p: p, m: m, st: m.Stack("ssh", -1), sconn: sconn, log: log, id: id, restr: restrictions(id.Restrictions), act: newActivity()}
+	if id.SecondFactor == "" {
+		cn.stepUp = p.p.StepUp
+	}
 	cn.grant = Grant{Policy: p.p.Policy, Login: p.p.Upstream.User(id.User), Stacked: p.p.Stacked, ExecTransfer: p.p.ExecTransfer}
 	session.Set(m, connKey, cn)
 	up, err := cn.dial(ctx)

@@ -110,7 +110,7 @@ func (r *relay) HandleRequest(s *sshsession.Session, req sshsession.Request) err
 	c, pol := r.c, r.c.grant.Policy
 	switch q := req.(type) {
 	case *sshsession.PtyRequest:
-		if !c.decide(r.ctx, r.st, "pty", pol.Pty(c.restr), map[string]any{"term": q.Term, "columns": q.Columns, "rows": q.Rows}) {
+		if !c.decide(r.ctx, r.st, "pty", c.stepUp.Decide(pol.Pty(c.restr), policy.KindPty), map[string]any{"term": q.Term, "columns": q.Columns, "rows": q.Rows}) {
 			return errRefused
 		}
 		return r.forward(q, true)
@@ -144,9 +144,9 @@ func (r *relay) other(q *sshsession.OtherRequest) error {
 	var flag *atomic.Bool
 	switch q.Name {
 	case "auth-agent-req@openssh.com":
-		v, flag = pol.Agent(c.restr), &c.agent
+		v, flag = c.stepUp.Decide(pol.Agent(c.restr), policy.KindAgent), &c.agent
 	case "x11-req":
-		v, flag = pol.X11(c.restr), &c.x11
+		v, flag = c.stepUp.Decide(pol.X11(c.restr), policy.KindX11), &c.x11
 	default:
 		return fmt.Errorf("%w: %s", errRefused, q.Name)
 	}
@@ -185,8 +185,10 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 	cmd, rule, forced := pol.ForcedCommand(c.restr)
 	var v policy.Verdict
 	var transfer *Transfer
-	var stack string // the subsystem whose stacked proxy runs it
-	upReq := req     // what the target is asked to run
+	var stack string   // the subsystem whose stacked proxy runs it
+	upReq := req       // what the target is asked to run
+	var kinds []string // what it is, for the step-up (policy.StepUp)
+	isTransfer := false
 	switch {
 	case forced && isInternalSFTP(cmd):
 		// sshd runs its in-process SFTP server for every request; the
@@ -199,6 +201,7 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 			v.Reason = "forced internal-sftp runs the sftp subsystem"
 		}
 		upReq = &sshsession.SubsystemRequest{Name: "sftp"}
+		kinds = []string{policy.KindSubsystem + ":sftp"}
 		if c.grant.Stacked["sftp"] != nil {
 			stack = "sftp"
 		}
@@ -207,19 +210,29 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 		v = policy.Verdict{Accept: true, Rule: rule, Reason: "forced command"}
 		upReq = &sshsession.ExecRequest{Command: cmd}
 		detail["command"] = cmd
-		transfer, v = r.execTransfer(cmd, v)
+		transfer, v, isTransfer = r.execTransfer(cmd, v)
+		kinds = []string{policy.KindExec}
 	case typ == "shell":
 		v = pol.Shell()
+		kinds = []string{policy.KindShell}
 	case typ == "exec":
 		v = pol.Exec(requested)
 		detail["command"] = requested
-		transfer, v = r.execTransfer(requested, v)
+		transfer, v, isTransfer = r.execTransfer(requested, v)
+		kinds = []string{policy.KindExec}
 	default:
 		v = pol.Subsystem(requested)
+		kinds = []string{policy.KindSubsystem + ":" + requested}
 		if c.grant.Stacked[requested] != nil {
 			stack = requested
 		}
 	}
+	if isTransfer {
+		// scp and sftp-server run by exec move files as the sftp
+		// subsystem does: a step-up on either holds them.
+		kinds = append(kinds, policy.KindSubsystem+":sftp")
+	}
+	v = c.stepUp.Decide(v, kinds...)
 	if forced && requested != "" {
 		detail["original_command"] = requested
 	}
@@ -282,20 +295,21 @@ func isInternalSFTP(cmd string) bool {
 // execTransfer asks Params.ExecTransfer about a command the policy
 // accepted (v), so that scp and sftp-server run by exec, or forced, do not
 // get around the sftp subsystem's policy. It returns the stacked proxy to
-// run, if any, and the verdict that now stands.
-func (r *relay) execTransfer(cmd string, v policy.Verdict) (*Transfer, policy.Verdict) {
+// run, if any, the verdict that now stands, and whether cmd is a file
+// transfer.
+func (r *relay) execTransfer(cmd string, v policy.Verdict) (*Transfer, policy.Verdict, bool) {
 	xt := r.c.grant.ExecTransfer
 	if !v.Accept || xt == nil {
-		return nil, v
+		return nil, v, false
 	}
 	t, ok := xt(cmd)
 	if !ok {
-		return nil, v
+		return nil, v, false
 	}
 	if t.Proxy != nil {
-		return &t, t.Verdict
+		return &t, t.Verdict, true
 	}
-	return nil, t.Verdict
+	return nil, t.Verdict, true
 }
 
 // Serve relays the program's streams and its exit status.

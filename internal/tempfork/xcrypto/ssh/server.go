@@ -712,6 +712,23 @@ userAuthLoop:
 				return nil, &ServerAuthError{Errors: authErrs}
 			}
 			return nil, err
+		} else if len(packet) > 0 && packet[0] == msgServiceRequest {
+			// Sluice patch (docs/xcrypto-fork.md, section 8): a client
+			// may ask for ssh-userauth again before each method, as
+			// paramiko does, and OpenSSH's sshd accepts it; refusing
+			// it broke every second authentication step. The request
+			// counts as an attempt against maxAuthServerAttempts.
+			var req serviceRequestMsg
+			if err := Unmarshal(packet, &req); err != nil {
+				return nil, err
+			}
+			if req.Service != serviceUserAuth {
+				return nil, fmt.Errorf("ssh: client asked for service %q during authentication", req.Service)
+			}
+			if err := s.transport.writePacket(Marshal(&serviceAcceptMsg{Service: serviceUserAuth})); err != nil {
+				return nil, err
+			}
+			continue userAuthLoop
 		} else if err = Unmarshal(packet, &userAuthReq); err != nil {
 			return nil, err
 		}
