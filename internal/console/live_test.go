@@ -3,6 +3,7 @@ package console
 import (
 	"bufio"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -132,13 +133,11 @@ func FuzzLiveView(f *testing.F) {
 		defer in.Close()
 		rec := httptest.NewRecorder()
 		lw := &liveWriter{w: bufio.NewWriter(rec), flusher: rec, channel: -1, cols: 80, rows: 24}
-		fl := &follower{f: in}
-		for range 2 {
-			if err := fl.poll(func(b []byte) { lw.line(b, "") }); err != nil && !errors.Is(err, errCorrupt) {
-				t.Fatalf("poll: %v", err)
-			}
-			lw.idle()
+		tl := &tail{ctx: context.Background(), f: in, live: func() bool { return false }, caughtUp: lw.idle}
+		if err := follow(tl, func(b []byte) { lw.line(b, "") }); errors.Is(err, context.Canceled) {
+			t.Fatalf("follow: %v", err)
 		}
+		lw.idle()
 		for i, ev := range strings.Split(strings.TrimSuffix(rec.Body.String(), "\n\n"), "\n\n") {
 			if ev == "" {
 				continue
