@@ -143,13 +143,20 @@ func (c *cmdline) config(args []string, path *string, npos int) (*config.Config,
 	if !ok {
 		return nil, nil, code
 	}
-	if *path == "" {
-		return nil, nil, c.fail("-c FILE is required")
+	cfg, code := c.load(*path)
+	return cfg, pos, code
+}
+
+// load loads the config at path (-c FILE), which is required; on an error
+// it prints it and the caller returns code.
+func (c *cmdline) load(path string) (*config.Config, int) {
+	if path == "" {
+		return nil, c.fail("-c FILE is required")
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := config.Load(path)
 	if err != nil {
 		fmt.Fprintln(c.stderr, err)
-		return nil, nil, 1
+		return nil, 1
 	}
-	return cfg, pos, 0
+	return cfg, 0
 }

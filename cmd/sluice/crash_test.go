@@ -98,18 +98,7 @@ func TestCrashRestartVerify(t *testing.T) {
 	if b, err := exec.Command(sshPath, append(opts, dest, "echo one")...).Output(); err != nil || string(b) != "one\n" {
 		t.Fatalf("first session: got %q, %v, want one", b, err)
 	}
-	live := exec.Command(sshPath, append(opts, dest, "echo started; sleep 60")...)
-	pipe, err := live.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := live.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = live.Process.Kill(); _ = live.Wait() }()
-	if l, err := bufio.NewReader(pipe).ReadString('\n'); err != nil || l != "started\n" {
-		t.Fatalf("live session: got %q, %v, want started", l, err)
-	}
+	startLive(t, sshPath, append(opts, dest, "echo started; sleep 60"), "started")
 	before := jsonLines[audit.SessionSummary](t, eventually(t, func(s string) bool {
 		return len(jsonLines[audit.SessionSummary](t, s)) == 2
 	}, "sessions", "-c", cfg, "--json"))

@@ -8,6 +8,7 @@
 //	sluice target               the built-in target server alone
 //	sluice known-hosts add HOST[:PORT] --known-hosts FILE
 //	sluice sessions|audit|replay|kill -c FILE ...
+//	sluice sessions|audit|replay|kill --server URL --token T ...   the same through a gateway's console
 //	sluice audit verify -c FILE  check the audit hash chains and recordings
 //	sluice version
 //

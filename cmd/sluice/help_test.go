@@ -58,7 +58,7 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"serve"}, "sluice serve: -c FILE is required\nusage: sluice serve -c FILE\n"},
-		{[]string{"kill", "-c", "x"}, "sluice kill: missing argument\nusage: sluice kill -c FILE ID\n"},
+		{[]string{"kill", "-c", "x"}, "sluice kill: missing argument\nusage: sluice kill -c FILE|--server URL ID\n"},
 		{[]string{"sessions", "--bogus"}, "sluice sessions: flag provided but not defined: -bogus\n"},
 		{[]string{"known-hosts", "del"}, "sluice known-hosts add: the only verb is add\n"},
 		{[]string{"completion", "fish"}, "sluice completion: unknown shell \"fish\": want bash or zsh\n"},

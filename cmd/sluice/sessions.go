@@ -26,17 +26,22 @@ import (
 // opTimeout bounds a store query or an admin socket call.
 const opTimeout = 30 * time.Second
 
-// runSessions is `sluice sessions -c FILE [--live] [--user U] [--since T] [--json]`.
+// remoteAbout ends the help of the commands that --server sends to a
+// console.
+const remoteAbout = "\nWith --server URL --token T, a gateway's console API answers instead\n(docs/console.md), and no -c FILE is needed."
+
+// runSessions is `sluice sessions -c FILE|--server URL [--live] [--user U] [--since T] [--json]`.
 func runSessions(args []string, stdout, stderr io.Writer) int {
-	cl := newCmdline("sessions", "-c FILE [--live] [--user U] [--since T] [--json]", "List the sessions in the audit store, newest first, or with --live the\nsessions the running gateway serves now.", stdout, stderr)
+	cl := newCmdline("sessions", "-c FILE|--server URL [--live] [--user U] [--since T] [--json]", "List the sessions in the audit store, newest first, or with --live the\nsessions the running gateway serves now."+remoteAbout, stdout, stderr)
 	fs := cl.fs
 	path := fs.String("c", "", "config `FILE`")
+	rf := cl.remoteFlags()
 	live := fs.Bool("live", false, "list the live sessions of the running gateway (admin socket)")
 	user := fs.String("user", "", "only sessions of `USER`")
 	since := fs.String("since", "", "only sessions started at or after `T` (RFC 3339, YYYY-MM-DD, or a duration ago such as 2h)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
-	cfg, _, code := cl.config(args, path, 0)
-	if cfg == nil {
+	cfg, api, _, code := cl.target(args, path, rf, 0)
+	if cfg == nil && api == nil {
 		return code
 	}
 	from, err := parseSince(*since, time.Now())
@@ -47,7 +52,12 @@ func runSessions(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	var list []audit.SessionSummary
-	if *live {
+	if api != nil {
+		if list, err = api.sessions(ctx, *live, *user, from); err != nil {
+			fmt.Fprintln(stderr, "sluice:", err)
+			return 1
+		}
+	} else if *live {
 		got, err := admin.NewClient(cfg.Gateway.Admin.Socket).Sessions(ctx)
 		if err != nil {
 			fmt.Fprintln(stderr, "sluice:", err)
@@ -100,16 +110,17 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "verify" {
 		return runAuditVerify(args[1:], stdout, stderr)
 	}
-	cl := newCmdline("audit", "-c FILE [--user U] [--session ID] [--type T] [--since T] [--json]", "Print the audit events in the store, oldest first.\n`sluice audit verify` checks the store's hash chains (see its --help).", stdout, stderr)
+	cl := newCmdline("audit", "-c FILE|--server URL [--user U] [--session ID] [--type T] [--since T] [--json]", "Print the audit events in the store, oldest first.\n`sluice audit verify` checks the store's hash chains (see its --help)."+remoteAbout, stdout, stderr)
 	fs := cl.fs
 	path := fs.String("c", "", "config `FILE`")
+	rf := cl.remoteFlags()
 	user := fs.String("user", "", "only events of `USER`")
 	sess := fs.String("session", "", "only events of session `ID` and the sessions stacked in it")
 	typ := fs.String("type", "", "only events of `TYPE` (e.g. exec, session.end, kill)")
 	since := fs.String("since", "", "only events at or after `T` (RFC 3339, YYYY-MM-DD, or a duration ago such as 2h)")
 	asJSON := fs.Bool("json", false, "one JSON event per line")
-	cfg, _, code := cl.config(args, path, 0)
-	if cfg == nil {
+	cfg, api, _, code := cl.target(args, path, rf, 0)
+	if cfg == nil && api == nil {
 		return code
 	}
 	from, err := parseSince(*since, time.Now())
@@ -119,18 +130,16 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	st, err := openStore(ctx, cfg)
+	var events []audit.Event
+	if api != nil {
+		events, err = api.auditEvents(ctx, *user, *sess, *typ, from)
+	} else {
+		events, err = localAudit(ctx, cfg, audit.Filter{User: *user, SessionPrefix: *sess, Type: *typ, Since: from})
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice:", err)
 		return 1
 	}
-	defer st.Close()
-	events, err := st.Query(ctx, audit.Filter{User: *user, SessionPrefix: *sess, Type: *typ, Since: from})
-	if err != nil {
-		fmt.Fprintln(stderr, "sluice:", err)
-		return 1
-	}
-	events = inSession(events, *sess)
 	if *asJSON {
 		return writeJSONLines(stdout, stderr, events)
 	}
@@ -154,6 +163,20 @@ func runAudit(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// localAudit queries the store of cfg, as runAudit does without --server.
+func localAudit(ctx context.Context, cfg *config.Config, f audit.Filter) ([]audit.Event, error) {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	events, err := st.Query(ctx, f)
+	if err != nil {
+		return nil, err
+	}
+	return inSession(events, f.SessionPrefix), nil
 }
 
 // runAuditVerify is `sluice audit verify -c FILE [--head GATEWAY:SEQ:HASH]`:
@@ -226,13 +249,14 @@ func parseHead(s string) (audit.Link, error) {
 // runReplay is `sluice replay -c FILE ID [--speed N]`: it plays the
 // recordings of session ID (a master id plays each of its channels').
 func runReplay(args []string, stdout, stderr io.Writer) int {
-	cl := newCmdline("replay", "-c FILE ID [--speed N] [--asciicast]", "Play the recordings of session ID in the terminal (a connection's id plays\neach of its channels), or export one channel as an asciicast v2 file.", stdout, stderr)
+	cl := newCmdline("replay", "-c FILE|--server URL ID [--speed N] [--asciicast]", "Play the recordings of session ID in the terminal (a connection's id plays\neach of its channels), or export one channel as an asciicast v2 file."+remoteAbout, stdout, stderr)
 	fs := cl.fs
 	path := fs.String("c", "", "config `FILE`")
+	rf := cl.remoteFlags()
 	speed := fs.Float64("speed", 1, "play `N` times as fast")
 	cast := fs.Bool("asciicast", false, "write channel ID's recording to stdout as an asciicast v2 file (for asciinema) instead of playing it")
-	cfg, pos, code := cl.config(args, path, 1)
-	if cfg == nil {
+	cfg, api, pos, code := cl.target(args, path, rf, 1)
+	if cfg == nil && api == nil {
 		return code
 	}
 	if !(*speed > 0) {
@@ -242,6 +266,13 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	id := pos[0]
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if api != nil {
+		if err := remoteReplay(ctx, api, id, *cast, *speed, stdout); err != nil {
+			fmt.Fprintln(stderr, "sluice:", err)
+			return 1
+		}
+		return 0
+	}
 	paths, err := recordings(ctx, cfg, id)
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice:", err)
@@ -267,6 +298,35 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// remoteReplay is runReplay through a console: each recorded channel of
+// id (or channel id alone) is fetched as asciicast and played, or with
+// cast written out as it is.
+func remoteReplay(ctx context.Context, api *apiClient, id string, cast bool, speed float64, w io.Writer) error {
+	chans := []string{id}
+	if !cast {
+		var err error
+		if chans, err = api.channels(ctx, id); err != nil {
+			return err
+		}
+	}
+	for _, ch := range chans {
+		rc, err := api.recording(ctx, ch)
+		if err != nil {
+			return err
+		}
+		if cast {
+			_, err = io.Copy(w, rc)
+		} else {
+			err = record.Play(ctx, rc, w, record.PlayOptions{Speed: speed, Session: ch})
+		}
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // recordings returns the recording files of session id (and the sessions
@@ -358,18 +418,25 @@ func exportCast(paths []string, id string, w io.Writer) error {
 	return fmt.Errorf("no recording of channel %q (--asciicast takes a channel id, such as GW/SERVICE:N/ssh/session:0)", id)
 }
 
-// runKill is `sluice kill -c FILE ID`: end a live session through the
-// running gateway's admin socket.
+// runKill is `sluice kill -c FILE|--server URL ID`: end a live session
+// through the running gateway's admin socket or its console.
 func runKill(args []string, stdout, stderr io.Writer) int {
-	cl := newCmdline("kill", "-c FILE ID", "End live session ID through the running gateway's admin socket; its client\nis told and the end is audited.", stdout, stderr)
+	cl := newCmdline("kill", "-c FILE|--server URL ID", "End live session ID through the running gateway's admin socket; its client\nis told and the end is audited."+remoteAbout, stdout, stderr)
 	path := cl.fs.String("c", "", "config `FILE`")
-	cfg, pos, code := cl.config(args, path, 1)
-	if cfg == nil {
+	rf := cl.remoteFlags()
+	cfg, api, pos, code := cl.target(args, path, rf, 1)
+	if cfg == nil && api == nil {
 		return code
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if err := admin.NewClient(cfg.Gateway.Admin.Socket).Kill(ctx, pos[0]); err != nil {
+	var err error
+	if api != nil {
+		err = api.kill(ctx, pos[0])
+	} else {
+		err = admin.NewClient(cfg.Gateway.Admin.Socket).Kill(ctx, pos[0])
+	}
+	if err != nil {
 		fmt.Fprintln(stderr, "sluice:", err)
 		return 1
 	}

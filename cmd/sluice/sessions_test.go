@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,56 @@ func jsonLines[T any](t *testing.T, s string) []T {
 		out = append(out, v)
 	}
 	return out
+}
+
+// liveSSH is an ssh client that stays connected until the test ends it
+// (or the gateway does); the test's cleanup kills it.
+type liveSSH struct {
+	done chan struct{} // closed when ssh has exited
+	err  error         // its exit, once done
+}
+
+// startLive runs ssh with args, waits for its first line of output to
+// start with first, and discards the rest.
+func startLive(t *testing.T, sshPath string, args []string, first string) *liveSSH {
+	t.Helper()
+	cmd := exec.Command(sshPath, args...)
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l := &liveSSH{done: make(chan struct{})}
+	br := bufio.NewReader(pipe)
+	line, rerr := br.ReadString('\n')
+	go func() {
+		_, _ = io.Copy(io.Discard, br)
+		l.err = cmd.Wait()
+		close(l.done)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-l.done
+	})
+	if rerr != nil || !strings.HasPrefix(line, first) {
+		t.Fatalf("live ssh: first line %q, %v, want %s...", line, rerr, first)
+	}
+	return l
+}
+
+// wait returns ssh's exit once it has ended, failing the test if that
+// takes longer than d.
+func (l *liveSSH) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case <-l.done:
+		return l.err
+	case <-time.After(d):
+		t.Fatalf("the live ssh client did not end within %v", d)
+		return nil
+	}
 }
 
 // eventually runs sluice until check accepts its stdout or 5s have passed
@@ -74,23 +125,7 @@ func TestSessionsAuditReplayKill(t *testing.T) {
 	}
 
 	// A session that stays until it is killed.
-	live := exec.Command(sshPath, append(opts, dest, "echo started; sleep 60")...)
-	pipe, err := live.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := live.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	t.Cleanup(func() {
-		_ = live.Process.Kill()
-		<-exited
-	})
-	if l, err := bufio.NewReader(pipe).ReadString('\n'); err != nil || l != "started\n" {
-		t.Fatalf("live session: got %q, %v, want started", l, err)
-	}
-	go func() { exited <- live.Wait() }()
+	live := startLive(t, sshPath, append(opts, dest, "echo started; sleep 60"), "started")
 
 	code, lout, lerr := sluice("sessions", "-c", cfg, "--live", "--json")
 	if code != 0 {
@@ -140,14 +175,8 @@ func TestSessionsAuditReplayKill(t *testing.T) {
 	if code, kout, kerr := sluice("kill", "-c", cfg, liveID); code != 0 || kout != "killed "+liveID+"\n" {
 		t.Fatalf("kill: got %d %q %q, want 0 and killed %s", code, kout, kerr, liveID)
 	}
-	select {
-	case err := <-exited:
-		if err == nil {
-			t.Fatal("killed session: exited 0, want an error")
-		}
-		exited <- err // for the cleanup
-	case <-time.After(15 * time.Second):
-		t.Fatal("the killed session did not end within 15s")
+	if err := live.wait(t, 15*time.Second); err == nil {
+		t.Fatal("killed session: exited 0, want an error")
 	}
 	kills := jsonLines[audit.Event](t, eventually(t, func(s string) bool { return s != "" },
 		"audit", "-c", cfg, "--json", "--type", "kill"))

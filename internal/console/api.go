@@ -1,11 +1,11 @@
 package console
 
 import (
-	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -366,25 +366,45 @@ func (s *Server) apiRecording(w http.ResponseWriter, r *http.Request, who operat
 		http.Error(w, "no recording of this channel", http.StatusNotFound)
 		return
 	}
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		s.p.Logger.ErrorContext(r.Context(), "console: reading a recording", "path", path, "err", err)
 		http.Error(w, "recording unreadable", http.StatusInternalServerError)
 		return
 	}
-	var buf bytes.Buffer
+	defer f.Close()
+	// Streamed from the file: the answer's status and headers go with
+	// its first byte, so a recording without this channel is still a 404.
+	cw := &castWriter{w: w}
 	if strings.HasSuffix(path, record.Ext) {
-		err = record.WriteCast(bytes.NewReader(data), &buf, ch)
-		if err != nil && !errors.Is(err, record.ErrTruncated) {
-			http.Error(w, "no recording of this channel", http.StatusNotFound)
-			return
-		}
+		err = record.WriteCast(f, cw, ch)
 	} else {
-		buf.Write(data)
+		_, err = io.Copy(cw, f)
+	}
+	switch {
+	case !cw.started && err != nil:
+		http.Error(w, "no recording of this channel", http.StatusNotFound)
+		return
+	case err != nil && !errors.Is(err, record.ErrTruncated):
+		// Cut short: the player shows what came.
+		s.p.Logger.WarnContext(r.Context(), "console: sending a recording", "path", path, "err", err)
 	}
 	s.auditEvent(r, "console.replay", who, ch, audit.Accept, "", nil)
-	w.Header().Set("Content-Type", "application/x-asciicast")
-	w.Write(buf.Bytes())
+}
+
+// castWriter sends an asciicast, its Content-Type set with the first
+// write.
+type castWriter struct {
+	w       http.ResponseWriter
+	started bool
+}
+
+func (c *castWriter) Write(p []byte) (int, error) {
+	if !c.started {
+		c.started = true
+		c.w.Header().Set("Content-Type", "application/x-asciicast")
+	}
+	return c.w.Write(p)
 }
 
 func (s *Server) apiKill(w http.ResponseWriter, r *http.Request, who operator) {

@@ -5,11 +5,12 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
-	"github.com/sluice-ssh/sluice/internal/audit"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
 )
 
 // cookieName is the browser session's cookie. The __Host- prefix makes
@@ -184,13 +185,8 @@ func (s *Server) apiAuth(h func(http.ResponseWriter, *http.Request, operator)) h
 				if errors.Is(err, ErrTokenExpired) {
 					reason = "token expired"
 				}
-				// Audited (an expired token by its name), at most
-				// loginFailures per address per loginWindow, so that
-				// a client sending bad tokens cannot flood the store.
-				if key := "token-addr:" + clientHost(r); s.limiter.allowed(key) {
-					s.limiter.failed(key)
-					s.auditEvent(r, "console.auth", operator{Via: "token"}, "", audit.Reject, err.Error(), nil)
-				}
+				// Audited (an expired token by its name), thinned.
+				s.auditRefusal(r, "token-addr", "console.auth", operator{Via: "token"}, err.Error())
 				unauthorized(w, reason)
 				return
 			case err != nil:
@@ -212,6 +208,20 @@ func (s *Server) apiAuth(h func(http.ResponseWriter, *http.Request, operator)) h
 		}
 		h(w, r, who)
 	})
+}
+
+// auditRefusal writes a reject event of typ, at most loginFailures per
+// client address per loginWindow for each kind of refusal, so that a
+// client repeating a refused request (a bad token, a login past the rate
+// limit, a used one-time link) cannot flood the audit store; the rest are
+// refused unwritten.
+func (s *Server) auditRefusal(r *http.Request, kind, typ string, who operator, reason string) {
+	key := kind + ":" + clientHost(r)
+	if !s.limiter.allowed(key) {
+		return
+	}
+	s.limiter.failed(key)
+	s.auditEvent(r, typ, who, "", audit.Reject, reason, nil)
 }
 
 func unauthorized(w http.ResponseWriter, msg string) {

@@ -53,14 +53,58 @@ var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$`)
 const maxNameLen = 64
 
 // Credentials are the console's tokens and operator accounts, kept in a
-// folder of the state dir. Each call reads the files again, so that
-// `sluice console token` takes effect on a running gateway.
+// folder of the state dir. Each call looks at the files again and parses
+// one anew when it was replaced or changed since, so that `sluice
+// console token` takes effect on a running gateway while a request costs
+// a stat, not a parse.
 type Credentials struct {
 	dir string
 	now func() time.Time
 
 	mu   sync.Mutex
 	used map[string]time.Time // operator and TOTP code accepted, when
+
+	tokens    parsedFile[Token]
+	operators parsedFile[Operator]
+}
+
+// parsedFile is a credentials file as last parsed, with the file's
+// identity and modification then; its own lock, so that a slow parse
+// does not hold up the TOTP bookkeeping.
+type parsedFile[T any] struct {
+	mu   sync.Mutex
+	info fs.FileInfo // nil until parsed
+	v    []T
+}
+
+// get returns the entries of file in dir: the parsed copy while the file
+// is the same one (same inode: save renames a new file over it), of the
+// same size and modification time; a missing file is empty.
+func (p *parsedFile[T]) get(dir, file string) ([]T, error) {
+	path := filepath.Join(dir, file)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		p.info, p.v = nil, nil
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	if p.info != nil && os.SameFile(p.info, fi) && p.info.Size() == fi.Size() && p.info.ModTime().Equal(fi.ModTime()) {
+		return slices.Clone(p.v), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	var v []T
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("console: %s: %w", path, err)
+	}
+	p.info, p.v = fi, v
+	return slices.Clone(v), nil
 }
 
 // codeReuseWindow is how long an accepted TOTP code is remembered: its
@@ -105,8 +149,8 @@ func (c *Credentials) NewToken(name string, ttl time.Duration) (string, error) {
 	if ttl <= 0 {
 		return "", errors.New("console: a token needs a positive lifetime")
 	}
-	var toks []Token
-	if err := c.load("tokens.json", &toks); err != nil {
+	toks, err := c.tokens.get(c.dir, "tokens.json")
+	if err != nil {
 		return "", err
 	}
 	now := c.now()
@@ -124,8 +168,8 @@ func (c *Credentials) NewToken(name string, ttl time.Duration) (string, error) {
 // CheckToken returns the name of token tok: ErrNoToken when none has its
 // hash, ErrTokenExpired when it has expired.
 func (c *Credentials) CheckToken(tok string) (string, error) {
-	var toks []Token
-	if err := c.load("tokens.json", &toks); err != nil {
+	toks, err := c.tokens.get(c.dir, "tokens.json")
+	if err != nil {
 		return "", err
 	}
 	h := []byte(hashToken(tok))
@@ -153,8 +197,8 @@ func (c *Credentials) NewOperator(name, password, issuer string) (url, secret st
 	if len(password) < 12 {
 		return "", "", errors.New("console: the password needs at least 12 characters")
 	}
-	var ops []Operator
-	if err := c.load("operators.json", &ops); err != nil {
+	ops, err := c.operators.get(c.dir, "operators.json")
+	if err != nil {
 		return "", "", err
 	}
 	if slices.ContainsFunc(ops, func(o Operator) bool { return o.Name == name }) {
@@ -182,8 +226,8 @@ var dummyHash = func() []byte {
 // CheckLogin checks an operator's password and TOTP code; the error is
 // ErrBadLogin whatever was wrong.
 func (c *Credentials) CheckLogin(name, password, code string) error {
-	var ops []Operator
-	if err := c.load("operators.json", &ops); err != nil {
+	ops, err := c.operators.get(c.dir, "operators.json")
+	if err != nil {
 		return err
 	}
 	i := slices.IndexFunc(ops, func(o Operator) bool { return o.Name == name })
@@ -217,21 +261,6 @@ func (c *Credentials) CheckLogin(name, password, code string) error {
 		return ErrBadLogin
 	}
 	c.used[key] = now
-	return nil
-}
-
-// load reads file of the credentials folder into v; a missing file is empty.
-func (c *Credentials) load(file string, v any) error {
-	b, err := os.ReadFile(filepath.Join(c.dir, file))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("console: %w", err)
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("console: %s: %w", filepath.Join(c.dir, file), err)
-	}
 	return nil
 }
 

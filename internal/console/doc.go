@@ -41,5 +41,8 @@
 // A live channel is shown by following its recording file as the
 // recorder writes it: the recorder finishes a gzip member at least every
 // record flush interval (one second), so the view lags by about that
-// much and adds nothing to the session's data path.
+// much and adds nothing to the session's data path. One gzip reader
+// follows the growing file, member after member, so each byte is
+// decompressed once; event lines are checked and passed to the browser
+// without decoding their data.
 package console

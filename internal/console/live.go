@@ -4,81 +4,133 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sluice-ssh/sluice/internal/admin"
 	"github.com/sluice-ssh/sluice/internal/audit"
 )
 
-// follower reads a recording file that is still being written, one
-// finished gzip member at a time (the recorder finishes one at least every
-// flush interval); a member not yet whole is left for the next poll.
-type follower struct {
-	f       *os.File
-	pending []byte // compressed bytes not yet a whole member
-	partial []byte // decompressed text after the last newline
-	buf     []byte
+// tail is a recording file as the recorder writes it: Read waits for
+// more (looking every poll) instead of reporting the file's end, until
+// the session has ended and the file has been read to its end, or ctx is
+// done. Before each wait it calls caughtUp: what has been written so far
+// has been read.
+type tail struct {
+	ctx      context.Context
+	f        io.Reader
+	poll     time.Duration
+	live     func() bool
+	caughtUp func()
+	ended    bool
 }
 
-// errCorrupt is a recording that cannot be followed.
-var errCorrupt = errors.New("console: recording is not a gzip recording")
-
-// poll reads what the file has gained and calls line for each whole line
-// of the members finished since the last poll.
-func (fl *follower) poll(line func([]byte)) error {
-	if fl.buf == nil {
-		fl.buf = make([]byte, 64<<10)
-	}
+func (t *tail) Read(p []byte) (int, error) {
 	for {
-		n, err := fl.f.Read(fl.buf)
-		fl.pending = append(fl.pending, fl.buf[:n]...)
-		if errors.Is(err, io.EOF) {
-			break
+		if err := t.ctx.Err(); err != nil {
+			return 0, err // the viewer has gone, even while output flows
 		}
-		if err != nil {
-			return err
+		n, err := t.f.Read(p)
+		if n > 0 || err != nil && !errors.Is(err, io.EOF) {
+			return n, err
+		}
+		if t.ended {
+			return 0, io.EOF
+		}
+		t.caughtUp()
+		// The recorder finishes the file as the session ends: one more
+		// read after that reads its last member.
+		t.ended = !t.live()
+		timer := time.NewTimer(t.poll)
+		select {
+		case <-t.ctx.Done():
+			timer.Stop()
+			return 0, t.ctx.Err()
+		case <-timer.C:
 		}
 	}
-	for len(fl.pending) > 0 {
-		// A bytes.Reader is an io.ByteReader, so gzip reads no further
-		// than the member's end.
-		br := bytes.NewReader(fl.pending)
-		zr, err := gzip.NewReader(br)
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %v", errCorrupt, err)
-		}
-		zr.Multistream(false)
-		text, err := io.ReadAll(zr)
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil // the member is still being written
-		}
-		if err != nil {
-			return fmt.Errorf("%w: %v", errCorrupt, err)
-		}
-		fl.pending = fl.pending[len(fl.pending)-br.Len():]
-		fl.partial = append(fl.partial, text...)
-		for {
-			i := bytes.IndexByte(fl.partial, '\n')
-			if i < 0 {
-				break
+}
+
+// members reads the gzip members of src one after the other. Unlike
+// gzip's own multistream reading, it hands over the whole of a member
+// before it waits for the next one's header (gzip returns a member's last
+// bytes with io.EOF, and would hold them while it read on).
+type members struct {
+	zr  *gzip.Reader
+	src *bufio.Reader
+}
+
+func (m *members) Read(p []byte) (int, error) {
+	for {
+		n, err := m.zr.Read(p)
+		if n > 0 || !errors.Is(err, io.EOF) {
+			if errors.Is(err, io.EOF) {
+				err = nil
 			}
-			line(fl.partial[:i])
-			fl.partial = fl.partial[i+1:]
+			return n, err
 		}
+		// The member has ended: the next one, or io.EOF at the end.
+		if err := m.zr.Reset(m.src); err != nil {
+			return 0, err
+		}
+		m.zr.Multistream(false)
 	}
-	fl.pending = slices.Clip(fl.pending)
-	return nil
+}
+
+// maxLiveLine bounds a line of the recording the live view reads; the
+// recorder's are far shorter (an event holds one write of the session),
+// and a longer one is skipped.
+const maxLiveLine = 8 << 20
+
+// follow decompresses the recording r (all its gzip members, each byte
+// once, as it arrives) and hands each whole line to line. It returns
+// nil at the recording's end, or why it stopped.
+func follow(r io.Reader, line func([]byte)) error {
+	src := bufio.NewReaderSize(r, 64<<10)
+	zr, err := gzip.NewReader(src)
+	if err != nil {
+		return err
+	}
+	zr.Multistream(false)
+	br := bufio.NewReaderSize(&members{zr: zr, src: src}, 64<<10)
+	var long []byte
+	skipping := false
+	for {
+		b, err := br.ReadSlice('\n')
+		switch {
+		case errors.Is(err, bufio.ErrBufferFull):
+			if !skipping {
+				long = append(long, b...)
+				if skipping = len(long) > maxLiveLine; skipping {
+					long = long[:0]
+				}
+			}
+			continue
+		case err != nil:
+			if errors.Is(err, io.EOF) && len(b) == 0 && len(long) == 0 {
+				return nil
+			}
+			return err
+		case skipping:
+			skipping = false
+			continue
+		case len(long) > 0:
+			b = append(long, b...)
+			long = long[:0]
+		}
+		line(b[:len(b)-1])
+	}
 }
 
 // liveChannel is the part of a channel header line the live view reads.
@@ -106,6 +158,7 @@ type liveWriter struct {
 	init    strings.Builder // output before the reset
 	last    float64
 	err     error
+	scratch []byte // an event being written
 }
 
 func (lw *liveWriter) send(v any) {
@@ -154,40 +207,132 @@ func (lw *liveWriter) line(b []byte, want string) {
 		}
 		return
 	}
-	var ev struct {
-		t    float64
-		ch   int
-		code string
-		data string
-	}
-	var raw []json.RawMessage
-	if lw.channel < 0 || json.Unmarshal(b, &raw) != nil || len(raw) != 4 ||
-		json.Unmarshal(raw[0], &ev.t) != nil || json.Unmarshal(raw[1], &ev.ch) != nil ||
-		json.Unmarshal(raw[2], &ev.code) != nil || json.Unmarshal(raw[3], &ev.data) != nil || ev.ch != lw.channel {
+	if lw.channel < 0 {
 		return
 	}
-	t := max(ev.t-lw.start, 0)
+	t, ch, code, data, ok := parseEvent(b)
+	if !ok || ch != lw.channel {
+		return
+	}
+	t = max(t-lw.start, 0)
 	lw.last = t
-	code := ev.code
 	switch code {
-	case "o", "e":
-		code = "o"
+	case 'o', 'e':
 		if !lw.caught {
-			lw.init.WriteString(ev.data)
-			return
-		}
-	case "r":
-		if !lw.caught {
-			var c, r int
-			if n, _ := fmt.Sscanf(ev.data, "%dx%d", &c, &r); n == 2 && c > 0 && r > 0 {
-				lw.cols, lw.rows = c, r
+			var s string
+			if json.Unmarshal(data, &s) == nil {
+				lw.init.WriteString(s)
 			}
 			return
 		}
-	default:
+		lw.sendEvent(t, 'o', data)
+	case 'r':
+		if !lw.caught {
+			var s string
+			var c, r int
+			if json.Unmarshal(data, &s) == nil {
+				if n, _ := fmt.Sscanf(s, "%dx%d", &c, &r); n == 2 && c > 0 && r > 0 {
+					lw.cols, lw.rows = c, r
+				}
+			}
+			return
+		}
+		lw.sendEvent(t, 'r', data)
+	}
+}
+
+// sendEvent sends [t, "code", data], data being the JSON string it was
+// in the recording: the output is passed on without decoding it.
+func (lw *liveWriter) sendEvent(t float64, code byte, data []byte) {
+	if lw.err != nil {
 		return
 	}
-	lw.send([]any{t, code, ev.data})
+	b := append(lw.scratch[:0], "data: ["...)
+	b = strconv.AppendFloat(b, t, 'f', 6, 64)
+	b = append(b, ',', '"', code, '"', ',')
+	b = append(b, data...)
+	b = append(b, "]\n\n"...)
+	_, lw.err = lw.w.Write(b)
+	lw.scratch = b
+}
+
+// parseEvent reads an event line as the recorder writes it (see
+// record's appendEvent): [TIME,CHANNEL,"C",DATA] with no spaces, TIME a
+// finite number, CHANNEL a number, C one letter and DATA a JSON string,
+// returned as it is (quoted and escaped). ok is false for anything else.
+func parseEvent(b []byte) (t float64, ch int, code byte, data []byte, ok bool) {
+	if len(b) < 2 || b[0] != '[' || b[len(b)-1] != ']' {
+		return 0, 0, 0, nil, false
+	}
+	rest := b[1 : len(b)-1]
+	i := bytes.IndexByte(rest, ',')
+	if i < 0 {
+		return 0, 0, 0, nil, false
+	}
+	t, err := strconv.ParseFloat(string(rest[:i]), 64)
+	if err != nil || math.IsNaN(t) || math.IsInf(t, 0) || !isJSONNumber(rest[:i]) {
+		return 0, 0, 0, nil, false
+	}
+	rest = rest[i+1:]
+	if i = bytes.IndexByte(rest, ','); i < 0 {
+		return 0, 0, 0, nil, false
+	}
+	if ch, err = strconv.Atoi(string(rest[:i])); err != nil {
+		return 0, 0, 0, nil, false
+	}
+	rest = rest[i+1:]
+	if len(rest) < 4 || rest[0] != '"' || rest[2] != '"' || rest[3] != ',' || !isJSONString(rest[4:]) {
+		return 0, 0, 0, nil, false
+	}
+	return t, ch, rest[1], rest[4:], true
+}
+
+// isJSONNumber reports whether b is made of what a JSON number may hold
+// (RFC 8259 §6); strconv.ParseFloat has checked its shape, but it also
+// takes "Inf", hex and underscores, which these letters leave out.
+func isJSONNumber(b []byte) bool {
+	for _, c := range b {
+		if !(c >= '0' && c <= '9' || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E') {
+			return false
+		}
+	}
+	return true
+}
+
+// isJSONString reports whether b is one JSON string (RFC 8259 §7): in
+// quotes, with no control character, only JSON's escapes, and valid UTF-8.
+func isJSONString(b []byte) bool {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return false
+	}
+	s := b[1 : len(b)-1]
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c == '"':
+			return false
+		case c == '\\':
+			i++
+			if i >= len(s) {
+				return false
+			}
+			switch s[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+5 > len(s) {
+					return false
+				}
+				for _, h := range s[i+1 : i+5] {
+					if !(h >= '0' && h <= '9' || h >= 'a' && h <= 'f' || h >= 'A' && h <= 'F') {
+						return false
+					}
+				}
+				i += 4
+			default:
+				return false
+			}
+		}
+	}
+	return utf8.Valid(s)
 }
 
 func (s *Server) apiLive(w http.ResponseWriter, r *http.Request, who operator) {
@@ -233,28 +378,15 @@ func (s *Server) apiLive(w http.ResponseWriter, r *http.Request, who operator) {
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
 	lw := &liveWriter{w: bufio.NewWriter(w), flusher: flusher, channel: -1, cols: 80, rows: 24}
-	fl := &follower{f: f}
-	ended := false
-	for lw.err == nil {
-		if err := fl.poll(func(b []byte) { lw.line(b, want) }); err != nil {
-			s.p.Logger.WarnContext(r.Context(), "console: live view", "path", path, "err", err)
-			break
-		}
-		lw.idle()
-		if ended {
-			break
-		}
-		// The recorder finishes the file as the session ends: one more
-		// poll after that reads its last member.
-		ended = !isLive()
-		t := time.NewTimer(s.p.LivePoll)
-		select {
-		case <-r.Context().Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	t := &tail{ctx: r.Context(), f: f, poll: s.p.LivePoll, live: isLive, caughtUp: lw.idle}
+	err = follow(t, func(b []byte) { lw.line(b, want) })
+	switch {
+	case r.Context().Err() != nil:
+		return
+	case err != nil && !errors.Is(err, io.ErrUnexpectedEOF):
+		s.p.Logger.WarnContext(r.Context(), "console: live view", "path", path, "err", err)
 	}
+	lw.idle()
 	if lw.err == nil {
 		// "done" tells the player the stream has ended, rather than
 		// letting EventSource connect again.

@@ -2,8 +2,14 @@ package console
 
 import (
 	"bufio"
+	"compress/gzip"
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -91,4 +97,76 @@ func TestAPILive(t *testing.T) {
 	if resp2.StatusCode != 404 {
 		t.Fatalf("live view of an ended session: got %d, want 404", resp2.StatusCode)
 	}
+}
+
+// FuzzLiveView feeds the live view a recording file it reads as it is
+// written: text (the recording's lines, gzip-compressed in members cut at
+// split) and then raw bytes the recorder never wrote. Whatever the file
+// holds, the view does not panic, and what it sends the browser is
+// well-formed: a reset object first, then [time, "o"|"r", data] events
+// with a time that is not negative.
+func FuzzLiveView(f *testing.F) {
+	hdr := `{"sluice_recording":1,"session_id":"gw1/ssh-in:1","user":"alice","timestamp":1772359200}` + "\n" +
+		`{"channel":0,"session_id":"gw1/ssh-in:1/ssh/session:0","time":0.5,"pty":true,"width":100,"height":30,"term":"xterm"}` + "\n"
+	f.Add(hdr+`[0.6,0,"o","hello "]`+"\n"+`[0.7,0,"r","120x40"]`+"\n"+`[0.8,0,"o","world\r\n"]`+"\n", uint(40), []byte(nil))
+	f.Add(hdr+`[0.1,0,"e","before start"]`+"\n"+`[1e308,0,"o","x"]`+"\n"+`[-1,0,"o","y"]`+"\n", uint(10), []byte{0x1f, 0x8b, 8, 0})
+	f.Add(hdr+`[0.6,1,"o","other channel"]`+"\n"+`[0.6,0,"i","input"]`+"\n"+`[0.6,0,"o"]`+"\n"+`{"channel":"x"}`+"\n", uint(0), []byte("not gzip"))
+	f.Add(`{"channel":0,"session_id":"s","time":-5,"pty":true,"width":-1,"height":0}`+"\n"+`[0,0,"r","0x0"]`+"\n"+`[0,0,"o","\u0000"]`+"\n", uint(3), []byte(nil))
+	f.Fuzz(func(t *testing.T, text string, split uint, raw []byte) {
+		path := filepath.Join(t.TempDir(), "rec.gz")
+		file, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer file.Close()
+		cut := int(split % uint(len(text)+1))
+		for _, part := range []string{text[:cut], text[cut:]} {
+			zw := gzip.NewWriter(file)
+			zw.Write([]byte(part))
+			zw.Close()
+		}
+		file.Write(raw)
+		in, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer in.Close()
+		rec := httptest.NewRecorder()
+		lw := &liveWriter{w: bufio.NewWriter(rec), flusher: rec, channel: -1, cols: 80, rows: 24}
+		tl := &tail{ctx: context.Background(), f: in, live: func() bool { return false }, caughtUp: lw.idle}
+		if err := follow(tl, func(b []byte) { lw.line(b, "") }); errors.Is(err, context.Canceled) {
+			t.Fatalf("follow: %v", err)
+		}
+		lw.idle()
+		for i, ev := range strings.Split(strings.TrimSuffix(rec.Body.String(), "\n\n"), "\n\n") {
+			if ev == "" {
+				continue
+			}
+			data, ok := strings.CutPrefix(ev, "data: ")
+			if !ok || strings.Contains(data, "\n") {
+				t.Fatalf("event %d: got %q, want one data line", i, ev)
+			}
+			if i == 0 {
+				var reset struct {
+					Cols, Rows *int
+					Time       *float64
+					Init       *string
+				}
+				if err := json.Unmarshal([]byte(data), &reset); err != nil || reset.Cols == nil || reset.Rows == nil || reset.Time == nil || reset.Init == nil || *reset.Cols <= 0 || *reset.Rows <= 0 {
+					t.Fatalf("first event: got %q (%v), want a reset", data, err)
+				}
+				continue
+			}
+			var e []any
+			if err := json.Unmarshal([]byte(data), &e); err != nil || len(e) != 3 {
+				t.Fatalf("event %d: got %q (%v), want [time, code, data]", i, data, err)
+			}
+			tm, ok1 := e[0].(float64)
+			code, ok2 := e[1].(string)
+			_, ok3 := e[2].(string)
+			if !ok1 || !ok2 || !ok3 || tm < 0 || (code != "o" && code != "r") {
+				t.Fatalf("event %d: got %q, want [time ≥ 0, o|r, data]", i, data)
+			}
+		}
+	})
 }

@@ -191,7 +191,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	who := operator{Name: name, Via: "browser"}
 	keys := []string{"addr:" + clientHost(r), "operator:" + name}
 	if !s.limiter.allowed(keys...) {
-		s.auditEvent(r, "console.login", who, "", audit.Reject, "too many failed logins", nil)
+		s.auditRefusal(r, "limited-addr", "console.login", who, "too many failed logins")
 		s.renderLogin(w, r, http.StatusTooManyRequests, "Too many failed logins; wait a few minutes.")
 		return
 	}
@@ -243,7 +243,7 @@ func (s *Server) loginOnce(w http.ResponseWriter, r *http.Request) {
 	delete(s.once.codes, code)
 	s.once.mu.Unlock()
 	if !ok || !s.p.Now().Before(c.expires) {
-		s.auditEvent(r, "console.login", operator{Via: "one-time link"}, "", audit.Reject, "unknown or used one-time login", nil)
+		s.auditRefusal(r, "once-addr", "console.login", operator{Via: "one-time link"}, "unknown or used one-time login")
 		s.renderLogin(w, r, http.StatusUnauthorized, "That login link has been used or has expired.")
 		return
 	}

@@ -2,7 +2,9 @@ package console
 
 import (
 	"context"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -228,29 +230,120 @@ func mustURL(t *testing.T, s string) *url.URL {
 	return u
 }
 
+// browserFrom is a browser connecting from the loopback address ip
+// (127.0.0.0/8 is all loopback), so that tests can tell the per-address
+// limits from the per-operator ones.
+func (w *world) browserFrom(ip string) *browser {
+	b := w.browser()
+	tr := w.hc.Transport.(*http.Transport).Clone()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	tr.DialContext = d.DialContext
+	w.t.Cleanup(tr.CloseIdleConnections)
+	b.hc.Transport = tr
+	return b
+}
+
+// TestLoginRateLimited tells the two limits apart: failures from one
+// address against many names block that address for everyone (and not
+// other addresses); failures against one name from many addresses block
+// that name everywhere (and not other names). Both end with the window.
 func TestLoginRateLimited(t *testing.T) {
 	w := newWorld(t)
 	secret := w.operator()
+	_, bobSecret, err := w.srv.Credentials().NewOperator("bob", testPassword, "sluice gw1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	w.now = start
-	b := w.browser()
+
+	// Per address: each failure names another operator.
+	a := w.browserFrom("127.0.0.2")
 	for i := range loginFailures {
-		if resp := b.login("alice", "wrong password!", "000000"); resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("failure %d: got %d, want 401", i, resp.StatusCode)
+		if resp := a.login(fmt.Sprintf("nobody%d", i), "wrong password!", "000000"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("failure %d from 127.0.0.2: got %d, want 401", i, resp.StatusCode)
 		}
 	}
-	// The right password and code are refused unchecked now.
-	if resp := b.login("alice", testPassword, code(t, secret, w.now)); resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("login after %d failures: got %d, want 429", loginFailures, resp.StatusCode)
+	if resp := a.login("bob", testPassword, code(t, bobSecret, w.now)); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("bob's good login from the blocked address: got %d, want 429", resp.StatusCode)
 	}
+	if resp := w.browserFrom("127.0.0.3").login("bob", testPassword, code(t, bobSecret, w.now)); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("bob's good login from another address: got %d, want 303", resp.StatusCode)
+	}
+
+	// Per operator: each failure comes from another address.
+	for i := range loginFailures {
+		ip := fmt.Sprintf("127.0.1.%d", i+1)
+		if resp := w.browserFrom(ip).login("alice", "wrong password!", "000000"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("alice's failure %d from %s: got %d, want 401", i, ip, resp.StatusCode)
+		}
+	}
+	// The right password and code are refused unchecked now, from a
+	// fresh address, while another operator logs in from it.
+	c := w.browserFrom("127.0.2.1")
+	if resp := c.login("alice", testPassword, code(t, secret, w.now)); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("alice's good login after %d failures: got %d, want 429", loginFailures, resp.StatusCode)
+	}
+	if resp := c.login("bob", testPassword, code(t, bobSecret, w.now.Add(30*time.Second))); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("bob's good login from alice's fresh address: got %d, want 303", resp.StatusCode)
+	}
+
 	// The window passes.
 	w.now = start.Add(loginWindow + time.Second)
-	if resp := b.login("alice", testPassword, code(t, secret, w.now)); resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("login after the window: got %d, want 303", resp.StatusCode)
+	if resp := w.browserFrom("127.0.2.2").login("alice", testPassword, code(t, secret, w.now)); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("alice after the window: got %d, want 303", resp.StatusCode)
+	}
+	if resp := a.login("bob", testPassword, code(t, bobSecret, w.now)); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("bob from 127.0.0.2 after the window: got %d, want 303", resp.StatusCode)
 	}
 	// The same code again (a replayed form) is refused.
 	if resp := w.browser().login("alice", testPassword, code(t, secret, w.now)); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("login with a used code: got %d, want 401", resp.StatusCode)
+	}
+}
+
+// TestRefusalsThinned: a client hammering the login past its limit, or
+// trying used one-time links, is refused every time but audited at most
+// loginFailures times per window.
+func TestRefusalsThinned(t *testing.T) {
+	w := newWorld(t)
+	w.operator()
+	w.now = time.Now()
+	b := w.browser()
+	const tries = 4 * loginFailures
+	for range loginFailures + tries {
+		b.login("alice", "wrong password!", "000000")
+	}
+	if resp := b.login("alice", "wrong password!", "000000"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("login past the limit: got %d, want 429", resp.StatusCode)
+	}
+	for range tries {
+		if resp, _ := b.get("/login/once?code=guess"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("bad one-time link: got %d, want 401", resp.StatusCode)
+		}
+	}
+	ev, err := w.store.Query(context.Background(), audit.Filter{Type: "console.login", Verdict: audit.Reject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, e := range ev {
+		count[e.Reason]++
+	}
+	for reason, want := range map[string]int{
+		"wrong operator, password or code": loginFailures,
+		"too many failed logins":           loginFailures,
+		"unknown or used one-time login":   loginFailures,
+	} {
+		if count[reason] != want {
+			t.Errorf("console.login rejects %q: got %d, want %d (of %d tries)", reason, count[reason], want, tries)
+		}
+	}
+	// A window later the refusals are written again.
+	w.now = w.now.Add(loginWindow + time.Second)
+	b.get("/login/once?code=guess")
+	if ev, _ = w.store.Query(context.Background(), audit.Filter{Type: "console.login", Verdict: audit.Reject}); len(ev) != 3*loginFailures+1 {
+		t.Errorf("rejects after the window: got %d, want %d", len(ev), 3*loginFailures+1)
 	}
 }
 

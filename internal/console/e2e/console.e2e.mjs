@@ -1,7 +1,7 @@
 // The console in a real browser: cmd/sluice TestConsoleBrowser runs this
 // with node against a demo gateway, a live ssh session and a finished one.
 // Environment: BASE (https://ADDR), NAME, PASSWORD, LIVE
-// (the live session's id), DONE (a finished session's id), SHOTS (a
+// (the live session's id), DONE (a finished session's id), SHOTS (if set, a
 // folder for the screenshots), CHROMIUM (the browser's path). The TOTP
 // code is asked for on stdout ("need code") when the form is filled, and
 // read from stdin, since chromium may take longer to start than a code
@@ -22,8 +22,12 @@ const env = (k) => {
   return v;
 };
 const base = env("BASE");
-const shots = env("SHOTS");
-const step = (what) => console.log(`step: ${what}`);
+const shots = process.env.SHOTS ?? "";
+const t0 = Date.now();
+const step = (what) => console.log(`step: ${what} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+const shoot = async (page, name, fullPage = false) => {
+  if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage });
+};
 
 const browser = await chromium.launch({ executablePath: env("CHROMIUM"), args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] });
 try {
@@ -40,7 +44,7 @@ try {
   step("log in");
   await page.goto(base + "/");
   await page.waitForURL(/\/login$/);
-  await page.screenshot({ path: `${shots}/login.png` });
+  await shoot(page, "login");
   await page.fill("input[name=name]", env("NAME"));
   await page.fill("input[name=password]", env("PASSWORD"));
   await page.fill("input[name=code]", await totpCode());
@@ -51,7 +55,7 @@ try {
   const live = env("LIVE");
   const row = page.locator(`#live tr[data-session="${live}"]`);
   await row.waitFor();
-  await page.screenshot({ path: `${shots}/sessions.png`, fullPage: true });
+  await shoot(page, "sessions", true);
 
   step("watch it live");
   await row.locator("a", { hasText: "Watch" }).click();
@@ -69,25 +73,32 @@ try {
     return m.length && Number(m[m.length - 1][1]) > n + 1;
   }, first);
   console.log(`live: tick ${first} then ${await tickOf()}`);
-  await page.screenshot({ path: `${shots}/live.png` });
+  await shoot(page, "live");
 
   step("open a finished session's timeline");
   const done = env("DONE");
   await page.goto(`${base}/sessions/${encodeURIComponent(done)}`);
   await page.locator("#timeline").getByText("session.end").waitFor();
-  await page.screenshot({ path: `${shots}/timeline.png`, fullPage: true });
+  await shoot(page, "timeline", true);
 
   step("replay it with seek");
   await page.locator("#channels a", { hasText: "Replay" }).first().click();
   await term.waitFor();
-  await page.waitForFunction(() => window.sluicePlayer && window.sluicePlayer.getDuration() > 0);
-  // Paused near its start, then moved to 1.5 s.
+  // asciinema-player 3's getters return promises: the predicates await them.
+  await page.waitForFunction(async () => window.sluicePlayer && (await window.sluicePlayer.getDuration()) > 0);
+  const duration = await page.evaluate(() => window.sluicePlayer.getDuration());
+  // Paused, then moved to 1.5 s with the page's seek control.
   await page.evaluate(() => window.sluicePlayer.pause());
   await page.fill("input[name=seek]", "1.5");
-  await page.click("#seek");
-  await page.waitForFunction(() => Math.abs(window.sluicePlayer.getCurrentTime() - 1.5) < 0.3);
-  console.log(`replay: at ${await page.evaluate(() => window.sluicePlayer.getCurrentTime())} s of ${await page.evaluate(() => window.sluicePlayer.getDuration())} s`);
-  await page.screenshot({ path: `${shots}/replay.png` });
+  await page.click("#seek-go");
+  await page.waitForFunction(async () => Math.abs((await window.sluicePlayer.getCurrentTime()) - 1.5) < 0.3);
+  // The screen at 1.5 s shows the second line and not yet the third.
+  await page.waitForFunction(() => {
+    const text = document.querySelector("#player .ap-term")?.innerText ?? "";
+    return text.includes("two") && !text.includes("three");
+  });
+  console.log(`replay: at ${await page.evaluate(() => window.sluicePlayer.getCurrentTime())} s of ${duration} s`);
+  await shoot(page, "replay");
 
   step("kill the live session");
   await page.goto(base + "/");
@@ -102,7 +113,7 @@ try {
   await page.click("#audit-search button");
   await page.locator("#audit").getByText(live).first().waitFor();
   await page.locator("#audit").getByText(env("NAME")).first().waitFor();
-  await page.screenshot({ path: `${shots}/audit.png`, fullPage: true });
+  await shoot(page, "audit", true);
   const csv = await page.locator("#export-csv").getAttribute("href");
   const resp = await page.request.get(base + csv);
   if (!resp.ok() || !(await resp.text()).includes(live)) throw new Error(`CSV export: ${resp.status()}`);

@@ -56,7 +56,7 @@ if (el && window.AsciinemaPlayer) {
       Promise.resolve(window.sluicePlayer.getCurrentTime()).then(function (t) { create(t || 0); });
     });
     controls.idle.addEventListener("change", function () { create(0); });
-    document.getElementById("seek").addEventListener("click", function () {
+    document.getElementById("seek-go").addEventListener("click", function () {
       window.sluicePlayer.seek(Number(controls.seek.value));
     });
   }
