@@ -179,6 +179,7 @@ type Service struct {
 // Router says how a service picks its target. At least one way is set.
 type Router struct {
 	Inband   bool              // target from the SSH user name USER+HOST[:PORT]
+	Jump     bool              // answer direct-tcpip to an inventory host's SSH port (ProxyJump) with an inspected session
 	Directed []string          // fixed host:port targets, tried in order
 	Users    map[string]string // gateway user name -> host:port
 }

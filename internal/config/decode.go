@@ -32,6 +32,8 @@ type decoder struct {
 	zoneLines map[string]int // zone name -> line of its name
 	userLines map[string]int
 	refs      []ref
+	// jumps are the router.jump settings that are on, which need roles.
+	jumps []ref
 }
 
 // ref is a use of a zone or user name, checked once all are declared.
