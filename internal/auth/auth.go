@@ -166,6 +166,17 @@ func New(p Params) (*Authenticator, error) {
 	return a, nil
 }
 
+// As returns an Authenticator that authenticates every SSH user name as
+// the gateway user user: the name is then the upstream login, and the
+// person is known by her credential alone (an inner connection of
+// ProxyJump, whose outer connection already named her). It shares a's
+// users and CAs.
+func (a *Authenticator) As(user string) *Authenticator {
+	b := *a
+	b.userName = func(string) string { return user }
+	return &b
+}
+
 // Callbacks installs the authentication callbacks and MaxAuthTries in cfg,
 // the ServerConfig of one connection, and reports each attempt they refuse
 // to refused (which may be nil). PasswordCallback is installed only when

@@ -304,3 +304,32 @@ func TestIdentityOfRejectsForeignPermissions(t *testing.T) {
 		}
 	}
 }
+
+// TestAs checks that As authenticates any SSH user name as the one user,
+// by her credential only: bob's key does not pass as alice, whatever the
+// name.
+func TestAs(t *testing.T) {
+	alice, bob := newSigner(t), newSigner(t)
+	dir := t.TempDir()
+	a, err := New(Params{Users: []User{
+		{Name: "alice", AuthorizedKeysFile: writeFile(t, dir, "a", authorizedLine("", alice.PublicKey()))},
+		{Name: "bob", AuthorizedKeysFile: writeFile(t, dir, "b", authorizedLine("", bob.PublicKey()))},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := a.As("alice")
+	for _, name := range []string{"root", "alice", "bob"} {
+		var f failures
+		if id := startServer(t, as, f.record).login(t, name, ssh.PublicKeys(alice)).identity(t); id.User != "alice" {
+			t.Errorf("alice's key as %q: got user %q, want alice", name, id.User)
+		}
+		if r := startServer(t, as, f.record).login(t, name, ssh.PublicKeys(bob)); r.err == nil {
+			t.Errorf("bob's key as %q: accepted, want refused", name)
+		}
+	}
+	var f failures
+	if id := startServer(t, a, f.record).login(t, "bob", ssh.PublicKeys(bob)).identity(t); id.User != "bob" {
+		t.Errorf("the original authenticator: got user %q, want bob", id.User)
+	}
+}

@@ -368,9 +368,16 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 	for _, k := range hostKeys {
 		scfg.AddHostKey(k)
 	}
+	rt := router.New(router.Params{Service: sc.Name, Inband: sc.Router.Inband, Directed: sc.Router.Directed, Users: sc.Router.Users, Hosts: acc.hosts(), NamesOnly: acc != nil})
+	var jump *sshproxy.Jump
+	if sc.Router.Jump && acc != nil {
+		if jump, err = g.jump(cfg, sc, zones, hostKeys, authn, rt); err != nil {
+			return service.Params{}, err
+		}
+	}
 	proxy := sshproxy.New(sshproxy.Params{
 		Service: sc.Name,
-		Router:  router.New(router.Params{Service: sc.Name, Inband: sc.Router.Inband, Directed: sc.Router.Directed, Users: sc.Router.Users, Hosts: acc.hosts(), NamesOnly: acc != nil}),
+		Router:  rt,
 		Chainer: ch,
 		Upstream: sshproxy.Upstream{
 			User:         sc.Upstream.LoginUser,
@@ -387,6 +394,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		Stacked:        g.stackedProxies(sc.Name, sc.Policy),
 		ExecTransfer:   g.execTransfer(sc.Name, sc.Policy),
 		Access:         g.decideAccess(acc),
+		Jump:           jump,
 		Session:        sshsession.Config{},
 		LoginGraceTime: cfg.Gateway.LoginGraceTime.Std(),
 		MaxChannels:    sc.MaxChannels,

@@ -159,3 +159,25 @@ func (r *Router) Route(gatewayUser string, sshUser string) (Route, error) {
 	}
 	return Route{}, &RouteError{Rule: r.prefix, Err: ErrNoRoute}
 }
+
+// InventoryHost returns the inventory host whose address is host:port,
+// naming it either by its inventory name (without case) with its
+// address's port, or by that address itself: the destination of a
+// direct-tcpip channel that is an inventory host's SSH port (ProxyJump).
+// ok is false for anything else.
+func (r *Router) InventoryHost(host string, port uint32) (name, address string, ok bool) {
+	if port == 0 || port > 65535 {
+		return "", "", false
+	}
+	p := strconv.FormatUint(uint64(port), 10)
+	if addr, found := r.hosts[strings.ToLower(host)]; found {
+		if _, ap, err := net.SplitHostPort(addr); err == nil && ap == p {
+			return strings.ToLower(host), addr, true
+		}
+		return "", "", false
+	}
+	if name, found := r.byAddress[canonical(net.JoinHostPort(host, p))]; found {
+		return name, r.hosts[name], true
+	}
+	return "", "", false
+}

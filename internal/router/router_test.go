@@ -132,3 +132,32 @@ func TestRouteInventory(t *testing.T) {
 		})
 	}
 }
+
+func TestInventoryHost(t *testing.T) {
+	r := New(Params{Service: "s", Hosts: map[string]string{"db1": "10.0.0.5:22", "web": "[2001:db8::7]:2222"}, NamesOnly: true})
+	for _, c := range []struct {
+		host       string
+		port       uint32
+		name, addr string
+	}{
+		{"db1", 22, "db1", "10.0.0.5:22"},
+		{"DB1", 22, "db1", "10.0.0.5:22"},
+		{"10.0.0.5", 22, "db1", "10.0.0.5:22"},
+		{"::ffff:10.0.0.5", 22, "db1", "10.0.0.5:22"},
+		{"web", 2222, "web", "[2001:db8::7]:2222"},
+		{"2001:DB8::7", 2222, "web", "[2001:db8::7]:2222"},
+		// Another port of an inventory host is not its SSH port.
+		{"db1", 5432, "", ""},
+		{"10.0.0.5", 5432, "", ""},
+		{"web", 22, "", ""},
+		{"db2", 22, "", ""},
+		{"10.0.0.6", 22, "", ""},
+		{"db1", 0, "", ""},
+		{"db1", 65536 + 22, "", ""},
+	} {
+		name, addr, ok := r.InventoryHost(c.host, c.port)
+		if name != c.name || addr != c.addr || ok != (c.name != "") {
+			t.Errorf("InventoryHost(%q, %d): got %q %q %v, want %q %q", c.host, c.port, name, addr, ok, c.name, c.addr)
+		}
+	}
+}

@@ -1,0 +1,57 @@
+package gateway
+
+import (
+	"fmt"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/auth"
+	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/hostcert"
+	"github.com/sluice-ssh/sluice/internal/router"
+	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/internal/sshproxy"
+	"github.com/sluice-ssh/sluice/internal/zone"
+)
+
+// jump returns the sshproxy.Params.Jump of service sc (router.jump): the
+// inventory hosts are rt's; each inner connection gets a master session
+// stacked as "ssh" in its channel, a host certificate of the gateway's
+// host keys for the host's name and address signed by the host CA in the
+// state directory, and the users' authentication as the outer
+// connection's user.
+func (g *Gateway) jump(cfg *config.Config, sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator, rt *router.Router) (*sshproxy.Jump, error) {
+	ca, err := hostcert.Load(cfg.Gateway.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: services[%s].router.jump: %w", sc.Name, err)
+	}
+	return &sshproxy.Jump{
+		Host: rt.InventoryHost,
+		Begin: func(st *session.Stacked, user, name, address string) (*session.Master, *ssh.ServerConfig, func(), error) {
+			inner := session.NewInner(st, "ssh", session.MasterParams{
+				Gateway:     cfg.Gateway.Name,
+				Service:     sc.Name,
+				Instance:    st.InstanceID(),
+				Zones:       zones,
+				ClientZones: sc.ClientZones,
+				ServerZones: sc.ServerZones,
+			})
+			scfg := &ssh.ServerConfig{ServerVersion: "SSH-2.0-Sluice"}
+			scfg.SetDefaults()
+			serverAlgorithms(scfg)
+			principals := hostcert.Principals(name, address)
+			for _, k := range hostKeys {
+				s, _, err := ca.Certify(k, principals, name+" "+inner.ID(), time.Now())
+				if err != nil {
+					inner.Destroy()
+					return nil, nil, nil, err
+				}
+				scfg.AddHostKey(s)
+			}
+			l := &login{m: inner}
+			authn.As(user).Callbacks(scfg, func(r auth.Refusal) { g.refused(l, r) })
+			return inner, scfg, func() { g.loginDone(l) }, nil
+		},
+	}, nil
+}

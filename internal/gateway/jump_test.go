@@ -1,0 +1,241 @@
+package gateway
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/hostcert"
+	"github.com/sluice-ssh/sluice/internal/sshtest"
+)
+
+// jumpTail is the inventory and role of the jump tests: alice reaches db1
+// (the first sshd) as the sshd's login, may run echo and id, and sftp; db2
+// (the second sshd) is no host of hers.
+const jumpTail = `hosts:
+  - {name: db1, address: "{sshd0}"}
+  - {name: db2, address: "{sshd1}"}
+roles:
+  - name: dba
+    users: [alice]
+    hosts: [db1]
+    logins: ["{user}"]
+    policy:
+      pty: true
+      exec: {allow: ["echo .*", "id"]}
+      subsystems: {sftp: {}}
+`
+
+// jumpWorld is a world whose service answers jumps (router.jump) and
+// records, with jumpTail.
+func jumpWorld(t *testing.T) *world {
+	t.Helper()
+	return newWorld(t, worldOptions{
+		moreSshd: 1,
+		router:   "      jump: true\n",
+		service:  "    record: true\n",
+		tail:     jumpTail,
+	})
+}
+
+// jumpClient writes an ssh_config for OpenSSH clients that jump through
+// the gateway as alice ("Host gw"), trusting the gateway's host key by
+// itself and everything else only by the host CA's @cert-authority line
+// (withCA) or not at all, with strict host-key checking for both hops.
+// ProxyJump hands the -F file, and no -o option, to the ssh it starts for
+// the jump, so everything is in the file. It returns the file's path.
+func (w *world) jumpClient(withCA bool) string {
+	w.t.Helper()
+	dir := w.t.TempDir()
+	kh := sshtest.KnownHostsLine(net.JoinHostPort("127.0.0.1", strconv.Itoa(w.port)), w.hostKey) + "\n"
+	if withCA {
+		ca, err := hostcert.ReadPublicKey(filepath.Join(w.dir, "state"))
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		hosts := map[string]string{"db1": w.sshd.Addr, "db2": w.more[0].Addr}
+		kh += hostcert.KnownHostsLine(hostcert.Patterns(hosts), ca, "sluice gw1 host CA") + "\n"
+	}
+	khPath := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(khPath, []byte(kh), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`Host gw
+  HostName 127.0.0.1
+  Port %d
+  User alice
+  BindAddress %s
+Host *
+  IdentityFile %s
+  IdentitiesOnly yes
+  IdentityAgent none
+  BatchMode yes
+  UserKnownHostsFile %s
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  LogLevel ERROR
+`, w.port, clientAddr, w.aliceKey, khPath)
+	path := filepath.Join(dir, "ssh_config")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		w.t.Fatal(err)
+	}
+	return path
+}
+
+// innerOf matches the events of inner jump connections: sessions stacked
+// as "ssh" in a direct-tcpip channel of the master.
+func innerOf(e audit.Event) bool { return strings.Contains(e.SessionID, "/direct-tcpip:") }
+
+// TestJumpOpenSSH: ssh -J through the gateway to db1 with strict host-key
+// checking and only the host CA line for db1 runs a policy-checked,
+// recorded session stacked under the jump connection, audited with db1 as
+// target; a command outside the role's policy is refused.
+func TestJumpOpenSSH(t *testing.T) {
+	w := jumpWorld(t)
+	cfg := w.jumpClient(true)
+	dest := w.osUser + "@db1"
+	port := strconv.Itoa(w.sshd.Port)
+	r := w.run(nil, "ssh", "-F", cfg, "-J", "gw", "-p", port, dest, "echo jumped")
+	if r.code != 0 || r.stdout != "jumped\n" {
+		t.Fatalf("ssh -J: got exit %d, stdout %q, stderr %q, want 0 and jumped", r.code, r.stdout, r.stderr)
+	}
+	starts := w.events(audit.TypeSessionStart, innerOf)
+	if len(starts) != 1 {
+		t.Fatalf("inner session.start events: got %+v, want one", starts)
+	}
+	in := starts[0]
+	if want := "gw1/ssh-in:"; !strings.HasPrefix(in.SessionID, want) || !strings.HasSuffix(in.SessionID, "/ssh/direct-tcpip:0/ssh") {
+		t.Errorf("inner session id: got %q, want gw1/ssh-in:N/ssh/direct-tcpip:0/ssh", in.SessionID)
+	}
+	if in.User != "alice" || in.Target != w.sshd.Addr || in.ServerZone != "servers" || in.ClientZone != "office" {
+		t.Errorf("inner session.start: got user %q target %q zones %q/%q, want alice, %s, office/servers", in.User, in.Target, in.ClientZone, in.ServerZone, w.sshd.Addr)
+	}
+	outer := strings.TrimSuffix(in.SessionID, "/ssh/direct-tcpip:0/ssh")
+	jumps := w.events("forward.jump", func(e audit.Event) bool { return e.SessionID == outer+"/ssh/direct-tcpip:0" })
+	if len(jumps) != 1 || jumps[0].Verdict != audit.Accept || jumps[0].Detail["inventory_host"] != "db1" {
+		t.Errorf("forward.jump events: got %+v, want one accepted for db1", jumps)
+	}
+	acc := w.accessEvents(func(e audit.Event) bool { return e.SessionID == in.SessionID })
+	if len(acc) != 1 || acc[0].Verdict != audit.Accept || acc[0].Detail["login"] != w.osUser || acc[0].Detail["role"] != "dba" {
+		t.Errorf("inner access events: got %+v, want one accepted, role dba, login %s", acc, w.osUser)
+	}
+	// The inner session's recording holds the command's output.
+	recs := w.events("record", func(e audit.Event) bool {
+		return strings.HasPrefix(e.SessionID, in.SessionID+"/") && e.Verdict == audit.Accept
+	})
+	if len(recs) != 1 {
+		t.Fatalf("inner record events: got %+v, want one", recs)
+	}
+	p, _ := recs[0].Detail["recording"].(string)
+	if b, err := os.ReadFile(p); err != nil || !strings.Contains(string(b), "jumped") {
+		t.Errorf("recording %s: got %v, want it to hold the output", p, err)
+	}
+
+	// The role's exec policy decides inside the jump.
+	r = w.run(nil, "ssh", "-F", cfg, "-J", "gw", "-p", port, dest, "cat /etc/hostname")
+	if r.code == 0 {
+		t.Errorf("a command outside the policy: got exit 0, stdout %q, want refused", r.stdout)
+	}
+	denied := w.events("exec", func(e audit.Event) bool { return innerOf(e) && e.Verdict == audit.Reject })
+	if len(denied) == 0 {
+		t.Error("no refused exec event in a jump")
+	}
+}
+
+// TestJumpTransfers: scp -J and sftp -J through the gateway reach db1
+// under the role's sftp policy.
+func TestJumpTransfers(t *testing.T) {
+	sshtest.RequireTool(t, "scp")
+	sshtest.RequireTool(t, "sftp")
+	w := jumpWorld(t)
+	cfg := w.jumpClient(true)
+	port := strconv.Itoa(w.sshd.Port)
+	local := t.TempDir()
+	src := filepath.Join(local, "up.txt")
+	if err := os.WriteFile(src, []byte("through the jump\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	remote := t.TempDir()
+	r := w.run(nil, "scp", "-F", cfg, "-J", "gw", "-P", port, src, w.osUser+"@db1:"+filepath.Join(remote, "scp.txt"))
+	if r.code != 0 {
+		t.Fatalf("scp -J: got exit %d, stderr %q, want 0", r.code, r.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(remote, "scp.txt")); err != nil || string(b) != "through the jump\n" {
+		t.Errorf("scp -J: file on db1 got %q, %v", b, err)
+	}
+	batch := filepath.Join(local, "batch")
+	if err := os.WriteFile(batch, []byte("get "+filepath.Join(remote, "scp.txt")+" "+filepath.Join(local, "down.txt")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = w.run(nil, "sftp", "-F", cfg, "-J", "gw", "-P", port, "-b", batch, w.osUser+"@db1")
+	if r.code != 0 {
+		t.Fatalf("sftp -J: got exit %d, stderr %q, want 0", r.code, r.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(local, "down.txt")); err != nil || string(b) != "through the jump\n" {
+		t.Errorf("sftp -J: downloaded %q, %v", b, err)
+	}
+	ops := w.events("sftp.open", innerOf)
+	if len(ops) == 0 {
+		t.Error("no sftp.open event of a jump: the transfer was not inspected")
+	}
+}
+
+// TestJumpRefusals tries to get around the jump: a host outside the
+// role, a login outside it, a port that is not an inventory host's SSH
+// port, a session on the jump connection itself, and a client that does
+// not trust the host CA (strict checking fails before any login).
+func TestJumpRefusals(t *testing.T) {
+	w := jumpWorld(t)
+	cfg := w.jumpClient(true)
+	port := strconv.Itoa(w.sshd.Port)
+
+	r := w.run(nil, "ssh", "-F", cfg, "-J", "gw", "-p", strconv.Itoa(w.more[0].Port), w.osUser+"@db2", "echo no")
+	if r.code == 0 {
+		t.Errorf("db2, outside the role: got exit 0, want refused")
+	}
+	if acc := w.accessEvents(func(e audit.Event) bool { return innerOf(e) && e.Detail["host"] == "db2" && e.Verdict == audit.Reject }); len(acc) != 1 {
+		t.Errorf("db2 access events: got %+v, want one refusal", acc)
+	}
+
+	r = w.run(nil, "ssh", "-F", cfg, "-J", "gw", "-p", port, "nobody@db1", "echo no")
+	if r.code == 0 {
+		t.Errorf("login nobody, outside the role: got exit 0, want refused")
+	}
+	if acc := w.accessEvents(func(e audit.Event) bool {
+		return innerOf(e) && e.Detail["login_asked"] == "nobody" && e.Verdict == audit.Reject
+	}); len(acc) != 1 {
+		t.Errorf("login nobody access events: got %+v, want one refusal", acc)
+	}
+
+	// db1's address on another port: an opaque forward, which a
+	// connection that serves jumps only refuses.
+	r = w.run(nil, "ssh", "-F", cfg, "-W", "127.0.0.1:"+strconv.Itoa(w.gw.Addr("ssh-in").(*net.TCPAddr).Port), "gw")
+	if r.code == 0 {
+		t.Errorf("-W to a port that is no inventory host's: got exit 0, want refused")
+	}
+	// A session on the jump connection itself.
+	r = w.run(nil, "ssh", "-F", cfg, "gw", "echo no")
+	if r.code == 0 || strings.Contains(r.stdout, "no") {
+		t.Errorf("a session on a jump-only connection: got exit %d, stdout %q, want refused", r.code, r.stdout)
+	}
+	refused := w.events("channel", func(e audit.Event) bool { return e.Rule == "services[ssh-in].router.jump" && e.Verdict == audit.Reject })
+	if len(refused) != 2 {
+		t.Errorf("refusals on jump-only connections: got %+v, want 2", refused)
+	}
+
+	// Without the CA line the client refuses db1's certificate: no
+	// inner login happens.
+	before := len(w.events(EventAccess, innerOf))
+	r = w.run(nil, "ssh", "-F", w.jumpClient(false), "-J", "gw", "-p", port, w.osUser+"@db1", "echo no")
+	if r.code == 0 || !strings.Contains(r.stderr, "Host key verification failed") {
+		t.Errorf("without the CA line: got exit %d, stderr %q, want host key verification failed", r.code, r.stderr)
+	}
+	if after := len(w.events(EventAccess, innerOf)); after != before {
+		t.Errorf("without the CA line: access events %d -> %d, want no inner login", before, after)
+	}
+}
