@@ -78,6 +78,8 @@ type Gateway struct {
 
 	// held counts live sessions per role and user (access.go).
 	held roleSessions
+	// inners are the live inner sessions of jumps (jump.go).
+	inners innerSessions
 }
 
 // New builds every part of the gateway from cfg and opens the listeners. It

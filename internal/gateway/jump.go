@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"sync"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -51,7 +52,48 @@ func (g *Gateway) jump(cfg *config.Config, sc *config.Service, zones *zone.Tree,
 			}
 			l := &login{m: inner}
 			authn.As(user).Callbacks(scfg, func(r auth.Refusal) { g.refused(l, r) })
-			return inner, scfg, func() { g.loginDone(l) }, nil
+			forget := g.inners.add(st.Master(), inner)
+			return inner, scfg, func() { forget(); g.loginDone(l) }, nil
 		},
 	}, nil
+}
+
+// innerSessions are the live inner masters of jumps, by their outer
+// master, so that a reload decides them again (Reload, recheck) like the
+// masters the services list.
+type innerSessions struct {
+	mu sync.Mutex
+	of map[*session.Master]map[*session.Master]struct{}
+}
+
+// add notes inner as running in outer until forget is called.
+func (s *innerSessions) add(outer, inner *session.Master) (forget func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.of == nil {
+		s.of = map[*session.Master]map[*session.Master]struct{}{}
+	}
+	if s.of[outer] == nil {
+		s.of[outer] = map[*session.Master]struct{}{}
+	}
+	s.of[outer][inner] = struct{}{}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.of[outer], inner)
+		if len(s.of[outer]) == 0 {
+			delete(s.of, outer)
+		}
+	}
+}
+
+// list returns the inner masters live in outer.
+func (s *innerSessions) list(outer *session.Master) []*session.Master {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*session.Master, 0, len(s.of[outer]))
+	for m := range s.of[outer] {
+		out = append(out, m)
+	}
+	return out
 }

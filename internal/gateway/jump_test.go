@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -8,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/hostcert"
@@ -27,18 +31,18 @@ roles:
     logins: ["{user}"]
     policy:
       pty: true
-      exec: {allow: ["echo .*", "id"]}
+      exec: {allow: ["echo .*", "id", "cat"]}
       subsystems: {sftp: {}}
 `
 
 // jumpWorld is a world whose service answers jumps (router.jump) and
-// records, with jumpTail.
-func jumpWorld(t *testing.T) *world {
+// records, with jumpTail; service holds extra lines for the service.
+func jumpWorld(t *testing.T, service string) *world {
 	t.Helper()
 	return newWorld(t, worldOptions{
 		moreSshd: 1,
 		router:   "      jump: true\n",
-		service:  "    record: true\n",
+		service:  "    record: true\n" + service,
 		tail:     jumpTail,
 	})
 }
@@ -96,7 +100,7 @@ func innerOf(e audit.Event) bool { return strings.Contains(e.SessionID, "/direct
 // recorded session stacked under the jump connection, audited with db1 as
 // target; a command outside the role's policy is refused.
 func TestJumpOpenSSH(t *testing.T) {
-	w := jumpWorld(t)
+	w := jumpWorld(t, "")
 	cfg := w.jumpClient(true)
 	dest := w.osUser + "@db1"
 	port := strconv.Itoa(w.sshd.Port)
@@ -152,7 +156,7 @@ func TestJumpOpenSSH(t *testing.T) {
 func TestJumpTransfers(t *testing.T) {
 	sshtest.RequireTool(t, "scp")
 	sshtest.RequireTool(t, "sftp")
-	w := jumpWorld(t)
+	w := jumpWorld(t, "")
 	cfg := w.jumpClient(true)
 	port := strconv.Itoa(w.sshd.Port)
 	local := t.TempDir()
@@ -190,7 +194,7 @@ func TestJumpTransfers(t *testing.T) {
 // port, a session on the jump connection itself, and a client that does
 // not trust the host CA (strict checking fails before any login).
 func TestJumpRefusals(t *testing.T) {
-	w := jumpWorld(t)
+	w := jumpWorld(t, "")
 	cfg := w.jumpClient(true)
 	port := strconv.Itoa(w.sshd.Port)
 
@@ -237,5 +241,76 @@ func TestJumpRefusals(t *testing.T) {
 	}
 	if after := len(w.events(EventAccess, innerOf)); after != before {
 		t.Errorf("without the CA line: access events %d -> %d, want no inner login", before, after)
+	}
+}
+
+// jumpGo opens, with x/crypto/ssh, an inner connection as login to the
+// inventory host at hostport through a jump connection of alice's: the
+// inner host key must be a host certificate of the gateway's host CA for
+// the name in hostport.
+func (w *world) jumpGo(t *testing.T, login, hostport string) (outer, inner *ssh.Client) {
+	t.Helper()
+	cfg := w.aliceConfigAs(t, "alice")
+	outer = w.dial(t, cfg)
+	t.Cleanup(func() { outer.Close() })
+	nc, err := outer.Dial("tcp", hostport)
+	if err != nil {
+		t.Fatalf("direct-tcpip to %s: %v", hostport, err)
+	}
+	ca, err := hostcert.ReadPublicKey(filepath.Join(w.dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checker := &ssh.CertChecker{IsHostAuthority: func(auth ssh.PublicKey, _ string) bool {
+		return bytes.Equal(auth.Marshal(), ca.Marshal())
+	}}
+	icfg := &ssh.ClientConfig{User: login, Auth: cfg.Auth, HostKeyCallback: checker.CheckHostKey, Timeout: 10 * time.Second}
+	c, chans, reqs, err := ssh.NewClientConn(nc, hostport, icfg)
+	if err != nil {
+		t.Fatalf("inner login: %v", err)
+	}
+	inner = ssh.NewClient(c, chans, reqs)
+	t.Cleanup(func() { inner.Close() })
+	return outer, inner
+}
+
+// TestJumpReloadEndsInner: a reload that takes db1 from alice's role ends
+// her inner session of a jump (on_reload: end), as it ends her direct
+// sessions, while the jump connection itself stays.
+func TestJumpReloadEndsInner(t *testing.T) {
+	w := jumpWorld(t, "    on_reload: end\n")
+	outer, inner := w.jumpGo(t, w.osUser, "db1:"+strconv.Itoa(w.sshd.Port))
+	echoSession(t, inner)()
+	if err := w.reloadWith(t, "hosts: [db1]", "hosts: [db2]"); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	evs := w.events(EventReload, innerOf)
+	if len(evs) != 1 || evs[0].Verdict != audit.Reject || evs[0].Detail["host"] != "db1" || evs[0].Detail["on_reload"] != "end" {
+		t.Fatalf("reload events of inner sessions: got %+v, want one refusal", evs)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- inner.Wait() }()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the inner session still runs 10s after the reload")
+	}
+	if _, _, err := outer.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+		t.Errorf("jump connection after the reload: %v, want it open", err)
+	}
+}
+
+// TestJumpCertificateNames: the inner host certificate holds db1's
+// inventory name and its address, so a client reaches db1 by either
+// (x/crypto compares principals exactly; OpenSSH lowercases the host
+// name first). That it holds no other name, hostcert's tests check.
+func TestJumpCertificateNames(t *testing.T) {
+	w := jumpWorld(t, "")
+	port := strconv.Itoa(w.sshd.Port)
+	for _, hp := range []string{"db1:" + port, "127.0.0.1:" + port} {
+		_, inner := w.jumpGo(t, w.osUser, hp)
+		if _, _, err := inner.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+			t.Errorf("%s: %v", hp, err)
+		}
 	}
 }
