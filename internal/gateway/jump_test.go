@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -313,4 +315,73 @@ func TestJumpCertificateNames(t *testing.T) {
 			t.Errorf("%s: %v", hp, err)
 		}
 	}
+}
+
+// TestJumpSetupCost measures, when SLUICE_BENCH=1, how long `ssh -J gw
+// HOST echo ok` takes with the hop inspected (router.jump) and as an opaque
+// forward (forward_ssh, the client logging in to sshd itself through the
+// gateway's upstream connection), each against the same kind of sshd on
+// loopback; docs/benchmarks.md has the figures. newWorld wants a
+// *testing.T, hence a test rather than a benchmark.
+func TestJumpSetupCost(t *testing.T) {
+	if os.Getenv("SLUICE_BENCH") != "1" {
+		t.Skip("set SLUICE_BENCH=1 to measure")
+	}
+	const n = 20
+	measure := func(args ...string) []time.Duration {
+		var ds []time.Duration
+		for range n {
+			w0 := time.Now()
+			// w.run fails the test on anything but an exit status.
+			cmd := exec.Command("ssh", args...)
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("ssh %q: %v\n%s", args, err, out)
+			}
+			ds = append(ds, time.Since(w0))
+		}
+		return ds
+	}
+	inspected := jumpWorld(t, "")
+	in := measure("-F", inspected.jumpClient(true), "-J", "gw", "-p", strconv.Itoa(inspected.sshd.Port), inspected.osUser+"@db1", "echo ok")
+
+	opaque := newWorld(t, worldOptions{policy: "      forward_local: [\"127.0.0.1:*\"]\n      forward_ssh: true\n"})
+	dir := t.TempDir()
+	kh := filepath.Join(dir, "known_hosts")
+	lines := sshtest.KnownHostsLine(net.JoinHostPort("127.0.0.1", strconv.Itoa(opaque.port)), opaque.hostKey) + "\n" + opaque.sshd.KnownHostsLine() + "\n"
+	if err := os.WriteFile(kh, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "ssh_config")
+	if err := os.WriteFile(cfg, []byte(fmt.Sprintf(`Host gw
+  HostName 127.0.0.1
+  Port %d
+  User %s
+  BindAddress %s
+  IdentityFile %s
+Host target
+  HostName 127.0.0.1
+  Port %d
+  User %s
+  IdentityFile %s
+Host *
+  IdentitiesOnly yes
+  IdentityAgent none
+  BatchMode yes
+  UserKnownHostsFile %s
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  LogLevel ERROR
+`, opaque.port, opaque.target(), clientAddr, opaque.aliceKey, opaque.sshd.Port, opaque.osUser, filepath.Join(opaque.dir, "upstream_ed25519"), kh)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	op := measure("-F", cfg, "-J", "gw", "target", "echo ok")
+	q := func(ds []time.Duration, p float64) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[int(p*float64(len(s)-1))]
+	}
+	t.Logf("ssh -J gw HOST echo ok, %d runs each:", n)
+	t.Logf("  inspected (router.jump): median %v, p10 %v, p90 %v", q(in, 0.5).Round(time.Millisecond), q(in, 0.1).Round(time.Millisecond), q(in, 0.9).Round(time.Millisecond))
+	t.Logf("  opaque (forward_ssh):    median %v, p10 %v, p90 %v", q(op, 0.5).Round(time.Millisecond), q(op, 0.1).Round(time.Millisecond), q(op, 0.9).Round(time.Millisecond))
 }
