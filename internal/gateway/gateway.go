@@ -377,6 +377,11 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 			return service.Params{}, err
 		}
 	}
+	clientAuthn := authn
+	if sc.Router.Transparent {
+		// The SSH user name is the upstream login: the key names the user.
+		clientAuthn = authn.ByKey()
+	}
 	proxy := sshproxy.New(sshproxy.Params{
 		Service: sc.Name,
 		Router:  rt,
@@ -397,6 +402,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		ExecTransfer:   g.execTransfer(sc.Name, sc.Policy),
 		Access:         g.decideAccess(acc),
 		Jump:           jump,
+		Transparent:    sc.Router.Transparent,
 		Session:        sshsession.Config{},
 		LoginGraceTime: cfg.Gateway.LoginGraceTime.Std(),
 		MaxChannels:    sc.MaxChannels,
@@ -418,11 +424,14 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		Audit:              g.audit,
 		Logger:             g.logger,
 		Handler: func(ctx context.Context, m *session.Master, c net.Conn) {
+			if sc.Router.Transparent {
+				g.noteOriginalDst(ctx, m, c)
+			}
 			// Each connection has its own ServerConfig, whose callbacks
 			// know the connection's session.
 			l := &login{m: m}
 			cfg := *scfg
-			authn.Callbacks(&cfg, func(r auth.Refusal) { g.refused(l, r) })
+			clientAuthn.Callbacks(&cfg, func(r auth.Refusal) { g.refused(l, r) })
 			proxy.Handle(ctx, m, c, &cfg)
 			g.loginDone(l)
 		},
@@ -430,6 +439,18 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		Instance: g.instance(sc.Name),
 	}
 	return p, nil
+}
+
+// noteOriginalDst keeps the original destination of c, a connection to a
+// transparent service, on m (sshproxy.OriginalDestination); without one
+// the router refuses the connection once its user is known.
+func (g *Gateway) noteOriginalDst(ctx context.Context, m *session.Master, c net.Conn) {
+	dst, err := originalDst(c)
+	if err != nil {
+		g.logger.WarnContext(ctx, "transparent service: no original destination", "session_id", m.ID(), "err", err)
+		return
+	}
+	session.Set(m, sshproxy.OriginalDestination, dst)
 }
 
 // instanceTimeout bounds the store write that reserves a block of session

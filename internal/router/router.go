@@ -181,3 +181,25 @@ func (r *Router) InventoryHost(host string, port uint32) (name, address string, 
 	}
 	return "", "", false
 }
+
+// ErrNoOriginalDestination refuses a transparent connection whose
+// original destination is unknown or is the gateway's own listener (it
+// was not redirected).
+var ErrNoOriginalDestination = errors.New("router: no original destination: the connection was not redirected to the gateway")
+
+// Transparent routes a connection of gatewayUser redirected to the gateway
+// (services[S].router.transparent) to dst, its original destination; the
+// SSH user name login is the upstream login. listener is the address the
+// connection arrived at: a dst equal to it was not redirected. With
+// Params.NamesOnly dst must be an inventory host's address.
+func (r *Router) Transparent(gatewayUser string, dst, listener netip.AddrPort, login string) (Route, error) {
+	rule := r.prefix + ".transparent"
+	if gatewayUser == "" {
+		return Route{}, &RouteError{Rule: rule, Err: ErrUserMismatch}
+	}
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if !dst.IsValid() || dst.Port() == 0 || dst == netip.AddrPortFrom(listener.Addr().Unmap(), listener.Port()) {
+		return Route{}, &RouteError{Rule: rule, Err: ErrNoOriginalDestination}
+	}
+	return r.resolve(Route{User: gatewayUser, Targets: []string{dst.String()}, Rule: rule, Login: login})
+}

@@ -226,11 +226,20 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 	pp := c.p.p
 	var route router.Route
 	var err error
-	if c.jumpRoute != nil {
+	switch {
+	case c.jumpRoute != nil:
 		route = *c.jumpRoute
 		route.Login = c.sconn.User()
-	} else if route, err = pp.Router.Route(c.id.User, c.sconn.User()); errors.Is(err, router.ErrNoRoute) && pp.Jump != nil {
-		return nil, errJumpOnly
+	case pp.Transparent:
+		dst, _ := session.Lookup(c.m, OriginalDestination)
+		route, err = pp.Router.Transparent(c.id.User, dst, c.m.ClientLocal(), c.sconn.User())
+		if err == nil && pp.Access == nil {
+			c.grant.Login = route.Login
+		}
+	default:
+		if route, err = pp.Router.Route(c.id.User, c.sconn.User()); errors.Is(err, router.ErrNoRoute) && pp.Jump != nil {
+			return nil, errJumpOnly
+		}
 	}
 	if err != nil {
 		e := c.m.AuditEvent("route")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -110,10 +111,18 @@ type Params struct {
 	// SSH ports with inspected inner connections (see Jump); a connection
 	// whose user name routes nowhere then serves such jumps only. It
 	// needs Access.
-	Jump   *Jump
-	Audit  audit.Sink
-	Logger *slog.Logger
+	Jump *Jump
+	// Transparent routes each connection to its original destination,
+	// the master's OriginalDestination (Router.Transparent), with the SSH
+	// user name as the upstream login.
+	Transparent bool
+	Audit       audit.Sink
+	Logger      *slog.Logger
 }
+
+// OriginalDestination is the master's attribute holding where a
+// connection redirected to the gateway was going, for Params.Transparent.
+var OriginalDestination = session.NewKey[netip.AddrPort]("original destination")
 
 // Grant is what one connection may do: the policy its requests are
 // decided by and the upstream login. Without Params.Access every
