@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/chainer"
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/console"
+	"github.com/sluice-ssh/sluice/internal/hostcert"
 	"github.com/sluice-ssh/sluice/internal/hostkey"
 	"github.com/sluice-ssh/sluice/internal/metrics"
 	"github.com/sluice-ssh/sluice/internal/policy"
@@ -378,9 +379,13 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		}
 	}
 	clientAuthn := authn
+	var hostCA *hostcert.Authority
 	if sc.Router.Transparent {
 		// The SSH user name is the upstream login: the key names the user.
 		clientAuthn = authn.ByKey()
+		if hostCA, err = hostcert.Load(cfg.Gateway.StateDir); err != nil {
+			return service.Params{}, fmt.Errorf("%srouter.transparent: %w", prefix, err)
+		}
 	}
 	proxy := sshproxy.New(sshproxy.Params{
 		Service: sc.Name,
@@ -424,13 +429,13 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		Audit:              g.audit,
 		Logger:             g.logger,
 		Handler: func(ctx context.Context, m *session.Master, c net.Conn) {
-			if sc.Router.Transparent {
-				g.noteOriginalDst(ctx, m, c)
-			}
 			// Each connection has its own ServerConfig, whose callbacks
 			// know the connection's session.
 			l := &login{m: m}
 			cfg := *scfg
+			if sc.Router.Transparent {
+				cfg = g.transparentConfig(ctx, m, c, scfg, hostCA, hostKeys, rt)
+			}
 			clientAuthn.Callbacks(&cfg, func(r auth.Refusal) { g.refused(l, r) })
 			proxy.Handle(ctx, m, c, &cfg)
 			g.loginDone(l)
@@ -441,16 +446,30 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 	return p, nil
 }
 
-// noteOriginalDst keeps the original destination of c, a connection to a
-// transparent service, on m (sshproxy.OriginalDestination); without one
-// the router refuses the connection once its user is known.
-func (g *Gateway) noteOriginalDst(ctx context.Context, m *session.Master, c net.Conn) {
+// transparentConfig returns the server configuration of c, a connection
+// to a transparent service: it keeps c's original destination on m
+// (sshproxy.OriginalDestination) and presents the gateway's host keys
+// under host certificates for that address (and its inventory name, if it
+// is an inventory host's), as the destination would. Without an original
+// destination it returns base unchanged; the router refuses the
+// connection once its user is known.
+func (g *Gateway) transparentConfig(ctx context.Context, m *session.Master, c net.Conn, base *ssh.ServerConfig, ca *hostcert.Authority, hostKeys []ssh.Signer, rt *router.Router) ssh.ServerConfig {
 	dst, err := originalDst(c)
 	if err != nil {
 		g.logger.WarnContext(ctx, "transparent service: no original destination", "session_id", m.ID(), "err", err)
-		return
+		return *base
 	}
 	session.Set(m, sshproxy.OriginalDestination, dst)
+	principals := []string{dst.Addr().String()}
+	if name, address, ok := rt.InventoryHost(dst.Addr().String(), uint32(dst.Port())); ok {
+		principals = hostcert.Principals(name, address)
+	}
+	cfg, err := certifiedConfig(ca, hostKeys, principals, dst.String()+" "+m.ID())
+	if err != nil {
+		g.logger.ErrorContext(ctx, "transparent service: host certificate", "session_id", m.ID(), "err", err)
+		return *base
+	}
+	return *cfg
 }
 
 // instanceTimeout bounds the store write that reserves a block of session

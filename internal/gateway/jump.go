@@ -38,17 +38,10 @@ func (g *Gateway) jump(cfg *config.Config, sc *config.Service, zones *zone.Tree,
 				ClientZones: sc.ClientZones,
 				ServerZones: sc.ServerZones,
 			})
-			scfg := &ssh.ServerConfig{ServerVersion: "SSH-2.0-Sluice"}
-			scfg.SetDefaults()
-			serverAlgorithms(scfg)
-			principals := hostcert.Principals(name, address)
-			for _, k := range hostKeys {
-				s, _, err := ca.Certify(k, principals, name+" "+inner.ID(), time.Now())
-				if err != nil {
-					inner.Destroy()
-					return nil, nil, nil, err
-				}
-				scfg.AddHostKey(s)
+			scfg, err := certifiedConfig(ca, hostKeys, hostcert.Principals(name, address), name+" "+inner.ID())
+			if err != nil {
+				inner.Destroy()
+				return nil, nil, nil, err
 			}
 			l := &login{m: inner}
 			authn.As(user).Callbacks(scfg, func(r auth.Refusal) { g.refused(l, r) })
@@ -56,6 +49,24 @@ func (g *Gateway) jump(cfg *config.Config, sc *config.Service, zones *zone.Tree,
 			return inner, scfg, func() { forget(); g.loginDone(l) }, nil
 		},
 	}, nil
+}
+
+// certifiedConfig returns a server configuration presenting each of
+// hostKeys under a fresh host certificate of ca for principals, with
+// keyID: how the gateway answers in a target's place (jumps, transparent
+// routing). Authentication is the caller's to add.
+func certifiedConfig(ca *hostcert.Authority, hostKeys []ssh.Signer, principals []string, keyID string) (*ssh.ServerConfig, error) {
+	cfg := &ssh.ServerConfig{ServerVersion: "SSH-2.0-Sluice"}
+	cfg.SetDefaults()
+	serverAlgorithms(cfg)
+	for _, k := range hostKeys {
+		s, _, err := ca.Certify(k, principals, keyID, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		cfg.AddHostKey(s)
+	}
+	return cfg, nil
 }
 
 // innerSessions are the live inner masters of jumps, by their outer
