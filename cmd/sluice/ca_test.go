@@ -130,9 +130,9 @@ func TestCAUsage(t *testing.T) {
 		code   int
 		stderr string
 	}{
-		{[]string{"ca"}, 2, "sluice ca show: the only verb is show\nusage: sluice ca show -c FILE"},
-		{[]string{"ca", "list"}, 2, "sluice ca show: the only verb is show\nusage: sluice ca show -c FILE"},
-		{[]string{"ca", "show"}, 2, "sluice ca show: -c FILE is required\nusage: sluice ca show -c FILE"},
+		{[]string{"ca"}, 2, "sluice ca show: the only verb is show\nusage: sluice ca show [--host] -c FILE"},
+		{[]string{"ca", "list"}, 2, "sluice ca show: the only verb is show\nusage: sluice ca show [--host] -c FILE"},
+		{[]string{"ca", "show"}, 2, "sluice ca show: -c FILE is required\nusage: sluice ca show [--host] -c FILE"},
 		{[]string{"ca", "show", "-c", noCA}, 1, "sluice: no service sets upstream.user_ca"},
 	} {
 		var stdout, stderr bytes.Buffer
