@@ -385,3 +385,44 @@ Host *
 	t.Logf("  inspected (router.jump): median %v, p10 %v, p90 %v", q(in, 0.5).Round(time.Millisecond), q(in, 0.1).Round(time.Millisecond), q(in, 0.9).Round(time.Millisecond))
 	t.Logf("  opaque (forward_ssh):    median %v, p10 %v, p90 %v", q(op, 0.5).Round(time.Millisecond), q(op, 0.1).Round(time.Millisecond), q(op, 0.9).Round(time.Millisecond))
 }
+
+// TestJumpSecondLoginIsTheSamePerson: the inner login of alice's jump
+// takes only alice's credentials. Bob, a user of the gateway too, cannot
+// ride on her jump connection with his own key, whatever login he names
+// (his own name included).
+func TestJumpSecondLoginIsTheSamePerson(t *testing.T) {
+	keys := t.TempDir()
+	bob, bobKey := sshtest.NewKey(t, keys, "bob_ed25519")
+	w := newWorld(t, worldOptions{
+		moreSshd: 1,
+		router:   "      jump: true\n",
+		users:    fmt.Sprintf("  - name: bob\n    authorized_keys: %s.pub\n", bobKey),
+		tail:     strings.Replace(jumpTail, "users: [alice]", "users: [alice, bob]", 1),
+	})
+	outer := w.dial(t, w.aliceConfigAs(t, "alice"))
+	defer outer.Close()
+	hostport := "db1:" + strconv.Itoa(w.sshd.Port)
+	for _, login := range []string{w.osUser, "bob", "alice"} {
+		nc, err := outer.Dial("tcp", hostport)
+		if err != nil {
+			t.Fatalf("direct-tcpip: %v", err)
+		}
+		icfg := &ssh.ClientConfig{User: login, Auth: []ssh.AuthMethod{ssh.PublicKeys(bob)}, HostKeyCallback: ssh.InsecureIgnoreHostKey(), Timeout: 10 * time.Second}
+		if c, _, _, err := ssh.NewClientConn(nc, hostport, icfg); err == nil {
+			c.Close()
+			t.Errorf("bob's key as %q in alice's jump: logged in, want refused", login)
+		}
+		nc.Close()
+	}
+	// One event per refused key (with its method), besides the
+	// connection's failed handshake.
+	refused := w.events("auth", func(e audit.Event) bool { return innerOf(e) && e.Verdict == audit.Reject && e.Detail["method"] != nil })
+	if len(refused) < 3 {
+		t.Errorf("inner auth refusals: got %+v, want one per attempt", refused)
+	}
+	for _, e := range refused {
+		if e.User != "alice" {
+			t.Errorf("inner auth refusal names user %q, want alice (the jump's)", e.User)
+		}
+	}
+}
