@@ -57,21 +57,42 @@ func must(t *testing.T, undo []string, args ...string) {
 // audits it with that target and both zones checked. A destination
 // outside server_zones is refused, and so is a connection to the
 // gateway's own port (no original destination).
-func TestTransparentNetns(t *testing.T) {
+func TestTransparentNetns(t *testing.T) { testTransparent(t, false) }
+
+// TestTransparentNetnsIPv6 is TestTransparentNetns over IPv6
+// (IP6T_SO_ORIGINAL_DST, ip6tables).
+func TestTransparentNetnsIPv6(t *testing.T) { testTransparent(t, true) }
+
+func testTransparent(t *testing.T, v6 bool) {
 	requireNetns(t)
 	sshtest.RequireTool(t, "ssh")
 	id := os.Getpid() % 100000
 	net3 := 20 + os.Getpid()%200
-	ns, vh, vc := fmt.Sprintf("sltp%d", id), fmt.Sprintf("sltph%d", id), fmt.Sprintf("sltpc%d", id)
-	prefix := fmt.Sprintf("10.213.%d.", net3)
+	tag, prefix, bits, host, tables := "4", fmt.Sprintf("10.213.%d.", net3), "/24", "/32", "iptables"
+	var nodad []string
+	if v6 {
+		tag, prefix, bits, host, tables = "6", fmt.Sprintf("fd00:213:%x::", net3), "/64", "/128", "ip6tables"
+		nodad = []string{"nodad"}
+		sshtest.RequireTool(t, "ip6tables")
+	}
+	ns, vh, vc := fmt.Sprintf("sltp%s%d", tag, id), fmt.Sprintf("sltp%sh%d", tag, id), fmt.Sprintf("sltp%sc%d", tag, id)
 	target, elsewhere, client := prefix+"1", prefix+"3", prefix+"2"
 	must(t, []string{"ip", "netns", "del", ns}, "ip", "netns", "add", ns)
 	must(t, []string{"ip", "link", "del", vh}, "ip", "link", "add", vh, "type", "veth", "peer", "name", vc)
 	must(t, nil, "ip", "link", "set", vc, "netns", ns)
-	must(t, nil, "ip", "addr", "add", target+"/24", "dev", vh)
-	must(t, nil, "ip", "addr", "add", elsewhere+"/24", "dev", vh)
+	// REDIRECT sends a connection to the interface's first IPv4
+	// address, or to the IPv6 address of the destination's scope the
+	// kernel lists first (the newest): make that target, where the
+	// gateway listens.
+	addrs := []string{target, elsewhere}
+	if v6 {
+		addrs = []string{elsewhere, target}
+	}
+	for _, a := range addrs {
+		must(t, nil, append([]string{"ip", "addr", "add", a + bits, "dev", vh}, nodad...)...)
+	}
 	must(t, nil, "ip", "link", "set", vh, "up")
-	must(t, nil, "ip", "netns", "exec", ns, "ip", "addr", "add", client+"/24", "dev", vc)
+	must(t, nil, append([]string{"ip", "netns", "exec", ns, "ip", "addr", "add", client + bits, "dev", vc}, nodad...)...)
 	must(t, nil, "ip", "netns", "exec", ns, "ip", "link", "set", vc, "up")
 	must(t, nil, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
 
@@ -90,8 +111,8 @@ func TestTransparentNetns(t *testing.T) {
 	gwPort := sshtest.FreePort(t)
 	port := strconv.Itoa(sshPort)
 	rule := []string{"-t", "nat", "PREROUTING", "-i", vh, "-p", "tcp", "--dport", port, "-j", "REDIRECT", "--to-ports", strconv.Itoa(gwPort)}
-	add := append([]string{"iptables", "-t", "nat", "-A"}, rule[2:]...)
-	del := append([]string{"iptables", "-t", "nat", "-D"}, rule[2:]...)
+	add := append([]string{tables, "-t", "nat", "-A"}, rule[2:]...)
+	del := append([]string{tables, "-t", "nat", "-D"}, rule[2:]...)
 	must(t, del, add...)
 
 	u, err := user.Current()
@@ -100,14 +121,14 @@ func TestTransparentNetns(t *testing.T) {
 	}
 	yaml := fmt.Sprintf(`gateway: {name: gw1, state_dir: ./state}
 zones:
-  - {name: clients, networks: ["%s/32"]}
-  - {name: servers, networks: ["%s/32"]}
-  - {name: elsewhere, networks: ["%s/32"]}
+  - {name: clients, networks: ["%s%s"]}
+  - {name: servers, networks: ["%s%s"]}
+  - {name: elsewhere, networks: ["%s%s"]}
 users:
   - {name: alice, authorized_keys: ./alice_ed25519.pub}
 services:
   - name: inline
-    listen: "%s:%d"
+    listen: "%s"
     client_zones: [clients]
     server_zones: [servers]
     router: {transparent: true}
@@ -118,7 +139,7 @@ services:
       exec: {allow: ["echo .*"]}
 audit:
   sink: sqlite
-`, client, target, elsewhere, target, gwPort)
+`, client, host, target, host, elsewhere, host, net.JoinHostPort(target, strconv.Itoa(gwPort)))
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -151,6 +172,7 @@ audit:
 	}
 	kh := filepath.Join(dir, "client_known_hosts")
 	line := hostcert.KnownHostsLine([]string{"[" + target + "]:" + port, "[" + elsewhere + "]:" + port, "[" + target + "]:" + strconv.Itoa(gwPort)}, ca, "sluice gw1 host CA")
+
 	if err := os.WriteFile(kh, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
