@@ -137,9 +137,14 @@ func TestJumpOpenSSH(t *testing.T) {
 	if len(recs) != 1 {
 		t.Fatalf("inner record events: got %+v, want one", recs)
 	}
+	// The inner session's end lists the file once it is closed.
+	ends := w.events(audit.TypeSessionEnd, func(e audit.Event) bool { return e.SessionID == in.SessionID })
 	p, _ := recs[0].Detail["recording"].(string)
-	if b, err := os.ReadFile(p); err != nil || !strings.Contains(string(b), "jumped") {
-		t.Errorf("recording %s: got %v, want it to hold the output", p, err)
+	if len(ends) != 1 || ends[0].Detail["recording"] != p {
+		t.Fatalf("inner session.end: got %+v, want one listing %s", ends, p)
+	}
+	if played := readChannel(t, p, recs[0].SessionID).played; !strings.Contains(played, "jumped") {
+		t.Errorf("recording %s: played %q, want the output", p, played)
 	}
 
 	// The role's exec policy decides inside the jump.
