@@ -27,7 +27,8 @@ pkgs=(
   chromium             # the console's browser test (cmd/sluice TestConsoleBrowser), driven by playwright-core
   nodejs               # runs that browser test's script (internal/console/e2e) and the OpenID provider of the OIDC tests (internal/oidc/testdata/idp)
   npm                  # installs playwright-core and oidc-provider for them, and scripts/console-assets.sh
-  iproute2             # bench --rtt: ip netns and the links of the WAN mode (bench only, not run by make test)
+  iproute2             # bench --rtt: ip netns and the links of the WAN mode (bench only); ip netns and veth of gateway TestTransparentNetns
+  iptables             # REDIRECT into the gateway in gateway TestTransparentNetns (transparent routing)
   e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)
   zsh                  # sluice completion zsh (cmd/sluice TestZshCompletion)
 )

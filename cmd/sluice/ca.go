@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path/filepath"
 	"strings"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/hostcert"
 	"github.com/sluice-ssh/sluice/internal/usercert"
 )
 
@@ -18,12 +20,16 @@ import (
 // every user CA the config's services log in to targets with
 // (upstream.user_ca) and of those being rotated out
 // (upstream.user_ca_previous), one TrustedUserCAKeys line per key, its
-// comment naming the gateway and which service uses it how. It never creates a key. Usage errors exit 2.
+// comment naming the gateway and which service uses it how. With --host
+// it prints instead the "@cert-authority" line of the gateway's host CA
+// for the clients' known_hosts (internal/hostcert). It never creates a
+// key. Usage errors exit 2.
 func runCA(args []string, stdout, stderr io.Writer) int {
-	cl := newCmdline("ca show", "-c FILE", "Print the public key of every upstream user CA the config's services sign\nlogins with (upstream.user_ca) and of those being rotated out\n(upstream.user_ca_previous), one line per key for the targets'\nTrustedUserCAKeys file. It never creates a key.", stdout, stderr)
+	cl := newCmdline("ca show", "[--host] -c FILE", "Print the public key of every upstream user CA the config's services sign\nlogins with (upstream.user_ca) and of those being rotated out\n(upstream.user_ca_previous), one line per key for the targets'\nTrustedUserCAKeys file. With --host, print the @cert-authority line of the\ngateway's host CA for the clients' known_hosts instead. It never creates a key.", stdout, stderr)
 	var file string
 	cl.fs.StringVar(&file, "c", "", "the config `FILE`")
 	cl.fs.StringVar(&file, "config", "", "the config `FILE` (same as -c)")
+	host := cl.fs.Bool("host", false, "print the host CA's @cert-authority line for clients' known_hosts")
 	args, code, ok := cl.verb(args)
 	if !ok {
 		return code
@@ -32,7 +38,13 @@ func runCA(args []string, stdout, stderr io.Writer) int {
 	if cfg == nil {
 		return code
 	}
-	lines, err := caLines(cfg)
+	var lines []string
+	var err error
+	if *host {
+		lines, err = hostCALines(cfg)
+	} else {
+		lines, err = caLines(cfg)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "sluice:", err)
 		return 1
@@ -92,4 +104,22 @@ func caLines(cfg *config.Config) ([]string, error) {
 		lines = append(lines, line+" sluice "+cfg.Gateway.Name+" "+strings.Join(c.uses, ", "))
 	}
 	return lines, nil
+}
+
+// hostCALines returns the "@cert-authority" line of cfg's host CA, its
+// patterns the inventory's names and addresses ("*" without an
+// inventory).
+func hostCALines(cfg *config.Config) ([]string, error) {
+	k, err := hostcert.ReadPublicKey(cfg.Gateway.StateDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("gateway.state_dir: the host CA %s does not exist yet; the gateway creates it at its first start (sluice serve) when a service has router.jump", filepath.Join(cfg.Gateway.StateDir, hostcert.FileName))
+	}
+	if err != nil {
+		return nil, err
+	}
+	hosts := make(map[string]string, len(cfg.Hosts))
+	for _, h := range cfg.Hosts {
+		hosts[h.Name] = h.Address
+	}
+	return []string{hostcert.KnownHostsLine(hostcert.Patterns(hosts), k, "sluice "+cfg.Gateway.Name+" host CA")}, nil
 }

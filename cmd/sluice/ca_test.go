@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sluice-ssh/sluice/internal/hostcert"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
 	"github.com/sluice-ssh/sluice/internal/usercert"
 )
@@ -129,14 +130,57 @@ func TestCAUsage(t *testing.T) {
 		code   int
 		stderr string
 	}{
-		{[]string{"ca"}, 2, "sluice ca show: the only verb is show\nusage: sluice ca show -c FILE"},
-		{[]string{"ca", "list"}, 2, "sluice ca show: the only verb is show\nusage: sluice ca show -c FILE"},
-		{[]string{"ca", "show"}, 2, "sluice ca show: -c FILE is required\nusage: sluice ca show -c FILE"},
+		{[]string{"ca"}, 2, "sluice ca show: the only verb is show\nusage: sluice ca show [--host] -c FILE"},
+		{[]string{"ca", "list"}, 2, "sluice ca show: the only verb is show\nusage: sluice ca show [--host] -c FILE"},
+		{[]string{"ca", "show"}, 2, "sluice ca show: -c FILE is required\nusage: sluice ca show [--host] -c FILE"},
 		{[]string{"ca", "show", "-c", noCA}, 1, "sluice: no service sets upstream.user_ca"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(tc.args, &stdout, &stderr); code != tc.code || !strings.HasPrefix(stderr.String(), tc.stderr) || stdout.Len() != 0 {
 			t.Errorf("%q: got exit %d, stdout %q, stderr %q; want %d and %q", tc.args, code, stdout.String(), stderr.String(), tc.code, tc.stderr)
 		}
+	}
+}
+
+func TestCAShowHost(t *testing.T) {
+	dir := t.TempDir()
+	cfg := `gateway: {name: gw1, state_dir: ./state}
+zones: [{name: z, networks: ["127.0.0.0/8"]}]
+users: [{name: alice, authorized_keys: ./alice.pub}]
+hosts:
+  - {name: db1, address: "10.0.0.5:22"}
+  - {name: web, address: "10.0.0.6:2222"}
+roles: [{name: ops, users: [alice], hosts: ["*"], logins: [root]}]
+services:
+  - name: ssh-in
+    listen: 127.0.0.1:0
+    client_zones: [z]
+    server_zones: [z]
+    router: {inband: true, jump: true}
+    upstream: {known_hosts: ./kh}
+`
+	path := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"ca", "show", "--host", "-c", path}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "does not exist yet") {
+		t.Errorf("no key yet: got exit %d, stderr %q, want 1 and \"does not exist yet\"", code, stderr.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", hostcert.FileName)); err == nil {
+		t.Error("ca show --host created the key")
+	}
+	a, err := hostcert.Load(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"ca", "show", "--host", "-c", path}, &stdout, &stderr); code != 0 {
+		t.Fatalf("got exit %d, stderr %q, want 0", code, stderr.String())
+	}
+	want := hostcert.KnownHostsLine([]string{"10.0.0.5", "[10.0.0.6]:2222", "[web]:2222", "db1"}, a.PublicKey(), "sluice gw1 host CA") + "\n"
+	if stdout.String() != want {
+		t.Errorf("got %q, want %q", stdout.String(), want)
 	}
 }

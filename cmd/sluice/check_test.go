@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
 
 func TestCheck(t *testing.T) {
@@ -49,5 +51,46 @@ func TestCheck(t *testing.T) {
 				t.Errorf("stderr: got %q, want %q", got, tc.stderr)
 			}
 		})
+	}
+}
+
+// TestCheckTransparentKeys: with a transparent service, a key listed for
+// two users is an error (the service knows users by key); without one it
+// is not.
+func TestCheckTransparentKeys(t *testing.T) {
+	dir := t.TempDir()
+	_, pub := sshtest.NewKey(t, dir, "shared_ed25519")
+	line, err := os.ReadFile(pub + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"alice.pub", "bob.pub"} {
+		if err := os.WriteFile(filepath.Join(dir, n), line, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(router string) string {
+		path := filepath.Join(dir, "sluice.yaml")
+		cfg := `gateway: {name: gw1, state_dir: ./state}
+zones: [{name: z, networks: ["127.0.0.0/8"]}]
+users: [{name: alice, authorized_keys: ./alice.pub}, {name: bob, authorized_keys: ./bob.pub}]
+services:
+  - {name: inline, listen: "127.0.0.1:0", client_zones: [z], server_zones: [z], router: ` + router + `, upstream: {known_hosts: ./kh}}
+`
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", "-c", write("{inband: true}")}, &stdout, &stderr); code != 0 {
+		t.Errorf("inband: got exit %d, stderr %q, want 0", code, stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	path := write("{transparent: true}")
+	code := run([]string{"check", "-c", path}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "is listed for users alice, bob; services[inline].router.transparent") {
+		t.Errorf("transparent: got exit %d, stderr %q, want 1 and the shared key", code, stderr.String())
 	}
 }

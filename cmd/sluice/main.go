@@ -18,7 +18,7 @@ func commands() map[string]command {
 		"serve":       {"run the gateway", runServe},
 		"target":      {"run the built-in SSH target server", runTarget},
 		"demo":        {"try Sluice: a demo gateway and target on loopback", runDemo},
-		"ca":          {"print the upstream user CA keys for the targets' TrustedUserCAKeys", runCA},
+		"ca":          {"print the upstream user CA keys for the targets' TrustedUserCAKeys, or the host CA line for known_hosts", runCA},
 		"known-hosts": {"add an upstream server's host keys to a known_hosts file", runKnownHosts},
 		"sessions":    {"list recorded or live sessions", runSessions},
 		"audit":       {"query the audit store", runAudit},

@@ -123,6 +123,8 @@ type Authenticator struct {
 	// signOnVia and autoProvision are Params.SignOn and AutoProvision.
 	signOnVia     SignOn
 	autoProvision bool
+	// byKey identifies the user by her key alone (ByKey).
+	byKey bool
 }
 
 // New validates p and returns an Authenticator.
@@ -187,6 +189,29 @@ func New(p Params) (*Authenticator, error) {
 		a.dummyHash = h
 	}
 	return a, nil
+}
+
+// As returns an Authenticator that authenticates every SSH user name as
+// the gateway user user: the name is then the upstream login, and the
+// person is known by her credential alone (an inner connection of
+// ProxyJump, whose outer connection already named her). It shares a's
+// users and CAs.
+func (a *Authenticator) As(user string) *Authenticator {
+	b := *a
+	b.userName = func(string) string { return user }
+	return &b
+}
+
+// ByKey returns an Authenticator that knows the user by her public key
+// alone, for a service where the SSH user name is the upstream login
+// (transparent routing): the key must be in exactly one user's
+// authorized_keys. Passwords and certificates, which do not name a user
+// without the SSH user name, are refused. It shares a's users.
+func (a *Authenticator) ByKey() *Authenticator {
+	b := *a
+	b.byKey = true
+	b.passwords = false
+	return &b
 }
 
 // Callbacks installs the authentication callbacks and MaxAuthTries in cfg,
@@ -271,6 +296,9 @@ func (a *Authenticator) password(conn ssh.ConnMetadata, pw []byte) (*ssh.Permiss
 // identity travels only in the returned Permissions, which x/crypto/ssh hands
 // back for the key that actually signed (CVE-2024-45337).
 func (a *Authenticator) publicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	if a.byKey {
+		return a.keyOwner(conn, key)
+	}
 	name, u := a.lookup(conn)
 	if cert, ok := key.(*ssh.Certificate); ok {
 		if u == nil {
@@ -281,6 +309,80 @@ func (a *Authenticator) publicKey(conn ssh.ConnMetadata, key ssh.PublicKey) (*ss
 	if u == nil {
 		return fail(MethodPublicKey, name, "users", "unknown user")
 	}
+	return a.userKey(conn, name, u, key)
+}
+
+// keyOwner authenticates key as the one user whose authorized_keys list
+// it (ByKey).
+func (a *Authenticator) keyOwner(conn ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
+	if _, ok := key.(*ssh.Certificate); ok {
+		return fail(MethodCertificate, conn.User(), "trusted_user_ca_keys", "certificates name no user where the SSH user name is the login")
+	}
+	owners := a.owners(key)
+	switch len(owners) {
+	case 0:
+		return fail(MethodPublicKey, conn.User(), "users", "key "+ssh.FingerprintSHA256(key)+" not listed for any user")
+	case 1:
+		return a.userKey(conn, owners[0], a.users[owners[0]], key)
+	}
+	return fail(MethodPublicKey, conn.User(), "users", "key "+ssh.FingerprintSHA256(key)+" listed for more than one user: "+strings.Join(owners, ", "))
+}
+
+// owners returns the users whose authorized_keys list key, sorted.
+func (a *Authenticator) owners(key ssh.PublicKey) []string {
+	blob := key.Marshal()
+	var names []string
+	for name, u := range a.users {
+		if u.keys == nil {
+			continue
+		}
+		lines, _, err := u.keys.current()
+		if err != nil {
+			continue
+		}
+		if slices.ContainsFunc(lines, func(kl keyLine) bool { return bytes.Equal(kl.key.Marshal(), blob) }) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// SharedKeys returns, for each public key listed in the authorized_keys
+// of more than one of users, a line naming the key and the users: what a
+// service that knows users by key (ByKey) cannot tell apart.
+func SharedKeys(users []User) ([]string, error) {
+	by := map[string][]string{}
+	var order []string
+	for _, u := range users {
+		if u.AuthorizedKeysFile == "" {
+			continue
+		}
+		lines, _, err := (&keyFile{path: u.AuthorizedKeysFile}).current()
+		if err != nil {
+			return nil, fmt.Errorf("users[%s].authorized_keys: %w", u.Name, err)
+		}
+		for _, kl := range lines {
+			fp := ssh.FingerprintSHA256(kl.key)
+			if _, seen := by[fp]; !seen {
+				order = append(order, fp)
+			}
+			if !slices.Contains(by[fp], u.Name) {
+				by[fp] = append(by[fp], u.Name)
+			}
+		}
+	}
+	var out []string
+	for _, fp := range order {
+		if len(by[fp]) > 1 {
+			out = append(out, "key "+fp+" is listed for users "+strings.Join(by[fp], ", "))
+		}
+	}
+	return out, nil
+}
+
+// userKey authenticates key as the user name (u) by her authorized_keys.
+func (a *Authenticator) userKey(conn ssh.ConnMetadata, name string, u *userEntry, key ssh.PublicKey) (*ssh.Permissions, error) {
 	rule := "users[" + name + "].authorized_keys"
 	if u.keys == nil {
 		return fail(MethodPublicKey, name, rule, "no authorized_keys file")

@@ -304,3 +304,80 @@ func TestIdentityOfRejectsForeignPermissions(t *testing.T) {
 		}
 	}
 }
+
+// TestAs checks that As authenticates any SSH user name as the one user,
+// by her credential only: bob's key does not pass as alice, whatever the
+// name.
+func TestAs(t *testing.T) {
+	alice, bob := newSigner(t), newSigner(t)
+	dir := t.TempDir()
+	a, err := New(Params{Users: []User{
+		{Name: "alice", AuthorizedKeysFile: writeFile(t, dir, "a", authorizedLine("", alice.PublicKey()))},
+		{Name: "bob", AuthorizedKeysFile: writeFile(t, dir, "b", authorizedLine("", bob.PublicKey()))},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := a.As("alice")
+	for _, name := range []string{"root", "alice", "bob"} {
+		var f failures
+		if id := startServer(t, as, f.record).login(t, name, ssh.PublicKeys(alice)).identity(t); id.User != "alice" {
+			t.Errorf("alice's key as %q: got user %q, want alice", name, id.User)
+		}
+		if r := startServer(t, as, f.record).login(t, name, ssh.PublicKeys(bob)); r.err == nil {
+			t.Errorf("bob's key as %q: accepted, want refused", name)
+		}
+	}
+	var f failures
+	if id := startServer(t, a, f.record).login(t, "bob", ssh.PublicKeys(bob)).identity(t); id.User != "bob" {
+		t.Errorf("the original authenticator: got user %q, want bob", id.User)
+	}
+}
+
+// TestByKey: where the SSH user name is the login, the key alone names
+// the user; a key two users share names nobody, and passwords are off.
+func TestByKey(t *testing.T) {
+	alice, bob, shared := newSigner(t), newSigner(t), newSigner(t)
+	dir := t.TempDir()
+	users := []User{
+		{Name: "alice", AuthorizedKeysFile: writeFile(t, dir, "a", authorizedLine("", alice.PublicKey())+authorizedLine("", shared.PublicKey())), PasswordHash: hashOf(t, "pw")},
+		{Name: "bob", AuthorizedKeysFile: writeFile(t, dir, "b", authorizedLine("", bob.PublicKey())+authorizedLine("", shared.PublicKey()))},
+	}
+	a, err := New(Params{Users: users})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := a.ByKey()
+	for _, c := range []struct {
+		key  ssh.Signer
+		want string
+	}{{alice, "alice"}, {bob, "bob"}} {
+		for _, login := range []string{"root", "bob", "alice"} {
+			var f failures
+			if id := startServer(t, k, f.record).login(t, login, ssh.PublicKeys(c.key)).identity(t); id.User != c.want {
+				t.Errorf("%s's key as %q: got %q", c.want, login, id.User)
+			}
+		}
+	}
+	var f failures
+	if r := startServer(t, k, f.record).login(t, "root", ssh.PublicKeys(shared)); r.err == nil {
+		t.Error("a key of two users: accepted, want refused")
+	}
+	if r := startServer(t, k, f.record).login(t, "alice", ssh.Password("pw")); r.err == nil {
+		t.Error("a password: accepted, want refused")
+	}
+	got, err := SharedKeys(users)
+	want := "key " + ssh.FingerprintSHA256(shared.PublicKey()) + " is listed for users alice, bob"
+	if err != nil || len(got) != 1 || got[0] != want {
+		t.Errorf("SharedKeys: got %q, %v, want [%q]", got, err, want)
+	}
+}
+
+func hashOf(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}

@@ -203,9 +203,14 @@ func (m MFA) On() bool { return m.Required || len(m.RequiredFor) > 0 }
 
 // Router says how a service picks its target. At least one way is set.
 type Router struct {
-	Inband   bool              // target from the SSH user name USER+HOST[:PORT]
-	Directed []string          // fixed host:port targets, tried in order
-	Users    map[string]string // gateway user name -> host:port
+	Inband bool // target from the SSH user name USER+HOST[:PORT]
+	// Transparent routes each connection to its original destination
+	// (SO_ORIGINAL_DST after a firewall's REDIRECT); the SSH user name is
+	// the upstream login and the key names the user.
+	Transparent bool
+	Jump        bool              // answer direct-tcpip to an inventory host's SSH port (ProxyJump) with an inspected session
+	Directed    []string          // fixed host:port targets, tried in order
+	Users       map[string]string // gateway user name -> host:port
 }
 
 // Upstream is how the gateway logs in to the target server.

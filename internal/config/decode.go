@@ -33,6 +33,8 @@ type decoder struct {
 	userLines map[string]int
 	refs      []ref
 	oidcUses  []ref // services with oidc: true, checked against the oidc section
+	// jumps are the router.jump settings that are on, which need roles.
+	jumps []ref
 }
 
 // ref is a use of a zone or user name, checked once all are declared.

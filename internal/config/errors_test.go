@@ -107,7 +107,11 @@ func TestErrorClasses(t *testing.T) {
 			return edit(t, "{inband: true}", `{users: {alice: "10.0.0.1:22", mallory: "10.0.0.2:22"}}`)
 		}, []string{`t.yaml:11: services[s].router.users.mallory: unknown user "mallory"`}},
 		{"no route", func(t *testing.T) string { return edit(t, "{inband: true}", "{inband: false}") },
-			[]string{`t.yaml:11: services[s].router: no way of routing: set inband: true, directed or users`}},
+			[]string{`t.yaml:11: services[s].router: no way of routing: set inband: true, jump: true, transparent: true, directed or users`}},
+		{"transparent with inband", func(t *testing.T) string { return edit(t, "{inband: true}", "{inband: true, transparent: true}") },
+			[]string{`t.yaml:11: services[s].router: transparent routes every connection to its original destination: set no inband, jump, directed or users with it`}},
+		{"jump without roles", func(t *testing.T) string { return edit(t, "{inband: true}", "{jump: true}") },
+			[]string{`t.yaml:11: services[s].router.jump: jump needs roles: a jump reaches the inventory hosts a role grants`}},
 		{"bad target", func(t *testing.T) string {
 			return edit(t, "{inband: true}", `{directed: ["10.0.0.1:22", "10.0.0.2", "h:0"]}`)
 		}, []string{

@@ -82,6 +82,13 @@ func (d *decoder) checkOIDC(c *Config) {
 			d.errorAt(s.MFA.Line, "services["+s.Name+"].mfa", "service %q offers single sign-on (oidc: true) and mfa: a sign-on gets its second factor from the identity provider; put mfa on another service", s.Name)
 		}
 	}
+	for _, r := range d.oidcUses {
+		for _, s := range c.Services {
+			if s.Name == r.name && s.Router.Transparent {
+				d.errorAt(r.line, r.key, "service %q offers single sign-on on transparent routing, where the key alone names the person: use keys there", s.Name)
+			}
+		}
+	}
 	if c.OIDC != nil {
 		return
 	}

@@ -41,6 +41,7 @@ oidc:
 func TestOIDCErrors(t *testing.T) {
 	for _, tc := range []struct{ text, want string }{
 		{minimal + "    oidc: true\n", `t.yaml:13: services[s].oidc: service "s" offers single sign-on but the file has no oidc section`},
+		{strings.Replace(minimal, "router: {inband: true}", "router: {transparent: true}", 1) + "    oidc: true\noidc: {issuer: \"https://idp.test\", client_id: c}\n", `t.yaml:13: services[s].oidc: service "s" offers single sign-on on transparent routing`},
 		{minimal + "    oidc: true\n    mfa: {required: true}\noidc: {issuer: \"https://idp.test\", client_id: c}\n", `t.yaml:14: services[s].mfa: service "s" offers single sign-on (oidc: true) and mfa`},
 		{minimal + "oidc: {issuer: \"http://127.0.0.1:8080\", client_id: c}\n", `bad issuer "http://127.0.0.1:8080": want an https URL`},
 		{minimal + "oidc: {issuer: \"https://idp.test/?a=b\", client_id: c}\n", "without query"},

@@ -104,6 +104,11 @@ func (d *decoder) decodeFile(data []byte) *Config {
 
 	d.checkRefs()
 	d.checkMFA(c)
+	if len(c.Roles) == 0 {
+		for _, j := range d.jumps {
+			d.errorAt(j.line, j.key, "jump needs roles: a jump reaches the inventory hosts a role grants")
+		}
+	}
 	d.checkParents(c.Zones)
 	checkListens(d, listens)
 	d.checkOIDC(c)

@@ -136,6 +136,12 @@ func (d *decoder) router(n *yaml.Node, key string, r *Router) {
 	before := len(d.errs)
 	d.mapping(n, key, []field{
 		{"inband", false, func(n *yaml.Node, k string) { d.boolean(n, k, &r.Inband) }},
+		{"transparent", false, func(n *yaml.Node, k string) { d.boolean(n, k, &r.Transparent) }},
+		{"jump", false, func(n *yaml.Node, k string) {
+			if d.boolean(n, k, &r.Jump); r.Jump {
+				d.jumps = append(d.jumps, ref{kind: "jump", line: n.Line, key: k})
+			}
+		}},
 		{"directed", false, func(n *yaml.Node, k string) {
 			d.strList(n, k, &r.Directed, func(n *yaml.Node, k, s string) bool {
 				return d.target(n, k, s)
@@ -152,8 +158,11 @@ func (d *decoder) router(n *yaml.Node, key string, r *Router) {
 			})
 		}},
 	})
-	if len(d.errs) == before && !r.Inband && len(r.Directed) == 0 && len(r.Users) == 0 {
-		d.errorf(n, key, "no way of routing: set inband: true, directed or users")
+	if len(d.errs) == before && !r.Inband && !r.Jump && !r.Transparent && len(r.Directed) == 0 && len(r.Users) == 0 {
+		d.errorf(n, key, "no way of routing: set inband: true, jump: true, transparent: true, directed or users")
+	}
+	if r.Transparent && (r.Inband || r.Jump || len(r.Directed) > 0 || len(r.Users) > 0) {
+		d.errorf(n, key, "transparent routes every connection to its original destination: set no inband, jump, directed or users with it")
 	}
 }
 

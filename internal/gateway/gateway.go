@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/chainer"
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/console"
+	"github.com/sluice-ssh/sluice/internal/hostcert"
 	"github.com/sluice-ssh/sluice/internal/hostkey"
 	"github.com/sluice-ssh/sluice/internal/metrics"
 	"github.com/sluice-ssh/sluice/internal/mfa"
@@ -83,6 +84,8 @@ type Gateway struct {
 	// codes checks TOTP codes for every service, across reloads, so
 	// that a code accepted once is refused everywhere after.
 	codes *mfa.Verifier
+	// inners are the live inner sessions of jumps (jump.go).
+	inners innerSessions
 }
 
 // New builds every part of the gateway from cfg and opens the listeners. It
@@ -386,9 +389,25 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 	for _, k := range hostKeys {
 		scfg.AddHostKey(k)
 	}
+	rt := router.New(router.Params{Service: sc.Name, Inband: sc.Router.Inband, Directed: sc.Router.Directed, Users: sc.Router.Users, Hosts: acc.hosts(), NamesOnly: acc != nil})
+	var jump *sshproxy.Jump
+	if sc.Router.Jump && acc != nil {
+		if jump, err = g.jump(cfg, sc, zones, hostKeys, authn, rt); err != nil {
+			return service.Params{}, err
+		}
+	}
+	clientAuthn := authn
+	var hostCA *hostcert.Authority
+	if sc.Router.Transparent {
+		// The SSH user name is the upstream login: the key names the user.
+		clientAuthn = authn.ByKey()
+		if hostCA, err = hostcert.Load(cfg.Gateway.StateDir); err != nil {
+			return service.Params{}, fmt.Errorf("%srouter.transparent: %w", prefix, err)
+		}
+	}
 	proxy := sshproxy.New(sshproxy.Params{
 		Service: sc.Name,
-		Router:  router.New(router.Params{Service: sc.Name, Inband: sc.Router.Inband, Directed: sc.Router.Directed, Users: sc.Router.Users, Hosts: acc.hosts(), NamesOnly: acc != nil}),
+		Router:  rt,
 		Chainer: ch,
 		Upstream: sshproxy.Upstream{
 			User:         sc.Upstream.LoginUser,
@@ -406,6 +425,8 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		ExecTransfer:   g.execTransfer(sc.Name, sc.Policy),
 		StepUp:         stepUp,
 		Access:         g.decideAccess(acc),
+		Jump:           jump,
+		Transparent:    sc.Router.Transparent,
 		Session:        sshsession.Config{},
 		LoginGraceTime: cfg.Gateway.LoginGraceTime.Std(),
 		MaxChannels:    sc.MaxChannels,
@@ -432,11 +453,15 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 			// know the connection's session.
 			l := &login{m: m}
 			cfg := *scfg
+			if sc.Router.Transparent {
+				cfg = g.transparentConfig(ctx, m, c, scfg, hostCA, hostKeys, rt)
+			}
 			refused := func(r auth.Refusal) { g.refused(l, r) }
-			authn.Callbacks(&cfg, auth.Login{Refused: refused, SecondFactor: second, Owed: l.owe})
+			clientAuthn.Callbacks(&cfg, auth.Login{Refused: refused, SecondFactor: second, Owed: l.owe})
 			if sc.OIDC {
-				// config refuses oidc with mfa on one service: the
-				// identity provider asks its own second factor.
+				// config refuses oidc with mfa, and with transparent
+				// routing, on one service: the identity provider asks
+				// its own second factor, and names the person itself.
 				var deadline time.Time
 				if grace > 0 {
 					deadline = time.Now().Add(grace)
@@ -463,6 +488,32 @@ func (g *Gateway) secondFactor(cfg *config.Config, sc *config.Service) auth.Seco
 	}
 	q := mfa.Requirement{Service: sc.Name, All: sc.MFA.Required, StepUp: sc.MFA.RequiredFor}
 	return q.SecondFactor(&mfa.TOTP{Files: func(user string) string { return files[user] }, Verifier: g.codes})
+}
+
+// transparentConfig returns the server configuration of c, a connection
+// to a transparent service: it keeps c's original destination on m
+// (sshproxy.OriginalDestination) and presents the gateway's host keys
+// under host certificates for that address (and its inventory name, if it
+// is an inventory host's), as the destination would. Without an original
+// destination it returns base unchanged; the router refuses the
+// connection once its user is known.
+func (g *Gateway) transparentConfig(ctx context.Context, m *session.Master, c net.Conn, base *ssh.ServerConfig, ca *hostcert.Authority, hostKeys []ssh.Signer, rt *router.Router) ssh.ServerConfig {
+	dst, err := originalDst(c)
+	if err != nil {
+		g.logger.WarnContext(ctx, "transparent service: no original destination", "session_id", m.ID(), "err", err)
+		return *base
+	}
+	session.Set(m, sshproxy.OriginalDestination, dst)
+	principals := []string{dst.Addr().String()}
+	if name, address, ok := rt.InventoryHost(dst.Addr().String(), uint32(dst.Port())); ok {
+		principals = hostcert.Principals(name, address)
+	}
+	cfg, err := certifiedConfig(ca, hostKeys, principals, dst.String()+" "+m.ID())
+	if err != nil {
+		g.logger.ErrorContext(ctx, "transparent service: host certificate", "session_id", m.ID(), "err", err)
+		return *base
+	}
+	return *cfg
 }
 
 // instanceTimeout bounds the store write that reserves a block of session

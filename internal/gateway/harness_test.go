@@ -68,6 +68,9 @@ type worldOptions struct {
 	upstream string
 	// service holds extra YAML lines for the service, indented by 4 spaces.
 	service string
+	// router holds extra YAML lines for the service's router, indented
+	// by 6 spaces.
+	router string
 	// gateway holds extra YAML lines for the gateway, indented by 2 spaces.
 	gateway string
 	// tail is appended to the file after "audit:\n  sink: sqlite\n": lines
@@ -204,14 +207,14 @@ func newWorld(t *testing.T, o worldOptions) *world {
     server_zones: %s
     router:
       inband: true
-    upstream:
+%s    upstream:
       user: %q
 %s      known_hosts: ./known_hosts
 %s%s    policy:
 %s
 audit:
   sink: sqlite
-%s`, grace, o.gateway, o.zones, o.users, port, cz, sz, u.Username, identity, o.upstream, o.service, pol, tail)
+%s`, grace, o.gateway, o.zones, o.users, port, cz, sz, o.router, u.Username, identity, o.upstream, o.service, pol, tail)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

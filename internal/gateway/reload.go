@@ -192,6 +192,9 @@ func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 				continue
 			}
 			g.recheck(ctx, m, old, cfg, acc, b.sc.OnReload)
+			for _, in := range g.inners.list(m) {
+				g.recheck(ctx, in, old, cfg, acc, b.sc.OnReload)
+			}
 		}
 	}
 	g.logger.Info("config reloaded", "services", len(next), "retired", len(gone))

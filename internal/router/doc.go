@@ -16,6 +16,11 @@
 //     for failover;
 //  4. otherwise the session is refused.
 //
+// A transparent service (services[S].router.transparent) routes with
+// Transparent instead: the connection's original destination, the SSH
+// user name as the login. InventoryHost tells whether a forward's
+// destination is an inventory host's SSH port (ProxyJump).
+//
 // With Params.NamesOnly (the config has roles) every route must be one
 // inventory host: a raw address reaches a host only when it is that
 // host's address; the caller decides the login (internal/access).

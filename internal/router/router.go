@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -146,4 +147,48 @@ func (r *Router) Route(gatewayUser string, sshUser string) (Route, error) {
 		return r.resolve(Route{User: gatewayUser, Targets: slices.Clone(r.directed), Rule: r.prefix + ".directed"})
 	}
 	return Route{}, &RouteError{Rule: r.prefix, Err: ErrNoRoute}
+}
+
+// InventoryHost returns the inventory host whose address is host:port,
+// naming it either by its inventory name (without case) with its
+// address's port, or by that address itself: the destination of a
+// direct-tcpip channel that is an inventory host's SSH port (ProxyJump).
+// ok is false for anything else.
+func (r *Router) InventoryHost(host string, port uint32) (name, address string, ok bool) {
+	if port == 0 || port > 65535 {
+		return "", "", false
+	}
+	p := strconv.FormatUint(uint64(port), 10)
+	if addr, found := r.hosts[strings.ToLower(host)]; found {
+		if _, ap, err := net.SplitHostPort(addr); err == nil && ap == p {
+			return strings.ToLower(host), addr, true
+		}
+		return "", "", false
+	}
+	if name, found := r.byAddress[config.CanonicalAddress(net.JoinHostPort(host, p))]; found {
+		return name, r.hosts[name], true
+	}
+	return "", "", false
+}
+
+// ErrNoOriginalDestination refuses a transparent connection whose
+// original destination is unknown or is the gateway's own listener (it
+// was not redirected).
+var ErrNoOriginalDestination = errors.New("router: no original destination: the connection was not redirected to the gateway")
+
+// Transparent routes a connection of gatewayUser redirected to the gateway
+// (services[S].router.transparent) to dst, its original destination; the
+// SSH user name login is the upstream login. listener is the address the
+// connection arrived at: a dst equal to it was not redirected. With
+// Params.NamesOnly dst must be an inventory host's address.
+func (r *Router) Transparent(gatewayUser string, dst, listener netip.AddrPort, login string) (Route, error) {
+	rule := r.prefix + ".transparent"
+	if gatewayUser == "" {
+		return Route{}, &RouteError{Rule: rule, Err: ErrUserMismatch}
+	}
+	dst = netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port())
+	if !dst.IsValid() || dst.Port() == 0 || dst == netip.AddrPortFrom(listener.Addr().Unmap(), listener.Port()) {
+		return Route{}, &RouteError{Rule: rule, Err: ErrNoOriginalDestination}
+	}
+	return r.resolve(Route{User: gatewayUser, Targets: []string{dst.String()}, Rule: rule, Login: login})
 }

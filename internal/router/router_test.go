@@ -2,6 +2,7 @@ package router
 
 import (
 	"errors"
+	"net/netip"
 	"slices"
 	"testing"
 )
@@ -130,5 +131,55 @@ func TestRouteInventory(t *testing.T) {
 				t.Errorf("got %+v, want host %q login %q target %q", got, tt.wantHost, tt.wantLogin, tt.wantAddr)
 			}
 		})
+	}
+}
+
+func TestInventoryHost(t *testing.T) {
+	r := New(Params{Service: "s", Hosts: map[string]string{"db1": "10.0.0.5:22", "web": "[2001:db8::7]:2222"}, NamesOnly: true})
+	for _, c := range []struct {
+		host       string
+		port       uint32
+		name, addr string
+	}{
+		{"db1", 22, "db1", "10.0.0.5:22"},
+		{"DB1", 22, "db1", "10.0.0.5:22"},
+		{"10.0.0.5", 22, "db1", "10.0.0.5:22"},
+		{"::ffff:10.0.0.5", 22, "db1", "10.0.0.5:22"},
+		{"web", 2222, "web", "[2001:db8::7]:2222"},
+		{"2001:DB8::7", 2222, "web", "[2001:db8::7]:2222"},
+		// Another port of an inventory host is not its SSH port.
+		{"db1", 5432, "", ""},
+		{"10.0.0.5", 5432, "", ""},
+		{"web", 22, "", ""},
+		{"db2", 22, "", ""},
+		{"10.0.0.6", 22, "", ""},
+		{"db1", 0, "", ""},
+		{"db1", 65536 + 22, "", ""},
+	} {
+		name, addr, ok := r.InventoryHost(c.host, c.port)
+		if name != c.name || addr != c.addr || ok != (c.name != "") {
+			t.Errorf("InventoryHost(%q, %d): got %q %q %v, want %q %q", c.host, c.port, name, addr, ok, c.name, c.addr)
+		}
+	}
+}
+
+func TestTransparent(t *testing.T) {
+	lst := netip.MustParseAddrPort("10.0.0.1:2222")
+	open := New(Params{Service: "s"})
+	rt, err := open.Transparent("alice", netip.MustParseAddrPort("[::ffff:192.0.2.9]:22"), lst, "root")
+	if err != nil || len(rt.Targets) != 1 || rt.Targets[0] != "192.0.2.9:22" || rt.Login != "root" || rt.User != "alice" || rt.Rule != "services[s].router.transparent" {
+		t.Errorf("got %+v, %v, want 192.0.2.9:22 as root", rt, err)
+	}
+	for _, dst := range []netip.AddrPort{{}, lst, netip.MustParseAddrPort("10.0.0.2:0")} {
+		if _, err := open.Transparent("alice", dst, lst, "root"); !errors.Is(err, ErrNoOriginalDestination) {
+			t.Errorf("destination %v: got %v, want ErrNoOriginalDestination", dst, err)
+		}
+	}
+	inv := New(Params{Service: "s", Hosts: map[string]string{"db1": "192.0.2.9:22"}, NamesOnly: true})
+	if rt, err := inv.Transparent("alice", netip.MustParseAddrPort("192.0.2.9:22"), lst, "root"); err != nil || rt.Host != "db1" {
+		t.Errorf("inventory address: got %+v, %v, want host db1", rt, err)
+	}
+	if _, err := inv.Transparent("alice", netip.MustParseAddrPort("192.0.2.10:22"), lst, "root"); !errors.Is(err, ErrNotInInventory) {
+		t.Errorf("outside the inventory: got %v, want ErrNotInInventory", err)
 	}
 }

@@ -64,6 +64,12 @@ type Master struct {
 // NewMaster returns the master session "GATEWAY/SERVICE:INSTANCE". Its
 // context is derived from ctx, so cancelling ctx ends the session.
 func NewMaster(ctx context.Context, p MasterParams) *Master {
+	m := newMaster(p)
+	m.init(ctx, p.Gateway+"/"+p.Service+":"+strconv.FormatUint(p.Instance, 10), nil)
+	return m
+}
+
+func newMaster(p MasterParams) *Master {
 	m := &Master{
 		gateway:     p.Gateway,
 		service:     p.Service,
@@ -78,12 +84,23 @@ func NewMaster(ctx context.Context, p MasterParams) *Master {
 		m.clock = time.Now
 	}
 	m.start = m.clock()
-	m.init(ctx, p.Gateway+"/"+p.Service+":"+strconv.FormatUint(p.Instance, 10), nil)
 	return m
 }
 
-// Owner returns nil: a master has no owner.
-func (m *Master) Owner() Session { return nil }
+// NewInner returns the master session of a connection carried inside
+// owner (an SSH connection in a channel, as for ProxyJump): its id is
+// owner's followed by "/" and proxy, its context is derived from owner's,
+// so ending owner ends it, and Lookup reads through it to owner's
+// attributes. Its own addresses, zones, user and target are its own: the
+// inner connection is checked and audited as any other.
+func NewInner(owner Session, proxy string, p MasterParams) *Master {
+	m := newMaster(p)
+	m.init(owner.Context(), owner.ID()+"/"+proxy, owner)
+	return m
+}
+
+// Owner returns the session an inner master runs in (NewInner), or nil.
+func (m *Master) Owner() Session { return m.owner }
 
 // Master returns m.
 func (m *Master) Master() *Master { return m }

@@ -459,3 +459,34 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestInner(t *testing.T) {
+	outer := newTestMaster(t, MasterParams{Gateway: "gw1", Service: "ssh-in", Instance: 42})
+	key := NewKey[string]("k")
+	Set(outer, key, "outer")
+	ch := outer.Stack("ssh", -1).Stack("direct-tcpip", 0)
+	in := NewInner(ch, "ssh", MasterParams{Gateway: "gw1", Service: "ssh-in", Instance: 42, Zones: testZones(t), ServerZones: []string{"servers"}})
+	defer in.Destroy()
+	if got, want := in.ID(), "gw1/ssh-in:42/ssh/direct-tcpip:0/ssh"; got != want {
+		t.Errorf("id: got %q, want %q", got, want)
+	}
+	if got, want := in.Stack("session", 0).ID(), "gw1/ssh-in:42/ssh/direct-tcpip:0/ssh/session:0"; got != want {
+		t.Errorf("stacked id: got %q, want %q", got, want)
+	}
+	if v, _ := Lookup(in, key); v != "outer" {
+		t.Errorf("inherited attribute: got %q, want %q", v, "outer")
+	}
+	Set(in, key, "inner")
+	if v, _ := Lookup(outer, key); v != "outer" {
+		t.Errorf("outer attribute after the inner set its own: got %q, want %q", v, "outer")
+	}
+	in.SetUser("alice", nil, "publickey")
+	if outer.User() != "" {
+		t.Errorf("outer user: got %q, want none", outer.User())
+	}
+	outer.End(ErrRevoked)
+	<-in.Context().Done()
+	if !errors.Is(context.Cause(in.Context()), ErrRevoked) {
+		t.Errorf("inner cause: got %v, want ErrRevoked", context.Cause(in.Context()))
+	}
+}

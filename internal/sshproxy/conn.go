@@ -44,6 +44,9 @@ type conn struct {
 	// grant is what the connection may do; dial sets it when the service
 	// decides by identity (Params.Access).
 	grant Grant
+	// jump is the route of the inner connection of a jump, or nil (see
+	// Proxy.handle).
+	jumpRoute *router.Route
 
 	up *upstream
 	// key is what the upstream connection may be reused for.
@@ -213,7 +216,23 @@ func (c *conn) maxChannelsRule() string { return "services[" + c.p.p.Service + "
 // dial routes, chains and logs in upstream.
 func (c *conn) dial(ctx context.Context) (*upstream, error) {
 	pp := c.p.p
-	route, err := pp.Router.Route(c.id.User, c.sconn.User())
+	var route router.Route
+	var err error
+	switch {
+	case c.jumpRoute != nil:
+		route = *c.jumpRoute
+		route.Login = c.sconn.User()
+	case pp.Transparent:
+		dst, _ := session.Lookup(c.m, OriginalDestination)
+		route, err = pp.Router.Transparent(c.id.User, dst, c.m.ClientLocal(), c.sconn.User())
+		if err == nil && pp.Access == nil {
+			c.grant.Login = route.Login
+		}
+	default:
+		if route, err = pp.Router.Route(c.id.User, c.sconn.User()); errors.Is(err, router.ErrNoRoute) && pp.Jump != nil {
+			return nil, errJumpOnly
+		}
+	}
 	if err != nil {
 		e := c.m.AuditEvent("route")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "services["+pp.Service+"].router", err.Error()
@@ -460,27 +479,12 @@ func (c *conn) serve(ctx context.Context, up *upstream, chans <-chan ssh.NewChan
 	if d := c.p.p.IdleTimeout; d > 0 {
 		stopIdle = c.watchIdle(ctx, d, cancel)
 	}
-	// One goroutine serves the client's channel opens and its global
-	// requests; x/crypto closes both when the connection ends.
-	for chans != nil || reqs != nil {
-		select {
-		case nc, ok := <-chans:
-			if !ok {
-				chans = nil
-				continue
-			}
-			c.accept(ctx, nc)
-		case req, ok := <-reqs:
-			if !ok {
-				reqs = nil
-				continue
-			}
-			if req.Type == reqNoMoreSessions {
-				c.noMoreSessions(ctx, chans)
-			}
-			c.globalRequest(ctx, req)
+	c.dispatch(ctx, chans, reqs, func(req *ssh.Request) {
+		if req.Type == reqNoMoreSessions {
+			c.noMoreSessions(ctx, chans)
 		}
-	}
+		c.globalRequest(ctx, req)
+	})
 	// The client's connection ended first (unless the target's did and
 	// closed it): that is why the session ends.
 	c.setCause(clientEnd(c.sconn.Wait()))
@@ -494,6 +498,28 @@ func (c *conn) serve(ctx context.Context, up *upstream, chans <-chan ssh.NewChan
 	c.wg.Wait()
 	if reuse && !c.p.upstreams.put(c.key, up) {
 		up.shut()
+	}
+}
+
+// dispatch serves the client's channel opens (accept) and hands its
+// global requests to global, on one goroutine, until x/crypto closes both
+// as the connection ends.
+func (c *conn) dispatch(ctx context.Context, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request, global func(*ssh.Request)) {
+	for chans != nil || reqs != nil {
+		select {
+		case nc, ok := <-chans:
+			if !ok {
+				chans = nil
+				continue
+			}
+			c.accept(ctx, nc)
+		case req, ok := <-reqs:
+			if !ok {
+				reqs = nil
+				continue
+			}
+			global(req)
+		}
 	}
 }
 
@@ -637,9 +663,14 @@ func (c *conn) channel(ctx context.Context, nc ssh.NewChannel) {
 			c.sconn.Close()
 			return
 		}
-		c.session(ctx, nc, c.st.Stack("session", c.next(typ)))
+		st := c.st.Stack("session", c.next(typ))
+		if c.up == nil {
+			c.refuseNoTarget(ctx, st, nc, "session channel on a connection that serves jumps only")
+			return
+		}
+		c.session(ctx, nc, st)
 	case "direct-tcpip":
-		c.directTCPIP(ctx, nc, c.st.Stack("direct-tcpip", c.next(typ)).Stack("plug", -1))
+		c.directTCPIP(ctx, nc, c.st.Stack("direct-tcpip", c.next(typ)))
 	default:
 		e := c.st.AuditEvent("channel")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "channel types", "unknown channel type "+fmt.Sprintf("%q", typ)

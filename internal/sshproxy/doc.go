@@ -9,6 +9,14 @@
 // master session (Zorp), so every decision lands in the audit with an id such
 // as gw1/ssh-in:42/ssh/session:0.
 //
+// With Params.Jump, a direct-tcpip channel to an inventory host's SSH port
+// (ssh -J) is answered by the proxy itself: an SSH server in the channel,
+// under a host certificate for that host, authenticates the user again and
+// serves the inner connection as any other, with its own master session
+// stacked in the channel (gw1/ssh-in:42/ssh/direct-tcpip:0/ssh). With
+// Params.Transparent the target is the connection's original destination
+// (OriginalDestination) and the SSH user name the upstream login.
+//
 // Flow control is end to end: a relay copies one packet at a time and a
 // write blocks until the peer's window allows it, so a client that stops
 // reading holds at most one window per channel in the gateway, and other

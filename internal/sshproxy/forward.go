@@ -15,13 +15,27 @@ import (
 // directTCPIP proxies "direct-tcpip" (ssh -L, ssh -W, ssh -J through the
 // gateway) as a stacked plug session: checked against forward_local, then
 // opened through the target, so the target's own policy applies as well.
-func (c *conn) directTCPIP(ctx context.Context, nc ssh.NewChannel, st *session.Stacked) {
+// With Params.Jump, a channel to an inventory host's SSH port is a jump
+// instead, unless the connection is itself a jump's inner one.
+func (c *conn) directTCPIP(ctx context.Context, nc ssh.NewChannel, dt *session.Stacked) {
+	st := dt.Stack("plug", -1)
 	m, err := parseDirectTCPIP(nc.ExtraData())
 	if err != nil {
 		e := st.AuditEvent("forward.local")
 		e.Verdict, e.Rule, e.Reason = audit.Reject, "protocol", err.Error()
 		c.auditRefusal(ctx, e)
 		_ = nc.Reject(ssh.ConnectionFailed, msgMalformed)
+		return
+	}
+	if j := c.p.p.Jump; j != nil && c.jumpRoute == nil {
+		if name, address, ok := j.Host(m.Host, m.Port); ok {
+			st.Destroy()
+			c.jump(ctx, nc, dt, m, name, address)
+			return
+		}
+	}
+	if c.up == nil {
+		c.refuseNoTarget(ctx, st, nc, fmt.Sprintf("%s:%d is not the SSH port of an inventory host", m.Host, m.Port))
 		return
 	}
 	detail := map[string]any{"host": m.Host, "port": m.Port, "origin": fmt.Sprintf("%s:%d", m.OriginHost, m.OriginPort)}

@@ -2,9 +2,11 @@ package sshproxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -109,9 +111,22 @@ type Params struct {
 	// what the connection may do, or an error that refuses it. Policy,
 	// Upstream.User, Stacked and ExecTransfer are then not used.
 	Access func(ctx context.Context, m *session.Master, route router.Route) (Grant, error)
-	Audit  audit.Sink
-	Logger *slog.Logger
+	// Jump, when set, answers direct-tcpip channels to inventory hosts'
+	// SSH ports with inspected inner connections (see Jump); a connection
+	// whose user name routes nowhere then serves such jumps only. It
+	// needs Access.
+	Jump *Jump
+	// Transparent routes each connection to its original destination,
+	// the master's OriginalDestination (Router.Transparent), with the SSH
+	// user name as the upstream login.
+	Transparent bool
+	Audit       audit.Sink
+	Logger      *slog.Logger
 }
+
+// OriginalDestination is the master's attribute holding where a
+// connection redirected to the gateway was going, for Params.Transparent.
+var OriginalDestination = session.NewKey[netip.AddrPort]("original destination")
 
 // Grant is what one connection may do: the policy its requests are
 // decided by and the upstream login. Without Params.Access every
@@ -157,6 +172,14 @@ func (p *Proxy) Close() {
 // authentication callbacks (see internal/auth). It returns when both legs
 // are closed and every goroutine it started has exited.
 func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn, cfg *ssh.ServerConfig) {
+	p.handle(ctx, m, c, cfg, nil)
+}
+
+// handle is Handle; jump, when not nil, makes the connection the inner
+// connection of a jump (see Jump) whose route it is: its SSH user name is
+// the login, it is not counted by Params.Authenticated, and its own
+// direct-tcpip channels are plain forwards.
+func (p *Proxy) handle(ctx context.Context, m *session.Master, c net.Conn, cfg *ssh.ServerConfig, jump *router.Route) {
 	log := p.log.With("session_id", m.ID())
 	if p.p.LoginGraceTime > 0 {
 		_ = c.SetDeadline(time.Now().Add(p.p.LoginGraceTime))
@@ -192,7 +215,7 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn, cfg *
 		e.Detail["automation"] = true
 	}
 	p.write(ctx, e)
-	if p.p.Authenticated != nil {
+	if p.p.Authenticated != nil && jump == nil {
 		if rule, err := p.p.Authenticated(m); err != nil {
 			e := m.AuditEvent("session.start")
 			e.Verdict, e.Rule, e.Reason = audit.Reject, rule, err.Error()
@@ -206,7 +229,7 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn, cfg *
 		}
 	}
 
-	cn := &conn{p: p, m: m, st: m.Stack("ssh", -1), sconn: sconn, log: log, id: id, restr: restrictions(id.Restrictions), act: newActivity()}
+	cn := &conn{p: p, m: m, st: m.Stack("ssh", -1), sconn: sconn, log: log, id: id, restr: restrictions(id.Restrictions), act: newActivity(), jumpRoute: jump}
 	if id.SecondFactor == "" {
 		cn.stepUp = p.p.StepUp
 	}
@@ -216,7 +239,8 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn, cfg *
 	if cn.grant.Release != nil {
 		defer cn.grant.Release()
 	}
-	if err != nil {
+	jumpOnly := errors.Is(err, errJumpOnly)
+	if err != nil && !jumpOnly {
 		// The client has authenticated but there is nothing to relay to:
 		// answer every channel open with a fixed text, then close.
 		go ssh.DiscardRequests(reqs)
@@ -225,16 +249,26 @@ func (p *Proxy) Handle(ctx context.Context, m *session.Master, c net.Conn, cfg *
 		}
 		return
 	}
-	session.Set(m, ServerVersion, string(up.ServerVersion()))
 	start := m.AuditEvent("session.start")
 	start.Target = m.Target()
 	start.Detail = map[string]any{"target": m.Target(), "ssh_user": sconn.User()}
+	if jumpOnly {
+		start.Rule = cn.jumpRule()
+		start.Detail["jump_only"] = true
+	} else {
+		session.Set(m, ServerVersion, string(up.ServerVersion()))
+	}
 	p.write(ctx, start)
 	log.DebugContext(ctx, "session started", "target", m.Target())
-	if p.p.Record != nil {
-		cn.recording = p.p.Record(m)
+	switch {
+	case jumpOnly:
+		cn.serveJumps(ctx, chans, reqs)
+	default:
+		if p.p.Record != nil {
+			cn.recording = p.p.Record(m)
+		}
+		cn.serve(ctx, up, chans, reqs)
 	}
-	cn.serve(ctx, up, chans, reqs)
 	cn.closeRecording()
 	end := m.AuditEvent("session.end")
 	end.Target = m.Target()

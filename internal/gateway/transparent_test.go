@@ -1,0 +1,229 @@
+//go:build linux
+
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/hostcert"
+	"github.com/sluice-ssh/sluice/internal/sshtest"
+)
+
+// requireNetns skips the test, or fails it under SLUICE_INTEROP=require,
+// unless it runs as root with ip and iptables.
+func requireNetns(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("SLUICE_INTEROP") == "require" {
+			t.Fatal("SLUICE_INTEROP=require: network namespaces need root")
+		}
+		t.Skip("network namespaces need root")
+	}
+	sshtest.RequireTool(t, "ip")
+	sshtest.RequireTool(t, "iptables")
+}
+
+// must runs a command of the test's network setup, failing the test if it
+// fails; undo, when not empty, is run at cleanup.
+func must(t *testing.T, undo []string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if len(undo) > 0 {
+		t.Cleanup(func() { _ = exec.Command(undo[0], undo[1:]...).Run() })
+	}
+}
+
+// TestTransparentNetns: a client in its own network namespace runs `ssh
+// root@TARGET -p PORT` with strict host-key checking and only the host
+// CA's line; the host's iptables REDIRECT sends the connection to the
+// gateway, which proxies it to the original destination, records and
+// audits it with that target and both zones checked. A destination
+// outside server_zones is refused, and so is a connection to the
+// gateway's own port (no original destination).
+func TestTransparentNetns(t *testing.T) { testTransparent(t, false) }
+
+// TestTransparentNetnsIPv6 is TestTransparentNetns over IPv6
+// (IP6T_SO_ORIGINAL_DST, ip6tables).
+func TestTransparentNetnsIPv6(t *testing.T) { testTransparent(t, true) }
+
+func testTransparent(t *testing.T, v6 bool) {
+	requireNetns(t)
+	sshtest.RequireTool(t, "ssh")
+	id := os.Getpid() % 100000
+	net3 := 20 + os.Getpid()%200
+	tag, prefix, bits, host, tables := "4", fmt.Sprintf("10.213.%d.", net3), "/24", "/32", "iptables"
+	var nodad []string
+	if v6 {
+		tag, prefix, bits, host, tables = "6", fmt.Sprintf("fd00:213:%x::", net3), "/64", "/128", "ip6tables"
+		nodad = []string{"nodad"}
+		sshtest.RequireTool(t, "ip6tables")
+	}
+	ns, vh, vc := fmt.Sprintf("sltp%s%d", tag, id), fmt.Sprintf("sltp%sh%d", tag, id), fmt.Sprintf("sltp%sc%d", tag, id)
+	target, elsewhere, client := prefix+"1", prefix+"3", prefix+"2"
+	must(t, []string{"ip", "netns", "del", ns}, "ip", "netns", "add", ns)
+	must(t, []string{"ip", "link", "del", vh}, "ip", "link", "add", vh, "type", "veth", "peer", "name", vc)
+	must(t, nil, "ip", "link", "set", vc, "netns", ns)
+	// REDIRECT sends a connection to the interface's first IPv4
+	// address, or to the IPv6 address of the destination's scope the
+	// kernel lists first (the newest): make that target, where the
+	// gateway listens.
+	addrs := []string{target, elsewhere}
+	if v6 {
+		addrs = []string{elsewhere, target}
+	}
+	for _, a := range addrs {
+		must(t, nil, append([]string{"ip", "addr", "add", a + bits, "dev", vh}, nodad...)...)
+	}
+	must(t, nil, "ip", "link", "set", vh, "up")
+	must(t, nil, append([]string{"ip", "netns", "exec", ns, "ip", "addr", "add", client + bits, "dev", vc}, nodad...)...)
+	must(t, nil, "ip", "netns", "exec", ns, "ip", "link", "set", vc, "up")
+	must(t, nil, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+
+	dir := t.TempDir()
+	upSigner, _ := sshtest.NewKey(t, dir, "upstream_ed25519")
+	_, aliceKey := sshtest.NewKey(t, dir, "alice_ed25519")
+	sshPort := sshtest.FreePort(t)
+	sshd := sshtest.StartSshd(t, sshtest.SshdOptions{
+		AuthorizedKeys: []ssh.PublicKey{upSigner.PublicKey()},
+		Config:         []string{"ListenAddress " + net.JoinHostPort(target, strconv.Itoa(sshPort))},
+	})
+	targetAddr := net.JoinHostPort(target, strconv.Itoa(sshPort))
+	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(sshtest.KnownHostsLine(targetAddr, sshd.HostKey)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gwPort := sshtest.FreePort(t)
+	port := strconv.Itoa(sshPort)
+	rule := []string{"-t", "nat", "PREROUTING", "-i", vh, "-p", "tcp", "--dport", port, "-j", "REDIRECT", "--to-ports", strconv.Itoa(gwPort)}
+	add := append([]string{tables, "-t", "nat", "-A"}, rule[2:]...)
+	del := append([]string{tables, "-t", "nat", "-D"}, rule[2:]...)
+	must(t, del, add...)
+
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	yaml := fmt.Sprintf(`gateway: {name: gw1, state_dir: ./state}
+zones:
+  - {name: clients, networks: ["%s%s"]}
+  - {name: servers, networks: ["%s%s"]}
+  - {name: elsewhere, networks: ["%s%s"]}
+users:
+  - {name: alice, authorized_keys: ./alice_ed25519.pub}
+services:
+  - name: inline
+    listen: "%s"
+    client_zones: [clients]
+    server_zones: [servers]
+    router: {transparent: true}
+    upstream: {identity: ./upstream_ed25519, known_hosts: ./known_hosts}
+    record: true
+    policy:
+      pty: true
+      exec: {allow: ["echo .*"]}
+audit:
+  sink: sqlite
+`, client, host, target, host, elsewhere, host, net.JoinHostPort(target, strconv.Itoa(gwPort)))
+	cfgPath := filepath.Join(dir, "sluice.yaml")
+	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(cfgPath)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	gw, err := New(ctx, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		cancel()
+		t.Fatalf("gateway: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- gw.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("gateway did not stop within 30s")
+		}
+	})
+	w := &world{t: t, dir: dir, gw: gw}
+
+	ca, err := hostcert.ReadPublicKey(filepath.Join(dir, "state"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh := filepath.Join(dir, "client_known_hosts")
+	line := hostcert.KnownHostsLine([]string{"[" + target + "]:" + port, "[" + elsewhere + "]:" + port, "[" + target + "]:" + strconv.Itoa(gwPort)}, ca, "sluice gw1 host CA")
+
+	if err := os.WriteFile(kh, []byte(line+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ssh := func(host string, p string, cmd string) result {
+		return w.run(nil, "ip", "netns", "exec", ns, "ssh", "-F", "/dev/null", "-p", p, "-i", aliceKey,
+			"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+			"-o", "UserKnownHostsFile="+kh, "-o", "GlobalKnownHostsFile=/dev/null",
+			"-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR", u.Username+"@"+host, cmd)
+	}
+
+	r := ssh(target, port, "echo transparent")
+	if r.code != 0 || r.stdout != "transparent\n" {
+		t.Fatalf("ssh %s@%s: got exit %d, stdout %q, stderr %q, want transparent", u.Username, target, r.code, r.stdout, r.stderr)
+	}
+	starts := w.events(audit.TypeSessionStart, nil)
+	if len(starts) != 1 {
+		t.Fatalf("session.start events: got %+v, want one", starts)
+	}
+	s := starts[0]
+	if s.User != "alice" || s.Target != targetAddr || s.ClientZone != "clients" || s.ServerZone != "servers" || s.Detail["ssh_user"] != u.Username {
+		t.Errorf("session.start: got user %q target %q zones %q/%q ssh_user %v, want alice, %s, clients/servers, %s", s.User, s.Target, s.ClientZone, s.ServerZone, s.Detail["ssh_user"], targetAddr, u.Username)
+	}
+	conns := w.events("connect", func(e audit.Event) bool { return e.Verdict == audit.Accept })
+	if len(conns) != 1 || conns[0].Rule != "services[inline].router.transparent" {
+		t.Errorf("connect events: got %+v, want one accepted by services[inline].router.transparent", conns)
+	}
+	if recs := w.events("record", func(e audit.Event) bool { return e.Verdict == audit.Accept }); len(recs) != 1 {
+		t.Errorf("record events: got %+v, want one", recs)
+	}
+	// The policy decides: a command outside it is refused.
+	if r := ssh(target, port, "id"); r.code == 0 {
+		t.Errorf("a command outside the policy: got exit 0, stdout %q", r.stdout)
+	}
+
+	// A destination outside server_zones: redirected like the other,
+	// refused before any dial.
+	if r := ssh(elsewhere, port, "echo no"); r.code == 0 {
+		t.Errorf("ssh to %s, outside server_zones: got exit 0, want refused", elsewhere)
+	}
+	refused := w.events("connect", func(e audit.Event) bool { return e.Verdict == audit.Reject })
+	if len(refused) != 1 || refused[0].Rule != "services[inline].server_zones" {
+		t.Errorf("connect refusals: got %+v, want one by services[inline].server_zones", refused)
+	}
+
+	// The gateway's own port: nothing was redirected, so there is no
+	// original destination to go to.
+	if r := ssh(target, strconv.Itoa(gwPort), "echo no"); r.code == 0 {
+		t.Errorf("ssh to the gateway's own port: got exit 0, want refused")
+	}
+	routes := w.events("route", func(e audit.Event) bool { return e.Verdict == audit.Reject })
+	if len(routes) != 1 || routes[0].Rule != "services[inline].router.transparent" || !strings.Contains(routes[0].Reason, "no original destination") {
+		t.Errorf("route refusals: got %+v, want one: no original destination", routes)
+	}
+}
