@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/admin"
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/fleet"
 	"github.com/sluice-ssh/sluice/internal/record"
 )
 
@@ -28,10 +29,10 @@ const opTimeout = 30 * time.Second
 
 // runSessions is `sluice sessions -c FILE [--live] [--user U] [--since T] [--json]`.
 func runSessions(args []string, stdout, stderr io.Writer) int {
-	cl := newCmdline("sessions", "-c FILE [--live] [--user U] [--since T] [--json]", "List the sessions in the audit store, newest first, or with --live the\nsessions the running gateway serves now.", stdout, stderr)
+	cl := newCmdline("sessions", "-c FILE [--live] [--user U] [--since T] [--json]", "List the sessions in the audit store, newest first, or with --live the\nsessions the running gateway (with gateway.fleet, every node) serves now.", stdout, stderr)
 	fs := cl.fs
 	path := fs.String("c", "", "config `FILE`")
-	live := fs.Bool("live", false, "list the live sessions of the running gateway (admin socket)")
+	live := fs.Bool("live", false, "list the live sessions of the running gateway (admin socket), or of the fleet (gateway.fleet)")
 	user := fs.String("user", "", "only sessions of `USER`")
 	since := fs.String("since", "", "only sessions started at or after `T` (RFC 3339, YYYY-MM-DD, or a duration ago such as 2h)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
@@ -48,7 +49,7 @@ func runSessions(args []string, stdout, stderr io.Writer) int {
 	defer cancel()
 	var list []audit.SessionSummary
 	if *live {
-		got, err := admin.NewClient(cfg.Gateway.Admin.Socket).Sessions(ctx)
+		got, err := liveSessions(ctx, cfg)
 		if err != nil {
 			fmt.Fprintln(stderr, "sluice:", err)
 			return 1
@@ -92,6 +93,23 @@ func runSessions(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// liveSessions asks the running gateway for its live sessions, or with
+// gateway.fleet the store for the fleet's.
+func liveSessions(ctx context.Context, cfg *config.Config) ([]admin.Session, error) {
+	if cfg.Gateway.Fleet.Lease == 0 {
+		return admin.NewClient(cfg.Gateway.Admin.Socket).Sessions(ctx)
+	}
+	got, err := fleet.List(ctx, cfg.Audit.Sink)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.Session, 0, len(got))
+	for _, s := range got {
+		out = append(out, admin.Session{ID: s.ID, User: s.User, Client: s.Client, Target: s.Target, Start: s.Start})
+	}
+	return out, nil
 }
 
 // runAudit is `sluice audit -c FILE [--user U] [--session ID] [--type T] [--since T] [--json]`
@@ -361,7 +379,7 @@ func exportCast(paths []string, id string, w io.Writer) error {
 // runKill is `sluice kill -c FILE ID`: end a live session through the
 // running gateway's admin socket.
 func runKill(args []string, stdout, stderr io.Writer) int {
-	cl := newCmdline("kill", "-c FILE ID", "End live session ID through the running gateway's admin socket; its client\nis told and the end is audited.", stdout, stderr)
+	cl := newCmdline("kill", "-c FILE ID", "End live session ID through the running gateway's admin socket; its client\nis told and the end is audited. With gateway.fleet, the node holding the\nsession ends it.", stdout, stderr)
 	path := cl.fs.String("c", "", "config `FILE`")
 	cfg, pos, code := cl.config(args, path, 1)
 	if cfg == nil {

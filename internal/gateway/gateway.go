@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -20,6 +21,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/chainer"
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/console"
+	"github.com/sluice-ssh/sluice/internal/fleet"
 	"github.com/sluice-ssh/sluice/internal/hostkey"
 	"github.com/sluice-ssh/sluice/internal/metrics"
 	"github.com/sluice-ssh/sluice/internal/policy"
@@ -78,6 +80,13 @@ type Gateway struct {
 
 	// held counts live sessions per role and user (access.go).
 	held roleSessions
+
+	// fleet is the node's membership of a fleet (fleet.go); nil without
+	// gateway.fleet. stopFleet, set by Run, stops it and frees the name.
+	fleet     *fleet.Member
+	stopFleet func()
+	// draining is set when shutdown starts: /readyz answers 503.
+	draining atomic.Bool
 }
 
 // New builds every part of the gateway from cfg and opens the listeners. It
@@ -112,6 +121,16 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 			g.store.Close()
 		}
 	})
+	if err := g.joinFleet(ctx); err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() {
+		if g.fleet != nil {
+			lctx, cancel := context.WithTimeout(context.Background(), fleetLeaveTimeout)
+			defer cancel()
+			_ = g.fleet.Leave(lctx)
+		}
+	})
 	if err := g.endOrphans(ctx); err != nil {
 		return nil, err
 	}
@@ -135,7 +154,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 		logger.Warn("failed logins not logged one by one", "count", held, "window", window)
 	}}
 	closers = append(closers, g.sampler.Close)
-	g.audit = observingSink{g.sampler, g.metrics}
+	g.audit = observingSink{next: g.sampler, m: g.metrics, fleet: g.fleet}
 	g.metrics.WatchAudit(g.queue.Healthy, g.queue.Dropped, g.sampler.Summarised)
 
 	zones, err := buildZones(cfg)
@@ -200,6 +219,7 @@ func (g *Gateway) Store() audit.Store { return g.store }
 // Run serves every service until ctx is done, then drains them for up to
 // the configured drain timeout and closes what is left.
 func (g *Gateway) Run(ctx context.Context) error {
+	g.stopFleet = g.startFleet()
 	stopOperator, err := g.startOperator()
 	if err != nil {
 		g.shutdown()
@@ -228,6 +248,14 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // shutdown drains every service, then closes the audit queue and store.
 func (g *Gateway) shutdown() {
+	g.draining.Store(true)
+	if g.fleet != nil {
+		g.fleet.SetDraining()
+	}
+	if d := g.cfg.Gateway.DrainDelay.Std(); d > 0 {
+		g.logger.Info("draining: not ready, listeners open for drain_delay", "delay", d)
+		time.Sleep(d)
+	}
 	drain, cancel := context.WithTimeout(context.Background(), g.drainTimeout().Std())
 	defer cancel()
 	svcs := g.stopServing()
@@ -249,6 +277,9 @@ func (g *Gateway) shutdown() {
 	}
 	wg.Wait()
 	g.wg.Wait()
+	if g.stopFleet != nil {
+		g.stopFleet()
+	}
 	qctx, qcancel := context.WithTimeout(context.Background(), g.drainTimeout().Std())
 	defer qcancel()
 	// The sampler writes its last summaries to the queue; the queue owns
