@@ -29,6 +29,7 @@ pkgs=(
   iproute2             # bench --rtt: ip netns and the links of the WAN mode (bench only, not run by make test)
   e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)
   zsh                  # sluice completion zsh (cmd/sluice TestZshCompletion)
+  haproxy              # the load balancer in front of a fleet, PROXY v2 and /readyz checks (cmd/sluice TestFleetHAProxy)
 )
 # playwright-core for the console's browser test, pinned by its lock file.
 install_e2e() {
