@@ -347,6 +347,24 @@ type killRequest struct {
 	Operator string `json:"operator,omitempty"`
 }
 
+// parseKillRequest reads a NOTIFY payload: a JSON killRequest with a
+// schema, a session id and a gateway name; anything else is an error.
+func parseKillRequest(payload string) (killRequest, error) {
+	var r killRequest
+	d := json.NewDecoder(strings.NewReader(payload))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&r); err != nil {
+		return killRequest{}, fmt.Errorf("fleet: kill request: %w", err)
+	}
+	if d.More() {
+		return killRequest{}, errors.New("fleet: kill request: data after the JSON object")
+	}
+	if r.Schema == "" || r.ID == "" || r.Gateway == "" {
+		return killRequest{}, errors.New("fleet: kill request: schema, id and gateway are required")
+	}
+	return r, nil
+}
+
 // listenRetry is the pause before listening again after the connection
 // carrying LISTEN failed.
 const listenRetry = time.Second
@@ -385,9 +403,9 @@ func (m *Member) listenOnce(ctx context.Context, p Params, listening func()) err
 		if err != nil {
 			return err
 		}
-		var r killRequest
-		if err := json.Unmarshal([]byte(n.Payload), &r); err != nil {
-			p.Logger.Warn("fleet: malformed kill request", "payload", n.Payload, "err", err)
+		r, err := parseKillRequest(n.Payload)
+		if err != nil {
+			p.Logger.Warn("fleet: malformed kill request", "err", err)
 			continue
 		}
 		if r.Schema != m.schema || r.Gateway != m.node.Name {

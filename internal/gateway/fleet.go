@@ -32,7 +32,7 @@ func (g *Gateway) joinFleet(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
-	g.fleet = m
+	g.fleet, g.fleetLease = m, lease
 	return nil
 }
 
@@ -46,7 +46,7 @@ func (g *Gateway) startFleet() (stop func()) {
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		g.fleet.Run(ctx, fleet.Params{
-			Lease:  g.cfg.Gateway.Fleet.Lease.Std(),
+			Lease:  g.fleetLease,
 			Live:   g.fleetLive,
 			Kill:   g.killLocal,
 			Lost:   g.endLost,
@@ -67,15 +67,10 @@ func (g *Gateway) startFleet() (stop func()) {
 // fleetLive is the node's authenticated live sessions, for the registry.
 func (g *Gateway) fleetLive() []fleet.Session {
 	var out []fleet.Session
-	for _, m := range g.liveMasters() {
-		if m.User() == "" {
-			continue
+	for _, s := range g.LiveSessions() {
+		if s.User != "" {
+			out = append(out, fleet.Session{ID: s.ID, User: s.User, Client: s.Client, Target: s.Target, Start: s.Start})
 		}
-		s := fleet.Session{ID: m.ID(), User: m.User(), Target: m.Target(), Start: m.Start()}
-		if a := m.ClientAddr(); a.IsValid() {
-			s.Client = a.String()
-		}
-		out = append(out, s)
 	}
 	return out
 }

@@ -83,8 +83,9 @@ type Gateway struct {
 
 	// fleet is the node's membership of a fleet (fleet.go); nil without
 	// gateway.fleet. stopFleet, set by Run, stops it and frees the name.
-	fleet     *fleet.Member
-	stopFleet func()
+	fleet      *fleet.Member
+	fleetLease time.Duration // gateway.fleet.lease at start
+	stopFleet  func()
 	// draining is set when shutdown starts: /readyz answers 503.
 	draining atomic.Bool
 }
@@ -252,7 +253,7 @@ func (g *Gateway) shutdown() {
 	if g.fleet != nil {
 		g.fleet.SetDraining()
 	}
-	if d := g.cfg.Gateway.DrainDelay.Std(); d > 0 {
+	if d := g.drainDelay(); d > 0 {
 		g.logger.Info("draining: not ready, listeners open for drain_delay", "delay", d)
 		time.Sleep(d)
 	}
