@@ -265,10 +265,6 @@ func TestFleetHAProxy(t *testing.T) {
 		return m
 	}
 
-	// A name a live node holds is refused, with one clear line.
-	dup := r.writeConfig("gw-1", t.TempDir(), sshtest.FreePort(t), sshtest.FreePort(t))
-	wantStartupFailure(t, sluiceCmd(os.Args[0], "serve", "-c", dup), "sluice serve: cannot start: ", []string{"gateway name taken", `"gw-1" is held by a running node`})
-
 	// Three sessions land on three nodes; every node lists them all.
 	var sessions []*liveSession
 	for range 3 {
@@ -283,6 +279,17 @@ func TestFleetHAProxy(t *testing.T) {
 		if got := r.live(n); len(got) != 3 {
 			t.Fatalf("sessions --live on %s: got %+v, want 3", n.name, got)
 		}
+	}
+	// A name a live node holds is refused, with one clear line, and
+	// before the crash recovery of that name could end gw-1's session.
+	dup := r.writeConfig("gw-1", t.TempDir(), sshtest.FreePort(t), sshtest.FreePort(t))
+	wantStartupFailure(t, sluiceCmd(os.Args[0], "serve", "-c", dup), "sluice serve: cannot start: ", []string{"gateway name taken", `"gw-1" is held by a running node`})
+
+	if got := r.live(r.nodes[2]); len(got) != 3 {
+		t.Fatalf("sessions --live after the refused start: got %+v, want the 3 still live", got)
+	}
+	if code, out, _ := sluice("sessions", "-c", r.nodes[0].cfg, "--json"); code != 0 || strings.Contains(out, audit.ReasonCrashed) || strings.Contains(out, `"end"`) {
+		t.Fatalf("stored sessions after the refused start: got %d %s, want none ended", code, out)
 	}
 	// Sessions are opened in order and listed by start time: the i-th
 	// listed is the i-th opened.

@@ -38,8 +38,7 @@ var schema = []string{
 		config_hash TEXT NOT NULL,
 		started     TIMESTAMPTZ NOT NULL,
 		heartbeat   TIMESTAMPTZ NOT NULL,
-		lease_until TIMESTAMPTZ NOT NULL,
-		draining    BOOLEAN NOT NULL DEFAULT false
+		lease_until TIMESTAMPTZ NOT NULL
 	)`,
 	`CREATE TABLE IF NOT EXISTS fleet_sessions (
 		id        TEXT COLLATE "C" PRIMARY KEY,
@@ -98,9 +97,8 @@ type Member struct {
 
 	poke chan struct{} // Changed → Run: sync the live sessions now
 
-	mu       sync.Mutex
-	draining bool
-	synced   map[string]Session // the rows of fleet_sessions as last written
+	mu     sync.Mutex
+	synced map[string]Session // the rows of fleet_sessions as last written
 }
 
 // Join connects to the store at dsn, creates the fleet tables if missing
@@ -150,7 +148,7 @@ func (m *Member) join(ctx context.Context) error {
 			VALUES ($1, $2, $3, $4, now(), now(), now() + make_interval(secs => $5))
 			ON CONFLICT (name) DO UPDATE SET token = EXCLUDED.token, version = EXCLUDED.version,
 				config_hash = EXCLUDED.config_hash, started = now(), heartbeat = now(),
-				lease_until = EXCLUDED.lease_until, draining = false
+				lease_until = EXCLUDED.lease_until
 			WHERE fleet_nodes.lease_until < now()
 			RETURNING token`
 		var got string
@@ -189,21 +187,15 @@ func (m *Member) taken(ctx context.Context, tx pgx.Tx) error {
 		ErrNameTaken, m.node.Name, version, ago, max(left, 0))
 }
 
+// Name is the gateway name the member holds.
+func (m *Member) Name() string { return m.node.Name }
+
 // Changed tells Run that the node's live sessions changed; it does not block.
 func (m *Member) Changed() {
 	select {
 	case m.poke <- struct{}{}:
 	default:
 	}
-}
-
-// SetDraining marks the node as draining in the registry at the next
-// heartbeat.
-func (m *Member) SetDraining() {
-	m.mu.Lock()
-	m.draining = true
-	m.mu.Unlock()
-	m.Changed()
 }
 
 // Run heartbeats, publishes the live sessions, reaps dead nodes and
@@ -239,11 +231,8 @@ func (m *Member) Run(ctx context.Context, p Params) {
 // heartbeat renews the lease; a lease lost (another process took the
 // name after this one was silent too long) is logged and claimed again.
 func (m *Member) heartbeat(ctx context.Context, p Params) {
-	m.mu.Lock()
-	draining := m.draining
-	m.mu.Unlock()
-	tag, err := m.pool.Exec(ctx, `UPDATE fleet_nodes SET heartbeat = now(), lease_until = now() + make_interval(secs => $3), draining = $4
-		WHERE name = $1 AND token = $2`, m.node.Name, m.token, p.Lease.Seconds(), draining)
+	tag, err := m.pool.Exec(ctx, `UPDATE fleet_nodes SET heartbeat = now(), lease_until = now() + make_interval(secs => $3)
+		WHERE name = $1 AND token = $2`, m.node.Name, m.token, p.Lease.Seconds())
 	switch {
 	case ctx.Err() != nil:
 	case err != nil:

@@ -13,8 +13,11 @@ import (
 
 	"github.com/sluice-ssh/sluice/internal/admin"
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/console"
 	"github.com/sluice-ssh/sluice/internal/fleet"
 )
+
+var _ console.FleetGateway = (*Gateway)(nil)
 
 // fleetLeaveTimeout bounds the store writes that free the name at stop.
 const fleetLeaveTimeout = 10 * time.Second
@@ -70,6 +73,32 @@ func (g *Gateway) fleetLive() []fleet.Session {
 	for _, s := range g.LiveSessions() {
 		if s.User != "" {
 			out = append(out, fleet.Session{ID: s.ID, User: s.User, Client: s.Client, Target: s.Target, Start: s.Start})
+		}
+	}
+	return out
+}
+
+// fleetListTimeout bounds the registry query of FleetSessions.
+const fleetListTimeout = 5 * time.Second
+
+// FleetSessions returns this node's live sessions and, in a fleet, the
+// other nodes' from the registry (only this node's when the store does
+// not answer), for the console's list.
+func (g *Gateway) FleetSessions() []admin.Session {
+	out := g.LiveSessions()
+	if g.fleet == nil {
+		return out
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), fleetListTimeout)
+	defer cancel()
+	others, err := g.fleet.Sessions(ctx)
+	if err != nil {
+		g.logger.Warn("fleet: listing the other nodes' sessions failed", "err", err)
+		return out
+	}
+	for _, s := range others {
+		if s.Gateway != g.fleet.Name() {
+			out = append(out, admin.Session{ID: s.ID, User: s.User, Client: s.Client, Target: s.Target, Start: s.Start})
 		}
 	}
 	return out

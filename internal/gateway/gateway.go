@@ -250,9 +250,6 @@ func (g *Gateway) Run(ctx context.Context) error {
 // shutdown drains every service, then closes the audit queue and store.
 func (g *Gateway) shutdown() {
 	g.draining.Store(true)
-	if g.fleet != nil {
-		g.fleet.SetDraining()
-	}
 	if d := g.drainDelay(); d > 0 {
 		g.logger.Info("draining: not ready, listeners open for drain_delay", "delay", d)
 		time.Sleep(d)
