@@ -429,6 +429,11 @@ func TestFleetHAProxy(t *testing.T) {
 	if logins.Load() < 10 {
 		t.Errorf("got %d logins during the rolling restart, want a steady stream (10 or more)", logins.Load())
 	}
+	// HAProxy's checks of every node, every 300 ms throughout, left no
+	// audit event.
+	if code, out, errs := sluice("audit", "-c", r.nodes[0].cfg, "--json", "--type", "proxy_protocol"); code != 0 || out != "" {
+		t.Errorf("proxy_protocol events: got %d %q %q, want none", code, out, errs)
+	}
 	r.storeFigures()
 }
 

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -497,6 +498,10 @@ func listSessions(ctx context.Context, q querier) ([]Session, error) {
 	return out, nil
 }
 
+// undefinedTable is PostgreSQL's SQLSTATE undefined_table (Appendix A,
+// PostgreSQL Error Codes).
+const undefinedTable = "42P01"
+
 // List returns the live sessions of the fleet whose store is at dsn, for
 // a command that is not a node (`sluice sessions --live`).
 func List(ctx context.Context, dsn string) ([]Session, error) {
@@ -505,7 +510,11 @@ func List(ctx context.Context, dsn string) ([]Session, error) {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	defer c.Close(context.Background())
-	return listSessions(ctx, c)
+	list, err := listSessions(ctx, c)
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok && pe.Code == undefinedTable {
+		return nil, errors.New("fleet: no fleet registry in the store: has a gateway with gateway.fleet run on it?")
+	}
+	return list, err
 }
 
 // Leave drops the node's sessions and its claim on the name, so that the

@@ -45,6 +45,14 @@ func TestNameTaken(t *testing.T) {
 	}
 }
 
+// TestListWithoutRegistry: listing a store no node has joined says so.
+func TestListWithoutRegistry(t *testing.T) {
+	_, err := List(context.Background(), sshtest.PostgresSchema(t))
+	if err == nil || !strings.Contains(err.Error(), "no fleet registry") {
+		t.Fatalf("List: got %v, want no fleet registry", err)
+	}
+}
+
 // TestExpiredNameReused: the name of a node that stopped heartbeating is
 // free once its lease has expired, and not before.
 func TestExpiredNameReused(t *testing.T) {
