@@ -106,13 +106,17 @@ record: {dir: %s}
 		}
 		return p
 	}
-	var backends strings.Builder
+	// backends are the gateways HAProxy sends logins to, checked by
+	// /readyz; sshChecks checks their SSH ports the other way HAProxy
+	// can, with a PROXY v2 LOCAL header (check-send-proxy).
+	var backends, sshChecks strings.Builder
 	for i := 1; i <= 3; i++ {
 		n := &fleetNode{name: "gw-" + strconv.Itoa(i), adminPort: sshtest.FreePort(t)}
 		port := sshtest.FreePort(t)
 		state := filepath.Join(dir, n.name)
 		n.cfg = r.writeConfig(n.name, state, n.adminPort, port)
 		fmt.Fprintf(&backends, "  server %s 127.0.0.1:%d send-proxy-v2 check port %d\n", n.name, port, n.adminPort)
+		fmt.Fprintf(&sshChecks, "  server %s 127.0.0.1:%d send-proxy-v2 check check-send-proxy\n", n.name, port)
 		r.nodes = append(r.nodes, n)
 	}
 	for _, n := range r.nodes {
@@ -135,7 +139,9 @@ backend gateways
   balance roundrobin
   option httpchk GET /readyz
   default-server inter 300ms fall 1 rise 1
-%s`, r.front, backends.String())
+%sbackend ssh_checks
+  default-server inter 300ms
+%s`, r.front, backends.String(), sshChecks.String())
 	if err := os.WriteFile(hcfg, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
