@@ -10,8 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func join(t *testing.T, dsn, name string, lease time.Duration) *Member {
 	t.Helper()
@@ -131,8 +135,17 @@ func TestKillAndLost(t *testing.T) {
 	lost := make(chan string, 4)
 	a, b, c := join(t, dsn, "gw-a", lease), join(t, dsn, "gw-b", lease), join(t, otherDSN, "gw-a", lease)
 	stopA, stopB, stopC := run(a, aLive, lost), run(b, bLive, lost), run(c, twin, make(chan string, 4))
-	defer stopB()
-	defer stopC()
+	for _, m := range []struct {
+		stop func()
+		m    *Member
+	}{{stopB, b}, {stopC, c}} {
+		defer func() {
+			m.stop()
+			if err := m.m.Leave(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
 
 	ctx := context.Background()
 	var list []Session
