@@ -379,7 +379,7 @@ func exportCast(paths []string, id string, w io.Writer) error {
 // runKill is `sluice kill -c FILE ID`: end a live session through the
 // running gateway's admin socket.
 func runKill(args []string, stdout, stderr io.Writer) int {
-	cl := newCmdline("kill", "-c FILE ID", "End live session ID through the running gateway's admin socket; its client\nis told and the end is audited. With gateway.fleet, the node holding the\nsession ends it.", stdout, stderr)
+	cl := newCmdline("kill", "-c FILE ID", "End live session ID through the running gateway's admin socket; its client\nis told and the end is audited. With gateway.fleet, through the store: the\nnode holding the session ends it.", stdout, stderr)
 	path := cl.fs.String("c", "", "config `FILE`")
 	cfg, pos, code := cl.config(args, path, 1)
 	if cfg == nil {
@@ -387,7 +387,13 @@ func runKill(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	if err := admin.NewClient(cfg.Gateway.Admin.Socket).Kill(ctx, pos[0]); err != nil {
+	kill := admin.NewClient(cfg.Gateway.Admin.Socket).Kill
+	if cfg.Gateway.Fleet.Lease > 0 {
+		// Through the store: the node holding the session ends and
+		// audits it, whether or not a node runs here.
+		kill = func(ctx context.Context, id string) error { return fleet.Kill(ctx, cfg.Audit.Sink, id, "") }
+	}
+	if err := kill(ctx, pos[0]); err != nil {
 		fmt.Fprintln(stderr, "sluice:", err)
 		return 1
 	}

@@ -423,7 +423,25 @@ const (
 // behalf (the holder audits the kill) and waits until the session has
 // left the registry. ErrNotFound when no node lists it.
 func (m *Member) Kill(ctx context.Context, id, operator string) error {
-	q := m.pool
+	return requestKill(ctx, m.pool, m.schema, id, operator)
+}
+
+// Kill is Member.Kill for a command that is not a node (`sluice kill`),
+// on the fleet whose store is at dsn.
+func Kill(ctx context.Context, dsn, id, operator string) error {
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	defer c.Close(context.Background())
+	var schema string
+	if err := c.QueryRow(ctx, `SELECT current_schema()`).Scan(&schema); err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	return requestKill(ctx, c, schema, id, operator)
+}
+
+func requestKill(ctx context.Context, q querier, schema, id, operator string) error {
 	var gw string
 	err := q.QueryRow(ctx, `SELECT gateway FROM fleet_sessions WHERE id = $1`, clean(id)).Scan(&gw)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -432,7 +450,7 @@ func (m *Member) Kill(ctx context.Context, id, operator string) error {
 	if err != nil {
 		return fmt.Errorf("fleet: kill: %w", err)
 	}
-	payload, err := json.Marshal(killRequest{Schema: m.schema, ID: id, Gateway: gw, Operator: operator})
+	payload, err := json.Marshal(killRequest{Schema: schema, ID: id, Gateway: gw, Operator: operator})
 	if err != nil {
 		return fmt.Errorf("fleet: kill: %w", err)
 	}
@@ -469,10 +487,11 @@ func (m *Member) Kill(ctx context.Context, id, operator string) error {
 	}
 }
 
-// querier is what listSessions needs: a pool or a connection.
+// querier is what listing and killing need: a pool or a connection.
 type querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
 // Sessions returns the fleet's live sessions, oldest first.

@@ -164,8 +164,9 @@ func TestKillAndLost(t *testing.T) {
 	if err := b.Kill(ctx, "gw-a/ssh:9", "op"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("kill of an unknown id: got %v, want ErrNotFound", err)
 	}
-	if err := b.Kill(ctx, "gw-a/ssh:1", "op"); err != nil {
-		t.Fatalf("kill from gw-b: got %v, want nil", err)
+	// As `sluice kill` does, from a process that is not a node.
+	if err := Kill(ctx, dsn, "gw-a/ssh:1", "op"); err != nil {
+		t.Fatalf("kill through the store: got %v, want nil", err)
 	}
 	if got := <-aLive.killed; got != "gw-a/ssh:1 by op" {
 		t.Fatalf("gw-a killed %q, want gw-a/ssh:1 by op", got)
