@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sluice-ssh/sluice/internal/admin"
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
@@ -309,23 +310,14 @@ func TestFleetHAProxy(t *testing.T) {
 		return nil
 	}
 
-	// kill on gw-1 ends the session that gw-3 holds.
+	// gw-1's admin socket (what the console's kill calls) ends the
+	// session that gw-3 holds.
 	victim := placed["gw-3"]
-	if code, out, errs := sluice("kill", "-c", r.nodes[0].cfg, victim); code != 0 || out != "killed "+victim+"\n" {
-		t.Fatalf("kill %s from gw-1: got %d %q %q, want 0", victim, code, out, errs)
+	socket := filepath.Join(filepath.Dir(r.nodes[0].cfg), "admin.sock")
+	if err := admin.NewClient(socket).Kill(context.Background(), victim); err != nil {
+		t.Fatalf("kill %s through gw-1's admin socket: %v", victim, err)
 	}
-	select {
-	case err := <-sessionOn("gw-3").exited:
-		if err == nil {
-			t.Fatal("killed session exited 0, want an error")
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("the session on gw-3 did not end within 15s of the kill")
-	}
-	kills := jsonLines[audit.Event](t, eventually(t, func(s string) bool { return s != "" }, "audit", "-c", r.nodes[1].cfg, "--json", "--type", "kill"))
-	if len(kills) != 1 || kills[0].SessionID != victim {
-		t.Fatalf("kill events: got %+v, want one of %s", kills, victim)
-	}
+	r.wantKilled(sessionOn("gw-3"), victim, 1)
 
 	// gw-2 dies: its session is closed in the store by a survivor within
 	// the lease (and a heartbeat).
@@ -373,7 +365,12 @@ func TestFleetHAProxy(t *testing.T) {
 	}
 
 	// Rolling restart under a steady stream of logins.
-	_ = sessionOn("gw-1").cmd.Process.Kill() // it would hold gw-1's drain
+	// sluice kill with gw-3's config ends gw-1's session (which would
+	// hold gw-1's drain).
+	if code, out, errs := sluice("kill", "-c", r.nodes[2].cfg, placed["gw-1"]); code != 0 || out != "killed "+placed["gw-1"]+"\n" {
+		t.Fatalf("sluice kill %s with gw-3's config: got %d %q %q, want 0", placed["gw-1"], code, out, errs)
+	}
+	r.wantKilled(sessionOn("gw-1"), placed["gw-1"], 2)
 	var logins, refused atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -441,6 +438,25 @@ func TestFleetHAProxy(t *testing.T) {
 		t.Errorf("proxy_protocol events: got %d %q %q, want none", code, out, errs)
 	}
 	r.storeFigures()
+}
+
+// wantKilled waits for the client of killed session id to exit with an
+// error and for the store to hold kills kill events, the last of id.
+func (r *fleetRig) wantKilled(s *liveSession, id string, kills int) {
+	r.t.Helper()
+	select {
+	case err := <-s.exited:
+		if err == nil {
+			r.t.Fatalf("killed session %s: exited 0, want an error", id)
+		}
+	case <-time.After(15 * time.Second):
+		r.t.Fatalf("session %s did not end within 15s of the kill", id)
+	}
+	got := jsonLines[audit.Event](r.t, eventually(r.t, func(s string) bool { return strings.Count(s, "\n") >= kills },
+		"audit", "-c", r.nodes[1].cfg, "--json", "--type", "kill"))
+	if len(got) != kills || got[kills-1].SessionID != id || got[kills-1].Verdict != audit.Accept {
+		r.t.Fatalf("kill events: got %+v, want %d, the last of %s", got, kills, id)
+	}
 }
 
 // storeFigures logs what the store took per session, for docs/fleet.md:
