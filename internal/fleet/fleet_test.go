@@ -210,3 +210,30 @@ func TestKillAndLost(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSyncOddText: text a client chose (a target with invalid UTF-8 or a
+// NUL, which PostgreSQL text refuses) cannot stop a node from publishing
+// its sessions, nor hide the session from the list.
+func TestSyncOddText(t *testing.T) {
+	dsn := sshtest.PostgresSchema(t)
+	ctx := context.Background()
+	m := join(t, dsn, "gw1", time.Minute)
+	defer m.Leave(ctx)
+	odd := Session{ID: "gw1/ssh:1", User: "alice", Client: "127.0.0.1:1", Target: "web\x00\xff:22", Start: time.Now()}
+	plain := Session{ID: "gw1/ssh:2", User: "bob", Start: time.Now()}
+	p := Params{Lease: time.Minute, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil)), Live: func() []Session { return []Session{odd, plain} }}
+	m.sync(ctx, p)
+	list, err := m.Sessions(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 2 || list[0].Target != "web\uFFFD\uFFFD:22" || list[1].ID != plain.ID {
+		t.Fatalf("got %+v, want both sessions, the odd target with U+FFFD", list)
+	}
+	// Ending it deletes the row written under the cleaned id.
+	p.Live = func() []Session { return nil }
+	m.sync(ctx, p)
+	if list, err := m.Sessions(ctx); err != nil || len(list) != 0 {
+		t.Fatalf("after the end: got %+v, %v; want none", list, err)
+	}
+}
