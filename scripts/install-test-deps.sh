@@ -31,6 +31,7 @@ pkgs=(
   iptables             # REDIRECT into the gateway in gateway TestTransparentNetns (transparent routing)
   e2fsprogs            # chattr: audit store made immutable (TestQueueRealStoreOutage, TestAuditOutageRecovers)
   zsh                  # sluice completion zsh (cmd/sluice TestZshCompletion)
+  haproxy              # the load balancer in front of a fleet, PROXY v2 and /readyz checks (cmd/sluice TestFleetHAProxy)
 )
 # playwright-core for the console's browser test, and oidc-provider, the
 # OpenID provider of the single sign-on tests (internal/oidc/oidctest),

@@ -20,6 +20,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/admin"
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/fleet"
 	"github.com/sluice-ssh/sluice/internal/record"
 )
 
@@ -32,11 +33,11 @@ const remoteAbout = "\nWith --server URL --token T, a gateway's console API answ
 
 // runSessions is `sluice sessions -c FILE|--server URL [--live] [--user U] [--since T] [--json]`.
 func runSessions(args []string, stdout, stderr io.Writer) int {
-	cl := newCmdline("sessions", "-c FILE|--server URL [--live] [--user U] [--since T] [--json]", "List the sessions in the audit store, newest first, or with --live the\nsessions the running gateway serves now."+remoteAbout, stdout, stderr)
+	cl := newCmdline("sessions", "-c FILE|--server URL [--live] [--user U] [--since T] [--json]", "List the sessions in the audit store, newest first, or with --live the\nsessions the running gateway (with gateway.fleet, every node) serves now."+remoteAbout, stdout, stderr)
 	fs := cl.fs
 	path := fs.String("c", "", "config `FILE`")
 	rf := cl.remoteFlags()
-	live := fs.Bool("live", false, "list the live sessions of the running gateway (admin socket)")
+	live := fs.Bool("live", false, "list the live sessions of the running gateway (admin socket), or of the fleet (gateway.fleet)")
 	user := fs.String("user", "", "only sessions of `USER`")
 	since := fs.String("since", "", "only sessions started at or after `T` (RFC 3339, YYYY-MM-DD, or a duration ago such as 2h)")
 	asJSON := fs.Bool("json", false, "one JSON object per line")
@@ -58,7 +59,7 @@ func runSessions(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	} else if *live {
-		got, err := admin.NewClient(cfg.Gateway.Admin.Socket).Sessions(ctx)
+		got, err := liveSessions(ctx, cfg)
 		if err != nil {
 			fmt.Fprintln(stderr, "sluice:", err)
 			return 1
@@ -102,6 +103,23 @@ func runSessions(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// liveSessions asks the running gateway for its live sessions, or with
+// gateway.fleet the store for the fleet's.
+func liveSessions(ctx context.Context, cfg *config.Config) ([]admin.Session, error) {
+	if cfg.Gateway.Fleet.Lease == 0 {
+		return admin.NewClient(cfg.Gateway.Admin.Socket).Sessions(ctx)
+	}
+	got, err := fleet.List(ctx, cfg.Audit.Sink)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]admin.Session, 0, len(got))
+	for _, s := range got {
+		out = append(out, admin.Session{ID: s.ID, User: s.User, Client: s.Client, Target: s.Target, Start: s.Start})
+	}
+	return out, nil
 }
 
 // runAudit is `sluice audit -c FILE [--user U] [--session ID] [--type T] [--since T] [--json]`
@@ -421,7 +439,7 @@ func exportCast(paths []string, id string, w io.Writer) error {
 // runKill is `sluice kill -c FILE|--server URL ID`: end a live session
 // through the running gateway's admin socket or its console.
 func runKill(args []string, stdout, stderr io.Writer) int {
-	cl := newCmdline("kill", "-c FILE|--server URL ID", "End live session ID through the running gateway's admin socket; its client\nis told and the end is audited."+remoteAbout, stdout, stderr)
+	cl := newCmdline("kill", "-c FILE|--server URL ID", "End live session ID through the running gateway's admin socket; its client\nis told and the end is audited. With gateway.fleet, through the store: the\nnode holding the session ends it."+remoteAbout, stdout, stderr)
 	path := cl.fs.String("c", "", "config `FILE`")
 	rf := cl.remoteFlags()
 	cfg, api, pos, code := cl.target(args, path, rf, 1)
@@ -430,13 +448,18 @@ func runKill(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	var err error
-	if api != nil {
-		err = api.kill(ctx, pos[0])
-	} else {
-		err = admin.NewClient(cfg.Gateway.Admin.Socket).Kill(ctx, pos[0])
+	var kill func(context.Context, string) error
+	switch {
+	case api != nil:
+		kill = api.kill
+	case cfg.Gateway.Fleet.Lease > 0:
+		// Through the store: the node holding the session ends and
+		// audits it, whether or not a node runs here.
+		kill = func(ctx context.Context, id string) error { return fleet.Kill(ctx, cfg.Audit.Sink, id, "") }
+	default:
+		kill = admin.NewClient(cfg.Gateway.Admin.Socket).Kill
 	}
-	if err != nil {
+	if err := kill(ctx, pos[0]); err != nil {
 		fmt.Fprintln(stderr, "sluice:", err)
 		return 1
 	}

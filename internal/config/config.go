@@ -87,8 +87,22 @@ type Gateway struct {
 	PerSourceMaxStartups int      // 0 = no per-source limit
 	AuthPenalty          Duration // 0 = off
 	DrainTimeout         Duration
-	Log                  Log
-	Admin                Admin
+	// DrainDelay is how long, on SIGTERM, /readyz answers 503 while the
+	// listeners still accept, before draining starts (a load balancer's
+	// health checks move new logins to the other nodes meanwhile).
+	DrainDelay Duration
+	Log        Log
+	Admin      Admin
+	Fleet      Fleet
+}
+
+// Fleet makes the gateway one node of a fleet sharing a PostgreSQL audit
+// store (internal/fleet). Lease 0 means no fleet.
+type Fleet struct {
+	// Lease is how long the node's claim on gateway.name and its live
+	// sessions outlast its last heartbeat (heartbeats come every third of
+	// it); a node silent for longer is taken as dead.
+	Lease Duration
 }
 
 // HostKeyType names a host key algorithm family.

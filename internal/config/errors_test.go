@@ -224,6 +224,12 @@ func TestErrorClasses(t *testing.T) {
 			}},
 		{"audit probe_interval too short", func(t *testing.T) string { return minimal + "audit: {probe_interval: 10ms}\n" },
 			[]string{`t.yaml:13: audit.probe_interval: probe_interval 10ms is below the minimum 100ms`}},
+		{"fleet lease too short, and no shared store", func(t *testing.T) string {
+			return edit(t, "gateway: {name: gw}", "gateway: {name: gw, fleet: {lease: 1s}}")
+		}, []string{
+			`t.yaml:1: gateway.fleet.lease: lease 1s is below the minimum 3s`,
+			`t.yaml:1: gateway.fleet: gateway.fleet needs audit.sink postgres://...: the fleet's registry lives in the shared store`,
+		}},
 		{"bad failure mode", func(t *testing.T) string { return minimal + "record: {on_failure: ignore}\n" },
 			[]string{`t.yaml:13: record.on_failure: bad value "ignore": want one of fail_closed, best_effort`}},
 		{"negative stream cap", func(t *testing.T) string { return minimal + "record: {max_bytes_per_stream: -1}\n" },

@@ -30,12 +30,15 @@ const (
 	defaultMaxAuthTries         = 6                 // OpenSSH MaxAuthTries
 	defaultPerSourceMaxStartups = 5
 	defaultDrainTimeout         = 30 * time.Second
-	defaultConnectTimeout       = 10 * time.Second
-	defaultDownHostTTL          = 30 * time.Second
-	defaultMaxChannels          = 10 // OpenSSH MaxSessions
-	defaultQueueSize            = 1024
-	defaultAuditProbeInterval   = 5 * time.Second
-	minAuditProbeInterval       = 100 * time.Millisecond
+	// minFleetLease: heartbeats come every third of the lease; below 3 s
+	// a loaded store's round trip could make a live node look dead.
+	minFleetLease             = 3 * time.Second
+	defaultConnectTimeout     = 10 * time.Second
+	defaultDownHostTTL        = 30 * time.Second
+	defaultMaxChannels        = 10 // OpenSSH MaxSessions
+	defaultQueueSize          = 1024
+	defaultAuditProbeInterval = 5 * time.Second
+	minAuditProbeInterval     = 100 * time.Millisecond
 	// defaultConsoleSessionTimeout is one working day of a console login.
 	defaultConsoleSessionTimeout = 12 * time.Hour
 )
@@ -98,6 +101,9 @@ func (d *decoder) decodeFile(data []byte) *Config {
 		{"console", false, func(n *yaml.Node, k string) { d.console(n, k, &c.Console, &listens) }},
 		{"oidc", false, func(n *yaml.Node, k string) { c.OIDC = d.oidc(n, k) }},
 	})
+	if c.Gateway.Fleet.Lease > 0 && !strings.HasPrefix(c.Audit.Sink, "postgres") {
+		d.errorAt(1, "gateway.fleet", "gateway.fleet needs audit.sink postgres://...: the fleet's registry lives in the shared store")
+	}
 	if (c.Console.Cert == "") != (c.Console.Key == "") {
 		d.errorAt(1, "console", "console.cert and console.key go together: set both or neither")
 	}
@@ -189,6 +195,17 @@ func (d *decoder) gateway(n *yaml.Node, key string, g *Gateway, listens *[]liste
 		}},
 		{"auth_penalty", false, func(n *yaml.Node, k string) { d.duration(n, k, &g.AuthPenalty) }},
 		{"drain_timeout", false, func(n *yaml.Node, k string) { d.duration(n, k, &g.DrainTimeout) }},
+		{"drain_delay", false, func(n *yaml.Node, k string) { d.duration(n, k, &g.DrainDelay) }},
+		{"fleet", false, func(n *yaml.Node, k string) {
+			d.mapping(n, k, []field{
+				{"lease", true, func(n *yaml.Node, k string) {
+					d.duration(n, k, &g.Fleet.Lease)
+					if g.Fleet.Lease.Std() < minFleetLease {
+						d.errorf(n, k, "lease %s is below the minimum %s", g.Fleet.Lease, Duration(minFleetLease))
+					}
+				}},
+			})
+		}},
 		{"log", false, func(n *yaml.Node, k string) {
 			d.mapping(n, k, []field{
 				{"format", false, func(n *yaml.Node, k string) {

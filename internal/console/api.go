@@ -151,7 +151,11 @@ func liveSummary(ls admin.Session) audit.SessionSummary {
 // listSessions answers GET sessions' query: newest first, one page.
 func (s *Server) listSessions(r *http.Request, sq sessionQuery) (SessionList, error) {
 	live := map[string]admin.Session{}
-	for _, ls := range s.p.Gateway.LiveSessions() {
+	listed := s.p.Gateway.LiveSessions
+	if fg, ok := s.p.Gateway.(FleetGateway); ok {
+		listed = fg.FleetSessions
+	}
+	for _, ls := range listed() {
 		live[ls.ID] = ls
 	}
 	var out []SessionInfo

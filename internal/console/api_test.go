@@ -30,11 +30,21 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// fakeGateway is a Gateway with a fixed set of live sessions.
+// fakeGateway is a Gateway with a fixed set of live sessions; others are
+// the live sessions of the other nodes of its fleet.
 type fakeGateway struct {
 	mu     sync.Mutex
 	live   []admin.Session
+	others []admin.Session
 	killed []string // "id by operator"
+}
+
+var _ FleetGateway = (*fakeGateway)(nil)
+
+func (f *fakeGateway) FleetSessions() []admin.Session {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Concat(f.live, f.others)
 }
 
 func (f *fakeGateway) LiveSessions() []admin.Session {
@@ -266,6 +276,34 @@ func sessionIDs(l SessionList) []string {
 		out = append(out, s.ID)
 	}
 	return out
+}
+
+// TestAPISessionsFleet: in a fleet the live list holds the other nodes'
+// sessions too, filtered like this node's.
+func TestAPISessionsFleet(t *testing.T) {
+	w := newWorld(t)
+	tok := w.token("ci", time.Hour)
+	w.session(1, "alice", "db:22", 0, true)
+	w.gw.mu.Lock()
+	w.gw.others = []admin.Session{
+		{ID: "gw2/ssh-in:7", User: "dave", Client: "192.0.2.4:5000", Target: "web:22", Start: t0.Add(5 * time.Minute)},
+		{ID: "gw3/ssh-in:2", User: "alice", Client: "192.0.2.5:5000", Target: "db:22", Start: t0.Add(7 * time.Minute)},
+	}
+	w.gw.mu.Unlock()
+	for _, tt := range []struct {
+		query string
+		want  []string
+	}{
+		{"?live=1", []string{"gw3/ssh-in:2", "gw2/ssh-in:7", "gw1/ssh-in:1"}},
+		{"?live=1&user=alice", []string{"gw3/ssh-in:2", "gw1/ssh-in:1"}},
+		{"?live=1&host=web", []string{"gw2/ssh-in:7"}},
+	} {
+		var got SessionList
+		w.getJSON("/api/v1/sessions"+tt.query, tok, &got)
+		if !slices.Equal(sessionIDs(got), tt.want) {
+			t.Errorf("sessions%s: got %v, want %v", tt.query, sessionIDs(got), tt.want)
+		}
+	}
 }
 
 func TestAPISessionsFilters(t *testing.T) {

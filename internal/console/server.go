@@ -25,6 +25,16 @@ type Gateway interface {
 	KillAs(ctx context.Context, id, operator string) error
 }
 
+// FleetGateway is implemented by a Gateway that may be a node of a fleet
+// (internal/fleet): the session list's live sessions are then the fleet's.
+// Watching a session live and its detail page stay with the node holding
+// it; a kill reaches the fleet through KillAs.
+type FleetGateway interface {
+	// FleetSessions returns the fleet's live master sessions (this
+	// node's alone outside a fleet).
+	FleetSessions() []admin.Session
+}
+
 // Store is what the console reads from the audit store.
 type Store interface {
 	Query(ctx context.Context, f audit.Filter) ([]audit.Event, error)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -50,8 +51,18 @@ func (g *Gateway) Kill(ctx context.Context, id string) error {
 }
 
 // KillAs is Kill on behalf of a console operator, whose name the kill
-// event carries in detail.operator (rule "console").
+// event carries in detail.operator (rule "console"). In a fleet, a session
+// this node does not hold is killed by the node that does.
 func (g *Gateway) KillAs(ctx context.Context, id, operator string) error {
+	err := g.killLocal(ctx, id, operator)
+	if errors.Is(err, admin.ErrNotFound) && g.fleet != nil {
+		return g.killFleet(ctx, id, operator)
+	}
+	return err
+}
+
+// killLocal is KillAs for the sessions of this node.
+func (g *Gateway) killLocal(ctx context.Context, id, operator string) error {
 	for _, m := range g.liveMasters() {
 		if m.ID() != id {
 			continue

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -20,6 +21,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/chainer"
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/console"
+	"github.com/sluice-ssh/sluice/internal/fleet"
 	"github.com/sluice-ssh/sluice/internal/hostcert"
 	"github.com/sluice-ssh/sluice/internal/hostkey"
 	"github.com/sluice-ssh/sluice/internal/metrics"
@@ -86,6 +88,13 @@ type Gateway struct {
 	codes *mfa.Verifier
 	// inners are the live inner sessions of jumps (jump.go).
 	inners innerSessions
+	// fleet is the node's membership of a fleet (fleet.go); nil without
+	// gateway.fleet. stopFleet, set by Run, stops it and frees the name.
+	fleet      *fleet.Member
+	fleetLease time.Duration // gateway.fleet.lease at start
+	stopFleet  func()
+	// draining is set when shutdown starts: /readyz answers 503.
+	draining atomic.Bool
 }
 
 // New builds every part of the gateway from cfg and opens the listeners. It
@@ -120,6 +129,16 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 			g.store.Close()
 		}
 	})
+	if err := g.joinFleet(ctx); err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() {
+		if g.fleet != nil {
+			lctx, cancel := context.WithTimeout(context.Background(), fleetLeaveTimeout)
+			defer cancel()
+			_ = g.fleet.Leave(lctx)
+		}
+	})
 	if err := g.endOrphans(ctx); err != nil {
 		return nil, err
 	}
@@ -143,7 +162,7 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 		logger.Warn("failed logins not logged one by one", "count", held, "window", window)
 	}}
 	closers = append(closers, g.sampler.Close)
-	g.audit = observingSink{g.sampler, g.metrics}
+	g.audit = observingSink{next: g.sampler, m: g.metrics, fleet: g.fleet}
 	g.metrics.WatchAudit(g.queue.Healthy, g.queue.Dropped, g.sampler.Summarised)
 
 	zones, err := buildZones(cfg)
@@ -208,6 +227,7 @@ func (g *Gateway) Store() audit.Store { return g.store }
 // Run serves every service until ctx is done, then drains them for up to
 // the configured drain timeout and closes what is left.
 func (g *Gateway) Run(ctx context.Context) error {
+	g.stopFleet = g.startFleet()
 	stopOperator, err := g.startOperator()
 	if err != nil {
 		g.shutdown()
@@ -236,6 +256,11 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // shutdown drains every service, then closes the audit queue and store.
 func (g *Gateway) shutdown() {
+	g.draining.Store(true)
+	if d := g.drainDelay(); d > 0 {
+		g.logger.Info("draining: not ready, listeners open for drain_delay", "delay", d)
+		time.Sleep(d)
+	}
 	drain, cancel := context.WithTimeout(context.Background(), g.drainTimeout().Std())
 	defer cancel()
 	svcs := g.stopServing()
@@ -257,6 +282,9 @@ func (g *Gateway) shutdown() {
 	}
 	wg.Wait()
 	g.wg.Wait()
+	if g.stopFleet != nil {
+		g.stopFleet()
+	}
 	qctx, qcancel := context.WithTimeout(context.Background(), g.drainTimeout().Std())
 	defer qcancel()
 	// The sampler writes its last summaries to the queue; the queue owns

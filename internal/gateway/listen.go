@@ -61,7 +61,9 @@ func listenHint(err error) string {
 // from outside the trusted networks at once, one whose header is missing,
 // malformed, without a client address (a LOCAL command, as a load
 // balancer's health check sends, or v1 UNKNOWN) or for another protocol
-// than TCP once it has been read.
+// than TCP once it has been read. A v2 LOCAL header is a trusted load
+// balancer's health check (HAProxy's check-send-proxy): it is closed
+// without a report, so that checks every few seconds leave no audit trail.
 //
 // Each header is read in its own goroutine, so that a slow peer does not
 // hold up the others; the listener owns those goroutines and its accept
@@ -172,6 +174,10 @@ func (l *proxyListener) readHeader(c net.Conn, peer netip.AddrPort) {
 		c.Close()
 		return
 	}
+	if src == nil { // a health check
+		c.Close()
+		return
+	}
 	_ = c.SetReadDeadline(time.Time{})
 	if !l.deliver(accepted{c: proxiedConn{Conn: c, r: r, remote: src, local: dst}}) {
 		c.Close()
@@ -179,12 +185,15 @@ func (l *proxyListener) readHeader(c net.Conn, peer netip.AddrPort) {
 }
 
 // readProxyHeader reads a PROXY header from r and returns the client's and
-// the gateway's addresses, or why the connection is refused.
+// the gateway's addresses, or why the connection is refused; for a v2
+// LOCAL header (a health check) all three are empty.
 func readProxyHeader(r *bufio.Reader, timeout time.Duration) (src, dst *net.TCPAddr, reason string) {
 	h, err := proxyproto.Read(r)
 	switch {
 	case err != nil:
 		return nil, nil, headerError(err, timeout)
+	case h.Version == 2 && h.Command.IsLocal():
+		return nil, nil, ""
 	case !h.Command.IsProxy():
 		// go-proxyproto reads v1 UNKNOWN as LOCAL as well.
 		return nil, nil, "PROXY header without a client address (LOCAL or UNKNOWN)"

@@ -64,7 +64,7 @@ func TestProxyProtocol(t *testing.T) {
 		{"v2", loopback, v2Header(netip.MustParseAddrPort("203.0.113.9:50123"), netip.MustParseAddrPort("127.0.0.1:2222")), "203.0.113.9:50123", false, ""},
 		{"missing header", loopback, []byte("SSH-2.0-OpenSSH_9.6\r\n"), "", false, "no PROXY header"},
 		{"malformed v1", loopback, []byte("PROXY TCP4 198.51.100.7 nonsense\r\n"), "", false, "malformed PROXY header"},
-		{"v2 LOCAL", loopback, append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x20, 0x00, 0, 0), "", false, "without a client address"},
+		{"v2 LOCAL", loopback, append([]byte("\r\n\r\n\x00\r\nQUIT\n"), 0x20, 0x00, 0, 0), "", false, ""}, // a health check: closed, not reported
 		{"v1 UNKNOWN", loopback, []byte("PROXY UNKNOWN\r\n"), "", false, "without a client address"},
 		{"v2 UDP", loopback, v2UDP, "", false, "other than TCP"},
 		{"silent peer", loopback, nil, "", false, "no PROXY header within 2s"},
@@ -109,6 +109,18 @@ func TestProxyProtocol(t *testing.T) {
 				// reset rather than a FIN: either way nothing was said.
 				if n, err := c.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
 					t.Fatalf("got %d bytes, %v; want the connection closed (EOF or reset)", n, err)
+				}
+				if tt.reason == "" {
+					select {
+					case r := <-refusals:
+						t.Fatalf("got refusal %+v, want none", r)
+					case <-time.After(200 * time.Millisecond):
+					}
+					l.Close()
+					if a := <-got; a.err == nil {
+						t.Fatalf("got a connection from %v, want none", a.addr)
+					}
+					return
 				}
 				r := <-refusals
 				if r.peer.String() != c.LocalAddr().String() || r.untrusted != tt.untrusted || !strings.Contains(r.reason, tt.reason) {

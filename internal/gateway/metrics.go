@@ -2,10 +2,12 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/fleet"
 	"github.com/sluice-ssh/sluice/internal/metrics"
 )
 
@@ -15,10 +17,16 @@ import (
 type observingSink struct {
 	next audit.Sink
 	m    *metrics.Metrics
+	// fleet, when set, learns of each session start and end, to publish
+	// the live sessions.
+	fleet *fleet.Member
 }
 
 func (s observingSink) Write(ctx context.Context, e audit.Event) error {
 	s.m.Observe(e)
+	if s.fleet != nil && (e.Type == audit.TypeSessionStart || e.Type == audit.TypeSessionEnd) {
+		s.fleet.Changed()
+	}
 	return s.next.Write(ctx, e)
 }
 
@@ -39,8 +47,25 @@ func (g *Gateway) serveMetrics() (stop func()) {
 	if g.adminListener == nil {
 		return func() {}
 	}
-	return metrics.Serve(g.adminListener, g.metrics.Handler(g.health), g.logger)
+	return metrics.Serve(g.adminListener, g.metrics.Handler(g.health, g.ready), g.logger)
 }
+
+// ready is /readyz: not ready once draining has started (a load balancer
+// sends new logins elsewhere), nor while unhealthy.
+func (g *Gateway) ready() error {
+	if g.draining.Load() {
+		return errDraining
+	}
+	if err := g.health(); err != nil {
+		if _, degraded := errors.AsType[*metrics.Degraded](err); !degraded {
+			return err
+		}
+	}
+	return nil
+}
+
+// errDraining is /readyz's reason while the gateway drains.
+var errDraining = errors.New("draining: shutting down, new logins go to other nodes")
 
 // health is /healthz: during an audit store outage the gateway is
 // unhealthy under fail_closed (it refuses sessions) and degraded under

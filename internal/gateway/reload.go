@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/config"
@@ -44,6 +45,13 @@ func (g *Gateway) drainTimeout() config.Duration {
 	return g.cfg.Gateway.DrainTimeout
 }
 
+// drainDelay is the configured drain delay, which a reload may change.
+func (g *Gateway) drainDelay() time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfg.Gateway.DrainDelay.Std()
+}
+
 // Reload applies cfg to new connections while live sessions carry on. It
 // builds every part from cfg first; if any fails, the running gateway is
 // left as it was and the error (every failure, joined) is returned. Then:
@@ -62,8 +70,8 @@ func (g *Gateway) drainTimeout() config.Duration {
 // for a removed service), or left to finish under its old settings if it
 // is "finish"; either way an audit event of type "reload" records it. The
 // sessions of a user the new config removes end whatever on_reload says.
-// gateway.name, state_dir, host_key_types, log, admin and audit are read
-// at start only: a change to them needs a restart (see docs/operations.md).
+// gateway.name, state_dir, host_key_types, log, admin, fleet and audit
+// are read at start only: a change to them needs a restart (see docs/operations.md).
 func (g *Gateway) Reload(ctx context.Context, cfg *config.Config) error {
 	g.reloadMu.Lock()
 	defer g.reloadMu.Unlock()

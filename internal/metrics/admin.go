@@ -52,10 +52,13 @@ type Degraded struct{ Err error }
 func (d *Degraded) Error() string { return d.Err.Error() }
 func (d *Degraded) Unwrap() error { return d.Err }
 
-// Handler serves /metrics from m's registry and /healthz, which answers 200
+// Handler serves /metrics from m's registry; /healthz, which answers 200
 // "ok" when healthy returns nil, 200 "degraded: REASON" for a *Degraded
-// error, and 503 "unhealthy: REASON" for any other.
-func (m *Metrics) Handler(healthy func() error) http.Handler {
+// error, and 503 "unhealthy: REASON" for any other; and /readyz, which
+// answers 200 "ready" when ready returns nil and 503 "not ready: REASON"
+// otherwise (a load balancer's check: draining is not ready). Neither is
+// audited.
+func (m *Metrics) Handler(healthy, ready func() error) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -69,6 +72,13 @@ func (m *Metrics) Handler(healthy func() error) http.Handler {
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if err := ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
 	})
 	return mux
 }

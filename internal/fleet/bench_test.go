@@ -1,0 +1,44 @@
+package fleet
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/sluice-ssh/sluice/internal/sshtest"
+)
+
+// BenchmarkSync is the registry's cost of one session starting and one
+// ending on a node with 1,000 live sessions: the diff of the live list and
+// the store round trip that publishes it (docs/fleet.md, sizing).
+func BenchmarkSync(b *testing.B) {
+	dsn := sshtest.PostgresSchema(b)
+	m, err := Join(context.Background(), dsn, Node{Name: "gw-bench"}, time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Leave(context.Background())
+	const live = 1000
+	sessions := make([]Session, 0, live+b.N+1)
+	for i := range live {
+		sessions = append(sessions, Session{ID: "gw-bench/ssh:" + strconv.Itoa(i), User: "u", Start: time.Now()})
+	}
+	next := live
+	p := Params{Lease: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Live: func() []Session {
+		return sessions[next-live : next]
+	}}
+	ctx := context.Background()
+	m.sync(ctx, p)
+	b.ReportAllocs()
+	for b.Loop() {
+		sessions = append(sessions, Session{ID: "gw-bench/ssh:" + strconv.Itoa(next), User: "u", Start: time.Now()})
+		next++
+		m.sync(ctx, p)
+	}
+	if len(m.synced) != live {
+		b.Fatalf("got %d sessions published, want %d", len(m.synced), live)
+	}
+}
