@@ -410,8 +410,10 @@ func literal(w *syntax.Word) word {
 	}
 	// Fields, unlike Literal, removes the backslashes of unquoted escapes
 	// (r\m is rm); with no environment and no file system it expands
-	// nothing else in a word made of literals and quotes.
-	fields, err := expand.Fields(nil, w)
+	// nothing else in a word made of literals and quotes. Each call gets
+	// its own Config: given nil, expand prepares a package-level one in
+	// place, which races when sessions decide commands concurrently.
+	fields, err := expand.Fields(&expand.Config{}, w)
 	if err != nil {
 		return word{text: printed(w)}
 	}

@@ -3,6 +3,7 @@ package shellcmd
 import (
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -157,4 +158,23 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseConcurrently: sessions decide their commands at once; under
+// -race this fails if parsing shares state (expand.Fields given a nil
+// Config prepares one package-level Config in place).
+func TestParseConcurrently(t *testing.T) {
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 50 {
+				a, err := Parse(`r\m -rf x; "ls" 'a b'`)
+				if err != nil || len(a.Commands) != 2 || a.Commands[0].Program != "rm" {
+					t.Errorf("Parse: got %+v, %v", a, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
