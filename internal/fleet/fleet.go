@@ -50,6 +50,11 @@ var schema = []string{
 		start     TIMESTAMPTZ NOT NULL
 	)`,
 	`CREATE INDEX IF NOT EXISTS fleet_sessions_gateway ON fleet_sessions (gateway)`,
+	`CREATE TABLE IF NOT EXISTS fleet_totp_steps (
+		user_name TEXT COLLATE "C" PRIMARY KEY,
+		step      BIGINT NOT NULL,
+		expires   TIMESTAMPTZ NOT NULL
+	)`,
 }
 
 // Node describes this gateway in the registry.
@@ -225,6 +230,7 @@ func (m *Member) Run(ctx context.Context, p Params) {
 		case <-beat.C:
 			m.heartbeat(ctx, p)
 			m.reap(ctx, p)
+			m.forgetSteps(ctx, p)
 		}
 	}
 }
