@@ -523,6 +523,21 @@ func listSessions(ctx context.Context, q querier) ([]Session, error) {
 	return out, nil
 }
 
+// Holder returns the name of the live node that lists live session id, or
+// "" when none does.
+func (m *Member) Holder(ctx context.Context, id string) (string, error) {
+	var gw string
+	err := m.pool.QueryRow(ctx, `SELECT s.gateway FROM fleet_sessions s JOIN fleet_nodes n ON n.name = s.gateway
+		WHERE s.id = $1 AND n.lease_until >= now()`, clean(id)).Scan(&gw)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("fleet: holder of %s: %w", id, err)
+	}
+	return gw, nil
+}
+
 // undefinedTable is PostgreSQL's SQLSTATE undefined_table (Appendix A,
 // PostgreSQL Error Codes).
 const undefinedTable = "42P01"

@@ -83,7 +83,8 @@ func (g *Gateway) fleetLive() []fleet.Session {
 	return out
 }
 
-// fleetListTimeout bounds the registry query of FleetSessions.
+// fleetListTimeout bounds the registry queries of FleetSessions and
+// FleetHolds.
 const fleetListTimeout = 5 * time.Second
 
 // FleetSessions returns this node's live sessions and, in a fleet, the
@@ -107,6 +108,18 @@ func (g *Gateway) FleetSessions() []admin.Session {
 		}
 	}
 	return out
+}
+
+// FleetHolds reports whether another node of the fleet holds live master
+// session id, for the console's live view of it.
+func (g *Gateway) FleetHolds(ctx context.Context, id string) (bool, error) {
+	if g.fleet == nil {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, fleetListTimeout)
+	defer cancel()
+	gw, err := g.fleet.Holder(ctx, id)
+	return gw != "" && gw != g.fleet.Name(), err
 }
 
 // endLost closes in the audit store the sessions of a fleet node whose
