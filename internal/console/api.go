@@ -240,7 +240,11 @@ func (s *Server) sessionDetail(r *http.Request, id string) (SessionDetail, bool,
 			d.Session.SessionSummary, found = sum, true
 		}
 	}
-	for _, ls := range s.p.Gateway.LiveSessions() {
+	listed := s.p.Gateway.LiveSessions
+	if fg, ok := s.p.Gateway.(FleetGateway); ok {
+		listed = fg.FleetSessions
+	}
+	for _, ls := range listed() {
 		if ls.ID == id {
 			if !found {
 				d.Session.SessionSummary = liveSummary(ls)

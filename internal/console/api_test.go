@@ -47,6 +47,12 @@ func (f *fakeGateway) FleetSessions() []admin.Session {
 	return slices.Concat(f.live, f.others)
 }
 
+func (f *fakeGateway) FleetHolds(_ context.Context, id string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.ContainsFunc(f.others, func(s admin.Session) bool { return s.ID == id }), nil
+}
+
 func (f *fakeGateway) LiveSessions() []admin.Session {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -44,5 +44,8 @@
 // much and adds nothing to the session's data path. One gzip reader
 // follows the growing file, member after member, so each byte is
 // decompressed once; event lines are checked and passed to the browser
-// without decoding their data.
+// without decoding their data. In a fleet (FleetGateway) a session
+// another node holds is followed the same way, in the shared recordings
+// folder, the registry being asked at most every second whether it is
+// still held.
 package console

@@ -335,12 +335,49 @@ func isJSONString(b []byte) bool {
 	return utf8.Valid(s)
 }
 
+// fleetLiveEvery is how often, at most, a live view of a session another
+// node of the fleet holds asks the fleet's registry whether it still
+// does: the view ends at most that long after the session.
+const fleetLiveEvery = time.Second
+
+// liveness returns a check of whether master session id is live: held by
+// this node or, when the Gateway is a FleetGateway, by another node of
+// the fleet (asked at most every fleetLiveEvery; the last answer stands
+// while the registry does not answer).
+func (s *Server) liveness(ctx context.Context, master string) func() bool {
+	local := func() bool {
+		return slices.ContainsFunc(s.p.Gateway.LiveSessions(), func(l admin.Session) bool { return l.ID == master })
+	}
+	fg, ok := s.p.Gateway.(FleetGateway)
+	if !ok {
+		return local
+	}
+	var (
+		asked time.Time
+		held  bool
+	)
+	return func() bool {
+		if local() {
+			return true
+		}
+		if !asked.IsZero() && time.Since(asked) < fleetLiveEvery {
+			return held
+		}
+		asked = time.Now()
+		h, err := fg.FleetHolds(ctx, master)
+		if err != nil {
+			s.p.Logger.WarnContext(ctx, "console: live view: asking the fleet", "session_id", master, "err", err)
+			return held
+		}
+		held = h
+		return held
+	}
+}
+
 func (s *Server) apiLive(w http.ResponseWriter, r *http.Request, who operator) {
 	id := r.PathValue("id")
 	master := masterID(id)
-	isLive := func() bool {
-		return slices.ContainsFunc(s.p.Gateway.LiveSessions(), func(l admin.Session) bool { return l.ID == master })
-	}
+	isLive := s.liveness(r.Context(), master)
 	if !isLive() {
 		http.Error(w, "no such live session", http.StatusNotFound)
 		return

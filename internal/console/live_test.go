@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-ssh/sluice/internal/admin"
+	"github.com/sluice-ssh/sluice/internal/audit"
 )
 
 // sseReader reads the data lines of a server-sent event stream.
@@ -169,4 +172,56 @@ func FuzzLiveView(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAPILiveFleet: a session another node of the fleet holds is shown
+// live from its recording (in the shared folder), with its detail page
+// marked live; the view ends once the fleet no longer lists it.
+func TestAPILiveFleet(t *testing.T) {
+	w := newWorld(t)
+	tok := w.token("ci", time.Hour)
+	id := "gw2/ssh-in:4"
+	w.write(audit.Event{Time: t0, Type: audit.TypeSessionStart, SessionID: id, User: "dave", ClientAddr: "192.0.2.4:5000", Verdict: audit.Accept, Rule: "users", Target: "web:22"})
+	w.gw.mu.Lock()
+	w.gw.others = []admin.Session{{ID: id, User: "dave", Client: "192.0.2.4:5000", Target: "web:22", Start: t0}}
+	w.gw.mu.Unlock()
+	var d SessionDetail
+	w.getJSON("/api/v1/sessions/"+esc(id), tok, &d)
+	if !d.Session.Live {
+		t.Errorf("detail of a session gw2 holds: got live false, want true")
+	}
+	_, f := w.recordSession(id, "on gw2\r\n")
+	req, _ := http.NewRequest("GET", w.base+"/api/v1/sessions/"+esc(id)+"/live", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := w.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("live view of a session gw2 holds: got %s, want 200", resp.Status)
+	}
+	r := &sseReader{t: t, sc: bufio.NewScanner(resp.Body)}
+	if _, data := r.next(); !strings.Contains(data, `"init":"on gw2\r\n"`) {
+		t.Fatalf("reset: got %q, want the output so far", data)
+	}
+	w.chans[0].Output([]byte("later"))
+	if _, data := r.next(); !strings.Contains(data, `"o","later"`) {
+		t.Fatalf("event: got %q, want the new output", data)
+	}
+	w.closeRecordings(f)
+	ended := time.Now()
+	w.gw.mu.Lock()
+	w.gw.others = nil
+	w.gw.mu.Unlock()
+	if name, _ := r.next(); name != "done" {
+		t.Fatalf("after the end: got event %q, want done", name)
+	}
+	if lag := time.Since(ended); lag > fleetLiveEvery+5*time.Second {
+		t.Errorf("the view ended %v after the session, want within about %v", lag, fleetLiveEvery)
+	}
+	// A session no node holds has no live view.
+	if resp, _ := w.do("GET", "/api/v1/sessions/"+esc("gw3/ssh-in:1")+"/live", tok); resp.StatusCode != 404 {
+		t.Errorf("live view of a session nobody holds: got %d, want 404", resp.StatusCode)
+	}
 }

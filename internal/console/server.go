@@ -26,13 +26,18 @@ type Gateway interface {
 }
 
 // FleetGateway is implemented by a Gateway that may be a node of a fleet
-// (internal/fleet): the session list's live sessions are then the fleet's.
-// Watching a session live and its detail page stay with the node holding
-// it; a kill reaches the fleet through KillAs.
+// (internal/fleet): the session list's live sessions and the detail
+// page's "live" are then the fleet's, and a session another node holds
+// can be watched live from its recording in the shared recordings folder;
+// a kill reaches the fleet through KillAs.
 type FleetGateway interface {
 	// FleetSessions returns the fleet's live master sessions (this
 	// node's alone outside a fleet).
 	FleetSessions() []admin.Session
+	// FleetHolds reports whether another node of the fleet holds live
+	// master session id; an error when the fleet's registry did not
+	// answer.
+	FleetHolds(ctx context.Context, id string) (bool, error)
 }
 
 // Store is what the console reads from the audit store.

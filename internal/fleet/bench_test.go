@@ -42,3 +42,30 @@ func BenchmarkSync(b *testing.B) {
 		b.Fatalf("got %d sessions published, want %d", len(m.synced), live)
 	}
 }
+
+// BenchmarkStepsAccept is the store's cost of accepting one TOTP code in a
+// fleet: one upsert of the user's row, among 1,000 users (docs/fleet.md).
+func BenchmarkStepsAccept(b *testing.B) {
+	dsn := sshtest.PostgresSchema(b)
+	ctx := context.Background()
+	m, err := Join(ctx, dsn, Node{Name: "gw-bench"}, time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Leave(ctx)
+	s := m.Steps()
+	expires := time.Now().Add(time.Minute)
+	step := uint64(1)
+	for i := range 1000 {
+		if _, err := s.Accept(ctx, "user"+strconv.Itoa(i), step, expires); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		step++
+		if ok, err := s.Accept(ctx, "user"+strconv.Itoa(int(step%1000)), step, expires); !ok || err != nil {
+			b.Fatalf("Accept: got %v, %v, want true, nil", ok, err)
+		}
+	}
+}

@@ -15,7 +15,12 @@
 // strictly (FuzzKillRequest). All times come from the database's clock,
 // so the nodes' clocks need not agree.
 //
-// The tables (fleet_nodes, fleet_sessions) sit beside the audit store's
+// Steps is the fleet's mfa.Ledger: the time step of each user's last
+// accepted TOTP code, so that a code is accepted once by the whole fleet
+// and across restarts; one upsert decides atomically, and each heartbeat
+// forgets the steps long expired.
+//
+// The tables (fleet_nodes, fleet_sessions, fleet_totp_steps) sit beside the audit store's
 // and are created by Join if missing. docs/fleet.md describes the
 // topology.
 package fleet

@@ -50,6 +50,11 @@ var schema = []string{
 		start     TIMESTAMPTZ NOT NULL
 	)`,
 	`CREATE INDEX IF NOT EXISTS fleet_sessions_gateway ON fleet_sessions (gateway)`,
+	`CREATE TABLE IF NOT EXISTS fleet_totp_steps (
+		user_name TEXT COLLATE "C" PRIMARY KEY,
+		step      BIGINT NOT NULL,
+		expires   TIMESTAMPTZ NOT NULL
+	)`,
 }
 
 // Node describes this gateway in the registry.
@@ -225,6 +230,7 @@ func (m *Member) Run(ctx context.Context, p Params) {
 		case <-beat.C:
 			m.heartbeat(ctx, p)
 			m.reap(ctx, p)
+			m.forgetSteps(ctx, p)
 		}
 	}
 }
@@ -515,6 +521,21 @@ func listSessions(ctx context.Context, q querier) ([]Session, error) {
 		return nil, fmt.Errorf("fleet: sessions: %w", err)
 	}
 	return out, nil
+}
+
+// Holder returns the name of the live node that lists live session id, or
+// "" when none does.
+func (m *Member) Holder(ctx context.Context, id string) (string, error) {
+	var gw string
+	err := m.pool.QueryRow(ctx, `SELECT s.gateway FROM fleet_sessions s JOIN fleet_nodes n ON n.name = s.gateway
+		WHERE s.id = $1 AND n.lease_until >= now()`, clean(id)).Scan(&gw)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("fleet: holder of %s: %w", id, err)
+	}
+	return gw, nil
 }
 
 // undefinedTable is PostgreSQL's SQLSTATE undefined_table (Appendix A,

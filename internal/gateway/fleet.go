@@ -15,6 +15,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/console"
 	"github.com/sluice-ssh/sluice/internal/fleet"
+	"github.com/sluice-ssh/sluice/internal/mfa"
 )
 
 var _ console.FleetGateway = (*Gateway)(nil)
@@ -23,7 +24,8 @@ var _ console.FleetGateway = (*Gateway)(nil)
 const fleetLeaveTimeout = 10 * time.Second
 
 // joinFleet claims the gateway name in the fleet registry when
-// gateway.fleet is set: before the crashed sessions of the name are ended,
+// gateway.fleet is set, and keeps the TOTP codes accepted in the store:
+// before the crashed sessions of the name are ended,
 // so that a second node started with a live node's name ends nothing.
 func (g *Gateway) joinFleet(ctx context.Context) error {
 	lease := g.cfg.Gateway.Fleet.Lease.Std()
@@ -36,6 +38,9 @@ func (g *Gateway) joinFleet(ctx context.Context) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	g.fleet, g.fleetLease = m, lease
+	// A TOTP code accepted by any node is refused by every other, and
+	// after a restart.
+	g.codes = mfa.NewSharedVerifier(nil, m.Steps())
 	return nil
 }
 
@@ -78,7 +83,8 @@ func (g *Gateway) fleetLive() []fleet.Session {
 	return out
 }
 
-// fleetListTimeout bounds the registry query of FleetSessions.
+// fleetListTimeout bounds the registry queries of FleetSessions and
+// FleetHolds.
 const fleetListTimeout = 5 * time.Second
 
 // FleetSessions returns this node's live sessions and, in a fleet, the
@@ -102,6 +108,18 @@ func (g *Gateway) FleetSessions() []admin.Session {
 		}
 	}
 	return out
+}
+
+// FleetHolds reports whether another node of the fleet holds live master
+// session id, for the console's live view of it.
+func (g *Gateway) FleetHolds(ctx context.Context, id string) (bool, error) {
+	if g.fleet == nil {
+		return false, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, fleetListTimeout)
+	defer cancel()
+	gw, err := g.fleet.Holder(ctx, id)
+	return gw != "" && gw != g.fleet.Name(), err
 }
 
 // endLost closes in the audit store the sessions of a fleet node whose

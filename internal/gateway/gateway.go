@@ -84,7 +84,8 @@ type Gateway struct {
 	held roleSessions
 
 	// codes checks TOTP codes for every service, across reloads, so
-	// that a code accepted once is refused everywhere after.
+	// that a code accepted once is refused everywhere after (in a fleet,
+	// on every node: joinFleet).
 	codes *mfa.Verifier
 	// inners are the live inner sessions of jumps (jump.go).
 	inners innerSessions

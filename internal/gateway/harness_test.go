@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -73,7 +74,11 @@ type worldOptions struct {
 	router string
 	// gateway holds extra YAML lines for the gateway, indented by 2 spaces.
 	gateway string
-	// tail is appended to the file after "audit:\n  sink: sqlite\n": lines
+	// name is gateway.name ("gw1" when empty).
+	name string
+	// sink is audit.sink ("sqlite" when empty).
+	sink string
+	// tail is appended to the file after "audit:\n  sink: SINK\n": lines
 	// indented by 2 spaces add audit keys, unindented ones top-level keys.
 	tail string
 	// loginGraceTime overrides gateway.login_grace_time (default "20s").
@@ -188,9 +193,10 @@ func newWorld(t *testing.T, o worldOptions) *world {
 	if grace == "" {
 		grace = "20s"
 	}
+	name, sink := cmp.Or(o.name, "gw1"), cmp.Or(o.sink, "sqlite")
 	port := sshtest.FreePort(t)
 	yaml := fmt.Sprintf(`gateway:
-  name: gw1
+  name: %s
   state_dir: ./state
   login_grace_time: %s
 %szones:
@@ -213,8 +219,8 @@ func newWorld(t *testing.T, o worldOptions) *world {
 %s%s    policy:
 %s
 audit:
-  sink: sqlite
-%s`, grace, o.gateway, o.zones, o.users, port, cz, sz, o.router, u.Username, identity, o.upstream, o.service, pol, tail)
+  sink: %q
+%s`, name, grace, o.gateway, o.zones, o.users, port, cz, sz, o.router, u.Username, identity, o.upstream, o.service, pol, sink, tail)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

@@ -427,3 +427,49 @@ func TestMFAClients(t *testing.T) {
 		t.Errorf("plink: got stderr %q, want the prompt %q", r.stderr, mfa.Prompt)
 	}
 }
+
+// TestMFAReplayAcrossFleet: two gateways of one fleet (one PostgreSQL
+// store): a code accepted by gw1 is refused by gw2, as is a code of an
+// earlier step; a fresh code is accepted by gw2 and then refused by gw1.
+func TestMFAReplayAcrossFleet(t *testing.T) {
+	t.Parallel()
+	dsn := sshtest.PostgresSchema(t)
+	node := func(name string) *world {
+		return newWorld(t, worldOptions{name: name, sink: dsn, users: "    totp_file: ./totp/alice\n", service: "    mfa: {required: true}\n", builtinTarget: true, gateway: "  max_auth_tries: 3\n  fleet: {lease: 3s}\n"})
+	}
+	gw1, gw2 := node("gw1"), node("gw2")
+	alice := gw1.enrol("alice")
+	secret, err := os.ReadFile(filepath.Join(gw1.dir, "totp", "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(gw2.dir, "totp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(gw2.dir, "totp", "alice"), secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	login := func(w *world, code string) result {
+		r, _ := w.askpass(w.login("alice"), w.aliceKey, code, "", nil, "echo in")
+		return r
+	}
+	prev := alice.at(time.Now().Unix()/30 - 1)
+	code := alice.next()
+	if r := login(gw1, code); r.code != 0 || r.stdout != "in\n" {
+		t.Fatalf("gw1, fresh code: got exit %d stdout %q stderr %q, want in", r.code, r.stdout, r.stderr)
+	}
+	for _, c := range []string{code, prev} {
+		if r := login(gw2, c); r.code == 0 {
+			t.Fatalf("gw2, code %s used on gw1 (or older): got exit 0, want refused", c)
+		}
+		gw2.wantRefusal("alice", "users[alice].totp_file", "already used")
+	}
+	fresh := alice.next()
+	if r := login(gw2, fresh); r.code != 0 {
+		t.Fatalf("gw2, fresh code: got exit %d stderr %q, want in", r.code, r.stderr)
+	}
+	if r := login(gw1, fresh); r.code == 0 {
+		t.Fatal("gw1, code used on gw2: got exit 0, want refused")
+	}
+	gw1.wantRefusal("alice", "users[alice].totp_file", "already used")
+}

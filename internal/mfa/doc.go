@@ -8,7 +8,9 @@
 // auth.Challenger; Verifier checks codes and accepts each at most once:
 // a code, or any code of an earlier time step, is refused once a code of
 // its user was accepted (RFC 6238 §5.2), across every connection of the
-// gateway. Requirement decides, from a service's mfa setting and who
+// gateway. The memory of accepted codes is the process's, or, in a fleet,
+// a Ledger in the shared store (internal/fleet), so that a code is
+// accepted once by the whole fleet and across restarts. Requirement decides, from a service's mfa setting and who
 // logged in, whether the login is asked for a code or refused. The codes
 // themselves are computed by github.com/pquerna/otp.
 package mfa

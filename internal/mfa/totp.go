@@ -1,6 +1,7 @@
 package mfa
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -143,17 +144,41 @@ func code(key *otp.Key, counter uint64) (string, error) {
 }
 
 // Verifier checks TOTP codes and remembers, per user, the time step of the
-// last code it accepted. It is safe for concurrent use; one Verifier
-// serves every connection of a gateway, across reloads.
+// last code it accepted: in the process (NewVerifier), or in a Ledger that
+// every gateway of a fleet shares (NewSharedVerifier). It is safe for
+// concurrent use; one Verifier serves every connection of a gateway,
+// across reloads.
 type Verifier struct {
-	now func() time.Time
+	now    func() time.Time
+	ledger Ledger // nil: last is the memory
 
 	mu   sync.Mutex
 	last map[string]uint64 // user -> time step of the last accepted code
 }
 
+// Ledger is the memory of accepted codes kept outside the process, so that
+// a code accepted by one gateway is refused by the others and after a
+// restart.
+type Ledger interface {
+	// Accept records step as the time step of the last code accepted for
+	// user, unless a code of that step or a later one was accepted
+	// already: then it records nothing and returns false. The decision is
+	// atomic across every gateway sharing the ledger. The record is
+	// needed until expires (when the step's codes are no longer valid)
+	// and may be forgotten after.
+	Accept(ctx context.Context, user string, step uint64, expires time.Time) (bool, error)
+}
+
+// ledgerTimeout bounds one Ledger.Accept: a login waits that long at most
+// for the store before its code is refused.
+const ledgerTimeout = 5 * time.Second
+
+// ErrLedger is the reason a code is refused when the Ledger did not answer:
+// the code may be a replay, so it is not accepted.
+var ErrLedger = errors.New("the store of used codes did not answer")
+
 // NewVerifier returns a Verifier reading the time from now (nil means
-// time.Now).
+// time.Now) that remembers accepted codes in the process.
 func NewVerifier(now func() time.Time) *Verifier {
 	if now == nil {
 		now = time.Now
@@ -161,8 +186,17 @@ func NewVerifier(now func() time.Time) *Verifier {
 	return &Verifier{now: now, last: make(map[string]uint64)}
 }
 
+// NewSharedVerifier returns a Verifier reading the time from now (nil means
+// time.Now) that remembers accepted codes in ledger.
+func NewSharedVerifier(now func() time.Time, ledger Ledger) *Verifier {
+	v := NewVerifier(now)
+	v.ledger = ledger
+	return v
+}
+
 // Check accepts answer, a code of user's key, at most once. It returns nil,
-// or one of ErrNoCode, ErrMalformed, ErrWrongCode, ErrReused.
+// or one of ErrNoCode, ErrMalformed, ErrWrongCode, ErrReused, or an
+// ErrLedger wrapping the cause when the ledger did not answer.
 func (v *Verifier) Check(user string, key *otp.Key, answer string) error {
 	answer = strings.TrimSpace(answer)
 	d := key.Digits().Length()
@@ -194,6 +228,19 @@ func (v *Verifier) Check(user string, key *otp.Key, answer string) error {
 	}
 	if !found {
 		return ErrWrongCode
+	}
+	if v.ledger != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), ledgerTimeout)
+		defer cancel()
+		expires := time.Unix(int64((matched+skew+1)*p), 0)
+		ok, err := v.ledger.Accept(ctx, user, matched, expires)
+		switch {
+		case err != nil:
+			return fmt.Errorf("%w: %w", ErrLedger, err)
+		case !ok:
+			return ErrReused
+		}
+		return nil
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
