@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -70,8 +72,9 @@ func certifiedConfig(ca *hostcert.Authority, hostKeys []ssh.Signer, principals [
 }
 
 // innerSessions are the live inner masters of jumps, by their outer
-// master, so that a reload decides them again (Reload, recheck) like the
-// masters the services list.
+// master, so that a reload decides them again (Reload, recheck), and the
+// admin API lists and kills them (liveMasters), like the masters the
+// services list.
 type innerSessions struct {
 	mu sync.Mutex
 	of map[*session.Master]map[*session.Master]struct{}
@@ -98,7 +101,7 @@ func (s *innerSessions) add(outer, inner *session.Master) (forget func()) {
 	}
 }
 
-// list returns the inner masters live in outer.
+// list returns the inner masters live in outer, by id.
 func (s *innerSessions) list(outer *session.Master) []*session.Master {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -106,5 +109,6 @@ func (s *innerSessions) list(outer *session.Master) []*session.Master {
 	for m := range s.of[outer] {
 		out = append(out, m)
 	}
+	slices.SortFunc(out, func(a, b *session.Master) int { return strings.Compare(a.ID(), b.ID()) })
 	return out
 }
