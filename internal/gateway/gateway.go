@@ -420,7 +420,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 	rt := router.New(router.Params{Service: sc.Name, Inband: sc.Router.Inband, Directed: sc.Router.Directed, Users: sc.Router.Users, Hosts: acc.hosts(), NamesOnly: acc != nil})
 	var jump *sshproxy.Jump
 	if sc.Router.Jump && acc != nil {
-		if jump, err = g.jump(cfg, sc, zones, hostKeys, authn, rt); err != nil {
+		if jump, err = g.jump(cfg, sc, zones, hostKeys, authn, second, rt); err != nil {
 			return service.Params{}, err
 		}
 	}

@@ -531,3 +531,95 @@ func TestJumpSecondLoginIsTheSamePerson(t *testing.T) {
 		}
 	}
 }
+
+// TestJumpCarriesSecondFactor: under mfa.required_for, the inner login of
+// a jump carries the code alice gave at the jump connection's login, so
+// her key alone logs in inside and gets a pty, a step-up kind. Attempts
+// around it: her key marked for automation, inside that same jump, takes
+// nothing and is refused the pty; a jump connection logged in with the
+// automation key has no code to carry, so her person key is asked for
+// one inside it, refused without, and gets the pty with it.
+func TestJumpCarriesSecondFactor(t *testing.T) {
+	w := newWorld(t, worldOptions{
+		moreSshd: 1,
+		router:   "      jump: true\n",
+		service:  "    mfa: {required_for: [pty]}\n",
+		users:    "    totp_file: ./totp/alice\n",
+		tail:     jumpTail,
+	})
+	codes := w.enrol("alice")
+	robot, robotKey := sshtest.NewKey(t, t.TempDir(), "robot_ed25519")
+	pub, err := os.ReadFile(robotKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(w.aliceKey+".pub", os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(append([]byte("\nautomation "), pub...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	person := w.aliceConfigAs(t, "alice")
+	code := func() ssh.AuthMethod {
+		c := codes.next()
+		return ssh.KeyboardInteractive(func(_, _ string, qs []string, _ []bool) ([]string, error) {
+			out := make([]string, len(qs))
+			for i := range out {
+				out[i] = c
+			}
+			return out, nil
+		})
+	}
+	hostport := "db1:" + strconv.Itoa(w.sshd.Port)
+	pty := func(c *ssh.Client) bool {
+		t.Helper()
+		s, err := c.NewSession()
+		if err != nil {
+			t.Fatalf("inner session: %v", err)
+		}
+		defer s.Close()
+		return s.RequestPty("xterm", 24, 80, ssh.TerminalModes{}) == nil
+	}
+	const rule = "services[ssh-in].mfa.required_for"
+
+	withCode := *person
+	withCode.Auth = append(slices.Clone(person.Auth), code())
+	outer := w.dial(t, &withCode)
+	t.Cleanup(func() { outer.Close() })
+	if !pty(w.jumpOn(t, outer, w.osUser, hostport, person.Auth...)) {
+		t.Error("person key inside a jump logged in with a code: pty refused, want granted")
+	}
+	carried := w.events("auth", func(e audit.Event) bool { return innerOf(e) && e.Verdict == audit.Accept })
+	if len(carried) != 1 || carried[0].Detail["second_factor"] != "totp" || carried[0].Detail["second_factor_carried"] != true {
+		t.Errorf("inner auth events: got %+v, want one with second_factor totp, carried", carried)
+	}
+	if pty(w.jumpOn(t, outer, w.osUser, hostport, ssh.PublicKeys(robot))) {
+		t.Error("automation key inside a jump logged in with a code: pty granted, want refused")
+	}
+	if got := w.events("pty", func(e audit.Event) bool { return innerOf(e) && e.Verdict == audit.Reject && e.Rule == rule }); len(got) != 1 {
+		t.Errorf("refused inner pty events: got %+v, want one by %s", got, rule)
+	}
+
+	automation := *person
+	automation.Auth = []ssh.AuthMethod{ssh.PublicKeys(robot)}
+	robotOuter := w.dial(t, &automation)
+	t.Cleanup(func() { robotOuter.Close() })
+	if c, err := w.jumpLogin(robotOuter, w.osUser, hostport, person.Auth...); err == nil {
+		c.Close()
+		t.Error("person key without a code inside an automation jump: logged in, want a code asked")
+	}
+	in := w.jumpOn(t, robotOuter, w.osUser, hostport, append(slices.Clone(person.Auth), code())...)
+	if !pty(in) {
+		t.Error("person key with a code inside an automation jump: pty refused, want granted")
+	}
+	asked := w.events("auth", func(e audit.Event) bool {
+		return innerOf(e) && e.Verdict == audit.Accept && e.Detail["second_factor"] == "totp" && e.Detail["second_factor_carried"] == nil
+	})
+	if len(asked) != 1 {
+		t.Errorf("inner auth events with a code of their own: got %+v, want one", asked)
+	}
+}

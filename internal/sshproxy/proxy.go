@@ -211,6 +211,9 @@ func (p *Proxy) handle(ctx context.Context, m *session.Master, c net.Conn, cfg *
 	if id.SecondFactor != "" {
 		e.Detail["second_factor"] = id.SecondFactor
 	}
+	if id.Carried {
+		e.Detail["second_factor_carried"] = true
+	}
 	if id.Restrictions.Automation {
 		e.Detail["automation"] = true
 	}
