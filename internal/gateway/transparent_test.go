@@ -63,7 +63,47 @@ func TestTransparentNetns(t *testing.T) { testTransparent(t, false) }
 // (IP6T_SO_ORIGINAL_DST, ip6tables).
 func TestTransparentNetnsIPv6(t *testing.T) { testTransparent(t, true) }
 
-func testTransparent(t *testing.T, v6 bool) {
+// transparentNet is the network of the transparent tests: a client in
+// network namespace ns reaches, through a veth pair, the host's addresses
+// target (where an sshd and the gateway listen), elsewhere and other
+// (nothing listens), and the host's iptables REDIRECT sends its
+// connections to port to the gateway on gwPort.
+type transparentNet struct {
+	w                                *world
+	ns, target, elsewhere, other     string
+	port, gwPort, targetAddr, osUser string
+	aliceKey, knownHosts             string
+}
+
+// transparentYAML is the config of the transparent tests, with {client},
+// {target}, {elsewhere}, {other} (each a host prefix), {listen},
+// {target_addr} and {user} replaced; service holds the lines of the
+// service after its router, tail more top-level keys.
+const transparentYAML = `gateway: {name: gw1, state_dir: ./state}
+zones:
+  - {name: clients, networks: ["{client}"]}
+  - {name: servers, networks: ["{target}", "{other}"]}
+  - {name: elsewhere, networks: ["{elsewhere}"]}
+users:
+  - {name: alice, authorized_keys: ./alice_ed25519.pub}
+services:
+  - name: inline
+    listen: "{listen}"
+    client_zones: [clients]
+    server_zones: [servers]
+    router: {transparent: true}
+    upstream: {identity: ./upstream_ed25519, known_hosts: ./known_hosts}
+    record: true
+%s
+audit:
+  sink: sqlite
+%s`
+
+// newTransparent builds a transparentNet (IPv6 when v6) and starts a
+// gateway on it with transparentYAML around service and tail. The client
+// trusts the host CA for target, elsewhere and other on port, and for
+// the gateway's own port.
+func newTransparent(t *testing.T, v6 bool, service, tail string) *transparentNet {
 	requireNetns(t)
 	sshtest.RequireTool(t, "ssh")
 	id := os.Getpid() % 100000
@@ -76,7 +116,7 @@ func testTransparent(t *testing.T, v6 bool) {
 		sshtest.RequireTool(t, "ip6tables")
 	}
 	ns, vh, vc := fmt.Sprintf("sltp%s%d", tag, id), fmt.Sprintf("sltp%sh%d", tag, id), fmt.Sprintf("sltp%sc%d", tag, id)
-	target, elsewhere, client := prefix+"1", prefix+"3", prefix+"2"
+	target, elsewhere, other, client := prefix+"1", prefix+"3", prefix+"4", prefix+"2"
 	must(t, []string{"ip", "netns", "del", ns}, "ip", "netns", "add", ns)
 	must(t, []string{"ip", "link", "del", vh}, "ip", "link", "add", vh, "type", "veth", "peer", "name", vc)
 	must(t, nil, "ip", "link", "set", vc, "netns", ns)
@@ -84,9 +124,9 @@ func testTransparent(t *testing.T, v6 bool) {
 	// address, or to the IPv6 address of the destination's scope the
 	// kernel lists first (the newest): make that target, where the
 	// gateway listens.
-	addrs := []string{target, elsewhere}
+	addrs := []string{target, elsewhere, other}
 	if v6 {
-		addrs = []string{elsewhere, target}
+		addrs = []string{other, elsewhere, target}
 	}
 	for _, a := range addrs {
 		must(t, nil, append([]string{"ip", "addr", "add", a + bits, "dev", vh}, nodad...)...)
@@ -119,34 +159,16 @@ func testTransparent(t *testing.T, v6 bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	yaml := fmt.Sprintf(`gateway: {name: gw1, state_dir: ./state}
-zones:
-  - {name: clients, networks: ["%s%s"]}
-  - {name: servers, networks: ["%s%s"]}
-  - {name: elsewhere, networks: ["%s%s"]}
-users:
-  - {name: alice, authorized_keys: ./alice_ed25519.pub}
-services:
-  - name: inline
-    listen: "%s"
-    client_zones: [clients]
-    server_zones: [servers]
-    router: {transparent: true}
-    upstream: {identity: ./upstream_ed25519, known_hosts: ./known_hosts}
-    record: true
-    policy:
-      pty: true
-      exec: {allow: ["echo .*"]}
-audit:
-  sink: sqlite
-`, client, host, target, host, elsewhere, host, net.JoinHostPort(target, strconv.Itoa(gwPort)))
+	yaml := strings.NewReplacer("{client}", client+host, "{target}", target+host, "{elsewhere}", elsewhere+host, "{other}", other+host,
+		"{listen}", net.JoinHostPort(target, strconv.Itoa(gwPort)), "{target_addr}", targetAddr, "{other_addr}", net.JoinHostPort(other, port),
+		"{user}", u.Username).Replace(fmt.Sprintf(transparentYAML, service, tail))
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(cfgPath)
 	if err != nil {
-		t.Fatalf("config: %v", err)
+		t.Fatalf("config: %v\n%s", err, yaml)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	gw, err := New(ctx, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
@@ -164,36 +186,50 @@ audit:
 			t.Error("gateway did not stop within 30s")
 		}
 	})
-	w := &world{t: t, dir: dir, gw: gw}
 
 	ca, err := hostcert.ReadPublicKey(filepath.Join(dir, "state"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	kh := filepath.Join(dir, "client_known_hosts")
-	line := hostcert.KnownHostsLine([]string{"[" + target + "]:" + port, "[" + elsewhere + "]:" + port, "[" + target + "]:" + strconv.Itoa(gwPort)}, ca, "sluice gw1 host CA")
-
+	line := hostcert.KnownHostsLine([]string{"[" + target + "]:" + port, "[" + elsewhere + "]:" + port, "[" + other + "]:" + port, "[" + target + "]:" + strconv.Itoa(gwPort)}, ca, "sluice gw1 host CA")
 	if err := os.WriteFile(kh, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ssh := func(host string, p string, cmd string) result {
-		return w.run(nil, "ip", "netns", "exec", ns, "ssh", "-F", "/dev/null", "-p", p, "-i", aliceKey,
-			"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
-			"-o", "UserKnownHostsFile="+kh, "-o", "GlobalKnownHostsFile=/dev/null",
-			"-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR", u.Username+"@"+host, cmd)
+	return &transparentNet{
+		w: &world{t: t, dir: dir, gw: gw}, ns: ns, target: target, elsewhere: elsewhere, other: other,
+		port: port, gwPort: strconv.Itoa(gwPort), targetAddr: targetAddr, osUser: u.Username,
+		aliceKey: aliceKey, knownHosts: kh,
 	}
+}
+
+// ssh runs, in the client's namespace, OpenSSH's ssh login@host -p port
+// cmd with alice's key and strict host-key checking against the CA line.
+func (n *transparentNet) ssh(login, host, port, cmd string) result {
+	return n.w.run(nil, "ip", "netns", "exec", n.ns, "ssh", "-F", "/dev/null", "-p", port, "-i", n.aliceKey,
+		"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+		"-o", "UserKnownHostsFile="+n.knownHosts, "-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "StrictHostKeyChecking=yes", "-o", "LogLevel=ERROR", login+"@"+host, cmd)
+}
+
+func testTransparent(t *testing.T, v6 bool) {
+	n := newTransparent(t, v6, `    policy:
+      pty: true
+      exec: {allow: ["echo .*"]}`, "")
+	w, target, elsewhere, port, targetAddr := n.w, n.target, n.elsewhere, n.port, n.targetAddr
+	ssh := func(host, p, cmd string) result { return n.ssh(n.osUser, host, p, cmd) }
 
 	r := ssh(target, port, "echo transparent")
 	if r.code != 0 || r.stdout != "transparent\n" {
-		t.Fatalf("ssh %s@%s: got exit %d, stdout %q, stderr %q, want transparent", u.Username, target, r.code, r.stdout, r.stderr)
+		t.Fatalf("ssh %s@%s: got exit %d, stdout %q, stderr %q, want transparent", n.osUser, target, r.code, r.stdout, r.stderr)
 	}
 	starts := w.events(audit.TypeSessionStart, nil)
 	if len(starts) != 1 {
 		t.Fatalf("session.start events: got %+v, want one", starts)
 	}
 	s := starts[0]
-	if s.User != "alice" || s.Target != targetAddr || s.ClientZone != "clients" || s.ServerZone != "servers" || s.Detail["ssh_user"] != u.Username {
-		t.Errorf("session.start: got user %q target %q zones %q/%q ssh_user %v, want alice, %s, clients/servers, %s", s.User, s.Target, s.ClientZone, s.ServerZone, s.Detail["ssh_user"], targetAddr, u.Username)
+	if s.User != "alice" || s.Target != targetAddr || s.ClientZone != "clients" || s.ServerZone != "servers" || s.Detail["ssh_user"] != n.osUser {
+		t.Errorf("session.start: got user %q target %q zones %q/%q ssh_user %v, want alice, %s, clients/servers, %s", s.User, s.Target, s.ClientZone, s.ServerZone, s.Detail["ssh_user"], targetAddr, n.osUser)
 	}
 	conns := w.events("connect", func(e audit.Event) bool { return e.Verdict == audit.Accept })
 	if len(conns) != 1 || conns[0].Rule != "services[inline].router.transparent" {
@@ -219,11 +255,66 @@ audit:
 
 	// The gateway's own port: nothing was redirected, so there is no
 	// original destination to go to.
-	if r := ssh(target, strconv.Itoa(gwPort), "echo no"); r.code == 0 {
+	if r := ssh(target, n.gwPort, "echo no"); r.code == 0 {
 		t.Errorf("ssh to the gateway's own port: got exit 0, want refused")
 	}
 	routes := w.events("route", func(e audit.Event) bool { return e.Verdict == audit.Reject })
 	if len(routes) != 1 || routes[0].Rule != "services[inline].router.transparent" || !strings.Contains(routes[0].Reason, "no original destination") {
 		t.Errorf("route refusals: got %+v, want one: no original destination", routes)
+	}
+}
+
+// TestTransparentNetnsRoles: on a transparent service with roles, the
+// roles decide the login (the SSH user name) and the host (the original
+// destination, an inventory host's address). alice's login on db1 is
+// proxied under her role; a login outside the role, an in-band name that
+// tries to pick its own route, and db2 (an inventory host in the server
+// zones but not in her role) are refused before any dial.
+func TestTransparentNetnsRoles(t *testing.T) {
+	n := newTransparent(t, false, `    policy:
+      exec: {allow: ["echo .*"]}`, `hosts:
+  - {name: db1, address: "{target_addr}"}
+  - {name: db2, address: "{other_addr}"}
+roles:
+  - name: dba
+    users: [alice]
+    hosts: [db1]
+    logins: ["{user}"]
+    policy:
+      exec: {allow: ["echo .*"]}
+`)
+	w := n.w
+	if r := n.ssh(n.osUser, n.target, n.port, "echo roles"); r.code != 0 || r.stdout != "roles\n" {
+		t.Fatalf("ssh %s@%s: got exit %d, stdout %q, stderr %q, want roles", n.osUser, n.target, r.code, r.stdout, r.stderr)
+	}
+	acc := w.accessEvents(func(e audit.Event) bool { return e.Verdict == audit.Accept })
+	if len(acc) != 1 || acc[0].Detail["role"] != "dba" || acc[0].Detail["login"] != n.osUser || acc[0].Detail["host"] != "db1" || acc[0].User != "alice" {
+		t.Fatalf("accepted access events: got %+v, want one for alice, role dba, host db1, login %s", acc, n.osUser)
+	}
+	starts := w.events(audit.TypeSessionStart, nil)
+	if len(starts) != 1 || starts[0].Target != n.targetAddr || starts[0].ServerZone != "servers" {
+		t.Errorf("session.start events: got %+v, want one to %s in servers", starts, n.targetAddr)
+	}
+
+	for _, c := range []struct{ login, host, why string }{
+		{"nobody", n.target, "a login outside the role"},
+		{"alice+db1+" + n.osUser, n.target, "an in-band name as the login"},
+		{n.osUser, n.other, "db2, outside the role"},
+	} {
+		before := len(w.events("connect", nil))
+		if r := n.ssh(c.login, c.host, n.port, "echo no"); r.code == 0 || strings.Contains(r.stdout, "no") {
+			t.Errorf("%s (%s@%s): got exit %d, stdout %q, want refused", c.why, c.login, c.host, r.code, r.stdout)
+		}
+		refused := w.accessEvents(func(e audit.Event) bool { return e.Verdict == audit.Reject })
+		if len(refused) == 0 || refused[len(refused)-1].User != "alice" {
+			t.Errorf("%s: access refusals %+v, want the last one alice's", c.why, refused)
+		}
+		if after := len(w.events("connect", nil)); after != before {
+			t.Errorf("%s: connect events %d -> %d, want no dial", c.why, before, after)
+		}
+	}
+	refused := w.accessEvents(func(e audit.Event) bool { return e.Verdict == audit.Reject })
+	if len(refused) != 3 || refused[0].Detail["login_asked"] != "nobody" || refused[2].Detail["host"] != "db2" {
+		t.Errorf("access refusals: got %+v, want nobody's, the in-band name's and db2's", refused)
 	}
 }
