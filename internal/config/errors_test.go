@@ -108,6 +108,8 @@ func TestErrorClasses(t *testing.T) {
 		}, []string{`t.yaml:11: services[s].router.users.mallory: unknown user "mallory"`}},
 		{"no route", func(t *testing.T) string { return edit(t, "{inband: true}", "{inband: false}") },
 			[]string{`t.yaml:11: services[s].router: no way of routing: set inband: true, jump: true, transparent: true, directed or users`}},
+		{"tproxy without transparent", func(t *testing.T) string { return edit(t, "{inband: true}", "{inband: true, tproxy: true}") },
+			[]string{`t.yaml:11: services[s].router: tproxy is how transparent routing receives its connections: set transparent: true with it`}},
 		{"transparent with inband", func(t *testing.T) string { return edit(t, "{inband: true}", "{inband: true, transparent: true}") },
 			[]string{`t.yaml:11: services[s].router: transparent routes every connection to its original destination: set no inband, jump, directed or users with it`}},
 		{"jump without roles", func(t *testing.T) string { return edit(t, "{inband: true}", "{jump: true}") },

@@ -96,6 +96,9 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 		if s.RecordInput && !s.Record {
 			d.errorAt(recordInputLine, k+".record_input", "needs record: true")
 		}
+		if s.Router.TProxy && len(s.ProxyProtocol.Trusted) > 0 {
+			d.errorAt(nameLine, k+".router.tproxy", "takes the destination from the connection's own address, which a PROXY header would replace: set no proxy_protocol with it")
+		}
 		if s.Name != "" {
 			if first, dup := seen[s.Name]; dup {
 				d.errorAt(nameLine, k+".name", "duplicate service name %q (first at line %d)", s.Name, first)
@@ -137,6 +140,7 @@ func (d *decoder) router(n *yaml.Node, key string, r *Router) {
 	d.mapping(n, key, []field{
 		{"inband", false, func(n *yaml.Node, k string) { d.boolean(n, k, &r.Inband) }},
 		{"transparent", false, func(n *yaml.Node, k string) { d.boolean(n, k, &r.Transparent) }},
+		{"tproxy", false, func(n *yaml.Node, k string) { d.boolean(n, k, &r.TProxy) }},
 		{"jump", false, func(n *yaml.Node, k string) {
 			if d.boolean(n, k, &r.Jump); r.Jump {
 				d.jumps = append(d.jumps, ref{kind: "jump", line: n.Line, key: k})
@@ -163,6 +167,9 @@ func (d *decoder) router(n *yaml.Node, key string, r *Router) {
 	}
 	if r.Transparent && (r.Inband || r.Jump || len(r.Directed) > 0 || len(r.Users) > 0) {
 		d.errorf(n, key, "transparent routes every connection to its original destination: set no inband, jump, directed or users with it")
+	}
+	if r.TProxy && !r.Transparent {
+		d.errorf(n, key, "tproxy is how transparent routing receives its connections: set transparent: true with it")
 	}
 }
 

@@ -67,12 +67,24 @@ func TestTransparentNetnsIPv6(t *testing.T) { testTransparent(t, true) }
 // network namespace ns reaches, through a veth pair, the host's addresses
 // target (where an sshd and the gateway listen), elsewhere and other
 // (nothing listens), and the host's iptables REDIRECT sends its
-// connections to port to the gateway on gwPort.
+// connections to port to the gateway on gwPort. With TPROXY instead, the
+// client also reaches remote, an address of no interface, through the
+// host: the gateway answers for it, and the host's own connections to it
+// go to the sshd (a DNAT rule in OUTPUT stands in for a server behind the
+// host).
 type transparentNet struct {
-	w                                *world
-	ns, target, elsewhere, other     string
-	port, gwPort, targetAddr, osUser string
-	aliceKey, knownHosts             string
+	w                                        *world
+	ns, target, elsewhere, other, remote     string
+	port, gwPort, targetAddr, osUser, client string
+	aliceKey, knownHosts                     string
+}
+
+// transparentOptions are newTransparent's: IPv6, TPROXY rather than
+// REDIRECT, and the service's lines after its router and more top-level
+// keys (see transparentYAML).
+type transparentOptions struct {
+	v6, tproxy    bool
+	service, tail string
 }
 
 // transparentYAML is the config of the transparent tests, with {client},
@@ -82,7 +94,7 @@ type transparentNet struct {
 const transparentYAML = `gateway: {name: gw1, state_dir: ./state}
 zones:
   - {name: clients, networks: ["{client}"]}
-  - {name: servers, networks: ["{target}", "{other}"]}
+  - {name: servers, networks: ["{target}", "{other}", "{remote}"]}
   - {name: elsewhere, networks: ["{elsewhere}"]}
 users:
   - {name: alice, authorized_keys: ./alice_ed25519.pub}
@@ -91,7 +103,7 @@ services:
     listen: "{listen}"
     client_zones: [clients]
     server_zones: [servers]
-    router: {transparent: true}
+    router: {transparent: true, tproxy: {tproxy}}
     upstream: {identity: ./upstream_ed25519, known_hosts: ./known_hosts}
     record: true
 %s
@@ -99,11 +111,12 @@ audit:
   sink: sqlite
 %s`
 
-// newTransparent builds a transparentNet (IPv6 when v6) and starts a
-// gateway on it with transparentYAML around service and tail. The client
-// trusts the host CA for target, elsewhere and other on port, and for
-// the gateway's own port.
-func newTransparent(t *testing.T, v6 bool, service, tail string) *transparentNet {
+// newTransparent builds a transparentNet and starts a gateway on it with
+// transparentYAML around o's service and tail. The client trusts the host
+// CA for target, elsewhere, other and remote on port, and for the
+// gateway's own port.
+func newTransparent(t *testing.T, o transparentOptions) *transparentNet {
+	v6 := o.v6
 	requireNetns(t)
 	sshtest.RequireTool(t, "ssh")
 	id := os.Getpid() % 100000
@@ -116,7 +129,7 @@ func newTransparent(t *testing.T, v6 bool, service, tail string) *transparentNet
 		sshtest.RequireTool(t, "ip6tables")
 	}
 	ns, vh, vc := fmt.Sprintf("sltp%s%d", tag, id), fmt.Sprintf("sltp%sh%d", tag, id), fmt.Sprintf("sltp%sc%d", tag, id)
-	target, elsewhere, other, client := prefix+"1", prefix+"3", prefix+"4", prefix+"2"
+	target, elsewhere, other, client, remote := prefix+"1", prefix+"3", prefix+"4", prefix+"2", prefix+"9"
 	must(t, []string{"ip", "netns", "del", ns}, "ip", "netns", "add", ns)
 	must(t, []string{"ip", "link", "del", vh}, "ip", "link", "add", vh, "type", "veth", "peer", "name", vc)
 	must(t, nil, "ip", "link", "set", vc, "netns", ns)
@@ -135,6 +148,8 @@ func newTransparent(t *testing.T, v6 bool, service, tail string) *transparentNet
 	must(t, nil, append([]string{"ip", "netns", "exec", ns, "ip", "addr", "add", client + bits, "dev", vc}, nodad...)...)
 	must(t, nil, "ip", "netns", "exec", ns, "ip", "link", "set", vc, "up")
 	must(t, nil, "ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+	// remote is on no interface: the client sends it to the host.
+	must(t, nil, "ip", "netns", "exec", ns, "ip", "route", "add", remote+host, "via", target)
 
 	dir := t.TempDir()
 	upSigner, _ := sshtest.NewKey(t, dir, "upstream_ed25519")
@@ -145,14 +160,36 @@ func newTransparent(t *testing.T, v6 bool, service, tail string) *transparentNet
 		Config:         []string{"ListenAddress " + net.JoinHostPort(target, strconv.Itoa(sshPort))},
 	})
 	targetAddr := net.JoinHostPort(target, strconv.Itoa(sshPort))
-	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(sshtest.KnownHostsLine(targetAddr, sshd.HostKey)+"\n"), 0o600); err != nil {
+	remoteAddr := net.JoinHostPort(remote, strconv.Itoa(sshPort))
+	kh := sshtest.KnownHostsLine(targetAddr, sshd.HostKey) + "\n" + sshtest.KnownHostsLine(remoteAddr, sshd.HostKey) + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "known_hosts"), []byte(kh), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	gwPort := sshtest.FreePort(t)
 	port := strconv.Itoa(sshPort)
-	rule := []string{"-t", "nat", "PREROUTING", "-i", vh, "-p", "tcp", "--dport", port, "-j", "REDIRECT", "--to-ports", strconv.Itoa(gwPort)}
-	add := append([]string{tables, "-t", "nat", "-A"}, rule[2:]...)
-	del := append([]string{tables, "-t", "nat", "-D"}, rule[2:]...)
+	listen := net.JoinHostPort(target, strconv.Itoa(gwPort))
+	rule := []string{"nat", "PREROUTING", "-i", vh, "-p", "tcp", "--dport", port, "-j", "REDIRECT", "--to-ports", strconv.Itoa(gwPort)}
+	if o.tproxy {
+		// TPROXY hands the connection to the listener unchanged, marked
+		// so that policy routing delivers it locally whatever its
+		// destination; the listener answers for any address.
+		listen = "0.0.0.0:" + strconv.Itoa(gwPort)
+		if v6 {
+			listen = "[::]:" + strconv.Itoa(gwPort)
+		}
+		mark, table := fmt.Sprintf("0x%x", 0x5100+id%0x100), strconv.Itoa(2130+id%100)
+		rule = []string{"mangle", "PREROUTING", "-i", vh, "-p", "tcp", "--dport", port, "-j", "TPROXY", "--on-port", strconv.Itoa(gwPort), "--tproxy-mark", mark}
+		ip := "-4"
+		if v6 {
+			ip = "-6"
+		}
+		must(t, []string{"ip", ip, "rule", "del", "fwmark", mark, "lookup", table}, "ip", ip, "rule", "add", "fwmark", mark, "lookup", table)
+		must(t, []string{"ip", ip, "route", "del", "local", "default", "dev", "lo", "table", table}, "ip", ip, "route", "add", "local", "default", "dev", "lo", "table", table)
+		dnat := []string{"OUTPUT", "-d", remote, "-p", "tcp", "--dport", port, "-j", "DNAT", "--to-destination", targetAddr}
+		must(t, append([]string{tables, "-t", "nat", "-D"}, dnat...), append([]string{tables, "-t", "nat", "-A"}, dnat...)...)
+	}
+	add := append([]string{tables, "-t", rule[0], "-A"}, rule[1:]...)
+	del := append([]string{tables, "-t", rule[0], "-D"}, rule[1:]...)
 	must(t, del, add...)
 
 	u, err := user.Current()
@@ -160,8 +197,8 @@ func newTransparent(t *testing.T, v6 bool, service, tail string) *transparentNet
 		t.Fatal(err)
 	}
 	yaml := strings.NewReplacer("{client}", client+host, "{target}", target+host, "{elsewhere}", elsewhere+host, "{other}", other+host,
-		"{listen}", net.JoinHostPort(target, strconv.Itoa(gwPort)), "{target_addr}", targetAddr, "{other_addr}", net.JoinHostPort(other, port),
-		"{user}", u.Username).Replace(fmt.Sprintf(transparentYAML, service, tail))
+		"{remote}", remote+host, "{listen}", listen, "{target_addr}", targetAddr, "{other_addr}", net.JoinHostPort(other, port),
+		"{user}", u.Username, "{tproxy}", strconv.FormatBool(o.tproxy)).Replace(fmt.Sprintf(transparentYAML, o.service, o.tail))
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -191,15 +228,15 @@ func newTransparent(t *testing.T, v6 bool, service, tail string) *transparentNet
 	if err != nil {
 		t.Fatal(err)
 	}
-	kh := filepath.Join(dir, "client_known_hosts")
-	line := hostcert.KnownHostsLine([]string{"[" + target + "]:" + port, "[" + elsewhere + "]:" + port, "[" + other + "]:" + port, "[" + target + "]:" + strconv.Itoa(gwPort)}, ca, "sluice gw1 host CA")
-	if err := os.WriteFile(kh, []byte(line+"\n"), 0o600); err != nil {
+	clientKH := filepath.Join(dir, "client_known_hosts")
+	line := hostcert.KnownHostsLine([]string{"[" + target + "]:" + port, "[" + elsewhere + "]:" + port, "[" + other + "]:" + port, "[" + remote + "]:" + port, "[" + target + "]:" + strconv.Itoa(gwPort)}, ca, "sluice gw1 host CA")
+	if err := os.WriteFile(clientKH, []byte(line+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return &transparentNet{
-		w: &world{t: t, dir: dir, gw: gw}, ns: ns, target: target, elsewhere: elsewhere, other: other,
-		port: port, gwPort: strconv.Itoa(gwPort), targetAddr: targetAddr, osUser: u.Username,
-		aliceKey: aliceKey, knownHosts: kh,
+		w: &world{t: t, dir: dir, gw: gw}, ns: ns, target: target, elsewhere: elsewhere, other: other, remote: remote,
+		port: port, gwPort: strconv.Itoa(gwPort), targetAddr: targetAddr, osUser: u.Username, client: client,
+		aliceKey: aliceKey, knownHosts: clientKH,
 	}
 }
 
@@ -213,9 +250,9 @@ func (n *transparentNet) ssh(login, host, port, cmd string) result {
 }
 
 func testTransparent(t *testing.T, v6 bool) {
-	n := newTransparent(t, v6, `    policy:
+	n := newTransparent(t, transparentOptions{v6: v6, service: `    policy:
       pty: true
-      exec: {allow: ["echo .*"]}`, "")
+      exec: {allow: ["echo .*"]}`})
 	w, target, elsewhere, port, targetAddr := n.w, n.target, n.elsewhere, n.port, n.targetAddr
 	ssh := func(host, p, cmd string) result { return n.ssh(n.osUser, host, p, cmd) }
 
@@ -271,8 +308,8 @@ func testTransparent(t *testing.T, v6 bool) {
 // tries to pick its own route, and db2 (an inventory host in the server
 // zones but not in her role) are refused before any dial.
 func TestTransparentNetnsRoles(t *testing.T) {
-	n := newTransparent(t, false, `    policy:
-      exec: {allow: ["echo .*"]}`, `hosts:
+	n := newTransparent(t, transparentOptions{service: `    policy:
+      exec: {allow: ["echo .*"]}`, tail: `hosts:
   - {name: db1, address: "{target_addr}"}
   - {name: db2, address: "{other_addr}"}
 roles:
@@ -282,7 +319,7 @@ roles:
     logins: ["{user}"]
     policy:
       exec: {allow: ["echo .*"]}
-`)
+`})
 	w := n.w
 	if r := n.ssh(n.osUser, n.target, n.port, "echo roles"); r.code != 0 || r.stdout != "roles\n" {
 		t.Fatalf("ssh %s@%s: got exit %d, stdout %q, stderr %q, want roles", n.osUser, n.target, r.code, r.stdout, r.stderr)
@@ -316,5 +353,55 @@ roles:
 	refused := w.accessEvents(func(e audit.Event) bool { return e.Verdict == audit.Reject })
 	if len(refused) != 3 || refused[0].Detail["login_asked"] != "nobody" || refused[2].Detail["host"] != "db2" {
 		t.Errorf("access refusals: got %+v, want nobody's, the in-band name's and db2's", refused)
+	}
+}
+
+// TestTransparentNetnsTProxy: with router.tproxy the host's TPROXY rule
+// and policy routing hand the gateway, listening with IP_TRANSPARENT on
+// the wildcard, connections to any address: one to remote, an address of
+// no interface, is answered by the gateway under a host certificate for
+// remote, keeps the client's address, and is proxied to remote (both
+// zones checked). A destination outside server_zones is refused, and a
+// connection straight to the listen port has no original destination.
+func TestTransparentNetnsTProxy(t *testing.T) { testTProxy(t, false) }
+
+// TestTransparentNetnsTProxyIPv6 is TestTransparentNetnsTProxy over IPv6
+// (IPV6_TRANSPARENT on the [::] listener, ip6tables, ip -6 rule).
+func TestTransparentNetnsTProxyIPv6(t *testing.T) { testTProxy(t, true) }
+
+func testTProxy(t *testing.T, v6 bool) {
+	n := newTransparent(t, transparentOptions{v6: v6, tproxy: true, service: `    policy:
+      exec: {allow: ["echo .*"]}`})
+	w := n.w
+	remoteAddr := net.JoinHostPort(n.remote, n.port)
+	if r := n.ssh(n.osUser, n.remote, n.port, "echo tproxy"); r.code != 0 || r.stdout != "tproxy\n" {
+		t.Fatalf("ssh %s@%s: got exit %d, stdout %q, stderr %q, want tproxy", n.osUser, n.remote, r.code, r.stdout, r.stderr)
+	}
+	starts := w.events(audit.TypeSessionStart, nil)
+	if len(starts) != 1 {
+		t.Fatalf("session.start events: got %+v, want one", starts)
+	}
+	s := starts[0]
+	client, _, _ := net.SplitHostPort(s.ClientAddr)
+	if s.User != "alice" || s.Target != remoteAddr || client != n.client || s.ClientZone != "clients" || s.ServerZone != "servers" {
+		t.Errorf("session.start: got user %q target %q client %q zones %q/%q, want alice, %s, %s, clients/servers", s.User, s.Target, s.ClientAddr, s.ClientZone, s.ServerZone, remoteAddr, n.client)
+	}
+	// A destination that is the host's own address works the same way.
+	if r := n.ssh(n.osUser, n.target, n.port, "echo local"); r.code != 0 || r.stdout != "local\n" {
+		t.Errorf("ssh %s@%s: got exit %d, stdout %q, stderr %q, want local", n.osUser, n.target, r.code, r.stdout, r.stderr)
+	}
+	if r := n.ssh(n.osUser, n.elsewhere, n.port, "echo no"); r.code == 0 {
+		t.Errorf("ssh to %s, outside server_zones: got exit 0, want refused", n.elsewhere)
+	}
+	refused := w.events("connect", func(e audit.Event) bool { return e.Verdict == audit.Reject })
+	if len(refused) != 1 || refused[0].Rule != "services[inline].server_zones" {
+		t.Errorf("connect refusals: got %+v, want one by services[inline].server_zones", refused)
+	}
+	if r := n.ssh(n.osUser, n.target, n.gwPort, "echo no"); r.code == 0 {
+		t.Errorf("ssh to the listen port: got exit 0, want refused")
+	}
+	routes := w.events("route", func(e audit.Event) bool { return e.Verdict == audit.Reject })
+	if len(routes) != 1 || routes[0].Rule != "services[inline].router.transparent" || !strings.Contains(routes[0].Reason, "no original destination") {
+		t.Errorf("route refusals: got %+v, want one: no original destination", routes)
 	}
 }
