@@ -26,7 +26,7 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 			OnReload:       OnReloadFinish,
 		}
 		nameLine := 0
-		recordInputLine := 0
+		recordInputLine, routerLine := 0, 0
 		ok := d.mapping(e, k, []field{
 			{"name", true, func(n *yaml.Node, k string) {
 				if d.name(n, k, nameRE, &s.Name) {
@@ -45,7 +45,10 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 			}},
 			{"client_zones", true, func(n *yaml.Node, k string) { d.zoneList(n, k, &s.ClientZones) }},
 			{"server_zones", true, func(n *yaml.Node, k string) { d.zoneList(n, k, &s.ServerZones) }},
-			{"router", true, func(n *yaml.Node, k string) { d.router(n, k, &s.Router) }},
+			{"router", true, func(n *yaml.Node, k string) {
+				d.router(n, k, &s.Router)
+				routerLine = n.Line
+			}},
 			{"connect_timeout", false, func(n *yaml.Node, k string) {
 				d.duration(n, k, &s.ConnectTimeout)
 				if s.ConnectTimeout == 0 {
@@ -97,7 +100,7 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 			d.errorAt(recordInputLine, k+".record_input", "needs record: true")
 		}
 		if s.Router.TProxy && len(s.ProxyProtocol.Trusted) > 0 {
-			d.errorAt(nameLine, k+".router.tproxy", "takes the destination from the connection's own address, which a PROXY header would replace: set no proxy_protocol with it")
+			d.errorAt(routerLine, k+".router.tproxy", "takes the destination from the connection's own address, which a PROXY header would replace: set no proxy_protocol with it")
 		}
 		if s.Name != "" {
 			if first, dup := seen[s.Name]; dup {
