@@ -90,6 +90,9 @@ type Identity struct {
 	// SecondFactor names the keyboard-interactive step that passed after
 	// Method (Challenger.Name, e.g. "totp"), or "".
 	SecondFactor string
+	// Carried says that SecondFactor passed at the outer login of a jump
+	// (Login.Carried), not on this connection.
+	Carried bool
 }
 
 // Authentication methods as reported in Identity.Method.

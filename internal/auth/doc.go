@@ -22,7 +22,10 @@
 // (RFC 4256) after an ssh.PartialSuccessError, as OpenSSH's
 // "AuthenticationMethods publickey,keyboard-interactive" does. The identity
 // waits in that error's closure, one per key offered; Identity.SecondFactor
-// says which step passed. The Login's First is a first method that is
+// says which step passed. A Login that carries a factor the same person
+// passed on an enclosing connection (Login.Carried, a jump's inner login)
+// gives it to the identity instead of asking, never to a key marked for
+// automation. The Login's First is a first method that is
 // itself keyboard-interactive (an SSO device flow). See
 // docs/authentication.md.
 package auth

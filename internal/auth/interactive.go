@@ -61,6 +61,13 @@ type Login struct {
 	First FirstMethod
 	// SecondFactor is asked after each first method that passes.
 	SecondFactor SecondFactor
+	// Carried, when set, names the second factor the same person passed
+	// on the connection that carries this one (the outer login of a jump,
+	// whose user Authenticator.As names): a first method that passes takes
+	// it as its own (Identity.Carried) and SecondFactor is not asked,
+	// unless the key or certificate is marked for automation, which never
+	// has a second factor (Restrictions.Automation).
+	Carried string
 	// Owed is told when a first method has passed and the client now owes
 	// the named second factor (SSH_MSG_USERAUTH_FAILURE with partial
 	// success, RFC 4252 §5.1): a connection that ends before answering it
@@ -88,12 +95,19 @@ type offer struct {
 // closure, never in state shared between keys (CVE-2024-45337): each key
 // offered gets its own partial-success error.
 func (f *flow) next(p *ssh.Permissions) (*ssh.Permissions, error) {
-	if f.SecondFactor == nil {
+	if f.SecondFactor == nil && f.Carried == "" {
 		return p, nil
 	}
 	id, err := IdentityOf(p)
 	if err != nil {
 		return nil, err
+	}
+	if f.Carried != "" && !id.Restrictions.Automation {
+		id.SecondFactor, id.Carried = f.Carried, true
+		return &ssh.Permissions{CriticalOptions: p.CriticalOptions, ExtraData: map[any]any{identityKey{}: id}}, nil
+	}
+	if f.SecondFactor == nil {
+		return p, nil
 	}
 	ch, err := f.SecondFactor(id)
 	if err != nil || ch == nil {
@@ -137,7 +151,7 @@ func (a *Authenticator) first(m FirstMethod) func(ssh.ConnMetadata, ssh.Keyboard
 		if id.User == "" {
 			return fail(MethodKeyboardInteractive, login, "keyboard-interactive", m.Name()+" established no user")
 		}
-		id.Method, id.SecondFactor = m.Name(), ""
+		id.Method, id.SecondFactor, id.Carried = m.Name(), "", false
 		return &ssh.Permissions{ExtraData: map[any]any{identityKey{}: id}}, nil
 	}
 }

@@ -124,6 +124,48 @@ func TestSecondFactorAfterPublicKey(t *testing.T) {
 	f.mu.Unlock()
 }
 
+// TestCarriedSecondFactor: a login that carries the outer connection's
+// second factor (a jump's inner login) takes it without being asked, and
+// says so; a key marked for automation never takes it, and a login that
+// carries nothing is asked as usual.
+func TestCarriedSecondFactor(t *testing.T) {
+	human, robot := newSigner(t), newSigner(t)
+	ak := writeFile(t, t.TempDir(), "ak", authorizedLine("", human.PublicKey())+"\n"+authorizedLine("automation", robot.PublicKey())+"\n")
+	a, err := New(Params{Users: []User{{Name: "alice", AuthorizedKeysFile: ak}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := func(id Identity) (Challenger, error) {
+		if id.Restrictions.Automation {
+			return nil, nil
+		}
+		return pin{}, nil
+	}
+	for _, c := range []struct {
+		name    string
+		carried string
+		key     ssh.Signer
+		second  SecondFactor
+		want    string
+		carries bool
+		rounds  int
+	}{
+		{"carried, not asked", "totp", human, asked, "totp", true, 0},
+		{"carried without a SecondFactor", "totp", human, nil, "totp", true, 0},
+		{"automation key takes nothing", "totp", robot, asked, "", false, 0},
+		{"nothing carried, asked", "", human, asked, "pin", false, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := startServerLogin(t, a, Login{Carried: c.carried, SecondFactor: c.second})
+			ans := &answers{list: []string{"1234"}}
+			id := s.login(t, "alice", ssh.PublicKeys(c.key), ans.method()).identity(t)
+			if id.SecondFactor != c.want || id.Carried != c.carries || ans.rounds != c.rounds {
+				t.Errorf("got second factor %q carried %v after %d rounds, want %q, %v, %d", id.SecondFactor, id.Carried, ans.rounds, c.want, c.carries, c.rounds)
+			}
+		})
+	}
+}
+
 func TestSecondFactorWithoutAnswerIsRefused(t *testing.T) {
 	s, human, _, _, o := secondFactorServer(t, 0)
 	// A client that has no keyboard-interactive method cannot go on

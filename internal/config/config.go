@@ -222,9 +222,14 @@ type Router struct {
 	// (SO_ORIGINAL_DST after a firewall's REDIRECT); the SSH user name is
 	// the upstream login and the key names the user.
 	Transparent bool
-	Jump        bool              // answer direct-tcpip to an inventory host's SSH port (ProxyJump) with an inspected session
-	Directed    []string          // fixed host:port targets, tried in order
-	Users       map[string]string // gateway user name -> host:port
+	// TProxy receives the connections of Transparent on a listener with
+	// IP_TRANSPARENT (the firewall's TPROXY target): a connection arrives
+	// at its original destination's own address, and one that arrives at
+	// the listen port was not intercepted.
+	TProxy   bool
+	Jump     bool              // answer direct-tcpip to an inventory host's SSH port (ProxyJump) with an inspected session
+	Directed []string          // fixed host:port targets, tried in order
+	Users    map[string]string // gateway user name -> host:port
 }
 
 // Upstream is how the gateway logs in to the target server.

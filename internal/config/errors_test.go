@@ -108,6 +108,8 @@ func TestErrorClasses(t *testing.T) {
 		}, []string{`t.yaml:11: services[s].router.users.mallory: unknown user "mallory"`}},
 		{"no route", func(t *testing.T) string { return edit(t, "{inband: true}", "{inband: false}") },
 			[]string{`t.yaml:11: services[s].router: no way of routing: set inband: true, jump: true, transparent: true, directed or users`}},
+		{"tproxy without transparent", func(t *testing.T) string { return edit(t, "{inband: true}", "{inband: true, tproxy: true}") },
+			[]string{`t.yaml:11: services[s].router: tproxy is how transparent routing receives its connections: set transparent: true with it`}},
 		{"transparent with inband", func(t *testing.T) string { return edit(t, "{inband: true}", "{inband: true, transparent: true}") },
 			[]string{`t.yaml:11: services[s].router: transparent routes every connection to its original destination: set no inband, jump, directed or users with it`}},
 		{"jump without roles", func(t *testing.T) string { return edit(t, "{inband: true}", "{jump: true}") },
@@ -234,6 +236,10 @@ func TestErrorClasses(t *testing.T) {
 			[]string{`t.yaml:13: record.on_failure: bad value "ignore": want one of fail_closed, best_effort`}},
 		{"negative stream cap", func(t *testing.T) string { return minimal + "record: {max_bytes_per_stream: -1}\n" },
 			[]string{`t.yaml:13: record.max_bytes_per_stream: -1 is out of range [0, 1125899906842624]`}},
+		{"tproxy with proxy_protocol", func(t *testing.T) string {
+			return strings.Replace(minimal, "router: {inband: true}", "router: {transparent: true, tproxy: true}", 1) + "    proxy_protocol: {trusted: [\"127.0.0.1/32\"]}\n"
+		},
+			[]string{`t.yaml:11: services[s].router.tproxy: takes the destination from the connection's own address, which a PROXY header would replace: set no proxy_protocol with it`}},
 		{"empty proxy_protocol", func(t *testing.T) string { return minimal + "    proxy_protocol: {trusted: []}\n" },
 			[]string{`t.yaml:13: services[s].proxy_protocol.trusted: must list at least one network`}},
 		{"no services", func(t *testing.T) string {

@@ -26,7 +26,7 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 			OnReload:       OnReloadFinish,
 		}
 		nameLine := 0
-		recordInputLine := 0
+		recordInputLine, routerLine := 0, 0
 		ok := d.mapping(e, k, []field{
 			{"name", true, func(n *yaml.Node, k string) {
 				if d.name(n, k, nameRE, &s.Name) {
@@ -45,7 +45,10 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 			}},
 			{"client_zones", true, func(n *yaml.Node, k string) { d.zoneList(n, k, &s.ClientZones) }},
 			{"server_zones", true, func(n *yaml.Node, k string) { d.zoneList(n, k, &s.ServerZones) }},
-			{"router", true, func(n *yaml.Node, k string) { d.router(n, k, &s.Router) }},
+			{"router", true, func(n *yaml.Node, k string) {
+				d.router(n, k, &s.Router)
+				routerLine = n.Line
+			}},
 			{"connect_timeout", false, func(n *yaml.Node, k string) {
 				d.duration(n, k, &s.ConnectTimeout)
 				if s.ConnectTimeout == 0 {
@@ -96,6 +99,9 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 		if s.RecordInput && !s.Record {
 			d.errorAt(recordInputLine, k+".record_input", "needs record: true")
 		}
+		if s.Router.TProxy && len(s.ProxyProtocol.Trusted) > 0 {
+			d.errorAt(routerLine, k+".router.tproxy", "takes the destination from the connection's own address, which a PROXY header would replace: set no proxy_protocol with it")
+		}
 		if s.Name != "" {
 			if first, dup := seen[s.Name]; dup {
 				d.errorAt(nameLine, k+".name", "duplicate service name %q (first at line %d)", s.Name, first)
@@ -137,6 +143,7 @@ func (d *decoder) router(n *yaml.Node, key string, r *Router) {
 	d.mapping(n, key, []field{
 		{"inband", false, func(n *yaml.Node, k string) { d.boolean(n, k, &r.Inband) }},
 		{"transparent", false, func(n *yaml.Node, k string) { d.boolean(n, k, &r.Transparent) }},
+		{"tproxy", false, func(n *yaml.Node, k string) { d.boolean(n, k, &r.TProxy) }},
 		{"jump", false, func(n *yaml.Node, k string) {
 			if d.boolean(n, k, &r.Jump); r.Jump {
 				d.jumps = append(d.jumps, ref{kind: "jump", line: n.Line, key: k})
@@ -163,6 +170,9 @@ func (d *decoder) router(n *yaml.Node, key string, r *Router) {
 	}
 	if r.Transparent && (r.Inband || r.Jump || len(r.Directed) > 0 || len(r.Users) > 0) {
 		d.errorf(n, key, "transparent routes every connection to its original destination: set no inband, jump, directed or users with it")
+	}
+	if r.TProxy && !r.Transparent {
+		d.errorf(n, key, "tproxy is how transparent routing receives its connections: set transparent: true with it")
 	}
 }
 

@@ -18,14 +18,19 @@ var _ admin.Gateway = (*Gateway)(nil)
 const adminShutdownTimeout = 5 * time.Second
 
 // liveMasters returns the live master sessions of every service, retired
-// ones (still finishing after a reload) included.
+// ones (still finishing after a reload) included, each followed by the
+// inner masters of its jumps (jump.go), so that they are listed and
+// killed by their own ids.
 func (g *Gateway) liveMasters() []*session.Master {
 	g.mu.Lock()
 	svcs := append(slices.Clone(g.services), g.retired...)
 	g.mu.Unlock()
 	var out []*session.Master
 	for _, s := range svcs {
-		out = append(out, s.Live()...)
+		for _, m := range s.Live() {
+			out = append(out, m)
+			out = append(out, g.inners.list(m)...)
+		}
 	}
 	return out
 }
@@ -45,7 +50,9 @@ func (g *Gateway) LiveSessions() []admin.Session {
 }
 
 // Kill ends the live master session id with session.ErrRevoked, audited
-// as a "kill" event; admin.ErrNotFound when no service has it.
+// as a "kill" event; admin.ErrNotFound when no service has it. The id of
+// a jump's inner session ends that session alone; its jump connection
+// and the connection's other inner sessions go on.
 func (g *Gateway) Kill(ctx context.Context, id string) error {
 	return g.KillAs(ctx, id, "")
 }

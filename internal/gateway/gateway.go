@@ -421,7 +421,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 	rt := router.New(router.Params{Service: sc.Name, Inband: sc.Router.Inband, Directed: sc.Router.Directed, Users: sc.Router.Users, Hosts: acc.hosts(), NamesOnly: acc != nil})
 	var jump *sshproxy.Jump
 	if sc.Router.Jump && acc != nil {
-		if jump, err = g.jump(cfg, sc, zones, hostKeys, authn, rt); err != nil {
+		if jump, err = g.jump(cfg, sc, zones, hostKeys, authn, second, rt); err != nil {
 			return service.Params{}, err
 		}
 	}
@@ -456,6 +456,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 		Access:         g.decideAccess(acc),
 		Jump:           jump,
 		Transparent:    sc.Router.Transparent,
+		TProxy:         sc.Router.TProxy,
 		Session:        sshsession.Config{},
 		LoginGraceTime: cfg.Gateway.LoginGraceTime.Std(),
 		MaxChannels:    sc.MaxChannels,
@@ -483,7 +484,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 			l := &login{m: m}
 			cfg := *scfg
 			if sc.Router.Transparent {
-				cfg = g.transparentConfig(ctx, m, c, scfg, hostCA, hostKeys, rt)
+				cfg = g.transparentConfig(ctx, m, c, sc, scfg, hostCA, hostKeys, rt)
 			}
 			refused := func(r auth.Refusal) { g.refused(l, r) }
 			clientAuthn.Callbacks(&cfg, auth.Login{Refused: refused, SecondFactor: second, Owed: l.owe})
@@ -523,16 +524,25 @@ func (g *Gateway) secondFactor(cfg *config.Config, sc *config.Service) auth.Seco
 // to a transparent service: it keeps c's original destination on m
 // (sshproxy.OriginalDestination) and presents the gateway's host keys
 // under host certificates for that address (and its inventory name, if it
-// is an inventory host's), as the destination would. Without an original
+// is an inventory host's), as the destination would: the conntrack entry's
+// original destination (REDIRECT, DNAT), or c's own address with
+// router.tproxy. Without an original
 // destination it returns base unchanged; the router refuses the
 // connection once its user is known.
-func (g *Gateway) transparentConfig(ctx context.Context, m *session.Master, c net.Conn, base *ssh.ServerConfig, ca *hostcert.Authority, hostKeys []ssh.Signer, rt *router.Router) ssh.ServerConfig {
-	dst, err := originalDst(c)
+func (g *Gateway) transparentConfig(ctx context.Context, m *session.Master, c net.Conn, sc *config.Service, base *ssh.ServerConfig, ca *hostcert.Authority, hostKeys []ssh.Signer, rt *router.Router) ssh.ServerConfig {
+	dst, intercepted, err := netip.AddrPort{}, true, error(nil)
+	if sc.Router.TProxy {
+		dst, intercepted, err = interceptedDst(c, sc.Listen)
+	} else {
+		dst, err = originalDst(c)
+	}
 	if err != nil {
 		g.logger.WarnContext(ctx, "transparent service: no original destination", "session_id", m.ID(), "err", err)
 		return *base
 	}
-	session.Set(m, sshproxy.OriginalDestination, dst)
+	if intercepted {
+		session.Set(m, sshproxy.OriginalDestination, dst)
+	}
 	principals := []string{dst.Addr().String()}
 	if name, address, ok := rt.InventoryHost(dst.Addr().String(), uint32(dst.Port())); ok {
 		principals = hostcert.Principals(name, address)
@@ -543,6 +553,24 @@ func (g *Gateway) transparentConfig(ctx context.Context, m *session.Master, c ne
 		return *base
 	}
 	return *cfg
+}
+
+// interceptedDst returns where a connection accepted by a TPROXY listener
+// (router.tproxy) was going: its own local address, which TPROXY leaves
+// as the client sent it. intercepted is false for a connection that
+// arrived at the port of listen, the service's listen address: it came
+// straight to the gateway and has no original destination.
+func interceptedDst(c net.Conn, listen string) (dst netip.AddrPort, intercepted bool, err error) {
+	local, err := netip.ParseAddrPort(c.LocalAddr().String())
+	if err != nil {
+		return netip.AddrPort{}, false, fmt.Errorf("gateway: original destination: %w", err)
+	}
+	_, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return netip.AddrPort{}, false, fmt.Errorf("gateway: original destination: %w", err)
+	}
+	dst = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	return dst, strconv.Itoa(int(dst.Port())) != port, nil
 }
 
 // instanceTimeout bounds the store write that reserves a block of session

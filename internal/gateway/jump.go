@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,15 +23,16 @@ import (
 // stacked as "ssh" in its channel, a host certificate of the gateway's
 // host keys for the host's name and address signed by the host CA in the
 // state directory, and the users' authentication as the outer
-// connection's user.
-func (g *Gateway) jump(cfg *config.Config, sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator, rt *router.Router) (*sshproxy.Jump, error) {
+// connection's user, asked for the service's second factor (second) only
+// where the outer login passed none to carry.
+func (g *Gateway) jump(cfg *config.Config, sc *config.Service, zones *zone.Tree, hostKeys []ssh.Signer, authn *auth.Authenticator, second auth.SecondFactor, rt *router.Router) (*sshproxy.Jump, error) {
 	ca, err := hostcert.Load(cfg.Gateway.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: services[%s].router.jump: %w", sc.Name, err)
 	}
 	return &sshproxy.Jump{
 		Host: rt.InventoryHost,
-		Begin: func(st *session.Stacked, user, name, address string) (*session.Master, *ssh.ServerConfig, func(), error) {
+		Begin: func(st *session.Stacked, outer auth.Identity, name, address string) (*session.Master, *ssh.ServerConfig, func(), error) {
 			inner := session.NewInner(st, "ssh", session.MasterParams{
 				Gateway:     cfg.Gateway.Name,
 				Service:     sc.Name,
@@ -44,7 +47,12 @@ func (g *Gateway) jump(cfg *config.Config, sc *config.Service, zones *zone.Tree,
 				return nil, nil, nil, err
 			}
 			l := &login{m: inner}
-			authn.As(user).Callbacks(scfg, auth.Login{Refused: func(r auth.Refusal) { g.refused(l, r) }})
+			authn.As(outer.User).Callbacks(scfg, auth.Login{
+				Refused:      func(r auth.Refusal) { g.refused(l, r) },
+				SecondFactor: second,
+				Carried:      outer.SecondFactor,
+				Owed:         l.owe,
+			})
 			forget := g.inners.add(st.Master(), inner)
 			return inner, scfg, func() { forget(); g.loginDone(l) }, nil
 		},
@@ -70,8 +78,9 @@ func certifiedConfig(ca *hostcert.Authority, hostKeys []ssh.Signer, principals [
 }
 
 // innerSessions are the live inner masters of jumps, by their outer
-// master, so that a reload decides them again (Reload, recheck) like the
-// masters the services list.
+// master, so that a reload decides them again (Reload, recheck), and the
+// admin API lists and kills them (liveMasters), like the masters the
+// services list.
 type innerSessions struct {
 	mu sync.Mutex
 	of map[*session.Master]map[*session.Master]struct{}
@@ -98,7 +107,7 @@ func (s *innerSessions) add(outer, inner *session.Master) (forget func()) {
 	}
 }
 
-// list returns the inner masters live in outer.
+// list returns the inner masters live in outer, by id.
 func (s *innerSessions) list(outer *session.Master) []*session.Master {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -106,5 +115,6 @@ func (s *innerSessions) list(outer *session.Master) []*session.Master {
 	for m := range s.of[outer] {
 		out = append(out, m)
 	}
+	slices.SortFunc(out, func(a, b *session.Master) int { return strings.Compare(a.ID(), b.ID()) })
 	return out
 }

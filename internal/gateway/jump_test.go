@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +17,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/sluice-ssh/sluice/internal/admin"
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/hostcert"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
@@ -260,25 +263,43 @@ func (w *world) jumpGo(t *testing.T, login, hostport string) (outer, inner *ssh.
 	cfg := w.aliceConfigAs(t, "alice")
 	outer = w.dial(t, cfg)
 	t.Cleanup(func() { outer.Close() })
-	nc, err := outer.Dial("tcp", hostport)
-	if err != nil {
-		t.Fatalf("direct-tcpip to %s: %v", hostport, err)
-	}
-	ca, err := hostcert.ReadPublicKey(filepath.Join(w.dir, "state"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	checker := &ssh.CertChecker{IsHostAuthority: func(auth ssh.PublicKey, _ string) bool {
-		return bytes.Equal(auth.Marshal(), ca.Marshal())
-	}}
-	icfg := &ssh.ClientConfig{User: login, Auth: cfg.Auth, HostKeyCallback: checker.CheckHostKey, Timeout: 10 * time.Second}
-	c, chans, reqs, err := ssh.NewClientConn(nc, hostport, icfg)
+	return outer, w.jumpOn(t, outer, login, hostport, cfg.Auth...)
+}
+
+// jumpOn opens an inner connection as login to the inventory host at
+// hostport through the jump connection outer, authenticating with auth
+// (see jumpGo).
+func (w *world) jumpOn(t *testing.T, outer *ssh.Client, login, hostport string, auth ...ssh.AuthMethod) *ssh.Client {
+	t.Helper()
+	c, err := w.jumpLogin(outer, login, hostport, auth...)
 	if err != nil {
 		t.Fatalf("inner login: %v", err)
 	}
-	inner = ssh.NewClient(c, chans, reqs)
-	t.Cleanup(func() { inner.Close() })
-	return outer, inner
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// jumpLogin is jumpOn returning the inner login's error.
+func (w *world) jumpLogin(outer *ssh.Client, login, hostport string, auth ...ssh.AuthMethod) (*ssh.Client, error) {
+	nc, err := outer.Dial("tcp", hostport)
+	if err != nil {
+		return nil, fmt.Errorf("direct-tcpip to %s: %w", hostport, err)
+	}
+	ca, err := hostcert.ReadPublicKey(filepath.Join(w.dir, "state"))
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	checker := &ssh.CertChecker{IsHostAuthority: func(k ssh.PublicKey, _ string) bool {
+		return bytes.Equal(k.Marshal(), ca.Marshal())
+	}}
+	icfg := &ssh.ClientConfig{User: login, Auth: auth, HostKeyCallback: checker.CheckHostKey, Timeout: 10 * time.Second}
+	c, chans, reqs, err := ssh.NewClientConn(nc, hostport, icfg)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return ssh.NewClient(c, chans, reqs), nil
 }
 
 // TestJumpReloadEndsInner: a reload that takes db1 from alice's role ends
@@ -304,6 +325,85 @@ func TestJumpReloadEndsInner(t *testing.T) {
 	}
 	if _, _, err := outer.SendRequest("keepalive@openssh.com", true, nil); err != nil {
 		t.Errorf("jump connection after the reload: %v, want it open", err)
+	}
+}
+
+// TestJumpKillInner: the inner sessions of a jump are listed as live by
+// the admin socket under their own ids, with the user and the inventory
+// host's address as target; killing one by its id ends that inner
+// session alone, audited, while the jump connection and its other inner
+// session go on.
+func TestJumpKillInner(t *testing.T) {
+	w := jumpWorld(t, "")
+	hostport := "db1:" + strconv.Itoa(w.sshd.Port)
+	outer, first := w.jumpGo(t, w.osUser, hostport)
+	second := w.jumpOn(t, outer, w.osUser, hostport, w.aliceConfig(t).Auth...)
+	echoSession(t, first)()
+	echo := echoSession(t, second)
+	echo()
+
+	c := admin.NewClient(w.gw.cfg.Gateway.Admin.Socket)
+	ctx := context.Background()
+	list, err := c.Sessions(ctx)
+	if err != nil {
+		t.Fatalf("Sessions: %v", err)
+	}
+	var outers, inners []admin.Session
+	for _, s := range list {
+		if strings.Contains(s.ID, "/direct-tcpip:") {
+			inners = append(inners, s)
+		} else {
+			outers = append(outers, s)
+		}
+	}
+	if len(outers) != 1 || len(inners) != 2 {
+		t.Fatalf("Sessions: got %+v, want the jump connection and its two inner sessions", list)
+	}
+	for _, s := range inners {
+		if !strings.HasPrefix(s.ID, outers[0].ID+"/ssh/direct-tcpip:") || s.User != "alice" || s.Target != w.sshd.Addr || !strings.HasPrefix(s.Client, clientAddr+":") {
+			t.Errorf("inner session: got %+v, want alice's, under %s, target %s, client %s", s, outers[0].ID, w.sshd.Addr, clientAddr)
+		}
+	}
+	// The first inner session, by its channel number.
+	victim := inners[0].ID
+	if !strings.HasSuffix(victim, "/direct-tcpip:0/ssh") {
+		t.Fatalf("inner ids %+v: want the first channel's first", inners)
+	}
+	if err := c.Kill(ctx, victim); err != nil {
+		t.Fatalf("Kill %s: %v", victim, err)
+	}
+	ended := make(chan error, 1)
+	go func() { ended <- first.Wait() }()
+	select {
+	case <-ended:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the killed inner session still runs 15s after the kill")
+	}
+	echo()
+	if _, _, err := outer.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+		t.Errorf("jump connection after the kill: %v, want it open", err)
+	}
+	kills := w.events("kill", nil)
+	if len(kills) != 1 || kills[0].SessionID != victim || kills[0].Verdict != audit.Accept || kills[0].User != "alice" || kills[0].Rule != "admin" {
+		t.Fatalf("kill events: got %+v, want one for %s", kills, victim)
+	}
+	ends := w.events(audit.TypeSessionEnd, func(e audit.Event) bool { return e.SessionID == victim })
+	if len(ends) != 1 || !strings.Contains(ends[0].Reason, "revoked: by operator") {
+		t.Errorf("inner session.end: got %+v, want one, revoked by operator", ends)
+	}
+	list, err = c.Sessions(ctx)
+	if err != nil {
+		t.Fatalf("Sessions: %v", err)
+	}
+	var ids []string
+	for _, s := range list {
+		ids = append(ids, s.ID)
+	}
+	if slices.Contains(ids, victim) || !slices.Contains(ids, inners[1].ID) || !slices.Contains(ids, outers[0].ID) {
+		t.Errorf("Sessions after the kill: got %q, want %s gone, %s and %s live", ids, victim, inners[1].ID, outers[0].ID)
+	}
+	if err := c.Kill(ctx, victim); !errors.Is(err, admin.ErrNotFound) {
+		t.Errorf("second Kill: got %v, want ErrNotFound", err)
 	}
 }
 
@@ -429,5 +529,97 @@ func TestJumpSecondLoginIsTheSamePerson(t *testing.T) {
 		if e.User != "alice" {
 			t.Errorf("inner auth refusal names user %q, want alice (the jump's)", e.User)
 		}
+	}
+}
+
+// TestJumpCarriesSecondFactor: under mfa.required_for, the inner login of
+// a jump carries the code alice gave at the jump connection's login, so
+// her key alone logs in inside and gets a pty, a step-up kind. Attempts
+// around it: her key marked for automation, inside that same jump, takes
+// nothing and is refused the pty; a jump connection logged in with the
+// automation key has no code to carry, so her person key is asked for
+// one inside it, refused without, and gets the pty with it.
+func TestJumpCarriesSecondFactor(t *testing.T) {
+	w := newWorld(t, worldOptions{
+		moreSshd: 1,
+		router:   "      jump: true\n",
+		service:  "    mfa: {required_for: [pty]}\n",
+		users:    "    totp_file: ./totp/alice\n",
+		tail:     jumpTail,
+	})
+	codes := w.enrol("alice")
+	robot, robotKey := sshtest.NewKey(t, t.TempDir(), "robot_ed25519")
+	pub, err := os.ReadFile(robotKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(w.aliceKey+".pub", os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(append([]byte("\nautomation "), pub...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	person := w.aliceConfigAs(t, "alice")
+	code := func() ssh.AuthMethod {
+		c := codes.next()
+		return ssh.KeyboardInteractive(func(_, _ string, qs []string, _ []bool) ([]string, error) {
+			out := make([]string, len(qs))
+			for i := range out {
+				out[i] = c
+			}
+			return out, nil
+		})
+	}
+	hostport := "db1:" + strconv.Itoa(w.sshd.Port)
+	pty := func(c *ssh.Client) bool {
+		t.Helper()
+		s, err := c.NewSession()
+		if err != nil {
+			t.Fatalf("inner session: %v", err)
+		}
+		defer s.Close()
+		return s.RequestPty("xterm", 24, 80, ssh.TerminalModes{}) == nil
+	}
+	const rule = "services[ssh-in].mfa.required_for"
+
+	withCode := *person
+	withCode.Auth = append(slices.Clone(person.Auth), code())
+	outer := w.dial(t, &withCode)
+	t.Cleanup(func() { outer.Close() })
+	if !pty(w.jumpOn(t, outer, w.osUser, hostport, person.Auth...)) {
+		t.Error("person key inside a jump logged in with a code: pty refused, want granted")
+	}
+	carried := w.events("auth", func(e audit.Event) bool { return innerOf(e) && e.Verdict == audit.Accept })
+	if len(carried) != 1 || carried[0].Detail["second_factor"] != "totp" || carried[0].Detail["second_factor_carried"] != true {
+		t.Errorf("inner auth events: got %+v, want one with second_factor totp, carried", carried)
+	}
+	if pty(w.jumpOn(t, outer, w.osUser, hostport, ssh.PublicKeys(robot))) {
+		t.Error("automation key inside a jump logged in with a code: pty granted, want refused")
+	}
+	if got := w.events("pty", func(e audit.Event) bool { return innerOf(e) && e.Verdict == audit.Reject && e.Rule == rule }); len(got) != 1 {
+		t.Errorf("refused inner pty events: got %+v, want one by %s", got, rule)
+	}
+
+	automation := *person
+	automation.Auth = []ssh.AuthMethod{ssh.PublicKeys(robot)}
+	robotOuter := w.dial(t, &automation)
+	t.Cleanup(func() { robotOuter.Close() })
+	if c, err := w.jumpLogin(robotOuter, w.osUser, hostport, person.Auth...); err == nil {
+		c.Close()
+		t.Error("person key without a code inside an automation jump: logged in, want a code asked")
+	}
+	in := w.jumpOn(t, robotOuter, w.osUser, hostport, append(slices.Clone(person.Auth), code())...)
+	if !pty(in) {
+		t.Error("person key with a code inside an automation jump: pty refused, want granted")
+	}
+	asked := w.events("auth", func(e audit.Event) bool {
+		return innerOf(e) && e.Verdict == audit.Accept && e.Detail["second_factor"] == "totp" && e.Detail["second_factor_carried"] == nil
+	})
+	if len(asked) != 1 {
+		t.Errorf("inner auth events with a code of their own: got %+v, want one", asked)
 	}
 }

@@ -26,10 +26,15 @@ const proxyHeaderTimeout = 10 * time.Second
 // at most 107 bytes and must fit (go-proxyproto's NewConn uses 256).
 const proxyHeaderBuffer = 256
 
-// listen opens a service's listener. With proxy_protocol.trusted set it is
-// a proxyListener whose refusals are audited (see proxyRefusals).
+// listen opens a service's listener, with IP_TRANSPARENT for
+// router.tproxy. With proxy_protocol.trusted set it is a proxyListener
+// whose refusals are audited (see proxyRefusals).
 func (g *Gateway) listen(sc *config.Service) (net.Listener, error) {
-	l, err := net.Listen("tcp", sc.Listen)
+	var lc net.ListenConfig
+	if sc.Router.TProxy {
+		lc.Control = listenTransparent
+	}
+	l, err := lc.Listen(context.Background(), "tcp", sc.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: services[%s]: listen %s: %w%s", sc.Name, sc.Listen, err, listenHint(err))
 	}

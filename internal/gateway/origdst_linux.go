@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -60,4 +61,27 @@ func originalDst(c net.Conn) (netip.AddrPort, error) {
 		return netip.AddrPort{}, fmt.Errorf("gateway: original destination: %w", err)
 	}
 	return dst, nil
+}
+
+// listenTransparent is the net.ListenConfig.Control of a TPROXY listener
+// (router.tproxy): IP_TRANSPARENT, or IPV6_TRANSPARENT on an IPv6 socket
+// (the same flag, which also covers its IPv4-mapped connections), lets it
+// accept connections addressed to any address (ip(7), ipv6(7)). Setting
+// it needs CAP_NET_ADMIN.
+func listenTransparent(network, _ string, rc syscall.RawConn) error {
+	var serr error
+	err := rc.Control(func(fd uintptr) {
+		if network == "tcp4" {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_TRANSPARENT, 1)
+			return
+		}
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_TRANSPARENT, 1)
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("gateway: IP_TRANSPARENT (router.tproxy needs CAP_NET_ADMIN): %w", err)
+	}
+	return nil
 }

@@ -179,7 +179,9 @@ var ErrNoOriginalDestination = errors.New("router: no original destination: the 
 // Transparent routes a connection of gatewayUser redirected to the gateway
 // (services[S].router.transparent) to dst, its original destination; the
 // SSH user name login is the upstream login. listener is the address the
-// connection arrived at: a dst equal to it was not redirected. With
+// connection arrived at: a dst equal to it was not redirected (an invalid
+// listener, for TPROXY where every connection arrives at its dst, checks
+// nothing). With
 // Params.NamesOnly dst must be an inventory host's address.
 func (r *Router) Transparent(gatewayUser string, dst, listener netip.AddrPort, login string) (Route, error) {
 	rule := r.prefix + ".transparent"

@@ -224,7 +224,11 @@ func (c *conn) dial(ctx context.Context) (*upstream, error) {
 		route.Login = c.sconn.User()
 	case pp.Transparent:
 		dst, _ := session.Lookup(c.m, OriginalDestination)
-		route, err = pp.Router.Transparent(c.id.User, dst, c.m.ClientLocal(), c.sconn.User())
+		arrived := c.m.ClientLocal()
+		if pp.TProxy {
+			arrived = netip.AddrPort{}
+		}
+		route, err = pp.Router.Transparent(c.id.User, dst, arrived, c.sconn.User())
 		if err == nil && pp.Access == nil {
 			c.grant.Login = route.Login
 		}

@@ -15,7 +15,9 @@
 // serves the inner connection as any other, with its own master session
 // stacked in the channel (gw1/ssh-in:42/ssh/direct-tcpip:0/ssh). With
 // Params.Transparent the target is the connection's original destination
-// (OriginalDestination) and the SSH user name the upstream login.
+// (OriginalDestination; with Params.TProxy the gateway alone tells an
+// intercepted connection from one made straight to it) and the SSH user
+// name the upstream login.
 //
 // Flow control is end to end: a relay copies one packet at a time and a
 // write blocks until the peer's window allows it, so a client that stops

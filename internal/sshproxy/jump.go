@@ -12,6 +12,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/auth"
 	"github.com/sluice-ssh/sluice/internal/router"
 	"github.com/sluice-ssh/sluice/internal/service"
 	"github.com/sluice-ssh/sluice/internal/session"
@@ -28,11 +29,13 @@ type Jump struct {
 	// its address; ok false leaves the channel to forward_local.
 	Host func(host string, port uint32) (name, address string, ok bool)
 	// Begin makes the inner connection's master session (inside st) and
-	// its SSH server configuration for the gateway user user reaching
-	// the inventory host name at address: the host certificate, and
-	// authentication as user whatever SSH user name the client sends.
-	// done is called once the inner connection has ended.
-	Begin func(st *session.Stacked, user, name, address string) (inner *session.Master, cfg *ssh.ServerConfig, done func(), err error)
+	// its SSH server configuration for outer, the identity of the jump
+	// connection's login, reaching the inventory host name at address:
+	// the host certificate, and authentication as outer.User whatever SSH
+	// user name the client sends, carrying outer.SecondFactor
+	// (auth.Login.Carried). done is called once the inner connection has
+	// ended.
+	Begin func(st *session.Stacked, outer auth.Identity, name, address string) (inner *session.Master, cfg *ssh.ServerConfig, done func(), err error)
 }
 
 // errJumpOnly is dial's answer for a connection that names no target on
@@ -70,7 +73,7 @@ func (c *conn) jump(ctx context.Context, nc ssh.NewChannel, st *session.Stacked,
 	e := st.AuditEvent("forward.jump")
 	e.Verdict, e.Rule = audit.Accept, c.jumpRule()
 	e.Detail = map[string]any{"host": m.Host, "port": m.Port, "inventory_host": name}
-	inner, cfg, done, err := c.p.p.Jump.Begin(st, c.id.User, name, address)
+	inner, cfg, done, err := c.p.p.Jump.Begin(st, c.id, name, address)
 	if err != nil {
 		e.Verdict, e.Reason = audit.Reject, err.Error()
 		c.audit(ctx, e)

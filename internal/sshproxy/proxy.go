@@ -120,8 +120,14 @@ type Params struct {
 	// the master's OriginalDestination (Router.Transparent), with the SSH
 	// user name as the upstream login.
 	Transparent bool
-	Audit       audit.Sink
-	Logger      *slog.Logger
+	// TProxy says that a Transparent service's connections come from a
+	// TPROXY listener, where each arrives at its original destination's
+	// own address: the gateway, which leaves OriginalDestination unset for
+	// one that was not intercepted, tells them apart, not the router.
+	TProxy bool
+
+	Audit  audit.Sink
+	Logger *slog.Logger
 }
 
 // OriginalDestination is the master's attribute holding where a
@@ -210,6 +216,9 @@ func (p *Proxy) handle(ctx context.Context, m *session.Master, c net.Conn, cfg *
 	}
 	if id.SecondFactor != "" {
 		e.Detail["second_factor"] = id.SecondFactor
+	}
+	if id.Carried {
+		e.Detail["second_factor_carried"] = true
 	}
 	if id.Restrictions.Automation {
 		e.Detail["automation"] = true
