@@ -121,7 +121,7 @@ func BenchmarkLiveView(b *testing.B) {
 		var sent countWriter
 		lw := &liveWriter{w: bufio.NewWriter(&sent), flusher: flushDiscard{}, channel: -1, cols: 80, rows: 24}
 		tl := &tail{ctx: context.Background(), f: in, live: in.grow, caughtUp: lw.idle}
-		if err := follow(tl, func(l []byte) { lw.line(l, "") }); err != nil {
+		if err := follow(tl, func(l []byte) bool { lw.line(l, ""); return true }); err != nil {
 			b.Fatal(err)
 		}
 		lw.idle()

@@ -134,7 +134,7 @@ func FuzzLiveView(f *testing.F) {
 		rec := httptest.NewRecorder()
 		lw := &liveWriter{w: bufio.NewWriter(rec), flusher: rec, channel: -1, cols: 80, rows: 24}
 		tl := &tail{ctx: context.Background(), f: in, live: func() bool { return false }, caughtUp: lw.idle}
-		if err := follow(tl, func(b []byte) { lw.line(b, "") }); errors.Is(err, context.Canceled) {
+		if err := follow(tl, func(b []byte) bool { lw.line(b, ""); return true }); errors.Is(err, context.Canceled) {
 			t.Fatalf("follow: %v", err)
 		}
 		lw.idle()

@@ -86,6 +86,9 @@ type Gateway struct {
 	// codes checks TOTP codes for every service, across reloads, so
 	// that a code accepted once is refused everywhere after.
 	codes *mfa.Verifier
+	// live are the live sessions' recordings and pty channels, for the
+	// console's live view and joins (join.go).
+	live liveRecordings
 	// inners are the live inner sessions of jumps (jump.go).
 	inners innerSessions
 	// fleet is the node's membership of a fleet (fleet.go); nil without
