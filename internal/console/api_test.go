@@ -37,6 +37,23 @@ type fakeGateway struct {
 	live   []admin.Session
 	others []admin.Session
 	killed []string // "id by operator"
+	// files are the recordings FollowRecording follows, by master id,
+	// each follower holding at most queue bytes.
+	files map[string]*record.File
+	queue int
+}
+
+var _ RecordingFollower = (*fakeGateway)(nil)
+
+func (f *fakeGateway) FollowRecording(id string) (string, *record.Follower, int64, func(), error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	file := f.files[id]
+	if file == nil {
+		return "", nil, 0, nil, admin.ErrNotFound
+	}
+	fl, skip := file.Follow(f.queue)
+	return file.Path(), fl, skip, func() { file.Unfollow(fl) }, nil
 }
 
 var _ FleetGateway = (*fakeGateway)(nil)

@@ -427,10 +427,10 @@ func (s *Server) apiLive(w http.ResponseWriter, r *http.Request, who operator) {
 	follow := func() (path string, fl *record.Follower, skip int64, stop func(), err error) {
 		if rf, ok := s.p.Gateway.(RecordingFollower); ok {
 			path, fl, skip, stop, err = rf.FollowRecording(master)
-			if errors.Is(err, admin.ErrNotFound) {
-				err = errNoRecording
+			if !errors.Is(err, admin.ErrNotFound) {
+				return path, fl, skip, stop, err
 			}
-			return path, fl, skip, stop, err
+			// Not recording now: the file the store names, if any.
 		}
 		path, err = s.recordingFile(r, id)
 		return path, nil, 0, func() {}, err

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sluice-ssh/sluice/internal/record"
 )
 
 // sseReader reads the data lines of a server-sent event stream.
@@ -169,4 +171,73 @@ func FuzzLiveView(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAPILiveFollower: a live view takes the recorder's lines as they are
+// queued; one that falls further behind than its queue starts again from
+// the file with a reset holding everything so far, and the session never
+// waits for it.
+func TestAPILiveFollower(t *testing.T) {
+	w := newWorld(t)
+	tok := w.token("ci", time.Hour)
+	id := w.session(1, "alice", "db:22", 0, true)
+	_, f := w.recordSession(id, "before\r\n")
+	w.gw.mu.Lock()
+	w.gw.files, w.gw.queue = map[string]*record.File{id: f}, 4<<10
+	w.gw.mu.Unlock()
+	req, _ := http.NewRequest("GET", w.base+"/api/v1/sessions/"+esc(id)+"/live", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := w.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := &sseReader{t: t, sc: bufio.NewScanner(resp.Body)}
+	r.sc.Buffer(nil, 1<<20)
+	var reset struct{ Init string }
+	if _, data := r.next(); json.Unmarshal([]byte(data), &reset) != nil || reset.Init != "before\r\n" {
+		t.Fatalf("first reset: got %q, want the output so far", data)
+	}
+	w.chans[0].Output([]byte("after"))
+	if _, data := r.next(); data == "" || !strings.Contains(data, `"o","after"`) {
+		t.Fatalf("event: got %q, want the output after", data)
+	}
+	// 64 KiB at once: far more than the follower's 4 KiB queue.
+	big := strings.Repeat("0123456789abcdef", 4<<10)
+	for i := 0; i < len(big); i += 1 << 10 {
+		w.chans[0].Output([]byte(big[i : i+1<<10]))
+	}
+	w.chans[0].Output([]byte("END"))
+	seen, resets := "", 0
+	for !strings.HasSuffix(seen, "END") {
+		_, data := r.next()
+		if strings.HasPrefix(data, "{") {
+			// The reset after the cut: the whole screen again.
+			if err := json.Unmarshal([]byte(data), &reset); err != nil || !strings.HasPrefix(reset.Init, "before\r\nafter") {
+				t.Fatalf("reset after falling behind: got %.80q, %v", data, err)
+			}
+			seen, resets = reset.Init, resets+1
+			continue
+		}
+		var ev []any
+		if err := json.Unmarshal([]byte(data), &ev); err != nil || len(ev) != 3 {
+			t.Fatalf("event %q: %v", data, err)
+		}
+		if s, _ := ev[2].(string); ev[1] == "o" {
+			seen += s
+		}
+	}
+	if resets == 0 {
+		t.Error("got no reset after 64 KiB through a 4 KiB queue, want the view started again")
+	}
+	if !strings.HasPrefix(seen, "before\r\nafter") || !strings.Contains(seen, big+"END") {
+		t.Errorf("the view after the cut: got %d bytes, want everything once, ending in the 64 KiB and END", len(seen))
+	}
+	w.closeRecordings(f)
+	w.gw.end(id)
+	for {
+		if name, _ := r.next(); name == "done" {
+			break
+		}
+	}
 }
