@@ -10,10 +10,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/record"
 )
 
@@ -239,5 +241,95 @@ func TestAPILiveFollower(t *testing.T) {
 		if name, _ := r.next(); name == "done" {
 			break
 		}
+	}
+}
+
+// TestAPIJoin: a read-write join is refused where the gateway does not
+// allow it (audited), and otherwise hands the operator an input URL that
+// only they can use, for as long as their view lasts; what they type is
+// counted in console.leave.
+func TestAPIJoin(t *testing.T) {
+	w := newWorld(t)
+	carol, mallory := w.token("carol", time.Hour), w.token("mallory", time.Hour)
+	id := w.session(1, "alice", "db:22", 0, true)
+	ch, f := w.recordSession(id, "$ ")
+	defer w.closeRecordings(f)
+	w.gw.mu.Lock()
+	w.gw.terms = map[string]bool{ch: false}
+	w.gw.mu.Unlock()
+	live := func(mode string) *http.Response {
+		req, _ := http.NewRequest("GET", w.base+"/api/v1/sessions/"+esc(id)+"/live?mode="+mode, nil)
+		req.Header.Set("Authorization", "Bearer "+carol)
+		resp, err := w.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for mode, want := range map[string]int{"read_write": 403, "write": 400} {
+		if resp := live(mode); resp.StatusCode != want {
+			t.Errorf("mode=%s: got %s, want %d", mode, resp.Status, want)
+		} else {
+			resp.Body.Close()
+		}
+	}
+	ev, err := w.store.Query(context.Background(), audit.Filter{Type: "console.join"})
+	if err != nil || len(ev) != 1 || ev[0].Verdict != audit.Reject || ev[0].User != "carol" {
+		t.Fatalf("console.join: got %+v %v, want carol's refusal", ev, err)
+	}
+	w.gw.mu.Lock()
+	w.gw.terms[ch] = true
+	w.gw.mu.Unlock()
+	resp := live("read_write")
+	if resp.StatusCode != 200 {
+		t.Fatalf("read_write allowed: got %s", resp.Status)
+	}
+	r := &sseReader{t: t, sc: bufio.NewScanner(resp.Body)}
+	name, data := r.next()
+	var j struct{ Input, Channel string }
+	if name != "join" || json.Unmarshal([]byte(data), &j) != nil || j.Channel != ch || !strings.HasPrefix(j.Input, "/api/v1/sessions/"+esc(id)+"/input?join=") {
+		t.Fatalf("first event: got %s %q, want join with an input URL", name, data)
+	}
+	post := func(tok, path, body string) int {
+		resp, _ := w.doBody("POST", path, tok, body)
+		return resp.StatusCode
+	}
+	if code := post(carol, j.Input, "ls\r"); code != 204 {
+		t.Errorf("carol's input: got %d, want 204", code)
+	}
+	if code := post(carol, j.Input, strings.Repeat("x", maxInput+1)); code != 413 {
+		t.Errorf("input over %d bytes: got %d, want 413", maxInput, code)
+	}
+	if code := post(mallory, j.Input, "rm -rf /\r"); code != 404 {
+		t.Errorf("mallory with carol's join: got %d, want 404", code)
+	}
+	other := strings.Replace(j.Input, esc(id), esc("gw1/ssh-in:2"), 1)
+	if code := post(carol, other, "id\r"); code != 404 {
+		t.Errorf("carol's join on another session: got %d, want 404", code)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ev, _ := w.store.Query(context.Background(), audit.Filter{Type: "console.leave"})
+		if len(ev) == 1 {
+			if ev[0].Detail["input_chunks"] != float64(1) || ev[0].Detail["input_bytes"] != float64(3) {
+				t.Errorf("console.leave: got %v, want 1 chunk of 3 bytes", ev[0].Detail)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no console.leave within a minute")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := post(carol, j.Input, "late\r"); code != 404 {
+		t.Errorf("input after the view ended: got %d, want 404", code)
+	}
+	told, typed := w.gw.noted()
+	if want := []string{"carol attends " + ch, "carol leaves " + ch}; !slices.Equal(told, want) {
+		t.Errorf("the user was told: got %q, want %q", told, want)
+	}
+	if !slices.Equal(typed, []string{"ls\r"}) {
+		t.Errorf("typed: got %q, want only carol's ls", typed)
 	}
 }
