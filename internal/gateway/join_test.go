@@ -242,4 +242,30 @@ func TestConsoleJoinRefused(t *testing.T) {
 	if strings.Contains(jw.term.String(), "SNEAKED-49") {
 		t.Error("a read-only operator's keystrokes reached the target")
 	}
+	// The notices are in the recording as the gateway's markers, not as
+	// the program's output.
+	_, _ = jw.tty.Write([]byte("exit\r"))
+	path := jw.recording("/ssh/session:0")
+	c := readChannel(t, path, jw.channelEnd("/ssh/session:0").SessionID)
+	if m := c.data("m"); !strings.Contains(m, "sluice: operator carol is watching this session") || !strings.Contains(m, "sluice: operator carol stopped watching this session") {
+		t.Errorf("markers: got %q, want both notices", m)
+	}
+	if o := c.data("o"); strings.Contains(o, "sluice: operator") {
+		t.Errorf("output: got a notice in the program's output %q", o)
+	}
+}
+
+// TestPrintableOperator: an operator's name cannot drive the user's
+// terminal (escape sequences, newlines) or flood it.
+func TestPrintableOperator(t *testing.T) {
+	for in, want := range map[string]string{
+		"carol":                   "carol",
+		"eve\x1b]0;pwned\x07":     "eve?]0;pwned?",
+		"bob\r\nsluice: all good": "bob??sluice: all good",
+		strings.Repeat("é", 100):  strings.Repeat("é", 64),
+	} {
+		if got := printable(in); got != want {
+			t.Errorf("printable(%q): got %q, want %q", in, got, want)
+		}
+	}
 }
