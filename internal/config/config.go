@@ -148,6 +148,15 @@ type Admin struct {
 	Socket string // absolute path of the admin unix socket
 }
 
+// JoinMode is a service's console_join.
+type JoinMode string
+
+// The modes of console_join.
+const (
+	JoinReadOnly  JoinMode = "read_only"
+	JoinReadWrite JoinMode = "read_write"
+)
+
 // Console is the operators' web console and API (see internal/console).
 type Console struct {
 	Listen         string   // host:port of the HTTPS listener; empty = off
@@ -176,17 +185,20 @@ type User struct {
 
 // Service is one listener and what it lets its clients do.
 type Service struct {
-	Name               string
-	Listen             string   // host:port
-	ClientZones        []string // zones clients may connect from
-	ServerZones        []string // zones this service may connect to
-	Router             Router
-	ConnectTimeout     Duration
-	DownHostTTL        Duration // how long a target that failed to connect is skipped
-	Upstream           Upstream
-	Policy             Policy
-	Record             bool     // record session channels (asciicast v2)
-	RecordInput        bool     // also record what the client types
+	Name           string
+	Listen         string   // host:port
+	ClientZones    []string // zones clients may connect from
+	ServerZones    []string // zones this service may connect to
+	Router         Router
+	ConnectTimeout Duration
+	DownHostTTL    Duration // how long a target that failed to connect is skipped
+	Upstream       Upstream
+	Policy         Policy
+	Record         bool // record session channels (asciicast v2)
+	RecordInput    bool // also record what the client types
+	// ConsoleJoin is how console operators may attend a live pty
+	// session: JoinReadOnly (watch) or JoinReadWrite (also type).
+	ConsoleJoin        JoinMode
 	MaxSessions        int      // concurrent connections to this service; 0 = unlimited
 	MaxSessionsPerUser int      // 0 = unlimited
 	MaxChannels        int      // open channels per connection

@@ -219,6 +219,10 @@ func TestErrorClasses(t *testing.T) {
 		}, []string{`t.yaml:12: services[s].upstream.user_ca_previous: names the same file as user_ca`}},
 		{"record_input without record", func(t *testing.T) string { return minimal + "    record_input: true\n" },
 			[]string{`t.yaml:13: services[s].record_input: needs record: true`}},
+		{"console_join read_write without record", func(t *testing.T) string { return minimal + "    console_join: read_write\n" },
+			[]string{`t.yaml:13: services[s].console_join: read_write needs record: true (operators join through the live view of the recording)`}},
+		{"console_join bad mode", func(t *testing.T) string { return minimal + "    record: true\n    console_join: write\n" },
+			[]string{`t.yaml:14: services[s].console_join: bad value "write": want one of read_only, read_write`}},
 		{"bad audit sink", func(t *testing.T) string { return minimal + "audit: {sink: mysql, queue_size: 0}\n" },
 			[]string{
 				`t.yaml:13: audit.sink: bad sink "mysql": want sqlite, jsonl:PATH or postgres://...`,

@@ -24,9 +24,11 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 			Upstream:       Upstream{User: "%u", ReuseIdle: 4},
 			MaxChannels:    defaultMaxChannels,
 			OnReload:       OnReloadFinish,
+			ConsoleJoin:    JoinReadOnly,
 		}
 		nameLine := 0
 		recordInputLine, routerLine := 0, 0
+		consoleJoinLine := 0
 		ok := d.mapping(e, k, []field{
 			{"name", true, func(n *yaml.Node, k string) {
 				if d.name(n, k, nameRE, &s.Name) {
@@ -62,6 +64,12 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 			{"record_input", false, func(n *yaml.Node, k string) {
 				d.boolean(n, k, &s.RecordInput)
 				recordInputLine = n.Line
+			}},
+			{"console_join", false, func(n *yaml.Node, k string) {
+				v := string(s.ConsoleJoin)
+				d.enum(n, k, &v, string(JoinReadOnly), string(JoinReadWrite))
+				s.ConsoleJoin = JoinMode(v)
+				consoleJoinLine = n.Line
 			}},
 			{"max_sessions", false, func(n *yaml.Node, k string) { d.intField(n, k, 0, 1<<30, &s.MaxSessions) }},
 			{"max_sessions_per_user", false, func(n *yaml.Node, k string) {
@@ -101,6 +109,9 @@ func (d *decoder) services(n *yaml.Node, key string, dst *[]Service, listens *[]
 		}
 		if s.Router.TProxy && len(s.ProxyProtocol.Trusted) > 0 {
 			d.errorAt(routerLine, k+".router.tproxy", "takes the destination from the connection's own address, which a PROXY header would replace: set no proxy_protocol with it")
+		}
+		if s.ConsoleJoin == JoinReadWrite && !s.Record {
+			d.errorAt(consoleJoinLine, k+".console_join", "read_write needs record: true (operators join through the live view of the recording)")
 		}
 		if s.Name != "" {
 			if first, dup := seen[s.Name]; dup {

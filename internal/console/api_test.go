@@ -37,6 +37,79 @@ type fakeGateway struct {
 	live   []admin.Session
 	others []admin.Session
 	killed []string // "id by operator"
+	// files are the recordings FollowRecording follows, by master id,
+	// each follower holding at most queue bytes.
+	files map[string]*record.File
+	queue int
+	// terms are the attendable pty channels (true: read-write allowed);
+	// told and typed what Attend noted.
+	terms       map[string]bool
+	told, typed []string
+}
+
+var (
+	_ RecordingFollower = (*fakeGateway)(nil)
+	_ Terminals         = (*fakeGateway)(nil)
+)
+
+// Attend attends the pty channel whose id, or master id, is in terms
+// (true: it may be joined read-write), noting what it is told.
+func (f *fakeGateway) Attend(id, operator string, readWrite bool) (Attendance, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for ch, rw := range f.terms {
+		if ch != id && masterID(ch) != id {
+			continue
+		}
+		if readWrite && !rw {
+			return nil, ErrJoinRefused
+		}
+		f.told = append(f.told, operator+" attends "+ch)
+		return &fakeAttendance{f: f, ch: ch, op: operator, rw: readWrite}, nil
+	}
+	return nil, admin.ErrNotFound
+}
+
+type fakeAttendance struct {
+	f      *fakeGateway
+	ch, op string
+	rw     bool
+}
+
+func (a *fakeAttendance) Channel() string { return a.ch }
+
+func (a *fakeAttendance) Input(p []byte) error {
+	if !a.rw {
+		return ErrJoinRefused
+	}
+	a.f.mu.Lock()
+	defer a.f.mu.Unlock()
+	a.f.typed = append(a.f.typed, string(p))
+	return nil
+}
+
+func (a *fakeAttendance) Leave() {
+	a.f.mu.Lock()
+	defer a.f.mu.Unlock()
+	a.f.told = append(a.f.told, a.op+" leaves "+a.ch)
+}
+
+// noted returns what the fake gateway's terminals were told and typed.
+func (f *fakeGateway) noted() (told, typed []string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.told), slices.Clone(f.typed)
+}
+
+func (f *fakeGateway) FollowRecording(id string) (string, *record.Follower, int64, func(), error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	file := f.files[id]
+	if file == nil {
+		return "", nil, 0, nil, admin.ErrNotFound
+	}
+	fl, skip := file.Follow(f.queue)
+	return file.Path(), fl, skip, func() { file.Unfollow(fl) }, nil
 }
 
 var _ FleetGateway = (*fakeGateway)(nil)
@@ -175,7 +248,13 @@ func (w *world) token(name string, ttl time.Duration) string {
 // do sends a request with the bearer token tok ("" for none).
 func (w *world) do(method, path, tok string) (*http.Response, string) {
 	w.t.Helper()
-	req, err := http.NewRequest(method, w.base+path, nil)
+	return w.doBody(method, path, tok, "")
+}
+
+// doBody is do with a request body.
+func (w *world) doBody(method, path, tok, body string) (*http.Response, string) {
+	w.t.Helper()
+	req, err := http.NewRequest(method, w.base+path, strings.NewReader(body))
 	if err != nil {
 		w.t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -76,20 +75,9 @@ type flushDiscard struct{}
 
 func (flushDiscard) Flush() {}
 
-// BenchmarkLiveView is what one live viewer costs the console for each
-// byte a session prints: following the recording file (gunzip), reading
-// its lines and writing them out as server-sent events, in the steady
-// state after the first reset. The session's own data path does nothing
-// for a viewer (the recorder writes the file whether or not anyone
-// watches), so this is all a viewer adds: at 10 MB/s it takes
-// 10 MB/s ÷ this throughput of one core.
-func BenchmarkLiveView(b *testing.B) {
-	f, err := record.Create(b.TempDir(), record.FileHeader{SessionID: "gw1/s:1"}, record.Params{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	c := f.Channel(record.Header{SessionID: "gw1/s:1/ssh/session:0", Pty: true, Width: 80, Height: 24})
-	// Log-like lines in 32 KiB writes, as record's BenchmarkChannelOutput.
+// logLines is 32 KiB of log-like lines, as record's
+// BenchmarkChannelOutput writes.
+func logLines() []byte {
 	p := make([]byte, 32<<10)
 	rand.Read(p)
 	const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789    :.-"
@@ -99,42 +87,124 @@ func BenchmarkLiveView(b *testing.B) {
 			p[i] = '\n'
 		}
 	}
-	const total = 16 << 20
-	for range total / len(p) {
+	return p
+}
+
+// liveTotal is the output each benchmark iteration records.
+const liveTotal = 16 << 20
+
+// BenchmarkLiveView is what one live viewer costs for each byte a
+// session prints, in the steady state after the first reset: the lines
+// the recorder hands its Follower, read and written out as server-sent
+// events in batches of liveBatch (50 ms of 10 MB/s). At 10 MB/s it takes
+// 10 MB/s ÷ this throughput of one core; %core@10MB/s says so directly.
+func BenchmarkLiveView(b *testing.B) {
+	f, err := record.Create(b.TempDir(), record.FileHeader{SessionID: "gw1/s:1"}, record.Params{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fl, _ := f.Follow(1 << 30)
+	c := f.Channel(record.Header{SessionID: "gw1/s:1/ssh/session:0", Pty: true, Width: 80, Height: 24})
+	p := logLines()
+	for range liveTotal / len(p) {
 		c.Output(p)
 	}
 	c.Close()
 	if err := f.Close(); err != nil {
 		b.Fatal(err)
 	}
-	data, err := os.ReadFile(f.Path())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.SetBytes(total)
+	lines, _ := fl.Take()
+	batch := int(10e6 * liveBatch.Seconds()) // bytes of output a batch holds
+	b.SetBytes(liveTotal)
 	b.ReportAllocs()
 	cpu0 := processCPU(b)
 	for b.Loop() {
-		// The file grows by a poll's worth at a time (250 ms of 10 MB/s
-		// of output, compressed).
-		in := &growing{data: data, step: len(data) * (10 << 20) / 4 / total}
 		var sent countWriter
 		lw := &liveWriter{w: bufio.NewWriter(&sent), flusher: flushDiscard{}, channel: -1, cols: 80, rows: 24}
-		tl := &tail{ctx: context.Background(), f: in, live: in.grow, caughtUp: lw.idle}
-		if err := follow(tl, func(l []byte) { lw.line(l, "") }); err != nil {
-			b.Fatal(err)
+		n := 0
+		for _, l := range lines {
+			lw.line(l[:len(l)-1], "")
+			if n += len(l); n >= batch {
+				lw.idle()
+				n = 0
+			}
 		}
 		lw.idle()
-		if sent < total {
-			b.Fatalf("sent %d bytes of events, want at least the %d of output", sent, total)
+		if sent < liveTotal {
+			b.Fatalf("sent %d bytes of events, want at least the %d of output", sent, liveTotal)
 		}
 	}
 	// The process's CPU time (GC included), not the wall clock, which a
 	// loaded machine stretches: what share of one core a viewer of a
 	// session printing 10 MB/s takes.
 	cpu := processCPU(b) - cpu0
-	b.ReportMetric(100*cpu.Seconds()/(float64(b.N)*total/10e6), "%core@10MB/s")
+	b.ReportMetric(100*cpu.Seconds()/(float64(b.N)*liveTotal/10e6), "%core@10MB/s")
 }
+
+// BenchmarkLiveViewSession is a whole recorded session printing 16 MiB
+// (the recorder compressing it to its file), with no viewer and with one
+// viewer following it: the difference of their %core@10MB/s is what the
+// viewer adds, the recorder's fan-out to it included.
+func BenchmarkLiveViewSession(b *testing.B) {
+	p := logLines()
+	for _, viewers := range []int{0, 1} {
+		b.Run(fmt.Sprintf("viewers=%d", viewers), func(b *testing.B) {
+			dir := b.TempDir()
+			b.SetBytes(liveTotal)
+			b.ReportAllocs()
+			cpu0 := processCPU(b)
+			for b.Loop() {
+				f, err := record.Create(dir, record.FileHeader{SessionID: "gw1/s:1"}, record.Params{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				done := make(chan countWriter, 1)
+				if viewers > 0 {
+					fl, _ := f.Follow(followerBench)
+					go func() {
+						var sent countWriter
+						lw := &liveWriter{w: bufio.NewWriter(&sent), flusher: flushDiscard{}, channel: -1, cols: 80, rows: 24}
+						for more := true; more; {
+							<-fl.Ready()
+							var lines [][]byte
+							lines, more = fl.Take()
+							for _, l := range lines {
+								lw.line(l[:len(l)-1], "")
+							}
+							lw.idle()
+							time.Sleep(liveBatch)
+						}
+						done <- sent
+					}()
+				}
+				c := f.Channel(record.Header{SessionID: "gw1/s:1/ssh/session:0", Pty: true, Width: 80, Height: 24})
+				start := time.Now()
+				for i := range liveTotal / len(p) {
+					c.Output(p)
+					// At 10 MB/s, as a session would print.
+					if ahead := time.Duration(i+1) * time.Duration(len(p)) * time.Second / 10e6; time.Since(start) < ahead {
+						time.Sleep(ahead - time.Since(start))
+					}
+				}
+				c.Close()
+				if err := f.Close(); err != nil {
+					b.Fatal(err)
+				}
+				os.Remove(f.Path())
+				if viewers > 0 {
+					if sent := <-done; sent < liveTotal {
+						b.Fatalf("sent %d bytes of events, want at least the %d of output", sent, liveTotal)
+					}
+				}
+			}
+			cpu := processCPU(b) - cpu0
+			b.ReportMetric(100*cpu.Seconds()/(float64(b.N)*liveTotal/10e6), "%core@10MB/s")
+		})
+	}
+}
+
+// followerBench is the gateway's follower queue (16 MiB).
+const followerBench = 16 << 20
 
 // processCPU is the user and system time the process has used.
 func processCPU(b *testing.B) time.Duration {
@@ -143,29 +213,6 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// growing is a file being written: Read reports its end at limit, which
-// grow moves on by step.
-type growing struct {
-	data       []byte
-	off, limit int
-	step       int
-}
-
-func (g *growing) Read(p []byte) (int, error) {
-	if g.off >= g.limit {
-		return 0, io.EOF
-	}
-	n := copy(p, g.data[g.off:g.limit])
-	g.off += n
-	return n, nil
-}
-
-// grow lets the file have step more bytes; false once it has all.
-func (g *growing) grow() bool {
-	g.limit = min(g.limit+g.step, len(g.data))
-	return g.limit < len(g.data)
 }
 
 // countWriter counts what it is written.

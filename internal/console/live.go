@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/sluice-ssh/sluice/internal/admin"
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/record"
 )
 
 // tail is a recording file as the recorder writes it: Read waits for
@@ -94,9 +96,10 @@ func (m *members) Read(p []byte) (int, error) {
 const maxLiveLine = 8 << 20
 
 // follow decompresses the recording r (all its gzip members, each byte
-// once, as it arrives) and hands each whole line to line. It returns
-// nil at the recording's end, or why it stopped.
-func follow(r io.Reader, line func([]byte)) error {
+// once, as it arrives) and hands each whole line to line, until line
+// returns false. It returns nil then or at the recording's end, or why it
+// stopped.
+func follow(r io.Reader, line func([]byte) bool) error {
 	src := bufio.NewReaderSize(r, 64<<10)
 	zr, err := gzip.NewReader(src)
 	if err != nil {
@@ -129,7 +132,9 @@ func follow(r io.Reader, line func([]byte)) error {
 			b = append(long, b...)
 			long = long[:0]
 		}
-		line(b[:len(b)-1])
+		if !line(b[:len(b)-1]) {
+			return nil
+		}
 	}
 }
 
@@ -374,21 +379,69 @@ func (s *Server) liveness(ctx context.Context, master string) func() bool {
 	}
 }
 
+// liveBatch is how long a live view gathers what the recorder hands it
+// before it writes it out: a browser is not served a write per event.
+const liveBatch = 50 * time.Millisecond
+
+// errBehind says a live view fell behind the recorder's Follower.
+var errBehind = errors.New("console: live view fell behind")
+
+// view sends a live channel to lw: the recording at path up to its
+// first skip lines (all of it when fl is nil), then the lines fl hands
+// over as they come. It returns nil when the recording has ended,
+// errBehind when fl has cut it off.
+func (s *Server) view(ctx context.Context, lw *liveWriter, path string, fl *record.Follower, skip int64, isLive func() bool, want string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	t := &tail{ctx: ctx, f: f, poll: s.p.LivePoll, live: isLive, caughtUp: lw.idle}
+	var n int64
+	err = follow(t, func(b []byte) bool {
+		n++
+		lw.line(b, want)
+		return fl == nil || n < skip
+	})
+	if err != nil || fl == nil {
+		return err
+	}
+	for {
+		lw.idle()
+		if lw.err != nil {
+			return lw.err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-fl.Ready():
+		}
+		lines, more := fl.Take()
+		for _, l := range lines {
+			lw.line(l[:len(l)-1], want)
+		}
+		if !more {
+			if fl.Behind() {
+				return errBehind
+			}
+			return nil
+		}
+		timer := time.NewTimer(liveBatch)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+	}
+}
+
 func (s *Server) apiLive(w http.ResponseWriter, r *http.Request, who operator) {
 	id := r.PathValue("id")
 	master := masterID(id)
 	isLive := s.liveness(r.Context(), master)
 	if !isLive() {
 		http.Error(w, "no such live session", http.StatusNotFound)
-		return
-	}
-	path, err := s.recordingFile(r, id)
-	if errors.Is(err, errNoRecording) {
-		http.Error(w, "this session is not recorded", http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		s.storeError(w, r, err)
 		return
 	}
 	want := r.URL.Query().Get("channel")
@@ -399,24 +452,76 @@ func (s *Server) apiLive(w http.ResponseWriter, r *http.Request, who operator) {
 	if want == "" && strings.Count(id, "/") > 1 {
 		want = id
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		http.Error(w, "recording unreadable", http.StatusInternalServerError)
+	var readWrite bool
+	switch mode := r.URL.Query().Get("mode"); mode {
+	case "", modeReadOnly:
+	case modeReadWrite:
+		readWrite = true
+	default:
+		badRequest(w, "bad mode %q: want %s or %s", mode, modeReadOnly, modeReadWrite)
 		return
 	}
-	defer f.Close()
+	follow := func() (path string, fl *record.Follower, skip int64, stop func(), err error) {
+		if rf, ok := s.p.Gateway.(RecordingFollower); ok {
+			path, fl, skip, stop, err = rf.FollowRecording(master)
+			if !errors.Is(err, admin.ErrNotFound) {
+				return path, fl, skip, stop, err
+			}
+			// Not recording now: the file the store names, if any.
+		}
+		path, err = s.recordingFile(r, id)
+		return path, nil, 0, func() {}, err
+	}
+	path, fl, skip, stop, err := follow()
+	if errors.Is(err, errNoRecording) {
+		http.Error(w, "this session is not recorded", http.StatusNotFound)
+		return
+	}
+	if err != nil {
+		s.storeError(w, r, err)
+		return
+	}
+	defer func() { stop() }()
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
+	att, jn, ok := s.attend(w, r, who, id, want, readWrite)
+	if !ok {
+		return
+	}
+	if att != nil {
+		defer att.Leave()
+	}
+	if jn != nil {
+		defer s.leave(r, who, jn)
+	}
 	s.auditEvent(r, "console.live", who, id, audit.Accept, "", nil)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriter(w)
+	if jn != nil {
+		// Where the browser sends the operator's keystrokes.
+		b, _ := json.Marshal(map[string]string{"input": "/api/v1/sessions/" + url.PathEscape(id) + "/input?join=" + jn.token, "channel": jn.att.Channel()})
+		fmt.Fprintf(bw, "event: join\ndata: %s\n\n", b)
+	}
+	bw.Flush()
 	flusher.Flush()
-	lw := &liveWriter{w: bufio.NewWriter(w), flusher: flusher, channel: -1, cols: 80, rows: 24}
-	t := &tail{ctx: r.Context(), f: f, poll: s.p.LivePoll, live: isLive, caughtUp: lw.idle}
-	err = follow(t, func(b []byte) { lw.line(b, want) })
+	lw := &liveWriter{w: bw, flusher: flusher, channel: -1, cols: 80, rows: 24}
+	for {
+		err = s.view(r.Context(), lw, path, fl, skip, isLive, want)
+		if !errors.Is(err, errBehind) {
+			break
+		}
+		// Cut off for falling behind: start again from the file, with a
+		// reset holding everything shown so far.
+		stop()
+		if path, fl, skip, stop, err = follow(); err != nil {
+			break
+		}
+		lw = &liveWriter{w: bw, flusher: flusher, channel: -1, cols: 80, rows: 24}
+	}
 	switch {
 	case r.Context().Err() != nil:
 		return

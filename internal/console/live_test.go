@@ -10,12 +10,14 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluice-ssh/sluice/internal/admin"
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/record"
 )
 
 // sseReader reads the data lines of a server-sent event stream.
@@ -137,7 +139,7 @@ func FuzzLiveView(f *testing.F) {
 		rec := httptest.NewRecorder()
 		lw := &liveWriter{w: bufio.NewWriter(rec), flusher: rec, channel: -1, cols: 80, rows: 24}
 		tl := &tail{ctx: context.Background(), f: in, live: func() bool { return false }, caughtUp: lw.idle}
-		if err := follow(tl, func(b []byte) { lw.line(b, "") }); errors.Is(err, context.Canceled) {
+		if err := follow(tl, func(b []byte) bool { lw.line(b, ""); return true }); errors.Is(err, context.Canceled) {
 			t.Fatalf("follow: %v", err)
 		}
 		lw.idle()
@@ -172,6 +174,165 @@ func FuzzLiveView(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAPILiveFollower: a live view takes the recorder's lines as they are
+// queued; one that falls further behind than its queue starts again from
+// the file with a reset holding everything so far, and the session never
+// waits for it.
+func TestAPILiveFollower(t *testing.T) {
+	w := newWorld(t)
+	tok := w.token("ci", time.Hour)
+	id := w.session(1, "alice", "db:22", 0, true)
+	_, f := w.recordSession(id, "before\r\n")
+	w.gw.mu.Lock()
+	w.gw.files, w.gw.queue = map[string]*record.File{id: f}, 4<<10
+	w.gw.mu.Unlock()
+	req, _ := http.NewRequest("GET", w.base+"/api/v1/sessions/"+esc(id)+"/live", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := w.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	r := &sseReader{t: t, sc: bufio.NewScanner(resp.Body)}
+	r.sc.Buffer(nil, 1<<20)
+	var reset struct{ Init string }
+	if _, data := r.next(); json.Unmarshal([]byte(data), &reset) != nil || reset.Init != "before\r\n" {
+		t.Fatalf("first reset: got %q, want the output so far", data)
+	}
+	w.chans[0].Output([]byte("after"))
+	if _, data := r.next(); data == "" || !strings.Contains(data, `"o","after"`) {
+		t.Fatalf("event: got %q, want the output after", data)
+	}
+	// 64 KiB at once: far more than the follower's 4 KiB queue.
+	big := strings.Repeat("0123456789abcdef", 4<<10)
+	for i := 0; i < len(big); i += 1 << 10 {
+		w.chans[0].Output([]byte(big[i : i+1<<10]))
+	}
+	w.chans[0].Output([]byte("END"))
+	seen, resets := "", 0
+	for !strings.HasSuffix(seen, "END") {
+		_, data := r.next()
+		if strings.HasPrefix(data, "{") {
+			// The reset after the cut: the whole screen again.
+			if err := json.Unmarshal([]byte(data), &reset); err != nil || !strings.HasPrefix(reset.Init, "before\r\nafter") {
+				t.Fatalf("reset after falling behind: got %.80q, %v", data, err)
+			}
+			seen, resets = reset.Init, resets+1
+			continue
+		}
+		var ev []any
+		if err := json.Unmarshal([]byte(data), &ev); err != nil || len(ev) != 3 {
+			t.Fatalf("event %q: %v", data, err)
+		}
+		if s, _ := ev[2].(string); ev[1] == "o" {
+			seen += s
+		}
+	}
+	if resets == 0 {
+		t.Error("got no reset after 64 KiB through a 4 KiB queue, want the view started again")
+	}
+	if !strings.HasPrefix(seen, "before\r\nafter") || !strings.Contains(seen, big+"END") {
+		t.Errorf("the view after the cut: got %d bytes, want everything once, ending in the 64 KiB and END", len(seen))
+	}
+	w.closeRecordings(f)
+	w.gw.end(id)
+	for {
+		if name, _ := r.next(); name == "done" {
+			break
+		}
+	}
+}
+
+// TestAPIJoin: a read-write join is refused where the gateway does not
+// allow it (audited), and otherwise hands the operator an input URL that
+// only they can use, for as long as their view lasts; what they type is
+// counted in console.leave.
+func TestAPIJoin(t *testing.T) {
+	w := newWorld(t)
+	carol, mallory := w.token("carol", time.Hour), w.token("mallory", time.Hour)
+	id := w.session(1, "alice", "db:22", 0, true)
+	ch, f := w.recordSession(id, "$ ")
+	defer w.closeRecordings(f)
+	w.gw.mu.Lock()
+	w.gw.terms = map[string]bool{ch: false}
+	w.gw.mu.Unlock()
+	live := func(mode string) *http.Response {
+		req, _ := http.NewRequest("GET", w.base+"/api/v1/sessions/"+esc(id)+"/live?mode="+mode, nil)
+		req.Header.Set("Authorization", "Bearer "+carol)
+		resp, err := w.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	for mode, want := range map[string]int{"read_write": 403, "write": 400} {
+		if resp := live(mode); resp.StatusCode != want {
+			t.Errorf("mode=%s: got %s, want %d", mode, resp.Status, want)
+		} else {
+			resp.Body.Close()
+		}
+	}
+	ev, err := w.store.Query(context.Background(), audit.Filter{Type: "console.join"})
+	if err != nil || len(ev) != 1 || ev[0].Verdict != audit.Reject || ev[0].User != "carol" {
+		t.Fatalf("console.join: got %+v %v, want carol's refusal", ev, err)
+	}
+	w.gw.mu.Lock()
+	w.gw.terms[ch] = true
+	w.gw.mu.Unlock()
+	resp := live("read_write")
+	if resp.StatusCode != 200 {
+		t.Fatalf("read_write allowed: got %s", resp.Status)
+	}
+	r := &sseReader{t: t, sc: bufio.NewScanner(resp.Body)}
+	name, data := r.next()
+	var j struct{ Input, Channel string }
+	if name != "join" || json.Unmarshal([]byte(data), &j) != nil || j.Channel != ch || !strings.HasPrefix(j.Input, "/api/v1/sessions/"+esc(id)+"/input?join=") {
+		t.Fatalf("first event: got %s %q, want join with an input URL", name, data)
+	}
+	post := func(tok, path, body string) int {
+		resp, _ := w.doBody("POST", path, tok, body)
+		return resp.StatusCode
+	}
+	if code := post(carol, j.Input, "ls\r"); code != 204 {
+		t.Errorf("carol's input: got %d, want 204", code)
+	}
+	if code := post(carol, j.Input, strings.Repeat("x", maxInput+1)); code != 413 {
+		t.Errorf("input over %d bytes: got %d, want 413", maxInput, code)
+	}
+	if code := post(mallory, j.Input, "rm -rf /\r"); code != 404 {
+		t.Errorf("mallory with carol's join: got %d, want 404", code)
+	}
+	other := strings.Replace(j.Input, esc(id), esc("gw1/ssh-in:2"), 1)
+	if code := post(carol, other, "id\r"); code != 404 {
+		t.Errorf("carol's join on another session: got %d, want 404", code)
+	}
+	resp.Body.Close()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ev, _ := w.store.Query(context.Background(), audit.Filter{Type: "console.leave"})
+		if len(ev) == 1 {
+			if ev[0].Detail["input_chunks"] != float64(1) || ev[0].Detail["input_bytes"] != float64(3) {
+				t.Errorf("console.leave: got %v, want 1 chunk of 3 bytes", ev[0].Detail)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no console.leave within a minute")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code := post(carol, j.Input, "late\r"); code != 404 {
+		t.Errorf("input after the view ended: got %d, want 404", code)
+	}
+	told, typed := w.gw.noted()
+	if want := []string{"carol attends " + ch, "carol leaves " + ch}; !slices.Equal(told, want) {
+		t.Errorf("the user was told: got %q, want %q", told, want)
+	}
+	if !slices.Equal(typed, []string{"ls\r"}) {
+		t.Errorf("typed: got %q, want only carol's ls", typed)
+	}
 }
 
 // TestAPILiveFleet: a session another node of the fleet holds is shown

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sluice-ssh/sluice/internal/admin"
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/record"
 )
 
 // Gateway is what the console needs from the running gateway.
@@ -39,6 +40,45 @@ type FleetGateway interface {
 	// answer.
 	FleetHolds(ctx context.Context, id string) (bool, error)
 }
+
+// RecordingFollower is implemented by a Gateway that hands the console
+// the lines of a live session's recording as the recorder queues them
+// (record.File.Follow), so that a live view need not decompress the file
+// as it grows.
+type RecordingFollower interface {
+	// FollowRecording follows the recording live master session id is
+	// writing: the file's path, the Follower, and how many lines of the
+	// file come before the Follower's first. stop ends the Follower.
+	// admin.ErrNotFound when the session is not live or not recorded.
+	FollowRecording(id string) (path string, fl *record.Follower, skip int64, stop func(), err error)
+}
+
+// Terminals is implemented by a Gateway whose live pty channels operators
+// can be announced on and join.
+type Terminals interface {
+	// Attend tells the user of live pty channel id (a master session id:
+	// its first live pty channel) on their terminal that operator watches
+	// it, or has joined it read-write when readWrite. It returns
+	// ErrJoinRefused when policy does not let operator join read-write,
+	// and admin.ErrNotFound when there is no such live pty channel.
+	Attend(id, operator string, readWrite bool) (Attendance, error)
+}
+
+// Attendance is one operator watching or joined to a live pty channel.
+type Attendance interface {
+	// Channel is the id of the channel attended.
+	Channel() string
+	// Input sends p to the target as the user's keystrokes (recorded as
+	// theirs when the service records input); an error when the channel
+	// is not joined read-write or has ended.
+	Input(p []byte) error
+	// Leave tells the user the operator has stopped watching.
+	Leave()
+}
+
+// ErrJoinRefused is returned by Terminals.Attend when policy
+// (console.join) does not let an operator join a channel read-write.
+var ErrJoinRefused = errors.New("console: joining read-write is not allowed here")
 
 // Store is what the console reads from the audit store.
 type Store interface {
@@ -84,6 +124,7 @@ type Server struct {
 	cert     tls.Certificate
 	srv      *http.Server
 	handler  http.Handler
+	joins    joins
 }
 
 // readHeaderTimeout bounds a request's headers (slowloris).
@@ -173,6 +214,7 @@ func (s *Server) routes() http.Handler {
 	api("GET /api/v1/sessions/{id}/recording", s.apiRecording)
 	api("GET /api/v1/sessions/{id}/live", s.apiLive)
 	api("POST /api/v1/sessions/{id}/kill", s.apiKill)
+	api("POST /api/v1/sessions/{id}/input", s.apiInput)
 	api("GET /api/v1/audit", s.apiAudit)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no such endpoint", http.StatusNotFound)

@@ -87,6 +87,9 @@ type Gateway struct {
 	// that a code accepted once is refused everywhere after (in a fleet,
 	// on every node: joinFleet).
 	codes *mfa.Verifier
+	// live are the live sessions' recordings and pty channels, for the
+	// console's live view and joins (join.go).
+	live liveRecordings
 	// inners are the live inner sessions of jumps (jump.go).
 	inners innerSessions
 	// fleet is the node's membership of a fleet (fleet.go); nil without

@@ -23,6 +23,10 @@ type recorders struct {
 	logger *slog.Logger
 	// failures counts recordings that could not be made or stopped early.
 	failures *atomic.Uint64
+	// live is where the live recordings and pty channels are listed for
+	// the console; joinRW is the service's console_join: read_write.
+	live   *liveRecordings
+	joinRW bool
 }
 
 // recordStart returns the service's sshproxy.RecordStart, or nil when the
@@ -41,8 +45,14 @@ func (g *Gateway) recordStart(cfg *config.Config, sc *config.Service) sshproxy.R
 		},
 		logger:   g.logger,
 		failures: &g.ops.recordFailures,
+		live:     &g.live,
+		joinRW:   sc.ConsoleJoin == config.JoinReadWrite,
 	}
-	return func(m *session.Master) sshproxy.Recording { return &masterRecording{rs: rs, m: m} }
+	return func(m *session.Master) sshproxy.Recording {
+		mr := &masterRecording{rs: rs, m: m}
+		rs.live.addMaster(mr)
+		return mr
+	}
 }
 
 // maxStreamBytes maps record.max_bytes_per_stream (0: no cap) to
@@ -83,7 +93,22 @@ func (mr *masterRecording) Channel(st *session.Stacked, s *sshsession.Session, c
 		mr.rs.logger.Error("recording unavailable", "session_id", st.ID(), "on_failure", string(mr.rs.mode), "err", err)
 		return nil, fmt.Errorf("gateway: recording %s: %w", st.ID(), err)
 	}
-	return channelRecorder{Channel: f.Channel(h), f: f}, nil
+	rc := f.Channel(h)
+	if !h.Pty {
+		return channelRecorder{Channel: rc, f: f}, nil
+	}
+	t := &terminal{live: mr.rs.live, id: st.ID(), master: mr.m.ID(), rec: rc, readWrite: mr.rs.joinRW}
+	return terminalRecorder{channelRecorder{Channel: rc, f: f}, t}, nil
+}
+
+// current returns the file in use, or nil before the first.
+func (mr *masterRecording) current() *record.File {
+	mr.mu.Lock()
+	defer mr.mu.Unlock()
+	if n := len(mr.files); n > 0 {
+		return mr.files[n-1]
+	}
+	return nil
 }
 
 // FailClosed reports whether record.on_failure is fail_closed.
@@ -113,6 +138,7 @@ func (mr *masterRecording) file() (*record.File, error) {
 
 // Close closes the files and returns each with its digest.
 func (mr *masterRecording) Close() []sshproxy.RecordedFile {
+	mr.rs.live.removeMaster(mr)
 	mr.mu.Lock()
 	defer mr.mu.Unlock()
 	out := make([]sshproxy.RecordedFile, 0, len(mr.files))
@@ -135,7 +161,15 @@ func (c channelRecorder) Failed() <-chan struct{} { return c.f.Failed() }
 func (c channelRecorder) Err() error              { return c.f.Err() }
 func (c channelRecorder) Close() map[string]any   { return c.Channel.Close().Detail() }
 
+// terminalRecorder is the recorder of a pty channel: operators can be
+// announced on it and join it (join.go).
+type terminalRecorder struct {
+	channelRecorder
+	*terminal
+}
+
 var (
 	_ sshproxy.Recorder  = channelRecorder{}
+	_ sshproxy.Terminal  = terminalRecorder{}
 	_ sshproxy.Recording = (*masterRecording)(nil)
 )

@@ -54,6 +54,14 @@
 // wait until the channel is closed, so that nothing is relayed unrecorded
 // while the caller ends the channel (fail_closed).
 //
+// # Following
+//
+// File.Follow hands a live viewer each line as it is queued, before
+// compression, with how many lines of the file come before its first: a
+// viewer reads the file that far (the screen so far) and goes on with the
+// Follower, each line once. A Follower's queue is bounded; one that falls
+// behind is cut off (Follower.Behind) instead of holding the session up.
+//
 // # Playing back
 //
 // Play and Validate read both these files and the asciicast v2 files

@@ -110,6 +110,8 @@ type File struct {
 	closeOnce    sync.Once
 	closeErr     error
 	sum          string
+	lines        int64                  // lines queued so far, the header's included
+	followers    map[*Follower]struct{} // see Follow
 }
 
 // FileName is the base name of the recording of sessionID: the id with "/"
@@ -204,6 +206,7 @@ func newFile(f sink, path string, h FileHeader, p Params) (*File, error) {
 		wake:   make(chan struct{}, 1),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
+		lines:  1, // the header
 	}
 	r.room = sync.NewCond(&r.mu)
 	line, err := json.Marshal(fileHeaderJSON{Format: Format, SessionID: h.SessionID, User: h.User, Timestamp: r.start.Unix()})
@@ -312,6 +315,10 @@ func (r *File) enqueueLocked(line []byte) {
 	}
 	r.pending = append(r.pending, line)
 	r.pendingBytes += len(line)
+	r.lines++
+	for fl := range r.followers {
+		fl.push(line)
+	}
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -343,6 +350,7 @@ func (r *File) stopLocked(cause error) {
 	r.cause = cause
 	r.pending, r.pendingBytes = nil, 0
 	r.room.Broadcast()
+	r.endFollowersLocked()
 	close(r.failed)
 	if r.p.OnError != nil {
 		r.p.OnError(cause)
@@ -456,6 +464,7 @@ func (r *File) Close() error {
 		r.mu.Lock()
 		r.closed = true
 		r.room.Broadcast()
+		r.endFollowersLocked()
 		r.mu.Unlock()
 		close(r.quit)
 		<-r.done

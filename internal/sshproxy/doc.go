@@ -19,6 +19,10 @@
 // intercepted connection from one made straight to it) and the SSH user
 // name the upstream login.
 //
+// A recorded pty channel whose Recorder is also a Terminal is handed the
+// client's terminal and the target's stdin while it is relayed, so that
+// the console can tell the user who watches and let an operator type.
+//
 // Flow control is end to end: a relay copies one packet at a time and a
 // write blocks until the peer's window allows it, so a client that stops
 // reading holds at most one window per channel in the gateway, and other

@@ -57,6 +57,17 @@ type Recorder interface {
 	Close() map[string]any
 }
 
+// Terminal is implemented by a Recorder of a pty channel that operators
+// may watch and join (the console): the relay hands it the channel's two
+// ends while it relays the streams.
+type Terminal interface {
+	// Attach is called as the relay starts: toClient writes to the
+	// client's terminal (unrecorded), toTarget to the target's stdin
+	// (both safe for use beside the relay's own copies). detach is called
+	// when the streams end; the writers fail after it.
+	Attach(toClient, toTarget io.Writer) (detach func())
+}
+
 // Recording records one master session's channels. Its methods are called
 // from the channels' goroutines.
 type Recording interface {

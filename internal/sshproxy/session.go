@@ -353,6 +353,11 @@ func (r *relay) streams(s *sshsession.Session) {
 		stdout = teeWriter{s, rec.Output}
 		stderr = teeWriter{s.Stderr(), rec.Stderr}
 	}
+	if t, ok := r.rec.(Terminal); ok {
+		if _, pty := s.Pty(); pty {
+			defer t.Attach(s, r.up)()
+		}
+	}
 	// Client stdin to the target. Read ends when the client sends EOF or the
 	// channel closes; the connection owns the goroutine, and session waits
 	// for it before the channel's end is audited.
