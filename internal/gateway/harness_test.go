@@ -219,7 +219,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 %s%s    policy:
 %s
 audit:
-  sink: %q
+  sink: %s
 %s`, name, grace, o.gateway, o.zones, o.users, port, cz, sz, o.router, u.Username, identity, o.upstream, o.service, pol, sink, tail)
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
