@@ -396,8 +396,17 @@ func (s *Server) view(ctx context.Context, lw *liveWriter, path string, fl *reco
 		return err
 	}
 	defer f.Close()
-	t := &tail{ctx: ctx, f: f, poll: s.p.LivePoll, live: isLive, caughtUp: lw.idle}
 	var n int64
+	// With a Follower, the file has caught up only once it holds the
+	// skip lines the recorder had taken when the Follower began: the
+	// last of them may still sit in the recorder's unflushed member, and
+	// a reset sent before them would leave them out of the screen.
+	caughtUp := func() {
+		if fl == nil || n >= skip {
+			lw.idle()
+		}
+	}
+	t := &tail{ctx: ctx, f: f, poll: s.p.LivePoll, live: isLive, caughtUp: caughtUp}
 	err = follow(t, func(b []byte) bool {
 		n++
 		lw.line(b, want)
