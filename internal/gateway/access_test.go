@@ -220,17 +220,12 @@ func TestRolesReloadEndsSession(t *testing.T) {
 			if len(evs) != 1 || evs[0].Rule != "roles" || evs[0].Detail["role"] != "dba" || evs[0].Detail["on_reload"] != mode {
 				t.Fatalf("got reload events %+v, want one by rule roles for role dba, on_reload %s", evs, mode)
 			}
-			ended := make(chan error, 1)
-			go func() { ended <- client.Wait() }()
-			select {
-			case <-ended:
-				if mode == "finish" {
-					t.Fatal("finish: the live session was ended, want it kept")
-				}
-			case <-time.After(5 * time.Second):
-				if mode == "end" {
-					t.Fatal("end: the live session still runs 5s after the reload")
-				}
+			switch ended := endsWithin(client, 5*time.Second); {
+			case ended && mode == "finish":
+				t.Fatal("finish: the live session was ended, want it kept")
+			case !ended && mode == "end":
+				t.Fatal("end: the live session still runs 5s after the reload")
+			case !ended:
 				rtt()
 			}
 		})
@@ -359,11 +354,7 @@ func TestReloadRemovingUserEndsSession(t *testing.T) {
 	if len(evs) != 1 || evs[0].Rule != "users" || evs[0].User != "bob" || evs[0].Detail["on_reload"] != "end" {
 		t.Fatalf("got reload events %+v, want bob's session ended by rule users", evs)
 	}
-	ended := make(chan error, 1)
-	go func() { ended <- client.Wait() }()
-	select {
-	case <-ended:
-	case <-time.After(5 * time.Second):
+	if !endsWithin(client, 5*time.Second) {
 		t.Fatal("bob's session still runs 5s after the reload removed him")
 	}
 }
@@ -396,15 +387,11 @@ func TestRoleLimits(t *testing.T) {
 	if evs := w.events(EventAccess, func(e audit.Event) bool { return e.Rule == "roles[dba].max_sessions_per_user" }); len(evs) != 1 || evs[0].Verdict != audit.Reject {
 		t.Errorf("got %+v, want one refusal by roles[dba].max_sessions_per_user", evs)
 	}
-	ended := make(chan error, 1)
-	go func() { ended <- first.Wait() }()
-	select {
-	case <-ended:
-		if d := time.Since(started); d < 14*time.Second {
-			t.Errorf("session ended after %s, want about 15s", d)
-		}
-	case <-time.After(60 * time.Second):
+	if !endsWithin(first, 60*time.Second) {
 		t.Fatal("session still runs 60s after its max_session_length of 15s")
+	}
+	if d := time.Since(started); d < 14*time.Second {
+		t.Errorf("session ended after %s, want about 15s", d)
 	}
 	if evs := w.events(EventAccess, func(e audit.Event) bool { return e.Rule == "roles[dba].max_session_length" }); len(evs) != 1 {
 		t.Errorf("got %+v, want one event by roles[dba].max_session_length", evs)
@@ -448,11 +435,7 @@ func TestReloadAddingRolesRechecksSessions(t *testing.T) {
 	if len(evs) != 1 || evs[0].Rule != "roles" || evs[0].Detail["on_reload"] != "end" {
 		t.Fatalf("got reload events %+v, want one by rule roles", evs)
 	}
-	ended := make(chan error, 1)
-	go func() { ended <- client.Wait() }()
-	select {
-	case <-ended:
-	case <-time.After(5 * time.Second):
+	if !endsWithin(client, 5*time.Second) {
 		t.Fatal("the session still runs 5s after roles were added")
 	}
 }

@@ -451,3 +451,16 @@ func startBuiltinTarget(t *testing.T, dir string, key ssh.PublicKey) *sshtest.Ss
 	port := ln.Addr().(*net.TCPAddr).Port
 	return &sshtest.Sshd{Addr: ln.Addr().String(), Port: port, Dir: dir, HostKey: hostSigner.PublicKey()}
 }
+
+// endsWithin reports whether c's connection ends (its Wait returns)
+// within d. A connection still open then is left open.
+func endsWithin(c interface{ Wait() error }, d time.Duration) bool {
+	ended := make(chan error, 1)
+	go func() { ended <- c.Wait() }()
+	select {
+	case <-ended:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}

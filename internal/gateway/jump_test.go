@@ -316,11 +316,7 @@ func TestJumpReloadEndsInner(t *testing.T) {
 	if len(evs) != 1 || evs[0].Verdict != audit.Reject || evs[0].Detail["host"] != "db1" || evs[0].Detail["on_reload"] != "end" {
 		t.Fatalf("reload events of inner sessions: got %+v, want one refusal", evs)
 	}
-	ended := make(chan error, 1)
-	go func() { ended <- inner.Wait() }()
-	select {
-	case <-ended:
-	case <-time.After(10 * time.Second):
+	if !endsWithin(inner, 10*time.Second) {
 		t.Fatal("the inner session still runs 10s after the reload")
 	}
 	if _, _, err := outer.SendRequest("keepalive@openssh.com", true, nil); err != nil {
@@ -372,11 +368,7 @@ func TestJumpKillInner(t *testing.T) {
 	if err := c.Kill(ctx, victim); err != nil {
 		t.Fatalf("Kill %s: %v", victim, err)
 	}
-	ended := make(chan error, 1)
-	go func() { ended <- first.Wait() }()
-	select {
-	case <-ended:
-	case <-time.After(15 * time.Second):
+	if !endsWithin(first, 15*time.Second) {
 		t.Fatal("the killed inner session still runs 15s after the kill")
 	}
 	echo()

@@ -151,11 +151,7 @@ func TestIdleTimeout(t *testing.T) {
 		last = time.Now()
 		time.Sleep(500 * time.Millisecond)
 	}
-	ended := make(chan error, 1)
-	go func() { ended <- client.Wait() }()
-	select {
-	case <-ended:
-	case <-time.After(10 * time.Second):
+	if !endsWithin(client, 10*time.Second) {
 		t.Fatal("idle connection still open after 10s, want closed after about 2s")
 	}
 	t.Logf("closed %v after the last data", time.Since(last))

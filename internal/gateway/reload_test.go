@@ -52,17 +52,12 @@ func TestReloadEndsSessionsNoLongerAllowed(t *testing.T) {
 			if len(evs) != 1 || evs[0].Rule != "services[ssh-in].on_reload" || evs[0].Detail["on_reload"] != mode {
 				t.Fatalf("got reload events %+v, want one by services[ssh-in].on_reload with on_reload %s", evs, mode)
 			}
-			ended := make(chan error, 1)
-			go func() { ended <- client.Wait() }()
-			select {
-			case <-ended:
-				if mode == "finish" {
-					t.Fatal("finish: the live session was ended, want it kept")
-				}
-			case <-time.After(2 * time.Second):
-				if mode == "end" {
-					t.Fatal("end: the live session still runs 2s after the reload")
-				}
+			switch ended := endsWithin(client, 2*time.Second); {
+			case ended && mode == "finish":
+				t.Fatal("finish: the live session was ended, want it kept")
+			case !ended && mode == "end":
+				t.Fatal("end: the live session still runs 2s after the reload")
+			case !ended:
 				rtt()
 			}
 			// New connections get the new client_zones.
