@@ -37,7 +37,7 @@ type Params struct {
 	// "alice+db1:22" to "alice". It returns "" for a login name it refuses.
 	// nil means the login name is the user name.
 	UserName func(sshUser string) string
-	// SignOn is the identity provider of single sign-on (SignOnCallback);
+	// SignOn is the identity provider of single sign-on (SignOn);
 	// nil without.
 	SignOn SignOn
 	// AutoProvision lets a user SignOn names who is not in Users log in,

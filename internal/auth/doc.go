@@ -3,7 +3,7 @@
 // certificates signed by a trusted CA (PROTOCOL.certkeys), bcrypt
 // passwords, and single sign-on at an OpenID provider through
 // keyboard-interactive (RFC 4256) and the device authorization grant
-// (SignOnCallback, internal/oidc).
+// (SignOn, internal/oidc).
 //
 // Authenticator.Callbacks installs the callbacks in the ssh.ServerConfig of
 // one connection. The identity that authenticated, and what its key options

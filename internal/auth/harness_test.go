@@ -27,20 +27,16 @@ type server struct {
 	results chan result
 }
 
-func startServer(t *testing.T, a *Authenticator, refused func(Refusal), more ...func(*ssh.ServerConfig)) *server {
+func startServer(t *testing.T, a *Authenticator, refused func(Refusal)) *server {
 	t.Helper()
-	return startServerLogin(t, a, Login{Refused: refused}, more...)
+	return startServerLogin(t, a, Login{Refused: refused})
 }
 
-// startServerLogin is startServer with every field of Login; more set up
-// the ServerConfig further after Callbacks (a sign-on callback, say).
-func startServerLogin(t *testing.T, a *Authenticator, login Login, more ...func(*ssh.ServerConfig)) *server {
+// startServerLogin is startServer with every field of Login.
+func startServerLogin(t *testing.T, a *Authenticator, login Login) *server {
 	t.Helper()
 	cfg := &ssh.ServerConfig{}
 	a.Callbacks(cfg, login)
-	for _, f := range more {
-		f(cfg)
-	}
 	cfg.AddHostKey(newSigner(t))
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

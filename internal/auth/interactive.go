@@ -37,7 +37,8 @@ type FirstMethod interface {
 	// Authenticate asks the client through ask, one or more rounds, and
 	// returns who it proved to be. login is the gateway user name the
 	// SSH login name maps to ("" when the mapping refuses it). A
-	// *Refusal refuses the attempt, audited with its rule; any other
+	// *Refusal refuses the attempt, audited with its rule (and its
+	// Method, "keyboard-interactive" when it names none); any other
 	// error is a refusal with rule "keyboard-interactive". Every refusal
 	// counts against MaxAuthTries.
 	Authenticate(conn ssh.ConnMetadata, login string, ask ssh.KeyboardInteractiveChallenge) (Identity, error)
@@ -143,7 +144,9 @@ func (a *Authenticator) first(m FirstMethod) func(ssh.ConnMetadata, ssh.Keyboard
 		id, err := m.Authenticate(conn, a.userName(conn.User()), ask)
 		if err != nil {
 			if r, ok := errors.AsType[*Refusal](err); ok {
-				r.Method = MethodKeyboardInteractive
+				if r.Method == "" {
+					r.Method = MethodKeyboardInteractive
+				}
 				return nil, r
 			}
 			return fail(MethodKeyboardInteractive, login, "keyboard-interactive", err.Error())

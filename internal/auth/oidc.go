@@ -34,12 +34,13 @@ const (
 	ruleOIDCProvision = "oidc.auto_provision"
 )
 
-// SignOnCallback installs single sign-on at Params.SignOn as the
-// keyboard-interactive method of cfg, the ServerConfig of one connection,
-// and reports each attempt it refuses to refused (which may be nil). ctx
-// ends a wait in progress (the connection's master session ending);
-// deadline, the end of the connection's login grace time, ends it too
-// (zero: only the grant's own expiry does).
+// SignOn returns single sign-on at Params.SignOn as the FirstMethod of
+// one connection (Login.First), so that Callbacks installs it as the
+// keyboard-interactive method beside publickey and password, reports its
+// refusals and asks the second factor after it as after them. ctx ends a
+// wait in progress (the connection's master session ending); deadline,
+// the end of the connection's login grace time, ends it too (zero: only
+// the grant's own expiry does).
 //
 // The one question shows the verification URL, the user code and a QR
 // code of the URL, and asks to press Enter; the answer is not used: the
@@ -47,18 +48,33 @@ const (
 // the SSH login name maps to, so a login name cannot pick someone else's
 // routes. One grant is started per connection, so a client cannot make the
 // gateway flood the provider with device codes.
-func (a *Authenticator) SignOnCallback(ctx context.Context, cfg *ssh.ServerConfig, deadline time.Time, refused func(Refusal)) {
-	var started atomic.Bool
-	cfg.KeyboardInteractiveCallback = reporting(refused, func(conn ssh.ConnMetadata, client ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
-		if a.userName(conn.User()) == "" {
-			return fail(MethodOIDC, conn.User(), "users", "login name not accepted")
-		}
-		name, u := a.lookup(conn)
-		if !started.CompareAndSwap(false, true) {
-			return fail(MethodOIDC, name, ruleOIDC, "a second sign-in on one connection")
-		}
-		return a.signOn(ctx, client, deadline, name, u)
-	})
+func (a *Authenticator) SignOn(ctx context.Context, deadline time.Time) FirstMethod {
+	return &signOnMethod{a: a, ctx: ctx, deadline: deadline}
+}
+
+// signOnMethod is one connection's single sign-on.
+type signOnMethod struct {
+	a        *Authenticator
+	ctx      context.Context
+	deadline time.Time
+	started  atomic.Bool // a grant was started: one per connection
+}
+
+func (m *signOnMethod) Name() string { return MethodOIDC }
+
+func (m *signOnMethod) Authenticate(conn ssh.ConnMetadata, login string, ask ssh.KeyboardInteractiveChallenge) (Identity, error) {
+	if login == "" {
+		return Identity{}, &Refusal{Method: MethodOIDC, User: conn.User(), Rule: "users", Reason: "login name not accepted"}
+	}
+	name, u := m.a.lookup(conn)
+	if !m.started.CompareAndSwap(false, true) {
+		return Identity{}, &Refusal{Method: MethodOIDC, User: name, Rule: ruleOIDC, Reason: "a second sign-in on one connection"}
+	}
+	p, err := m.a.signOn(m.ctx, ask, m.deadline, name, u)
+	if err != nil {
+		return Identity{}, err
+	}
+	return p.ExtraData[identityKey{}].(Identity), nil
 }
 
 func (a *Authenticator) signOn(ctx context.Context, client ssh.KeyboardInteractiveChallenge, deadline time.Time, name string, u *userEntry) (*ssh.Permissions, error) {

@@ -16,7 +16,7 @@ import (
 
 // stubSignOn answers every grant with id or err; with block it waits for
 // the context instead. The real identity provider is in the gateway's and
-// internal/oidc's tests: this one lets each rule of SignOnCallback be hit.
+// internal/oidc's tests: this one lets each rule of SignOn be hit.
 type stubSignOn struct {
 	id     oidc.Identity
 	err    error
@@ -87,9 +87,7 @@ func TestSignOn(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s := startServer(t, a, f.record, func(cfg *ssh.ServerConfig) {
-				a.SignOnCallback(t.Context(), cfg, deadline, f.record)
-			})
+			s := startServerLogin(t, a, Login{Refused: f.record, First: a.SignOn(t.Context(), deadline)})
 			var p prompts
 			r := s.login(t, tc.login, ssh.KeyboardInteractive(p.answer))
 			if len(p.shown) == 0 || !strings.Contains(p.shown[0], "https://idp.test/device") || !strings.Contains(p.shown[0], "ABCD-EFGH") || !strings.Contains(p.shown[0], "█") {
@@ -125,9 +123,7 @@ func TestSignOnOncePerConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	var f failures
-	s := startServer(t, a, f.record, func(cfg *ssh.ServerConfig) {
-		a.SignOnCallback(t.Context(), cfg, time.Time{}, f.record)
-	})
+	s := startServerLogin(t, a, Login{Refused: f.record, First: a.SignOn(t.Context(), time.Time{})})
 	var p prompts
 	if r := s.login(t, "alice", ssh.RetryableAuthMethod(ssh.KeyboardInteractive(p.answer), 3)); r.err == nil {
 		t.Fatal("got login accepted, want refused")

@@ -489,8 +489,7 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 			if sc.Router.Transparent {
 				cfg = g.transparentConfig(ctx, m, c, sc, scfg, hostCA, hostKeys, rt)
 			}
-			refused := func(r auth.Refusal) { g.refused(l, r) }
-			clientAuthn.Callbacks(&cfg, auth.Login{Refused: refused, SecondFactor: second, Owed: l.owe})
+			login := auth.Login{Refused: func(r auth.Refusal) { g.refused(l, r) }, SecondFactor: second, Owed: l.owe}
 			if sc.OIDC {
 				// config refuses oidc with mfa, and with transparent
 				// routing, on one service: the identity provider asks
@@ -499,8 +498,9 @@ func (g *Gateway) buildService(cfg *config.Config, sc *config.Service, zones *zo
 				if grace > 0 {
 					deadline = time.Now().Add(grace)
 				}
-				authn.SignOnCallback(ctx, &cfg, deadline, refused)
+				login.First = authn.SignOn(ctx, deadline)
 			}
+			clientAuthn.Callbacks(&cfg, login)
 			proxy.Handle(ctx, m, c, &cfg)
 			g.loginDone(l)
 		},
