@@ -30,7 +30,26 @@ type element struct {
 	// recyclePacket once buf is consumed. Sluice patch (docs/xcrypto-fork.md,
 	// "pooled packet buffers").
 	packet []byte
+	// shared says that buf was made by writePacket to hold small packets
+	// one after another, so that later ones may be appended to it. Sluice
+	// patch (docs/xcrypto-fork.md, "small packets share a buffer").
+	shared bool
 }
+
+// Small packets are copied into a shared buffer at the tail of the list
+// instead of each taking an element and a packet of its own: the peer's
+// window is counted in payload bytes, and a packet of one byte held over
+// 100 bytes of heap, so a peer filling a channel nobody reads with tiny
+// packets made it hold a hundred times its window. coalesceMax is the
+// largest payload so copied and coalesceCap the most a shared buffer
+// holds; it grows by append, so that a reader that keeps up (a keystroke
+// at a time) costs no more than before, and unread data about twice its
+// size. Sluice patch (docs/xcrypto-fork.md, "small packets share a
+// buffer").
+const (
+	coalesceMax = 512
+	coalesceCap = 4096
+)
 
 // newBuffer returns an empty buffer that is not closed.
 func newBuffer() *buffer {
@@ -54,9 +73,20 @@ func (b *buffer) write(buf []byte) {
 // packet pool.
 func (b *buffer) writePacket(buf, packet []byte) {
 	b.Cond.L.Lock()
-	e := &element{buf: buf, packet: packet}
-	b.tail.next = e
-	b.tail = e
+	if len(buf) <= coalesceMax {
+		t := b.tail
+		if !t.shared || len(t.buf)+len(buf) > coalesceCap {
+			t = &element{shared: true}
+			b.tail.next = t
+			b.tail = t
+		}
+		t.buf = append(t.buf, buf...)
+		recyclePacket(packet)
+	} else {
+		e := &element{buf: buf, packet: packet}
+		b.tail.next = e
+		b.tail = e
+	}
 	b.Cond.Signal()
 	b.Cond.L.Unlock()
 }
