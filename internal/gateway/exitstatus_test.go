@@ -14,10 +14,11 @@ import (
 )
 
 // exitRounds is how many commands each client runs in the exit-status
-// tests: 30 in the regular suite (a 2-core machine runs it), or the
-// number in SLUICE_EXIT_ROUNDS (200 for the figures in docs).
+// tests: 20 in the regular suite (the lost statuses were one round in
+// four, so 20 rounds miss them with a chance of 0.3 %), or the number in
+// SLUICE_EXIT_ROUNDS (200 for the figures in docs).
 func exitRounds(t *testing.T) int {
-	n := 30
+	n := 20
 	if s := os.Getenv("SLUICE_EXIT_ROUNDS"); s != "" {
 		v, err := strconv.Atoi(s)
 		if err != nil || v < 1 {
