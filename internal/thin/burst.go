@@ -25,8 +25,9 @@ type Burst[K comparable] struct {
 	Window time.Duration
 	// Report, when set, receives what was held back (the counts by key
 	// and the rest) when a Window ends after an occurrence was held back,
-	// from a timer's goroutine, or at Flush. It is not called with the
-	// Burst's lock held.
+	// from a timer's goroutine, or at Flush (which needs it). It is not
+	// called with the Burst's lock held. The timer runs on real time, for
+	// what remains of the window by Now.
 	Report func(held map[K]int64, rest int64)
 	// Now is the clock (default time.Now).
 	Now func() time.Time

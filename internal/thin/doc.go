@@ -2,7 +2,9 @@
 // are recorded (the audit store, the log). A refusal costs the client one
 // packet or one TCP connection and the gateway no work upstream, so a
 // client repeating one at wire speed would otherwise write a row or a log
-// line for each. Two mechanisms serve every such place in Sluice:
+// line for each. Two mechanisms serve every such place in Sluice (the
+// console's refusals are bounded by its login rate limit instead, a
+// security control with a window per key):
 //
 //   - Counter counts occurrences by key and keeps the first Burst of each
 //     key one by one, then each power of two (the 32nd, 64th, 128th...),

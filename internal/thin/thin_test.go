@@ -225,10 +225,18 @@ func TestCounterConcurrent(t *testing.T) {
 func TestBurstWindow(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	clk := &clock{t: t0}
+	var mu sync.Mutex
 	var reports []int64
 	b := Burst[struct{}]{Burst: 3, Window: time.Hour, Now: clk.now, Report: func(held map[struct{}]int64, rest int64) {
+		mu.Lock()
+		defer mu.Unlock()
 		reports = append(reports, held[struct{}{}], rest)
 	}}
+	reported := func() []int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(reports)
+	}
 	var passed []int
 	for i := range 10 {
 		clk.set(t0.Add(time.Duration(i) * time.Second))
@@ -241,12 +249,14 @@ func TestBurstWindow(t *testing.T) {
 	}
 	b.Flush()
 	b.Flush() // nothing more held: no second report
-	if want := []int64{7, 0}; !slices.Equal(reports, want) {
+	if want := []int64{7, 0}; !slices.Equal(reported(), want) {
 		t.Errorf("reports: got %v, want %v (7 held, no rest)", reports, want)
 	}
-	clk.set(t0.Add(time.Hour - time.Nanosecond))
+	// Held, it arms the timer for the rest of the window (half an hour of
+	// real time): Flush reports it before.
+	clk.set(t0.Add(30 * time.Minute))
 	if b.Allow(struct{}{}) {
-		t.Error("the window's last instant: passed, want held")
+		t.Error("mid-window after a Flush: passed, want held")
 	}
 	clk.set(t0.Add(time.Hour))
 	for i := range 4 {
@@ -255,8 +265,27 @@ func TestBurstWindow(t *testing.T) {
 		}
 	}
 	b.Flush()
-	if want := []int64{7, 0, 2, 0}; !slices.Equal(reports, want) {
-		t.Errorf("reports: got %v, want %v", reports, want)
+	if want := []int64{7, 0, 2, 0}; !slices.Equal(reported(), want) {
+		t.Errorf("reports: got %v, want %v", reported(), want)
+	}
+}
+
+// TestBurstWindowEdge: a window lasts Window from its first Allow, to the
+// nanosecond.
+func TestBurstWindowEdge(t *testing.T) {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	clk := &clock{t: t0}
+	b := Burst[string]{Burst: 1, Window: time.Minute, Now: clk.now}
+	var got []bool
+	for _, at := range []time.Duration{0, time.Second, time.Minute - time.Nanosecond, time.Minute, time.Minute + time.Second, 2*time.Minute - time.Nanosecond, 2 * time.Minute} {
+		clk.set(t0.Add(at))
+		got = append(got, b.Allow("k"))
+	}
+	if want := []bool{true, false, false, true, false, false, true}; !slices.Equal(got, want) {
+		t.Errorf("passed: got %v, want %v", got, want)
+	}
+	if held, rest := b.Next(); !maps.Equal(held, map[string]int64{"k": 4}) || rest != 0 {
+		t.Errorf("held: got %v and rest %d, want k: 4 and 0", held, rest)
 	}
 }
 
@@ -300,8 +329,12 @@ func TestBurstKeysAndNext(t *testing.T) {
 	if want := map[string]int64{"a": 2, "c": 2}; !maps.Equal(held, want) || rest != 3 {
 		t.Errorf("Next: got %v and rest %d, want %v and 3 (b, d, e)", held, rest, want)
 	}
-	if !b.Allow("z") || !b.Allow("z") || b.Allow("z") {
-		t.Error("after Next: want 2 passed, then held")
+	var after []bool
+	for range 3 {
+		after = append(after, b.Allow("z"))
+	}
+	if want := []bool{true, true, false}; !slices.Equal(after, want) {
+		t.Errorf("after Next: got %v, want %v (2 passed, then held)", after, want)
 	}
 	held, rest = b.Next()
 	if want := map[string]int64{"z": 1}; !maps.Equal(held, want) || rest != 0 {
