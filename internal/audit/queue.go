@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-ssh/sluice/internal/thin"
 )
 
 // Mode says what the gateway does while a Queue's store fails.
@@ -246,8 +247,9 @@ func (q *Queue) Dropped() uint64 { return q.dropped.Load() }
 func (q *Queue) lost(ctx context.Context, n int, cause error) {
 	total := q.dropped.Add(uint64(n))
 	q.unreported.Add(uint64(n))
-	// Log the first drop of each power of two so a flood stays readable.
-	if bits.OnesCount64(total) == 1 || uint64(n) >= total {
+	// Log the first drops, then each time the total lands on a power of
+	// two (thin.Kept), so a flood stays readable.
+	if thin.Kept(total, 1) || uint64(n) >= total {
 		q.log.LogAttrs(ctx, slog.LevelWarn, "audit events dropped", slog.Any("err", cause), slog.Uint64("dropped", total), slog.String("mode", q.p.Mode.String()))
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/sluice-ssh/sluice/internal/thin"
 )
 
 // TypeSampled is the type of the summary a Sampler writes for the events
@@ -62,19 +64,19 @@ type sampleKey struct {
 // type, rule, client zone, verdict and client address prefix; at the end
 // of the interval one TypeSampled event per key (at most Keys, plus one
 // for the rest) is written. A flood thus costs at most Burst + Keys + 1
-// writes per Interval. A goroutine started by NewSampler and ended by
-// Close writes the summaries.
+// writes per Interval (a thin.Burst whose windows the intervals end). A
+// goroutine started by NewSampler and ended by Close writes the summaries.
 type Sampler struct {
 	next Sink
 	p    SamplerParams
 	log  *slog.Logger
 
+	// mu orders Write against flush and Close; it is taken before
+	// burst's own lock.
 	mu     sync.Mutex
 	closed bool
-	since  time.Time // start of the current interval
-	passed int       // sampled events passed on in the interval
-	counts map[sampleKey]int64
-	rest   int64 // events of keys past p.Keys
+	since  time.Time             // start of the current interval
+	burst  thin.Burst[sampleKey] // passes p.Burst per interval, counts the rest by key
 
 	summarised atomic.Uint64
 
@@ -96,7 +98,7 @@ func NewSampler(next Sink, p SamplerParams) *Sampler {
 	if p.Keys <= 0 {
 		p.Keys = defaultSampleKeys
 	}
-	s := &Sampler{next: next, p: p, log: p.Logger, since: time.Now(), counts: make(map[sampleKey]int64), stop: make(chan struct{}), done: make(chan struct{})}
+	s := &Sampler{next: next, p: p, log: p.Logger, since: time.Now(), burst: thin.Burst[sampleKey]{Burst: p.Burst, Keys: p.Keys}, stop: make(chan struct{}), done: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -110,20 +112,16 @@ func (s *Sampler) Write(ctx context.Context, e Event) error {
 	if s.p.Sampled == nil || !s.p.Sampled(e) {
 		return s.next.Write(ctx, e)
 	}
-	s.mu.Lock()
-	if s.closed || s.passed < s.p.Burst {
-		s.passed++
-		s.mu.Unlock()
-		return s.next.Write(ctx, e)
-	}
 	k := sampleKey{service: e.Service, typ: e.Type, rule: e.Rule, zone: e.ClientZone, prefix: addrPrefix(e.ClientAddr), verdict: e.Verdict}
-	s.summarised.Add(1)
-	if _, ok := s.counts[k]; ok || len(s.counts) < s.p.Keys {
-		s.counts[k]++
-	} else {
-		s.rest++
+	s.mu.Lock()
+	pass := s.closed || s.burst.Allow(k)
+	if !pass {
+		s.summarised.Add(1)
 	}
 	s.mu.Unlock()
+	if pass {
+		return s.next.Write(ctx, e)
+	}
 	return nil
 }
 
@@ -171,8 +169,9 @@ func (s *Sampler) run() {
 func (s *Sampler) flush() {
 	now := time.Now()
 	s.mu.Lock()
-	since, counts, rest := s.since, s.counts, s.rest
-	s.since, s.passed, s.counts, s.rest = now, 0, make(map[sampleKey]int64), 0
+	since := s.since
+	s.since = now
+	counts, rest := s.burst.Next()
 	s.mu.Unlock()
 	if len(counts) == 0 && rest == 0 {
 		return

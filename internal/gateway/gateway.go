@@ -31,6 +31,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/service"
 	"github.com/sluice-ssh/sluice/internal/session"
 	"github.com/sluice-ssh/sluice/internal/sshproxy"
+	"github.com/sluice-ssh/sluice/internal/thin"
 	"github.com/sluice-ssh/sluice/internal/usercert"
 	"github.com/sluice-ssh/sluice/internal/zone"
 	"github.com/sluice-ssh/sluice/sshsession"
@@ -73,8 +74,8 @@ type Gateway struct {
 	// goes on counting.
 	instances map[string]*audit.Instances
 
-	// loginLog thins the failed-login log lines.
-	loginLog *thinner
+	// loginLog thins the failed-login log lines (see loginLogBurst).
+	loginLog *thin.Burst[struct{}]
 
 	wg sync.WaitGroup
 
@@ -162,8 +163,8 @@ func New(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*Gateway
 	g.queue = audit.NewQueue(g.store, audit.QueueParams{Size: cfg.Audit.QueueSize, Mode: mode, Logger: logger, OnUnhealthy: g.auditUnhealthy, ProbeInterval: cfg.Audit.ProbeInterval.Std()})
 	closers = append(closers, func() { g.queue.Close(context.Background()) })
 	g.sampler = audit.NewSampler(g.queue, audit.SamplerParams{Sampled: unauthenticatedRefusal, Logger: logger})
-	g.loginLog = &thinner{burst: loginLogBurst, window: loginLogWindow, summary: func(held int, window time.Duration) {
-		logger.Warn("failed logins not logged one by one", "count", held, "window", window)
+	g.loginLog = &thin.Burst[struct{}]{Burst: loginLogBurst, Window: loginLogWindow, Report: func(held map[struct{}]int64, _ int64) {
+		logger.Warn("failed logins not logged one by one", "count", held[struct{}{}], "window", loginLogWindow)
 	}}
 	closers = append(closers, g.sampler.Close)
 	g.audit = observingSink{next: g.sampler, m: g.metrics, fleet: g.fleet}
@@ -294,7 +295,7 @@ func (g *Gateway) shutdown() {
 	// The sampler writes its last summaries to the queue; the queue owns
 	// the store: closing it drains the queue, then closes the store.
 	g.sampler.Close()
-	g.loginLog.flush()
+	g.loginLog.Flush()
 	if err := g.queue.Close(qctx); err != nil {
 		g.logger.Error("closing the audit queue", "err", err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/config"
+	"github.com/sluice-ssh/sluice/internal/thin"
 )
 
 // proxyHeaderTimeout bounds the wait for a PROXY protocol header, as
@@ -41,7 +42,7 @@ func (g *Gateway) listen(sc *config.Service) (net.Listener, error) {
 	if len(sc.ProxyProtocol.Trusted) == 0 {
 		return l, nil
 	}
-	r := &proxyRefusals{g: g, service: sc.Name}
+	r := &proxyRefusals{g: g, service: sc.Name, counts: thin.Counter[netip.Addr, struct{}]{Keys: proxyRefusalSources, Window: proxyRefusalWindow}}
 	return newProxyListener(l, sc.ProxyProtocol.Trusted, proxyHeaderTimeout, r.refused), nil
 }
 
@@ -260,34 +261,22 @@ const (
 // client_addr; no session exists for them, so session_id is empty. A
 // refusal costs the peer only a TCP connection, so a flood must not fill
 // the audit queue: per source address the 1st, 2nd, 4th, 8th... refusal in
-// a minute is audited, with the running count in detail "refused" (as
-// sshproxy does for refusals on a connection), and past
-// proxyRefusalSources sources in a minute further sources share one count.
-// Every refusal counts in sluice_limits_hit_total{limit="proxy_protocol"}.
+// a minute is audited, with the running count in detail "refused" (a
+// thin.Counter, as sshproxy has for refusals on a connection), and past
+// proxyRefusalSources sources in a minute further sources share one count
+// (the zero Addr's). Every refusal counts in
+// sluice_limits_hit_total{limit="proxy_protocol"}.
 type proxyRefusals struct {
 	g       *Gateway
 	service string
-
-	mu     sync.Mutex
-	since  time.Time            // start of the current window
-	counts map[netip.Addr]int64 // refusals per source; the zero Addr counts the sources past the limit
+	counts  thin.Counter[netip.Addr, struct{}] // refusals per source, in the window
 }
 
 func (r *proxyRefusals) refused(peer netip.AddrPort, untrusted bool, reason string) {
 	r.g.metrics.LimitsHit.WithLabelValues(r.service, limitProxyProtocol).Inc()
 	now := time.Now()
-	src := peer.Addr().Unmap()
-	r.mu.Lock()
-	if now.Sub(r.since) >= proxyRefusalWindow {
-		r.since, r.counts = now, make(map[netip.Addr]int64)
-	}
-	if _, ok := r.counts[src]; !ok && len(r.counts) >= proxyRefusalSources {
-		src = netip.Addr{}
-	}
-	r.counts[src]++
-	n := r.counts[src]
-	r.mu.Unlock()
-	if n&(n-1) != 0 {
+	n, kept := r.counts.Add(peer.Addr().Unmap(), struct{}{})
+	if !kept {
 		return
 	}
 	rule := "services[" + r.service + "].proxy_protocol"

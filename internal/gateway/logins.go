@@ -15,7 +15,8 @@ import (
 
 // Failed-login log lines: at most loginLogBurst per loginLogWindow one by
 // one; the rest of a window are counted in one summary line, so a flood of
-// failed logins costs the log at most loginLogBurst + 1 lines per window.
+// failed logins costs the log at most loginLogBurst + 1 lines per window
+// (Gateway.loginLog, a thin.Burst).
 const (
 	loginLogBurst  = 20
 	loginLogWindow = 10 * time.Second
@@ -94,7 +95,7 @@ func (g *Gateway) loginDone(l *login) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.refused == 0 || !g.loginLog.allow(time.Now()) {
+	if l.refused == 0 || !g.loginLog.Allow(struct{}{}) {
 		return
 	}
 	g.logger.LogAttrs(context.Background(), slog.LevelWarn, "login failed",
@@ -102,53 +103,4 @@ func (g *Gateway) loginDone(l *login) {
 		slog.String("user", l.user), slog.String("source", l.m.ClientAddr().String()),
 		slog.String("methods", strings.Join(l.methods, ",")), slog.Int("attempts", l.refused),
 		slog.String("rule", l.rule), slog.String("reason", l.reason))
-}
-
-// thinner bounds lines a flood could repeat: burst lines per window pass
-// one by one, and the rest are counted and reported by summary once the
-// window ends (or at flush).
-type thinner struct {
-	burst   int
-	window  time.Duration
-	summary func(held int, window time.Duration)
-
-	mu     sync.Mutex
-	start  time.Time
-	passed int
-	held   int
-	timer  *time.Timer
-}
-
-// allow says whether a line at now may be written; when not, it is
-// counted for the summary.
-func (t *thinner) allow(now time.Time) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if now.Sub(t.start) >= t.window {
-		t.start, t.passed = now, 0
-	}
-	if t.passed < t.burst {
-		t.passed++
-		return true
-	}
-	t.held++
-	if t.timer == nil {
-		t.timer = time.AfterFunc(t.window-now.Sub(t.start), t.flush)
-	}
-	return false
-}
-
-// flush reports the lines held back so far, if any.
-func (t *thinner) flush() {
-	t.mu.Lock()
-	held := t.held
-	t.held = 0
-	if t.timer != nil {
-		t.timer.Stop()
-		t.timer = nil
-	}
-	t.mu.Unlock()
-	if held > 0 {
-		t.summary(held, t.window)
-	}
 }

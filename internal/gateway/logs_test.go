@@ -180,7 +180,7 @@ func TestOperatorLogLines(t *testing.T) {
 // loginLogBurst lines one by one per window; the rest are counted in a
 // summary line written when the window ends (here: at stop). Every failed
 // login is either a line or counted. (The windowing itself is checked
-// with exact times by TestThinner.)
+// with exact times by internal/thin's TestBurstWindow.)
 func TestFailedLoginLogThinned(t *testing.T) {
 	logs := &lockedBuffer{}
 	w := newWorld(t, worldOptions{logs: logs})

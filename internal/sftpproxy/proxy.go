@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/internal/thin"
 )
 
 // Texts the client is told in a denying STATUS. They are fixed; the audit
@@ -93,6 +94,7 @@ func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, peers Peers, cli
 		slots:           make(chan struct{}, p.p.MaxOutstanding),
 		serverDone:      make(chan struct{}),
 		nextOwn:         ownID,
+		refused:         thin.Counter[refusalKey, audit.Event]{Burst: refusalsAudited},
 	}
 	// Requests: read from the client, batched to the server, flushed
 	// before the relay waits for the client.
@@ -181,7 +183,8 @@ type relay struct {
 	nextOwn uint32
 	ownErr  error
 
-	refused refusals
+	// refused counts the channel's refusals (see refusalsAudited).
+	refused thin.Counter[refusalKey, audit.Event]
 }
 
 // pending is a request forwarded to the server and not yet answered.
@@ -965,15 +968,7 @@ func (r *relay) closeAll() {
 		e.Detail = h.closeDetail()
 		r.audit(e)
 	}
-	for _, e := range r.refused.summary() {
-		r.audit(e)
-	}
-}
-
-// auditRefusal writes a refusal's event unless the channel's refusals
-// thin it out (see refusalsAudited).
-func (r *relay) auditRefusal(e audit.Event) {
-	if e, ok := r.refused.admit(e); ok {
+	for _, e := range r.refusalSummary() {
 		r.audit(e)
 	}
 }

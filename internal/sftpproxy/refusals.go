@@ -3,7 +3,6 @@ package sftpproxy
 import (
 	"fmt"
 	"maps"
-	"sync"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 )
@@ -14,8 +13,10 @@ import (
 // denied request (100,000 OPENs of a denied path) would otherwise write a
 // row for each: past this many, only every power of two is written, with
 // the running count in detail "refused", and the channel's end writes the
-// total (see refusals.summary). A flood of n refusals thus costs at most
-// refusalsAudited + log2(n) rows per operation and rule.
+// total (see relay.refusalSummary). A flood of n refusals thus costs at
+// most refusalsAudited + log2(n) rows per operation and rule. The relay's
+// thin.Counter (relay.refused) counts them; both of the relay's goroutines
+// refuse (requests, and answers hidden from the client).
 const refusalsAudited = 16
 
 // refusalKey is what refusals are counted by: the event type and the rule.
@@ -23,51 +24,29 @@ const refusalsAudited = 16
 // the counts stay small whatever the client sends.
 type refusalKey struct{ typ, rule string }
 
-// refusals thins one channel's refusal events. Both of the relay's
-// goroutines refuse (requests, and answers hidden from the client).
-type refusals struct {
-	mu     sync.Mutex
-	counts map[refusalKey]int64
-	last   map[refusalKey]audit.Event // the last refusal of each key not written
-}
-
-// admit counts e and returns the event to write, or false when it is
-// thinned out.
-func (f *refusals) admit(e audit.Event) (audit.Event, bool) {
-	k := refusalKey{e.Type, e.Rule}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.counts == nil {
-		f.counts = make(map[refusalKey]int64)
-		f.last = make(map[refusalKey]audit.Event)
+// auditRefusal writes a refusal's event unless the channel's refusals
+// thin it out (see refusalsAudited).
+func (r *relay) auditRefusal(e audit.Event) {
+	n, kept := r.refused.Add(refusalKey{e.Type, e.Rule}, e)
+	if !kept {
+		return
 	}
-	f.counts[k]++
-	n := f.counts[k]
-	if n <= refusalsAudited {
-		return e, true
-	}
-	if n&(n-1) != 0 {
-		f.last[k] = e
-		return e, false
-	}
-	delete(f.last, k)
-	return withRefused(e, n), true
-}
-
-// summary returns, for each key whose last refusal was thinned out, that
-// refusal with the total count, so that the audit ends with the number
-// of refusals the channel saw.
-func (f *refusals) summary() []audit.Event {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var evs []audit.Event
-	for k, e := range f.last {
-		n := f.counts[k]
+	if n > refusalsAudited {
 		e = withRefused(e, n)
-		e.Reason = fmt.Sprintf("%s (refused %d times on this channel; the first %d and each power of two audited one by one)", e.Reason, n, refusalsAudited)
+	}
+	r.audit(e)
+}
+
+// refusalSummary returns, for each key whose last refusal was thinned
+// out, that refusal with the total count, so that the audit ends with the
+// number of refusals the channel saw.
+func (r *relay) refusalSummary() []audit.Event {
+	var evs []audit.Event
+	for _, h := range r.refused.Held() {
+		e := withRefused(h.Value, h.Count)
+		e.Reason = fmt.Sprintf("%s (refused %d times on this channel; the first %d and each power of two audited one by one)", e.Reason, h.Count, refusalsAudited)
 		evs = append(evs, e)
 	}
-	f.last = nil
 	return evs
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/router"
 	"github.com/sluice-ssh/sluice/internal/session"
+	"github.com/sluice-ssh/sluice/internal/thin"
 	"github.com/sluice-ssh/sluice/internal/usercert"
 	"github.com/sluice-ssh/sluice/sshsession"
 )
@@ -63,9 +64,9 @@ type conn struct {
 	// numbers of channels per type, for stacked session ids ("session:0").
 	mu      sync.Mutex
 	numbers map[string]int
-	// refusals counts refusals per audit event type and rule, guarded by
-	// mu; see auditRefusal.
-	refusals map[string]int64
+	// refusals counts refusals per audit event type and rule; see
+	// auditRefusal.
+	refusals thin.Counter[refusalKey, struct{}]
 	// remoteForwards counts accepted tcpip-forward requests; forwarded-tcpip
 	// channels from the target are relayed only while it is positive.
 	remoteForwards atomic.Int32
@@ -129,7 +130,7 @@ func (c *conn) totals() map[string]any {
 		}
 		d["recordings"] = list
 	}
-	if r := c.refusals[refusalKey("channel", c.maxChannelsRule())]; r > 0 {
+	if r := c.refusals.Count(refusalKey{"channel", c.maxChannelsRule()}); r > 0 {
 		d["channels_refused"] = r
 	}
 	return d
@@ -182,19 +183,12 @@ func (c *conn) decide(ctx context.Context, s session.Session, typ string, v poli
 // A refusal costs the gateway no upstream work, so a client repeating one at
 // wire speed would fill the audit queue (under fail_closed, stopping every
 // session): the 1st, 2nd, 4th, 8th... refusal of one event type and rule on
-// the connection is audited, with the running count in detail "refused".
-// It returns that count.
-func (c *conn) auditRefusal(ctx context.Context, e audit.Event) int64 {
-	key := refusalKey(e.Type, e.Rule)
-	c.mu.Lock()
-	if c.refusals == nil {
-		c.refusals = make(map[string]int64)
-	}
-	c.refusals[key]++
-	n := c.refusals[key]
-	c.mu.Unlock()
-	if n&(n-1) != 0 {
-		return n
+// the connection is audited, with the running count in detail "refused"
+// (thin.Counter).
+func (c *conn) auditRefusal(ctx context.Context, e audit.Event) {
+	n, kept := c.refusals.Add(refusalKey{e.Type, e.Rule}, struct{}{})
+	if !kept {
+		return
 	}
 	c.log.DebugContext(ctx, "refused", "type", e.Type, "rule", e.Rule, "count", n)
 	if n > 1 {
@@ -204,11 +198,11 @@ func (c *conn) auditRefusal(ctx context.Context, e audit.Event) int64 {
 		e.Detail = d
 	}
 	c.audit(ctx, e)
-	return n
 }
 
-// refusalKey is what auditRefusal counts refusals by.
-func refusalKey(typ, rule string) string { return typ + " " + rule }
+// refusalKey is what auditRefusal counts refusals by: the event type and
+// the rule.
+type refusalKey struct{ typ, rule string }
 
 // maxChannelsRule names the rule behind a max_channels refusal.
 func (c *conn) maxChannelsRule() string { return "services[" + c.p.p.Service + "].max_channels" }
