@@ -83,7 +83,7 @@ func relayToOpenSSHSink(t *testing.T, noHash bool) {
 	st := m.Stack("ssh", -1).Stack("session", 0).Stack("scp", -1)
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := p.Relay(context.Background(), st, c, client, procStream{stdout, stdin})
+		_, _, err := p.Relay(context.Background(), st, c, fsResolver{}, client, procStream{stdout, stdin})
 		done <- err
 	}()
 
@@ -194,7 +194,7 @@ func TestRelayBoundsDepth(t *testing.T) {
 	defer m.Destroy()
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := p.Relay(context.Background(), m.Stack("scp", -1), c, pipeStream{pr, pw}, pipeStream{spr, spw})
+		_, _, err := p.Relay(context.Background(), m.Stack("scp", -1), c, nil, pipeStream{pr, pw}, pipeStream{spr, spw})
 		done <- err
 	}()
 	go func() {
