@@ -90,6 +90,18 @@ func (p *Proxy) Decide(c Command) policy.Verdict {
 // the server will act too.
 func (p *Proxy) NeedsResolver() bool { return p.rules.HasPathRules() }
 
+// Unresolved is the verdict on a command under path rules for which no
+// Resolver could be had (the target has no sftp subsystem, or refused
+// the channel), cause saying why: refused, by the path rule that needs
+// it, before the server's scp starts.
+func (p *Proxy) Unresolved(cause error) policy.Verdict {
+	key := "deny_paths"
+	if len(p.p.Policy.AllowPaths) > 0 {
+		key = "allow_paths"
+	}
+	return p.rules.Reject(key, "scp under path rules needs the target's sftp subsystem to resolve links: "+cause.Error())
+}
+
 // ErrNoResolver ends a session under path rules that was given no
 // Resolver before a byte passes.
 var ErrNoResolver = errors.New("scpproxy: a session under path rules needs a resolver")
