@@ -1,12 +1,19 @@
 package gateway
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
+	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
 
 // symlinks makes each link (relative to dir) point at its target, as a
@@ -203,4 +210,105 @@ func TestSCPLegacyNeedsTargetSFTP(t *testing.T) {
 	if log := w.sshd.Log(t); strings.Contains(log, "subsystem request for sftp") {
 		t.Fatal("the target was asked for its sftp subsystem without path rules")
 	}
+}
+
+// TestSCPLegacyResolveCost measures, when SLUICE_BENCH=1, what resolving
+// paths through the target costs scp -O: a tree of 200 small files up
+// (-r) and down again, under deny_paths (each record resolved through
+// the gateway's sftp channel) and without path rules (decided on names
+// alone), rounds alternating between the two; docs/benchmarks.md has the
+// figures. newWorld wants a *testing.T, hence a test.
+func TestSCPLegacyResolveCost(t *testing.T) {
+	if os.Getenv("SLUICE_BENCH") != "1" {
+		t.Skip("set SLUICE_BENCH=1 to measure")
+	}
+	const files, rounds = 200, 7
+	type run struct {
+		name     string
+		w        *world
+		dir      string
+		up, down []time.Duration
+	}
+	runs := []*run{{name: "deny_paths (resolved)"}, {name: "no path rules"}}
+	runs[0].w, runs[0].dir = sftpWorld(t, `{deny_paths: ["%s/secret"]}`)
+	runs[1].w, runs[1].dir = sftpWorld(t, `{}`)
+	for _, r := range runs {
+		tree := filepath.Join(r.w.dir, "tree")
+		if err := os.Mkdir(tree, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := range files {
+			writeRandom(t, filepath.Join(tree, fmt.Sprintf("f%03d", i)), 1024)
+		}
+	}
+	timed := func(w *world, args ...string) time.Duration {
+		t.Helper()
+		t0 := time.Now()
+		if res := w.scpO(args...); res.code != 0 {
+			t.Fatalf("scp -O %q: exit %d: %s", args, res.code, res.stderr)
+		}
+		return time.Since(t0)
+	}
+	for i := range rounds {
+		for _, r := range runs {
+			dst := filepath.Join(r.dir, "pub", fmt.Sprint(i))
+			if err := os.Mkdir(dst, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			r.up = append(r.up, timed(r.w, "-r", filepath.Join(r.w.dir, "tree"), "127.0.0.1:"+dst+"/"))
+			r.down = append(r.down, timed(r.w, "-r", "127.0.0.1:"+filepath.Join(dst, "tree"), filepath.Join(r.w.dir, fmt.Sprint("back", i))))
+		}
+	}
+	// median and spread round to unit.
+	median := func(ds []time.Duration, unit time.Duration) time.Duration {
+		s := slices.Clone(ds)
+		slices.Sort(s)
+		return s[len(s)/2].Round(unit)
+	}
+	spread := func(ds []time.Duration, unit time.Duration) string {
+		return fmt.Sprintf("%v–%v", slices.Min(ds).Round(unit), slices.Max(ds).Round(unit))
+	}
+	ms := time.Millisecond
+	load, _ := os.ReadFile("/proc/loadavg")
+	t.Logf("scp -O -r of %d files of 1 KiB, %d rounds; load average %s", files, rounds, strings.TrimSpace(string(load)))
+	for _, r := range runs {
+		t.Logf("  %-22s upload median %v (%s), download median %v (%s)", r.name, median(r.up, ms), spread(r.up, ms), median(r.down, ms), spread(r.down, ms))
+	}
+
+	// What the gateway adds, alone: the side channel's setup per scp
+	// session, and one REALPATH per path, on a connection to the same
+	// sshd as the gateway's upstream one.
+	w := runs[0].w
+	key, err := os.ReadFile(filepath.Join(w.dir, "upstream_ed25519"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := ssh.ParsePrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := ssh.Dial("tcp", w.sshd.Addr, sshtest.ClientConfig(w.osUser, signer, w.sshd.HostKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var setups, calls []time.Duration
+	for range 20 {
+		t0 := time.Now()
+		c, err := sftp.NewClient(conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		setups = append(setups, time.Since(t0))
+		for i := range 100 {
+			t0 := time.Now()
+			if _, err := c.RealPath(filepath.Join(runs[0].dir, "pub", "0", "tree", fmt.Sprintf("f%03d", i))); err != nil {
+				t.Fatal(err)
+			}
+			calls = append(calls, time.Since(t0))
+		}
+		c.Close()
+	}
+	t.Logf("  sftp channel, subsystem and INIT: median %v (%s); one REALPATH: median %v (%s)", median(setups, ms), spread(setups, ms),
+		median(calls, time.Microsecond), spread(calls, time.Microsecond))
 }
