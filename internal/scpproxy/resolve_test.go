@@ -1,21 +1,17 @@
 package scpproxy
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"io"
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/policy"
-	"github.com/sluice-ssh/sluice/internal/session"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
 
@@ -54,62 +50,6 @@ func (c *countingResolver) Realpath(p string) (string, bool, error) {
 	return "", false, nil
 }
 
-// scpSink starts OpenSSH's "scp -r -d -t dir" behind a Proxy with pol and
-// res, and returns the client's ends, the audit sink and a channel with
-// Relay's error.
-func scpSink(t *testing.T, dir string, pol policy.Files, res Resolver) (status func(string), send func(string), end func() error, s *sshtest.AuditSink) {
-	t.Helper()
-	scp := sshtest.RequireTool(t, "scp")
-	c, err := ParseCommand("scp -r -d -t " + dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(scp, "-r", "-d", "-t", dir)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	cr, pw := io.Pipe()
-	pr, cw := io.Pipe()
-	s = &sshtest.AuditSink{}
-	p := New(Params{Service: "svc", Policy: pol, Audit: s, Logger: slog.New(slog.DiscardHandler)})
-	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc", Instance: 1})
-	t.Cleanup(m.Destroy)
-	done := make(chan error, 1)
-	go func() {
-		_, _, err := p.Relay(context.Background(), m.Stack("scp", -1), c, res, pipeStream{pr, pw}, procStream{stdout, stdin})
-		cr.Close()
-		done <- err
-	}()
-	in := bufio.NewReader(cr)
-	status = func(want string) {
-		t.Helper()
-		got, _, err := readStatus(in)
-		if err != nil || string(got) != want {
-			t.Fatalf("got status %q, %v; want %q", got, err, want)
-		}
-	}
-	send = func(s string) {
-		t.Helper()
-		if _, err := io.WriteString(cw, s); err != nil {
-			t.Fatal(err)
-		}
-	}
-	end = func() error {
-		cw.Close()
-		return <-done
-	}
-	return status, send, end, s
-}
-
 // TestRelayDecidesResolvedPaths: under deny_paths, an upload is decided on
 // where the server will act as well as on the names: a folder that is a
 // link to the denied folder is refused, a file written through a link to
@@ -135,7 +75,8 @@ func TestRelayDecidesResolvedPaths(t *testing.T) {
 		}
 	}
 	pol := policy.Files{AllowUpload: true, AllowDownload: true, AllowMkdir: true, DenyPaths: []string{dir + "/denied"}}
-	status, send, end, s := scpSink(t, dir, pol, fsResolver{})
+	ss := startSink(t, "scp -r -d -t "+dir, pol, fsResolver{})
+	status, send := ss.status, ss.send
 	status("\x00")
 	send("C0644 2 ok\n")
 	status("\x00")
@@ -156,8 +97,8 @@ func TestRelayDecidesResolvedPaths(t *testing.T) {
 	status("\x01sluice: back: denied by policy\n")
 	send("E\n")
 	status("\x00")
-	if err := end(); err != nil {
-		t.Fatalf("Relay: %v", err)
+	if err, scpErr := ss.end(); err != nil || scpErr != nil {
+		t.Fatalf("Relay: %v; scp -t: %v", err, scpErr)
 	}
 	if got, err := os.ReadFile(filepath.Join(dir, "real", "in")); err != nil || string(got) != "ho" {
 		t.Fatalf("real/in: got %q, %v; want ho", got, err)
@@ -182,7 +123,7 @@ func TestRelayDecidesResolvedPaths(t *testing.T) {
 		{"scp.upload", audit.Accept, "services[svc].policy.subsystems.sftp", dir + "/alias/in", dir + "/real/in"},
 		{"scp.upload", audit.Reject, deny, dir + "/alias/back", dir + "/denied/f"},
 	}
-	events := s.Events("")
+	events := ss.audit.Events("")
 	if len(events) != len(want) {
 		t.Fatalf("got %d events, want %d: %+v", len(events), len(want), events)
 	}
@@ -209,31 +150,31 @@ func TestRelayResolverFallsBackAndFailsClosed(t *testing.T) {
 
 	// The file is missing, its folder leads to the denied one.
 	res := &countingResolver{links: map[string]string{dir: "/elsewhere"}}
-	status, send, end, s := scpSink(t, dir, pol, res)
-	status("\x00")
-	send("C0644 2 new\n")
-	status("\x01sluice: new: denied by policy\n")
-	if err := end(); err != nil {
-		t.Fatalf("Relay: %v", err)
+	ss := startSink(t, "scp -r -d -t "+dir, pol, res)
+	ss.status("\x00")
+	ss.send("C0644 2 new\n")
+	ss.status("\x01sluice: new: denied by policy\n")
+	if err, scpErr := ss.end(); err != nil || scpErr != nil {
+		t.Fatalf("Relay: %v; scp -t: %v", err, scpErr)
 	}
 	if want := []string{dir + "/new", dir}; len(res.asked) != 2 || res.asked[0] != want[0] || res.asked[1] != want[1] {
 		t.Fatalf("asked %q, want %q", res.asked, want)
 	}
-	if e := s.Events("scp.upload"); len(e) != 1 || e[0].Detail["path_resolved"] != "/elsewhere/new" {
+	if e := ss.audit.Events("scp.upload"); len(e) != 1 || e[0].Detail["path_resolved"] != "/elsewhere/new" {
 		t.Fatalf("got %+v, want one refusal with path_resolved /elsewhere/new", e)
 	}
 
 	gone := errors.New("channel closed")
-	status, send, end, s = scpSink(t, dir, pol, &countingResolver{err: gone})
-	status("\x00")
-	send("C0644 2 f\n")
-	if err := end(); !errors.Is(err, gone) {
+	ss = startSink(t, "scp -r -d -t "+dir, pol, &countingResolver{err: gone})
+	ss.status("\x00")
+	ss.send("C0644 2 f\n")
+	if err, _ := ss.end(); !errors.Is(err, gone) {
 		t.Fatalf("got %v, want the resolver's error", err)
 	}
 	if _, err := os.Lstat(filepath.Join(dir, "f")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("f: got %v, want it never written", err)
 	}
-	if e := s.Events(""); len(e) != 0 {
+	if e := ss.audit.Events(""); len(e) != 0 {
 		t.Fatalf("got %+v, want no event for a record never decided", e)
 	}
 
