@@ -56,8 +56,12 @@ func TestSCPLegacyThroughServerLinks(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := os.Mkdir(filepath.Join(secret, "inner"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	okSum := writeRandom(t, filepath.Join(pub, "tree", "ok.bin"), 3000)
 	symlinks(t, dir, map[string]string{
+		"pub/deep":         "../secret/inner",
 		"pub/tosecret":     "../secret",
 		"pub/keylink":      key,
 		"pub/alias":        "inbox",
@@ -80,6 +84,13 @@ func TestSCPLegacyThroughServerLinks(t *testing.T) {
 	refusedFor(t, w.scpO("127.0.0.1:"+filepath.Join(pub, "tosecret", "key"), stolen), "key")
 	rejected("scp.download", filepath.Join(pub, "tosecret", "key"), key)
 
+	// (a') ".." after a link is resolved from the link's target, as the
+	// kernel does: pub/deep/../key is secret/key, not pub/key.
+	refusedFor(t, w.scpO("127.0.0.1:"+pub+"/deep/../key", stolen), "key")
+	rejected("scp.download", filepath.Join(pub, "key"), key)
+	refusedFor(t, w.scpO(src, "127.0.0.1:"+pub+"/deep/../"), "up.bin")
+	rejected("scp.upload", filepath.Join(pub, "up.bin"), filepath.Join(secret, "up.bin"))
+
 	// (b) Into the denied folder through the link, as a folder (trailing
 	// slash) and as a target that may be a folder or a new name.
 	refusedFor(t, w.scpO(src, "127.0.0.1:"+filepath.Join(pub, "tosecret")+"/"), "up.bin")
@@ -90,8 +101,8 @@ func TestSCPLegacyThroughServerLinks(t *testing.T) {
 		evs[0].Detail["alt_path_resolved"] != filepath.Join(secret, "up.bin") {
 		t.Fatalf("got %+v; want the upload to the link refused with both paths resolved into %s", evs, secret)
 	}
-	if ents, err := os.ReadDir(secret); err != nil || len(ents) != 1 {
-		t.Fatalf("secret: got %v, %v; want key alone", ents, err)
+	if ents, err := os.ReadDir(secret); err != nil || len(ents) != 2 || ents[0].Name() != "inner" || ents[1].Name() != "key" {
+		t.Fatalf("secret: got %v, %v; want inner and key alone", ents, err)
 	}
 	if got, err := os.ReadFile(key); err != nil || string(got) != "content of secret/key\n" {
 		t.Fatalf("secret/key: got %q, %v; want it unchanged", got, err)

@@ -471,7 +471,11 @@ type loc struct {
 	// lex is the command's path, or the record's name joined to the
 	// folder it arrives in, made clean.
 	lex string
-	// canon is where the server will act: under path rules, resolved
+	// raw is the path as the server is given it, uncleaned: the kernel
+	// resolves ".." after a link from the link's target, not lexically.
+	// Below a folder entered, it starts where the folder really lies.
+	raw string
+	// canon is where the server will act: under path rules, raw resolved
 	// through the server (see decide); lex otherwise.
 	canon string
 }
@@ -487,26 +491,30 @@ func (r *relay) paths(name string) ([]loc, error) {
 	if n := len(r.dirs); n > 0 {
 		var ls []loc
 		for _, d := range r.dirs[n-1] {
-			l := loc{lex: path.Join(d.lex, name), canon: path.Join(d.canon, name)}
-			if len(l.lex) > pathMax || len(l.canon) > pathMax {
+			l := loc{lex: path.Join(d.lex, name), raw: path.Join(d.canon, name)}
+			l.canon = l.lex
+			if len(l.lex) > pathMax || len(l.raw) > pathMax {
 				return nil, fmt.Errorf("%w: path longer than %d bytes", ErrProtocol, pathMax)
 			}
 			ls = append(ls, l)
 		}
 		return ls, nil
 	}
-	target := clean(r.cmd.Path)
+	target := loc{lex: clean(r.cmd.Path), raw: r.cmd.Path}
+	target.canon = target.lex
 	if !r.cmd.Sink {
 		if name != r.cmd.sourceName() {
 			return nil, fmt.Errorf("%w: the server sent %q for %q", ErrProtocol, name, r.cmd.Path)
 		}
-		return []loc{{target, target}}, nil
+		return []loc{target}, nil
 	}
-	in := path.Join(target, name)
+	// scp's sink joins the target and the name with a slash (scp.c, sink).
+	in := loc{lex: path.Join(target.lex, name), raw: target.raw + "/" + name}
+	in.canon = in.lex
 	if r.cmd.targetIsDir() {
-		return []loc{{in, in}}, nil
+		return []loc{in}, nil
 	}
-	return []loc{{target, target}, {in, in}}, nil
+	return []loc{target, in}, nil
 }
 
 // decide decides a record on ls after vs, the operation's own verdicts:
@@ -523,7 +531,7 @@ func (r *relay) decide(ls []loc, vs ...policy.Verdict) (policy.Verdict, error) {
 		return v, nil
 	}
 	for i := range ls {
-		c, err := r.resolve(ls[i].canon)
+		c, err := r.resolve(ls[i])
 		if err != nil {
 			return policy.Verdict{}, err
 		}
@@ -533,24 +541,33 @@ func (r *relay) decide(ls []loc, vs ...policy.Verdict) (policy.Verdict, error) {
 	return policy.First(vs...), nil
 }
 
-// resolve asks the server where p, absolute and clean, leads. The
-// server's scp follows a final link (an upload's open with O_CREAT, a
-// download's stat(2)), and so does REALPATH; where the server cannot
-// resolve p, its folder is resolved and p's name joined to it, and where
-// it cannot resolve that either, p stands (a missing folder: the server
-// fails there too), as the SFTP proxy does.
-func (r *relay) resolve(p string) (string, error) {
-	if c, ok, err := r.realpath(p); err != nil || ok {
+// resolve asks the server where l leads. The server's scp follows a
+// final link (an upload's open with O_CREAT, a download's stat(2)), and
+// so does REALPATH, asked of the path as the server is given it. Where
+// the server cannot resolve it, its folder is resolved and the last name
+// joined to it, and where it cannot resolve that either, the lexical
+// path stands (a missing folder: the server fails there too), as the
+// SFTP proxy does.
+func (r *relay) resolve(l loc) (string, error) {
+	if c, ok, err := r.realpath(l.raw); err != nil || ok {
 		return c, err
 	}
-	if p == "/" {
-		return p, nil
+	i := strings.LastIndexByte(l.raw, '/')
+	if i < 0 {
+		return l.lex, nil
 	}
-	c, ok, err := r.realpath(path.Dir(p))
+	dir, base := l.raw[:i], l.raw[i+1:]
+	if dir == "" {
+		dir = "/"
+	}
+	if base == "" || base == "." || base == ".." {
+		return l.lex, nil
+	}
+	c, ok, err := r.realpath(dir)
 	if err != nil || !ok {
-		return p, err
+		return l.lex, err
 	}
-	return path.Join(c, path.Base(p)), nil
+	return path.Join(c, base), nil
 }
 
 // realpath asks the resolver where p leads; an answer that is not an
