@@ -101,6 +101,10 @@ func TestSCPLegacyThroughServerLinks(t *testing.T) {
 		evs[0].Detail["alt_path_resolved"] != filepath.Join(secret, "up.bin") {
 		t.Fatalf("got %+v; want the upload to the link refused with both paths resolved into %s", evs, secret)
 	}
+	// Over a file link to the denied file: scp opens it with O_CREAT,
+	// which follows the link.
+	refusedFor(t, w.scpO(src, "127.0.0.1:"+filepath.Join(pub, "keylink")), "up.bin")
+	rejected("scp.upload", filepath.Join(pub, "keylink"), key)
 	if ents, err := os.ReadDir(secret); err != nil || len(ents) != 2 || ents[0].Name() != "inner" || ents[1].Name() != "key" {
 		t.Fatalf("secret: got %v, %v; want inner and key alone", ents, err)
 	}
