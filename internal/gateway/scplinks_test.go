@@ -191,7 +191,7 @@ func TestSCPLegacyNeedsTargetSFTP(t *testing.T) {
 	src := filepath.Join(w.dir, "up.bin")
 	want := writeRandom(t, src, 5000)
 	dst := filepath.Join(dir, "pub", "up.bin")
-	if r := w.scpO(src, "127.0.0.1:"+dst); r.code == 0 || exists(dst) {
+	if r := w.scpO(src, "127.0.0.1:"+dst); r.code == 0 || exists(dst) || !strings.Contains(r.stderr, "sluice: denied by policy") {
 		t.Fatalf("scp -O under path rules to a target without sftp: got exit %d, stderr %q; want a refusal", r.code, r.stderr)
 	}
 	a := filepath.Join(dir, "pub", "a.txt")
