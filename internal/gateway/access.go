@@ -39,7 +39,7 @@ type accessRules struct {
 
 type roleProxies struct {
 	stacked      map[string]sshproxy.StackedProxy
-	execTransfer func(command string) (sshproxy.Transfer, bool)
+	execTransfer func(st *session.Stacked, command string) (sshproxy.Transfer, bool)
 }
 
 // CompileAccess compiles cfg's hosts and roles with the gateway's policy

@@ -91,6 +91,8 @@ type worldOptions struct {
 	keyOptions string
 	// sshdConfig holds extra sshd_config lines for the target.
 	sshdConfig []string
+	// noSFTP starts the target's sshd without an sftp subsystem.
+	noSFTP bool
 	// users holds extra YAML lines for users, indented by 2 spaces.
 	users string
 	// moreSshd starts this many more OpenSSH sshd, accepting the same
@@ -142,6 +144,7 @@ func newWorld(t *testing.T, o worldOptions) *world {
 		sshd = sshtest.StartSshd(t, sshtest.SshdOptions{
 			AuthorizedKeys: authorized,
 			Config:         append([]string{"AcceptEnv LANG LC_*", "AllowTcpForwarding yes"}, o.sshdConfig...),
+			NoSFTP:         o.noSFTP,
 		})
 	}
 	_, aliceKey := sshtest.NewKey(t, dir, "alice_ed25519")

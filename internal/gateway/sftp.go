@@ -2,6 +2,12 @@ package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/policy"
@@ -46,36 +52,101 @@ type closableSession struct{ *sshsession.Session }
 func (s closableSession) Close() error { return s.Channel().Close() }
 
 // execTransfer decides exec commands that run a file-transfer server by
-// the sftp policy of pol, owner's (as for stackedProxies), so that exec is no way around it. scp in
-// server mode, as OpenSSH's client runs it ("scp -O"), is stacked through
-// the scp proxy, which applies the policy per file; every other such
-// command (sftp-server, scp in a shell construct) is refused unless the
-// policy permits everything (policy.DecideTransferExec).
-func (g *Gateway) execTransfer(owner string, pol config.Policy) func(command string) (sshproxy.Transfer, bool) {
-	var sftp *policy.Files
+// the sftp policy of pol, owner's (as for stackedProxies), so that exec is
+// no way around it. scp in server mode, as OpenSSH's client runs it ("scp
+// -O"), is stacked through the scp proxy, which applies the policy per
+// file; every other such command (sftp-server, scp in a shell construct)
+// is refused unless the policy permits everything
+// (policy.DecideTransferExec). Under path rules the scp proxy resolves
+// each path through the target's sftp subsystem, on a channel the gateway
+// opens itself for the session (openResolver); where it cannot be opened,
+// the command is refused.
+func (g *Gateway) execTransfer(owner string, pol config.Policy) func(st *session.Stacked, command string) (sshproxy.Transfer, bool) {
+	var files *policy.Files
 	var scp *scpproxy.Proxy
 	if sub, ok := pol.Subsystems["sftp"]; ok {
 		f := fileRules(sub)
-		sftp = &f
+		files = &f
 		scp = scpproxy.New(scpproxy.Params{Service: owner, Policy: fileRules(sub), Audit: g.audit, Logger: g.logger})
 	}
-	return func(command string) (sshproxy.Transfer, bool) {
+	return func(st *session.Stacked, command string) (sshproxy.Transfer, bool) {
 		if scp != nil {
 			if c, err := scpproxy.ParseCommand(command); err == nil {
-				t := sshproxy.Transfer{Verdict: scp.Decide(c), Name: "scp"}
-				t.Proxy = func(ctx context.Context, st *session.Stacked, client, upstream sshproxy.Stream) (int64, int64, error) {
-					if s, ok := client.(*sshsession.Session); ok {
-						client = closableSession{s}
-					}
-					return scp.Relay(ctx, st, c, client, upstream)
-				}
-				return t, true
+				return scpTransfer(st, scp, c), true
 			}
 		}
-		v, ok := policy.DecideTransferExec(owner, sftp, command)
+		v, ok := policy.DecideTransferExec(owner, files, command)
 		return sshproxy.Transfer{Verdict: v}, ok
 	}
 }
+
+// scpTransfer stacks the scp proxy p on command c of the session channel
+// ch, with its resolver when p needs one.
+func scpTransfer(ch *session.Stacked, p *scpproxy.Proxy, c scpproxy.Command) sshproxy.Transfer {
+	t := sshproxy.Transfer{Verdict: p.Decide(c), Name: "scp"}
+	var res *sftpResolver
+	if t.Verdict.Accept && p.NeedsResolver() {
+		var err error
+		if res, err = openResolver(ch); err != nil {
+			t.Verdict = p.Unresolved(err)
+			return t
+		}
+		t.Release = res.close
+	}
+	t.Proxy = func(ctx context.Context, st *session.Stacked, client, upstream sshproxy.Stream) (int64, int64, error) {
+		if s, ok := client.(*sshsession.Session); ok {
+			client = closableSession{s}
+		}
+		if res == nil {
+			return p.Relay(ctx, st, c, nil, client, upstream)
+		}
+		// A session that ends early does not wait on the target's answer.
+		stop := context.AfterFunc(ctx, func() { _ = res.ch.Close() })
+		defer stop()
+		return p.Relay(ctx, st, c, res, client, upstream)
+	}
+	return t
+}
+
+// sftpResolver is the scp proxy's scpproxy.Resolver: the target's sftp
+// subsystem on a channel of the gateway's own (sshproxy.OpenSubsystem),
+// asked REALPATH.
+type sftpResolver struct {
+	ch ssh.Channel
+	c  *sftp.Client
+}
+
+// openResolver opens the target's sftp subsystem beside st's channel.
+func openResolver(st *session.Stacked) (*sftpResolver, error) {
+	ch, err := sshproxy.OpenSubsystem(st, "sftp")
+	if err != nil {
+		return nil, err
+	}
+	c, err := sftp.NewClientPipe(ch, ch)
+	if err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("gateway: starting sftp on the target: %w", err)
+	}
+	return &sftpResolver{ch: ch, c: c}, nil
+}
+
+// Realpath asks the target REALPATH p. A status (no such file, permission
+// denied, any other failure) is no answer; anything else means the
+// channel failed.
+func (r *sftpResolver) Realpath(p string) (string, bool, error) {
+	c, err := r.c.RealPath(p)
+	var st *sftp.StatusError
+	switch {
+	case err == nil:
+		return c, true, nil
+	case errors.As(err, &st), errors.Is(err, fs.ErrNotExist), errors.Is(err, fs.ErrPermission):
+		return "", false, nil
+	}
+	return "", false, err
+}
+
+// close ends the sftp session and its channel.
+func (r *sftpResolver) close() { _ = r.c.Close() }
 
 // fileRules converts a service's or role's sftp subsystem policy.
 func fileRules(s config.Subsystem) policy.Files {

@@ -19,6 +19,12 @@ import (
 // pub/a.txt and secret/key in that folder.
 func sftpWorld(t *testing.T, sub string) (*world, string) {
 	t.Helper()
+	return sftpWorldWith(t, sub, worldOptions{})
+}
+
+// sftpWorldWith is sftpWorld with the world's other options o.
+func sftpWorldWith(t *testing.T, sub string, o worldOptions) (*world, string) {
+	t.Helper()
 	sshtest.RequireTool(t, "sftp")
 	sshtest.RequireTool(t, "scp")
 	// The folder must be known before the config is written: make it first
@@ -27,9 +33,10 @@ func sftpWorld(t *testing.T, sub string) (*world, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := newWorld(t, worldOptions{policy: `      exec: {allow: [".*"]}
+	o.policy = `      exec: {allow: [".*"]}
       subsystems:
-        sftp: ` + strings.ReplaceAll(sub, "%s", dir) + "\n"})
+        sftp: ` + strings.ReplaceAll(sub, "%s", dir) + "\n"
+	w := newWorld(t, o)
 	for _, d := range []string{"pub", "secret"} {
 		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
 			t.Fatal(err)

@@ -31,4 +31,13 @@
 // OpenSSH's own sink requires. Relative paths are relative to the login
 // directory, which the proxy cannot see: they are refused when the policy
 // has allow_paths or deny_paths (Decide) and audited as given otherwise.
+//
+// Under allow_paths or deny_paths, the names are not enough: a symbolic
+// link on the server, in a folder of the path or as the file itself,
+// takes the server's scp where no glob matches them. So each path is
+// also resolved through a Resolver (the gateway's: REALPATH on an sftp
+// channel of its own to the same target) and decided where the server
+// will act, as the SFTP proxy does; a folder entered keeps where it
+// really lies. The audit events carry "path_resolved" where it differs
+// from "path".
 package scpproxy

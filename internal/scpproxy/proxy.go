@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"strings"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
 	"github.com/sluice-ssh/sluice/internal/policy"
@@ -24,7 +25,8 @@ const bufSize = 32 << 10
 // maxDepth bounds the directories a session may have entered at once
 // (scp -r), and pathMax the length of a path, Linux's PATH_MAX
 // (limits.h), which the server could not open anyway: what the relay
-// holds per session, up to two paths a level, stays within 2 MiB
+// holds per session, up to two paths a level, each as named and as
+// resolved, stays within 4 MiB
 // whatever the source sends. scp is lock step, so this is the scp
 // proxy's bound on a session's memory (sftp's is max_outstanding).
 const (
@@ -51,6 +53,16 @@ type Params struct {
 	Logger *slog.Logger
 }
 
+// Resolver says where the server will act on a path: REALPATH through
+// the target's sftp subsystem, which resolves every symbolic link and
+// answers for a missing final component too (OpenSSH's sftp_realpath).
+type Resolver interface {
+	// Realpath returns where path leads; ok is false when the server
+	// answered that it cannot say (a status), and err is set when it
+	// could not be asked (the channel failed), which ends the session.
+	Realpath(path string) (resolved string, ok bool, err error)
+}
+
 // Proxy is the scp proxy of one service. It is safe for concurrent use:
 // each Relay call is one session.
 type Proxy struct {
@@ -73,18 +85,45 @@ func (p *Proxy) Decide(c Command) policy.Verdict {
 	return p.rules.Accept()
 }
 
+// NeedsResolver reports whether a session needs a Resolver: when the
+// policy has allow_paths or deny_paths, every path is decided on where
+// the server will act too.
+func (p *Proxy) NeedsResolver() bool { return p.rules.HasPathRules() }
+
+// Unresolved is the verdict on a command under path rules for which no
+// Resolver could be had (the target has no sftp subsystem, or refused
+// the channel), cause saying why: refused, by the path rule that needs
+// it, before the server's scp starts.
+func (p *Proxy) Unresolved(cause error) policy.Verdict {
+	key := "deny_paths"
+	if len(p.p.Policy.AllowPaths) > 0 {
+		key = "allow_paths"
+	}
+	return p.rules.Reject(key, "scp under path rules needs the target's sftp subsystem to resolve links: "+cause.Error())
+}
+
+// ErrNoResolver ends a session under path rules that was given no
+// Resolver before a byte passes.
+var ErrNoResolver = errors.New("scpproxy: a session under path rules needs a resolver")
+
 // Relay runs one scp session of command c, stacked as st, between client
-// and upstream (the target's scp). It returns when both directions have
-// ended, with the bytes read from and written to the client, and the error
-// that ended the session early (a protocol error from either side, ctx
-// done).
-func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, c Command, client, upstream Stream) (in, out int64, err error) {
+// and upstream (the target's scp), resolving paths through res, which
+// must not be nil when NeedsResolver. It returns when both directions
+// have ended, with the bytes read from and written to the client, and the
+// error that ended the session early (a protocol error from either side,
+// ctx done).
+func (p *Proxy) Relay(ctx context.Context, st *session.Stacked, c Command, res Resolver, client, upstream Stream) (in, out int64, err error) {
+	if !p.NeedsResolver() {
+		res = nil // nothing is decided on a path: no round trip
+	} else if res == nil {
+		return 0, 0, ErrNoResolver
+	}
 	cr := &counter{r: client, w: client}
 	ends := [2]side{
 		{name: "client", s: client, r: bufio.NewReaderSize(cr, bufSize), w: cr},
 		{name: "server", s: upstream, r: bufio.NewReaderSize(upstream, bufSize), w: upstream},
 	}
-	r := &relay{p: p, ctx: ctx, st: st, cmd: c, src: &ends[0], sink: &ends[1], buf: make([]byte, bufSize)}
+	r := &relay{p: p, ctx: ctx, st: st, cmd: c, res: res, src: &ends[0], sink: &ends[1], buf: make([]byte, bufSize)}
 	if !c.Sink {
 		r.src, r.sink = r.sink, r.src
 	}
@@ -138,12 +177,14 @@ type relay struct {
 	ctx context.Context
 	st  *session.Stacked
 	cmd Command
+	// res resolves paths through the server; nil without path rules.
+	res Resolver
 	src *side
 	// sink answers the source's records.
 	sink *side
 	// dirs holds, for each directory entered, the paths it may be at (see
 	// paths).
-	dirs [][]string
+	dirs [][]loc
 	// times says that a T record was forwarded for the next C or D.
 	times bool
 	buf   []byte
@@ -276,10 +317,10 @@ func (r *relay) file(rec record) error {
 	if r.cmd.Sink {
 		vs = []policy.Verdict{r.p.rules.Upload(), r.p.rules.Size(uint64(rec.size))}
 	}
-	for _, p := range paths {
-		vs = append(vs, r.p.rules.Path(p))
+	v, err := r.decide(paths, vs...)
+	if err != nil {
+		return err
 	}
-	v := policy.First(vs...)
 	detail := r.detail(paths, rec)
 	detail["size"] = rec.size
 	times := r.times
@@ -378,11 +419,10 @@ func (r *relay) dir(rec record) error {
 	if err != nil {
 		return err
 	}
-	vs := []policy.Verdict{v}
-	for _, p := range paths {
-		vs = append(vs, r.p.rules.Path(p))
+	v, err = r.decide(paths, v)
+	if err != nil {
+		return err
 	}
-	v = policy.First(vs...)
 	detail := r.detail(paths, rec)
 	r.times = false
 	if !v.Accept {
@@ -425,42 +465,134 @@ func (r *relay) refuse(name string) error {
 	return r.src.write(msg)
 }
 
+// loc is a path a record may be written to or read from, as the command
+// and the records name it and as the server will act on it.
+type loc struct {
+	// lex is the command's path, or the record's name joined to the
+	// folder it arrives in, made clean.
+	lex string
+	// raw is the path as the server is given it, uncleaned: the kernel
+	// resolves ".." after a link from the link's target, not lexically.
+	// Below a folder entered, it starts where the folder really lies.
+	raw string
+	// canon is where the server will act: under path rules, raw resolved
+	// through the server (see decide); lex otherwise.
+	canon string
+}
+
 // paths returns the paths a record named name may be written to or read
-// from. Below a directory entered, they follow it. At the top, an
+// from. Below a directory entered, they follow it: the name joined to
+// where the directory lies, lexically and as resolved. At the top, an
 // upload's target may be a new name (the file is the target) or an
 // existing directory (the file lands inside it) unless
 // Command.targetIsDir; both are checked, in that order. A download's
 // first record must carry its source's name.
-func (r *relay) paths(name string) ([]string, error) {
+func (r *relay) paths(name string) ([]loc, error) {
 	if n := len(r.dirs); n > 0 {
-		var ps []string
+		var ls []loc
 		for _, d := range r.dirs[n-1] {
-			p := path.Join(d, name)
-			if len(p) > pathMax {
+			l := loc{lex: path.Join(d.lex, name), raw: path.Join(d.canon, name)}
+			l.canon = l.lex
+			if len(l.lex) > pathMax || len(l.raw) > pathMax {
 				return nil, fmt.Errorf("%w: path longer than %d bytes", ErrProtocol, pathMax)
 			}
-			ps = append(ps, p)
+			ls = append(ls, l)
 		}
-		return ps, nil
+		return ls, nil
 	}
-	target := clean(r.cmd.Path)
+	target := loc{lex: clean(r.cmd.Path), raw: r.cmd.Path}
+	target.canon = target.lex
 	if !r.cmd.Sink {
 		if name != r.cmd.sourceName() {
 			return nil, fmt.Errorf("%w: the server sent %q for %q", ErrProtocol, name, r.cmd.Path)
 		}
-		return []string{target}, nil
+		return []loc{target}, nil
 	}
+	// scp's sink joins the target and the name with a slash (scp.c, sink).
+	in := loc{lex: path.Join(target.lex, name), raw: target.raw + "/" + name}
+	in.canon = in.lex
 	if r.cmd.targetIsDir() {
-		return []string{path.Join(target, name)}, nil
+		return []loc{in}, nil
 	}
-	return []string{target, path.Join(target, name)}, nil
+	return []loc{target, in}, nil
 }
 
-// detail is the audit detail of a C or D record on paths.
-func (r *relay) detail(paths []string, rec record) map[string]any {
-	d := map[string]any{"path": paths[0], "name": rec.name, "mode": fmt.Sprintf("%04o", rec.mode)}
-	if len(paths) > 1 {
-		d["alt_path"] = paths[1]
+// decide decides a record on ls after vs, the operation's own verdicts:
+// every lexical path must pass; then, under path rules, each is resolved
+// through the server, in place, and must pass where it leads. Nothing is
+// resolved for a record refused already. The error is the resolver's,
+// which ends the session: the proxy cannot tell where the server acts.
+func (r *relay) decide(ls []loc, vs ...policy.Verdict) (policy.Verdict, error) {
+	rl := &r.p.rules
+	for _, l := range ls {
+		vs = append(vs, rl.Path(l.lex))
+	}
+	if v := policy.First(vs...); !v.Accept || r.res == nil {
+		return v, nil
+	}
+	for i := range ls {
+		c, err := r.resolve(ls[i])
+		if err != nil {
+			return policy.Verdict{}, err
+		}
+		ls[i].canon = c
+		vs = append(vs, rl.Path(c))
+	}
+	return policy.First(vs...), nil
+}
+
+// resolve asks the server where l leads. The server's scp follows a
+// final link (an upload's open with O_CREAT, a download's stat(2)), and
+// so does REALPATH, asked of the path as the server is given it. Where
+// the server cannot resolve it, its folder is resolved and the last name
+// joined to it, and where it cannot resolve that either, the lexical
+// path stands (a missing folder: the server fails there too), as the
+// SFTP proxy does.
+func (r *relay) resolve(l loc) (string, error) {
+	if c, ok, err := r.realpath(l.raw); err != nil || ok {
+		return c, err
+	}
+	i := strings.LastIndexByte(l.raw, '/')
+	if i < 0 {
+		return l.lex, nil
+	}
+	dir, base := l.raw[:i], l.raw[i+1:]
+	if dir == "" {
+		dir = "/"
+	}
+	if base == "" || base == "." || base == ".." {
+		return l.lex, nil
+	}
+	c, ok, err := r.realpath(dir)
+	if err != nil || !ok {
+		return l.lex, err
+	}
+	return path.Join(c, base), nil
+}
+
+// realpath asks the resolver where p leads; an answer that is not an
+// absolute path is no answer.
+func (r *relay) realpath(p string) (string, bool, error) {
+	c, ok, err := r.res.Realpath(p)
+	if err != nil {
+		return "", false, fmt.Errorf("scpproxy: resolving %s: %w", p, err)
+	}
+	if !ok || !strings.HasPrefix(c, "/") {
+		return "", false, nil
+	}
+	return path.Clean(c), true, nil
+}
+
+// detail is the audit detail of a C or D record on ls: "path" and, when
+// it differs, "path_resolved"; "alt_path" and "alt_path_resolved" for the
+// second.
+func (r *relay) detail(ls []loc, rec record) map[string]any {
+	d := map[string]any{"name": rec.name, "mode": fmt.Sprintf("%04o", rec.mode)}
+	for i, key := range []string{"path", "alt_path"}[:len(ls)] {
+		d[key] = ls[i].lex
+		if ls[i].canon != ls[i].lex {
+			d[key+"_resolved"] = ls[i].canon
+		}
 	}
 	return d
 }

@@ -50,17 +50,27 @@ func TestRelayToOpenSSHSink(t *testing.T) {
 	}
 }
 
-func relayToOpenSSHSink(t *testing.T, noHash bool) {
+// sinkSession is a Proxy relaying a scripted client to OpenSSH's own
+// "scp -t", in a session stacked as ".../ssh/session:0/scp".
+type sinkSession struct {
+	t     *testing.T
+	in    *bufio.Reader
+	cw    *io.PipeWriter
+	cmd   *exec.Cmd
+	done  chan error
+	audit *sshtest.AuditSink
+}
+
+// startSink runs command (scp's server command line) behind a Proxy with
+// pol and res.
+func startSink(t *testing.T, command string, pol policy.Files, res Resolver) *sinkSession {
+	t.Helper()
 	scp := sshtest.RequireTool(t, "scp")
-	dir, err := filepath.EvalSymlinks(t.TempDir())
+	c, err := ParseCommand(command)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := ParseCommand("scp -p -d -t " + dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(scp, "-p", "-d", "-t", dir)
+	cmd := exec.Command(scp, strings.Fields(command)[1:]...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -74,51 +84,65 @@ func relayToOpenSSHSink(t *testing.T, noHash bool) {
 	}
 	cr, pw := io.Pipe()
 	pr, cw := io.Pipe()
-	client := pipeStream{pr, pw}
-	s := &sshtest.AuditSink{}
-	pol := policy.Files{AllowUpload: true, AllowDownload: true, DenyPaths: []string{dir + "/secret*"}, MaxUploadSize: 10, NoContentHash: noHash}
-	p := New(Params{Service: "svc", Policy: pol, Audit: s, Logger: slog.New(slog.DiscardHandler)})
+	s := &sinkSession{t: t, in: bufio.NewReader(cr), cw: cw, cmd: cmd, done: make(chan error, 1), audit: &sshtest.AuditSink{}}
+	p := New(Params{Service: "svc", Policy: pol, Audit: s.audit, Logger: slog.New(slog.DiscardHandler)})
 	m := session.NewMaster(context.Background(), session.MasterParams{Gateway: "gw1", Service: "svc", Instance: 1})
-	defer m.Destroy()
+	t.Cleanup(m.Destroy)
 	st := m.Stack("ssh", -1).Stack("session", 0).Stack("scp", -1)
-	done := make(chan error, 1)
 	go func() {
-		_, _, err := p.Relay(context.Background(), st, c, client, procStream{stdout, stdin})
-		done <- err
+		_, _, err := p.Relay(context.Background(), st, c, res, pipeStream{pr, pw}, procStream{stdout, stdin})
+		cr.Close()
+		s.done <- err
 	}()
+	return s
+}
 
-	in := bufio.NewReader(cr)
-	status := func(want string) {
-		t.Helper()
-		got, _, err := readStatus(in)
-		if err != nil || string(got) != want {
-			t.Fatalf("got status %q, %v; want %q", got, err, want)
-		}
+// status reads the status the client is sent and wants it to be want.
+func (s *sinkSession) status(want string) {
+	s.t.Helper()
+	got, _, err := readStatus(s.in)
+	if err != nil || string(got) != want {
+		s.t.Fatalf("got status %q, %v; want %q", got, err, want)
 	}
-	send := func(s string) {
-		t.Helper()
-		if _, err := io.WriteString(cw, s); err != nil {
-			t.Fatal(err)
-		}
+}
+
+// send sends b as the client.
+func (s *sinkSession) send(b string) {
+	s.t.Helper()
+	if _, err := io.WriteString(s.cw, b); err != nil {
+		s.t.Fatal(err)
 	}
-	status("\x00")
-	send("T1700000000 0 1700000000 0\n")
-	status("\x00")
-	send("C0640 5 ok.txt\n")
-	status("\x00")
-	send("hello\x00")
-	status("\x00")
-	send("C0644 5 secret.txt\n")
-	status("\x01sluice: secret.txt: denied by policy\n")
-	send("C0644 11 big.txt\n")
-	status("\x01sluice: big.txt: denied by policy\n")
-	cw.Close()
-	if err := <-done; err != nil {
-		t.Fatalf("Relay: %v", err)
+}
+
+// end sends the client's EOF and returns Relay's error and then scp's.
+func (s *sinkSession) end() (relay, scp error) {
+	s.cw.Close()
+	relay = <-s.done
+	return relay, s.cmd.Wait()
+}
+
+func relayToOpenSSHSink(t *testing.T, noHash bool) {
+	dir, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatalf("scp -t: %v", err)
+	pol := policy.Files{AllowUpload: true, AllowDownload: true, DenyPaths: []string{dir + "/secret*"}, MaxUploadSize: 10, NoContentHash: noHash}
+	ss := startSink(t, "scp -p -d -t "+dir, pol, fsResolver{})
+	ss.status("\x00")
+	ss.send("T1700000000 0 1700000000 0\n")
+	ss.status("\x00")
+	ss.send("C0640 5 ok.txt\n")
+	ss.status("\x00")
+	ss.send("hello\x00")
+	ss.status("\x00")
+	ss.send("C0644 5 secret.txt\n")
+	ss.status("\x01sluice: secret.txt: denied by policy\n")
+	ss.send("C0644 11 big.txt\n")
+	ss.status("\x01sluice: big.txt: denied by policy\n")
+	if err, scpErr := ss.end(); err != nil || scpErr != nil {
+		t.Fatalf("Relay: %v; scp -t: %v", err, scpErr)
 	}
+	s := ss.audit
 	if got, err := os.ReadFile(filepath.Join(dir, "ok.txt")); err != nil || string(got) != "hello" {
 		t.Fatalf("ok.txt: got %q, %v; want hello", got, err)
 	}
@@ -194,7 +218,7 @@ func TestRelayBoundsDepth(t *testing.T) {
 	defer m.Destroy()
 	done := make(chan error, 1)
 	go func() {
-		_, _, err := p.Relay(context.Background(), m.Stack("scp", -1), c, pipeStream{pr, pw}, pipeStream{spr, spw})
+		_, _, err := p.Relay(context.Background(), m.Stack("scp", -1), c, nil, pipeStream{pr, pw}, pipeStream{spr, spw})
 		done <- err
 	}()
 	go func() {

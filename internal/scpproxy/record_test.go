@@ -152,7 +152,14 @@ func TestPaths(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := (&relay{cmd: c}).paths(tc.name)
+		ls, err := (&relay{cmd: c}).paths(tc.name)
+		var got []string
+		for _, l := range ls {
+			if l.canon != l.lex {
+				t.Errorf("%q, %q: got %q resolved before it was asked", tc.cmd, tc.name, l.canon)
+			}
+			got = append(got, l.lex)
+		}
 		if err != nil || strings.Join(got, " ") != strings.Join(tc.want, " ") {
 			t.Errorf("%q, %q: got %q, %v; want %q", tc.cmd, tc.name, got, err, tc.want)
 		}

@@ -2,7 +2,11 @@ package sshproxy
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ssh/sluice/internal/policy"
 	"github.com/sluice-ssh/sluice/internal/session"
@@ -35,6 +39,11 @@ type Transfer struct {
 	// the stacked proxy audits what moves.
 	Name  string
 	Proxy StackedProxy
+	// Release, when set, lets go of what ExecTransfer readied for Proxy
+	// (the scp proxy's channel to the target's sftp subsystem). It is
+	// called once: after Proxy returns, or when the program does not
+	// start (the request refused after ExecTransfer, or by the target).
+	Release func()
 }
 
 // Recorder receives a copy of a session channel's streams. Input, Output
@@ -131,4 +140,42 @@ func (t teeReader) Read(p []byte) (int, error) {
 // w is recorded.
 func (t teeReader) WriteTo(w io.Writer) (int64, error) {
 	return copyStream(teeWriter{w, t.rec}, t.r)
+}
+
+// ErrNoUpstream reports that a session has no upstream connection to open
+// a channel on: its master is not one the proxy serves, or it is not
+// connected to a target (a connection that only serves jumps).
+var ErrNoUpstream = errors.New("sshproxy: no upstream connection")
+
+// OpenSubsystem opens a session channel to the target of s's connection
+// and starts subsystem name in it, for the gateway's own use beside a
+// client's channel (the scp proxy asks the target's sftp subsystem where
+// paths lead). The channel is not the client's: it is not counted
+// against max_channels, audited, recorded or watched for idleness, and
+// the target's requests and stderr on it are discarded. It counts
+// against the target's own limit (OpenSSH's MaxSessions). The caller
+// closes it; the connection's end closes it at the latest. The error
+// says why it could not be opened: ErrNoUpstream, the target's refusal
+// of the channel (an *ssh.OpenChannelError) or of the subsystem.
+func OpenSubsystem(s session.Session, name string) (ssh.Channel, error) {
+	c, ok := session.Lookup(s, connKey)
+	if !ok || c.up == nil {
+		return nil, ErrNoUpstream
+	}
+	ch, reqs, err := c.up.OpenChannel("session", nil)
+	if err != nil {
+		return nil, fmt.Errorf("sshproxy: opening a channel for the %s subsystem: %w", name, err)
+	}
+	// Both end when the channel closes.
+	c.wg.Go(func() { ssh.DiscardRequests(reqs) })
+	c.wg.Go(func() { _, _ = io.Copy(io.Discard, ch.Stderr()) })
+	ok, err = ch.SendRequest("subsystem", true, (&sshsession.SubsystemRequest{Name: name}).Marshal())
+	if err == nil && !ok {
+		err = fmt.Errorf("sshproxy: the target refused the %s subsystem", name)
+	}
+	if err != nil {
+		_ = ch.Close()
+		return nil, err
+	}
+	return ch, nil
 }

@@ -97,8 +97,9 @@ type Params struct {
 	// transfer server (scp -t/-f, sftp-server) by the subsystem policy,
 	// and may stack a proxy on them (see Transfer); ok false leaves the
 	// command to the exec policy alone. It is asked only about commands
-	// the exec policy permits.
-	ExecTransfer func(command string) (t Transfer, ok bool)
+	// the exec policy permits, with the session channel's st, before the
+	// target is asked to run them.
+	ExecTransfer func(st *session.Stacked, command string) (t Transfer, ok bool)
 	// StepUp, when set, refuses the requests it names to connections
 	// whose user gave no second factor (auth.Identity.SecondFactor), as a
 	// key marked for automation does not; nil refuses nothing.
@@ -141,7 +142,7 @@ type Grant struct {
 	Policy       *policy.Policy
 	Login        string
 	Stacked      map[string]StackedProxy
-	ExecTransfer func(command string) (t Transfer, ok bool)
+	ExecTransfer func(st *session.Stacked, command string) (t Transfer, ok bool)
 	// Release, when set, is called once when the connection ends.
 	Release func()
 }

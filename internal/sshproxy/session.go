@@ -211,6 +211,7 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 		upReq = &sshsession.ExecRequest{Command: cmd}
 		detail["command"] = cmd
 		transfer, v, isTransfer = r.execTransfer(cmd, v)
+		defer r.releaseUnused(transfer)
 		kinds = []string{policy.KindExec}
 	case typ == "shell":
 		v = pol.Shell()
@@ -219,6 +220,7 @@ func (r *relay) program(s *sshsession.Session, req sshsession.Request) error {
 		v = pol.Exec(requested)
 		detail["command"] = requested
 		transfer, v, isTransfer = r.execTransfer(requested, v)
+		defer r.releaseUnused(transfer)
 		kinds = []string{policy.KindExec}
 	default:
 		v = pol.Subsystem(requested)
@@ -302,14 +304,25 @@ func (r *relay) execTransfer(cmd string, v policy.Verdict) (*Transfer, policy.Ve
 	if !v.Accept || xt == nil {
 		return nil, v, false
 	}
-	t, ok := xt(cmd)
+	t, ok := xt(r.st, cmd)
 	if !ok {
 		return nil, v, false
 	}
 	if t.Proxy != nil {
 		return &t, t.Verdict, true
 	}
+	if t.Release != nil {
+		t.Release()
+	}
 	return nil, t.Verdict, true
+}
+
+// releaseUnused releases t, an exec command's transfer, unless its
+// program started: Serve then releases it once the proxy returns.
+func (r *relay) releaseUnused(t *Transfer) {
+	if t != nil && r.transfer != t && t.Release != nil {
+		t.Release()
+	}
 }
 
 // Serve relays the program's streams and its exit status.
@@ -416,6 +429,9 @@ func (r *relay) stackedExec(s *sshsession.Session) {
 		r.mu.Unlock()
 	})
 	r.stacked(s, r.transfer.Name, r.transfer.Proxy, "exec.end")
+	if r.transfer.Release != nil {
+		r.transfer.Release()
+	}
 	wg.Wait()
 }
 

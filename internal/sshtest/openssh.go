@@ -27,6 +27,9 @@ type SshdOptions struct {
 	// value it reads for most keywords, so these cannot override the
 	// harness's settings; use Match blocks or other keywords.
 	Config []string
+	// NoSFTP leaves the harness's sftp subsystem out: the server refuses
+	// a subsystem request for it, as a target without one does.
+	NoSFTP bool
 }
 
 // Sshd is an OpenSSH sshd started by StartSshd on 127.0.0.1.
@@ -92,7 +95,9 @@ func StartSshd(t testing.TB, opts SshdOptions) *Sshd {
 			"PermitRootLogin prohibit-password",
 			"PasswordAuthentication no",
 			"KbdInteractiveAuthentication no",
-			"Subsystem sftp internal-sftp",
+		}
+		if !opts.NoSFTP {
+			lines = append(lines, "Subsystem sftp internal-sftp")
 		}
 		lines = append(lines, opts.Config...)
 		if err := os.WriteFile(s.ConfigPath, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
