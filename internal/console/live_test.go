@@ -50,7 +50,10 @@ func TestAPILive(t *testing.T) {
 	tok := w.token("ci", time.Hour)
 	id := w.session(1, "alice", "db:22", 0, true)
 	_, f := w.recordSession(id, "before ", "joining\r\n")
-	req, _ := http.NewRequest("GET", w.base+"/api/v1/sessions/"+esc(id)+"/live", nil)
+	// An event that never comes ends the stream, and the test, in 30 s.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", w.base+"/api/v1/sessions/"+esc(id)+"/live", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := w.hc.Do(req)
 	if err != nil {
@@ -67,8 +70,23 @@ func TestAPILive(t *testing.T) {
 		Cols, Rows int
 		Init       string
 	}
-	if err := json.Unmarshal([]byte(data), &reset); err != nil || reset.Cols != 100 || reset.Rows != 30 || reset.Init != "before joining\r\n" {
+	const before = "before joining\r\n"
+	if err := json.Unmarshal([]byte(data), &reset); err != nil || reset.Cols != 100 || reset.Rows != 30 || !strings.HasPrefix(before, reset.Init) {
 		t.Fatalf("reset: got %+v, %v from %q", reset, err, data)
+	}
+	// The fake gateway has no Follower for this recording, so the reset
+	// holds what the file held; output the recorder had not flushed yet
+	// (its members are cut every 10 ms, maybe between the two writes)
+	// follows at once, in order, before anything written later.
+	for shown := reset.Init; shown != before; {
+		_, data := r.next()
+		var ev []any
+		if err := json.Unmarshal([]byte(data), &ev); err != nil || len(ev) != 3 || ev[1] != "o" {
+			t.Fatalf("event %q (%v) while %q of %q was shown", data, err, shown, before)
+		}
+		if shown += ev[2].(string); !strings.HasPrefix(before, shown) {
+			t.Fatalf("shown %q, want %q", shown, before)
+		}
 	}
 	// Output written now arrives as events.
 	w.chans[0].Output([]byte("after"))
