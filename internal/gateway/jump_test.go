@@ -302,6 +302,34 @@ func (w *world) jumpLogin(outer *ssh.Client, login, hostport string, auth ...ssh
 	return ssh.NewClient(c, chans, reqs), nil
 }
 
+// TestJumpOnlyIdleTimeout: a connection that serves jumps only is ended
+// by the service's idle_timeout like any other: kept open while data
+// moves through its jump, ended and audited once none has for the
+// timeout, its inner session with it.
+func TestJumpOnlyIdleTimeout(t *testing.T) {
+	w := jumpWorld(t, "    idle_timeout: 2s\n")
+	outer, inner := w.jumpGo(t, w.osUser, "db1:"+strconv.Itoa(w.sshd.Port))
+	var last time.Time
+	for range 4 { // data through the jump keeps both open past the timeout
+		if out := runOn(t, inner, "echo alive"); out != "alive\n" {
+			t.Fatalf("inner session: got %q", out)
+		}
+		last = time.Now()
+		time.Sleep(700 * time.Millisecond)
+	}
+	if !endsWithin(outer, 15*time.Second) {
+		t.Fatal("idle jump connection still open after 15s, want closed about 2s after the last data")
+	}
+	t.Logf("jump connection closed %v after the last data", time.Since(last))
+	evs := w.events("idle", func(e audit.Event) bool { return !innerOf(e) })
+	if len(evs) != 1 || evs[0].Rule != "services[ssh-in].idle_timeout" {
+		t.Fatalf("got idle events of the jump connection %+v, want one by services[ssh-in].idle_timeout", evs)
+	}
+	if evs := w.events("session.end", func(e audit.Event) bool { return !innerOf(e) }); len(evs) != 1 || !strings.Contains(evs[0].Reason, "idle timeout") {
+		t.Fatalf("got session.end %+v, want reason idle timeout", evs)
+	}
+}
+
 // TestJumpReloadEndsInner: a reload that takes db1 from alice's role ends
 // her inner session of a jump (on_reload: end), as it ends her direct
 // sessions, while the jump connection itself stays.

@@ -131,7 +131,9 @@ func (c *conn) watchIdle(ctx context.Context, timeout time.Duration, end context
 		end(cause)
 		c.m.End(cause)
 		c.sconn.Close()
-		c.up.Close()
+		if c.up != nil { // nil on a connection that serves jumps only
+			c.up.Close()
+		}
 	})
 	return func() {
 		mu.Lock()

@@ -46,8 +46,16 @@ var errJumpOnly = errors.New("sshproxy: no target; the connection serves jumps o
 func (c *conn) jumpRule() string { return "services[" + c.p.p.Service + "].router.jump" }
 
 // serveJumps serves a connection without a target: its direct-tcpip
-// channels to inventory hosts' SSH ports (jump), nothing else.
+// channels to inventory hosts' SSH ports (jump), nothing else. The
+// service's idle_timeout ends it when no data has moved through any of
+// its jumps for that long, as it ends a connection with a target.
 func (c *conn) serveJumps(ctx context.Context, chans <-chan ssh.NewChannel, reqs <-chan *ssh.Request) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopIdle := func() {}
+	if d := c.p.p.IdleTimeout; d > 0 {
+		stopIdle = c.watchIdle(ctx, d, cancel)
+	}
 	c.dispatch(ctx, chans, reqs, func(req *ssh.Request) {
 		if req.WantReply {
 			// no-more-sessions@openssh.com is honoured (every session
@@ -56,6 +64,7 @@ func (c *conn) serveJumps(ctx context.Context, chans <-chan ssh.NewChannel, reqs
 		}
 	})
 	c.setCause(clientEnd(c.sconn.Wait()))
+	stopIdle()
 	c.wg.Wait()
 }
 
