@@ -93,7 +93,13 @@ const mfaUsers = `    totp_file: ./totp/alice
 // office address); it returns alice's codes and the path of ci's
 // automation key.
 func mfaWorld(t *testing.T, mfaYAML, policy string) (*world, *codes, string) {
-	w := newWorld(t, worldOptions{users: mfaUsers, service: "    mfa: " + mfaYAML + "\n", policy: policy, builtinTarget: true, gateway: "  max_auth_tries: 3\n", clientZones: "[office, servers]"})
+	return mfaWorldOn(t, mfaYAML, policy, true)
+}
+
+// mfaWorldOn is mfaWorld in front of the built-in target (builtin) or
+// OpenSSH's sshd.
+func mfaWorldOn(t *testing.T, mfaYAML, policy string, builtin bool) (*world, *codes, string) {
+	w := newWorld(t, worldOptions{users: mfaUsers, service: "    mfa: " + mfaYAML + "\n", policy: policy, builtinTarget: builtin, gateway: "  max_auth_tries: 3\n", clientZones: "[office, servers]"})
 	_, ci := sshtest.NewKey(t, w.dir, "ci_ed25519")
 	pub, err := os.ReadFile(ci + ".pub")
 	if err != nil {

@@ -327,3 +327,59 @@ func TestSCPLegacyResolveCost(t *testing.T) {
 	t.Logf("  sftp channel, subsystem and INIT: median %v (%s); one REALPATH: median %v (%s)", median(setups, ms), spread(setups, ms),
 		median(calls, time.Microsecond), spread(calls, time.Microsecond))
 }
+
+// TestSCPResolverReleasedOnRefusal: under path rules an scp -O exec gets
+// the target's sftp subsystem on a channel of the gateway's own before
+// the step-up decides; when the step-up then refuses the exec, that
+// channel is closed. OpenSSH's sshd serves at most MaxSessions (10)
+// sessions per connection: had the channels of refused requests stayed
+// open, the client's 11th session would find no room on the target
+// (which is how this test fails without the release), or its request
+// would be refused for want of the sftp subsystem instead of by the
+// step-up.
+func TestSCPResolverReleasedOnRefusal(t *testing.T) {
+	t.Parallel()
+	w, _, ci := mfaWorldOn(t, "{required_for: [subsystem:sftp]}", `      exec: {allow: ["echo .*", "scp( .*)?"]}
+      subsystems:
+        sftp: {deny_paths: ["/etc/**"]}
+`, false)
+	data, err := os.ReadFile(ci)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ssh.ParsePrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := sshtest.ClientConfig(w.login("ci"), key, w.hostKey)
+	cfg.Timeout = 10 * time.Second
+	client := w.dial(t, cfg)
+	defer client.Close()
+	const n = 14
+	target := filepath.Join(w.dir, "uploaded")
+	for i := range n {
+		s, err := client.NewSession()
+		if err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+		if err := s.Start("scp -t " + target); err == nil {
+			t.Fatalf("scp -t %d: started, want refused by the step-up", i)
+		}
+		s.Close()
+	}
+	if out := runOn(t, client, "echo still"); out != "still\n" {
+		t.Fatalf("echo after the refusals: got %q", out)
+	}
+	// Refusals of one rule on a connection are audited the 1st, 2nd, 4th
+	// and 8th time; a refusal by any other rule would be audited as the
+	// first of its own.
+	evs := w.events("exec", func(e audit.Event) bool { return e.User == "ci" && e.Verdict == audit.Reject })
+	if len(evs) != 4 {
+		t.Fatalf("got %d refused exec events, want 4 (14 refusals of one rule, thinned): %+v", len(evs), evs)
+	}
+	for _, e := range evs {
+		if e.Rule != "services[ssh-in].mfa.required_for" {
+			t.Fatalf("refusal %+v: want rule services[ssh-in].mfa.required_for (a refusal for want of the sftp subsystem means earlier side channels stayed open)", e)
+		}
+	}
+}
