@@ -21,15 +21,22 @@ const floodAddr = "127.0.0.3"
 
 func (w *world) aliceConfig(t *testing.T) *ssh.ClientConfig {
 	t.Helper()
-	data, err := os.ReadFile(w.aliceKey)
+	return w.keyConfig(t, w.aliceKey, w.target())
+}
+
+// keyConfig is a client configuration that logs in to the gateway as
+// user with the private key in the file key.
+func (w *world) keyConfig(t *testing.T, key, user string) *ssh.ClientConfig {
+	t.Helper()
+	data, err := os.ReadFile(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	alice, err := ssh.ParsePrivateKey(data)
+	signer, err := ssh.ParsePrivateKey(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := sshtest.ClientConfig(w.target(), alice, w.hostKey)
+	cfg := sshtest.ClientConfig(user, signer, w.hostKey)
 	cfg.Timeout = 10 * time.Second
 	return cfg
 }

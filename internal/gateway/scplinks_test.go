@@ -343,17 +343,7 @@ func TestSCPResolverReleasedOnRefusal(t *testing.T) {
       subsystems:
         sftp: {deny_paths: ["/etc/**"]}
 `, false)
-	data, err := os.ReadFile(ci)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ssh.ParsePrivateKey(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := sshtest.ClientConfig(w.login("ci"), key, w.hostKey)
-	cfg.Timeout = 10 * time.Second
-	client := w.dial(t, cfg)
+	client := w.dial(t, w.keyConfig(t, ci, w.login("ci")))
 	defer client.Close()
 	const n = 14
 	target := filepath.Join(w.dir, "uploaded")
