@@ -270,6 +270,27 @@ func (w *world) doBody(method, path, tok, body string) (*http.Response, string) 
 	return resp, string(b)
 }
 
+// stream sends GET path with the bearer token tok and returns the
+// response with its body open, for an event stream the test reads as it
+// comes. A stream that never ends is cut, and the test with it, after
+// 30 s or when the test ends.
+func (w *world) stream(path, tok string) *http.Response {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(w.t.Context(), 30*time.Second)
+	w.t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, "GET", w.base+path, nil)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := w.hc.Do(req)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	w.t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
 func (w *world) getJSON(path, tok string, v any) {
 	w.t.Helper()
 	resp, body := w.do("GET", path, tok)

@@ -50,16 +50,7 @@ func TestAPILive(t *testing.T) {
 	tok := w.token("ci", time.Hour)
 	id := w.session(1, "alice", "db:22", 0, true)
 	_, f := w.recordSession(id, "before ", "joining\r\n")
-	// An event that never comes ends the stream, and the test, in 30 s.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", w.base+"/api/v1/sessions/"+esc(id)+"/live", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := w.hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := w.stream("/api/v1/sessions/"+esc(id)+"/live", tok)
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("live: got %s", resp.Status)
 	}
@@ -110,15 +101,8 @@ func TestAPILive(t *testing.T) {
 		t.Fatalf("after the end: got event %q, want done", name)
 	}
 	// A session that is not live has no live view.
-	req, _ = http.NewRequest("GET", w.base+"/api/v1/sessions/"+esc(id)+"/live", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp2, err := w.hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp2.Body.Close()
-	if resp2.StatusCode != 404 {
-		t.Fatalf("live view of an ended session: got %d, want 404", resp2.StatusCode)
+	if resp, _ := w.do("GET", "/api/v1/sessions/"+esc(id)+"/live", tok); resp.StatusCode != 404 {
+		t.Fatalf("live view of an ended session: got %d, want 404", resp.StatusCode)
 	}
 }
 
@@ -206,13 +190,7 @@ func TestAPILiveFollower(t *testing.T) {
 	w.gw.mu.Lock()
 	w.gw.files, w.gw.queue = map[string]*record.File{id: f}, 4<<10
 	w.gw.mu.Unlock()
-	req, _ := http.NewRequest("GET", w.base+"/api/v1/sessions/"+esc(id)+"/live", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := w.hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := w.stream("/api/v1/sessions/"+esc(id)+"/live", tok)
 	r := &sseReader{t: t, sc: bufio.NewScanner(resp.Body)}
 	r.sc.Buffer(nil, 1<<20)
 	var reset struct{ Init string }
@@ -277,13 +255,7 @@ func TestAPIJoin(t *testing.T) {
 	w.gw.terms = map[string]bool{ch: false}
 	w.gw.mu.Unlock()
 	live := func(mode string) *http.Response {
-		req, _ := http.NewRequest("GET", w.base+"/api/v1/sessions/"+esc(id)+"/live?mode="+mode, nil)
-		req.Header.Set("Authorization", "Bearer "+carol)
-		resp, err := w.hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return resp
+		return w.stream("/api/v1/sessions/"+esc(id)+"/live?mode="+mode, carol)
 	}
 	for mode, want := range map[string]int{"read_write": 403, "write": 400} {
 		if resp := live(mode); resp.StatusCode != want {
@@ -370,13 +342,7 @@ func TestAPILiveFleet(t *testing.T) {
 		t.Errorf("detail of a session gw2 holds: got live false, want true")
 	}
 	_, f := w.recordSession(id, "on gw2\r\n")
-	req, _ := http.NewRequest("GET", w.base+"/api/v1/sessions/"+esc(id)+"/live", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := w.hc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	resp := w.stream("/api/v1/sessions/"+esc(id)+"/live", tok)
 	if resp.StatusCode != 200 {
 		t.Fatalf("live view of a session gw2 holds: got %s, want 200", resp.Status)
 	}
