@@ -224,6 +224,17 @@ func newWorld(t *testing.T, o worldOptions) *world {
 audit:
   sink: %s
 %s`, name, grace, o.gateway, o.zones, o.users, port, cz, sz, o.router, u.Username, identity, o.upstream, o.service, pol, sink, tail)
+	w := startGateway(t, dir, yaml, o.logs)
+	w.sshd, w.more, w.port, w.aliceKey, w.osUser = sshd, more, port, aliceKey, u.Username
+	w.hostKey = readHostKey(t, filepath.Join(dir, "state"))
+	return w
+}
+
+// startGateway writes yaml as dir/sluice.yaml, loads it and runs a
+// gateway on it, logging to the test at DEBUG (and as JSON lines to logs,
+// when not nil); the gateway stops when the test ends.
+func startGateway(t *testing.T, dir, yaml string, logs io.Writer) *world {
+	t.Helper()
 	cfgPath := filepath.Join(dir, "sluice.yaml")
 	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -234,18 +245,16 @@ audit:
 	}
 	debug := &slog.HandlerOptions{Level: slog.LevelDebug}
 	var h slog.Handler = slog.NewTextHandler(testWriter{t}, debug)
-	if o.logs != nil {
-		h = slog.NewMultiHandler(h, slog.NewJSONHandler(o.logs, debug))
+	if logs != nil {
+		h = slog.NewMultiHandler(h, slog.NewJSONHandler(logs, debug))
 	}
-	logger := slog.New(h)
 	ctx, cancel := context.WithCancel(context.Background())
-	gw, err := New(ctx, cfg, logger)
+	gw, err := New(ctx, cfg, slog.New(h))
 	if err != nil {
 		cancel()
 		t.Fatalf("gateway: %v", err)
 	}
-	w := &world{t: t, dir: dir, sshd: sshd, more: more, gw: gw, port: port, aliceKey: aliceKey, osUser: u.Username, cancel: cancel, done: make(chan error, 1)}
-	w.hostKey = readHostKey(t, filepath.Join(dir, "state"))
+	w := &world{t: t, dir: dir, gw: gw, cancel: cancel, done: make(chan error, 1)}
 	go func() { w.done <- gw.Run(ctx) }()
 	t.Cleanup(w.stop)
 	return w

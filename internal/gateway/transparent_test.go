@@ -3,9 +3,7 @@
 package gateway
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -14,12 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/sluice-ssh/sluice/internal/audit"
-	"github.com/sluice-ssh/sluice/internal/config"
 	"github.com/sluice-ssh/sluice/internal/hostcert"
 	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
@@ -199,30 +195,7 @@ func newTransparent(t *testing.T, o transparentOptions) *transparentNet {
 	yaml := strings.NewReplacer("{client}", client+host, "{target}", target+host, "{elsewhere}", elsewhere+host, "{other}", other+host,
 		"{remote}", remote+host, "{listen}", listen, "{target_addr}", targetAddr, "{other_addr}", net.JoinHostPort(other, port),
 		"{user}", u.Username, "{tproxy}", strconv.FormatBool(o.tproxy)).Replace(fmt.Sprintf(transparentYAML, o.service, o.tail))
-	cfgPath := filepath.Join(dir, "sluice.yaml")
-	if err := os.WriteFile(cfgPath, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, yaml)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	gw, err := New(ctx, cfg, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	if err != nil {
-		cancel()
-		t.Fatalf("gateway: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("gateway did not stop within 30s")
-		}
-	})
+	w := startGateway(t, dir, yaml, nil)
 
 	ca, err := hostcert.ReadPublicKey(filepath.Join(dir, "state"))
 	if err != nil {
@@ -234,7 +207,7 @@ func newTransparent(t *testing.T, o transparentOptions) *transparentNet {
 		t.Fatal(err)
 	}
 	return &transparentNet{
-		w: &world{t: t, dir: dir, gw: gw}, ns: ns, target: target, elsewhere: elsewhere, other: other, remote: remote,
+		w: w, ns: ns, target: target, elsewhere: elsewhere, other: other, remote: remote,
 		port: port, gwPort: strconv.Itoa(gwPort), targetAddr: targetAddr, osUser: u.Username, client: client,
 		aliceKey: aliceKey, knownHosts: clientKH,
 	}
