@@ -11,8 +11,9 @@ DEADCODE_VERSION := v0.53.0
 GOBIN ?= $(shell go env GOPATH)/bin
 
 # -parallel 4: the parallel tests mostly wait on sshd, clients and
-# timers, not the CPU; four at a time on a 2-core machine took the gateway
-# package from 594 s to 404 s (docs/benchmarks.md, "CI time").
+# timers, not the CPU; four at a time on a 2-core machine, with a smaller
+# leak test and fewer exit-status rounds, took the gateway package from
+# 594 s to 404 s (docs/benchmarks.md, "CI time").
 test: deps lint
 	@set -e; if [ "$$(id -u)" = 0 ] && [ -z "$${SLUICE_PG_DSN:-}" ]; then eval "$$(./scripts/pg-test-env.sh)"; fi; \
 	SLUICE_INTEROP=require go test -race -parallel 4 -timeout 45m ./...
