@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-ssh/sluice/internal/pgtest"
+
 	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/ssh"
 
@@ -52,7 +54,7 @@ type fleetRig struct {
 }
 
 func newFleetRig(t *testing.T) *fleetRig {
-	dsn := sshtest.PostgresSchema(t)
+	dsn := pgtest.Schema(t)
 	haproxy := sshtest.RequireTool(t, "haproxy")
 	sshtest.RequireTool(t, "ssh")
 	dir := t.TempDir()

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-ssh/sluice/internal/pgtest"
+
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 )
@@ -453,7 +455,7 @@ func TestQueueRealStoreOutage(t *testing.T) {
 	}, func(t *testing.T) func() { return immutable(t, filepath.Join(dir, "audit.jsonl")) }})
 	var pgURL string
 	cases = append(cases, outageCase{"postgres", func(t *testing.T) Store {
-		pgURL = pgSchemaDSN(t, pgDSN(t))
+		pgURL = pgtest.Schema(t)
 		s, err := Open(ctx, pgURL, t.TempDir(), "gw")
 		if err != nil {
 			t.Fatal(err)

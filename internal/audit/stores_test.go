@@ -2,10 +2,7 @@ package audit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/sluice-ssh/sluice/internal/pgtest"
 )
 
 func TestSQLiteStore(t *testing.T) {
@@ -36,63 +33,10 @@ func TestJSONLStore(t *testing.T) {
 	})
 }
 
-// pgDSN returns SLUICE_PG_DSN (scripts/pg-test-env.sh prints it); without it
-// the test fails under SLUICE_INTEROP=require and is skipped otherwise.
-func pgDSN(t *testing.T) string {
-	t.Helper()
-	dsn := os.Getenv("SLUICE_PG_DSN")
-	if dsn != "" {
-		return dsn
-	}
-	msg := "SLUICE_PG_DSN is not set: eval \"$(scripts/pg-test-env.sh)\" (as root)"
-	if os.Getenv("SLUICE_INTEROP") == "require" {
-		t.Fatalf("SLUICE_INTEROP=require: %s", msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
-// pgSchemaDSN creates a schema of its own for t, dropped at cleanup, and
-// returns the DSN that selects it.
-func pgSchemaDSN(t *testing.T, dsn string) string {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect %s: %v", dsn, err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 6)
-	rand.Read(b)
-	schema := "sluice_test_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("connect for cleanup: %v", err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema: %v", err)
-		}
-	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("parse dsn: %v", err)
-	}
-	v := u.Query()
-	v.Set("search_path", schema)
-	u.RawQuery = v.Encode()
-	return u.String()
-}
-
 func TestPostgresStore(t *testing.T) {
-	dsn := pgDSN(t)
+	pgtest.DSN(t) // skipped, or failed, before the suite's subtests
 	runStoreSuite(t, func(t *testing.T) Store {
-		s, err := Open(context.Background(), pgSchemaDSN(t, dsn), t.TempDir(), "gw1")
+		s, err := Open(context.Background(), pgtest.Schema(t), t.TempDir(), "gw1")
 		if err != nil {
 			t.Fatalf("Open: got %v, want nil", err)
 		}
@@ -110,7 +54,7 @@ func TestReopen(t *testing.T) {
 	}{
 		{"sqlite", func(*testing.T) string { return "sqlite" }},
 		{"jsonl", func(*testing.T) string { return "jsonl:events.jsonl" }},
-		{"postgres", func(t *testing.T) string { return pgSchemaDSN(t, pgDSN(t)) }},
+		{"postgres", func(t *testing.T) string { return pgtest.Schema(t) }},
 	}
 	for _, tt := range sinks {
 		t.Run(tt.name, func(t *testing.T) {
@@ -239,7 +183,7 @@ func FuzzScanJSONL(f *testing.F) {
 // own chain and counters and ends only its own crashed sessions.
 func TestPostgresShared(t *testing.T) {
 	ctx := context.Background()
-	dsn := pgSchemaDSN(t, pgDSN(t))
+	dsn := pgtest.Schema(t)
 	open := func(gw string) Store {
 		s, err := Open(ctx, dsn, "", gw)
 		if err != nil {

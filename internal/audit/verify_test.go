@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluice-ssh/sluice/internal/pgtest"
+
 	"github.com/jackc/pgx/v5"
 )
 
@@ -86,7 +88,7 @@ func TestVerifyTamperSQL(t *testing.T) {
 			}
 		},
 		"postgres": func(t *testing.T) (Store, func(q string)) {
-			dsn := pgSchemaDSN(t, pgDSN(t))
+			dsn := pgtest.Schema(t)
 			s, err := Open(ctx, dsn, "", "gw1")
 			if err != nil {
 				t.Fatal(err)

@@ -8,14 +8,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluice-ssh/sluice/internal/sshtest"
+	"github.com/sluice-ssh/sluice/internal/pgtest"
 )
 
 // BenchmarkSync is the registry's cost of one session starting and one
 // ending on a node with 1,000 live sessions: the diff of the live list and
 // the store round trip that publishes it (docs/fleet.md, sizing).
 func BenchmarkSync(b *testing.B) {
-	dsn := sshtest.PostgresSchema(b)
+	dsn := pgtest.Schema(b)
 	m, err := Join(context.Background(), dsn, Node{Name: "gw-bench"}, time.Minute)
 	if err != nil {
 		b.Fatal(err)
@@ -46,7 +46,7 @@ func BenchmarkSync(b *testing.B) {
 // BenchmarkStepsAccept is the store's cost of accepting one TOTP code in a
 // fleet: one upsert of the user's row, among 1,000 users (docs/fleet.md).
 func BenchmarkStepsAccept(b *testing.B) {
-	dsn := sshtest.PostgresSchema(b)
+	dsn := pgtest.Schema(b)
 	ctx := context.Background()
 	m, err := Join(ctx, dsn, Node{Name: "gw-bench"}, time.Minute)
 	if err != nil {

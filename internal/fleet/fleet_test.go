@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
+	"github.com/sluice-ssh/sluice/internal/pgtest"
 
-	"github.com/sluice-ssh/sluice/internal/sshtest"
+	"go.uber.org/goleak"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -29,7 +29,7 @@ func join(t *testing.T, dsn, name string, lease time.Duration) *Member {
 // TestNameTaken: a second node cannot take a live node's name, with an
 // error that says who holds it; once the holder leaves, the name is free.
 func TestNameTaken(t *testing.T) {
-	dsn := sshtest.PostgresSchema(t)
+	dsn := pgtest.Schema(t)
 	ctx := context.Background()
 	a := join(t, dsn, "gw1", time.Minute)
 	_, err := Join(ctx, dsn, Node{Name: "gw1", Version: "test"}, time.Minute)
@@ -51,7 +51,7 @@ func TestNameTaken(t *testing.T) {
 
 // TestListWithoutRegistry: listing a store no node has joined says so.
 func TestListWithoutRegistry(t *testing.T) {
-	_, err := List(context.Background(), sshtest.PostgresSchema(t))
+	_, err := List(context.Background(), pgtest.Schema(t))
 	if err == nil || !strings.Contains(err.Error(), "no fleet registry") {
 		t.Fatalf("List: got %v, want no fleet registry", err)
 	}
@@ -60,7 +60,7 @@ func TestListWithoutRegistry(t *testing.T) {
 // TestExpiredNameReused: the name of a node that stopped heartbeating is
 // free once its lease has expired, and not before.
 func TestExpiredNameReused(t *testing.T) {
-	dsn := sshtest.PostgresSchema(t)
+	dsn := pgtest.Schema(t)
 	ctx := context.Background()
 	const lease = 2 * time.Second
 	dead := join(t, dsn, "gw1", lease)
@@ -110,10 +110,10 @@ func (l *liveSet) kill(_ context.Context, id, operator string) error {
 // the store; a node that stops heartbeating is reaped by the survivor
 // within the lease, its sessions handed to Lost.
 func TestKillAndLost(t *testing.T) {
-	dsn := sshtest.PostgresSchema(t)
+	dsn := pgtest.Schema(t)
 	// A fleet in another schema of the same database with the same names
 	// must not act on this fleet's kill requests.
-	otherDSN := sshtest.PostgresSchema(t)
+	otherDSN := pgtest.Schema(t)
 	const lease = 3 * time.Second
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	start := time.Now().Truncate(time.Microsecond)
@@ -215,7 +215,7 @@ func TestKillAndLost(t *testing.T) {
 // NUL, which PostgreSQL text refuses) cannot stop a node from publishing
 // its sessions, nor hide the session from the list.
 func TestSyncOddText(t *testing.T) {
-	dsn := sshtest.PostgresSchema(t)
+	dsn := pgtest.Schema(t)
 	ctx := context.Background()
 	m := join(t, dsn, "gw1", time.Minute)
 	defer m.Leave(ctx)

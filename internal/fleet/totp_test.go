@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-ssh/sluice/internal/pgtest"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 
 	"github.com/sluice-ssh/sluice/internal/mfa"
-	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
 
 func totpKey(t *testing.T) *otp.Key {
@@ -40,7 +41,7 @@ func totpCode(t *testing.T, key *otp.Key, at time.Time) string {
 // node restarted with an empty memory still refuses the used code, and
 // accepts the next step's.
 func TestTOTPOnceAcrossFleet(t *testing.T) {
-	dsn := sshtest.PostgresSchema(t)
+	dsn := pgtest.Schema(t)
 	ctx := context.Background()
 	key := totpKey(t)
 	now := time.Unix(1_800_000_000, 0) // a fixed clock, mid-step
@@ -127,7 +128,7 @@ func TestTOTPOnceAcrossFleet(t *testing.T) {
 // TestTOTPStepsForgotten: the row of a user whose last code expired more
 // than stepsKept ago is deleted at a heartbeat; a recent one stays.
 func TestTOTPStepsForgotten(t *testing.T) {
-	dsn := sshtest.PostgresSchema(t)
+	dsn := pgtest.Schema(t)
 	ctx := context.Background()
 	m := join(t, dsn, "gw1", time.Minute)
 	defer m.Leave(ctx)

@@ -15,8 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-ssh/sluice/internal/pgtest"
+
 	"github.com/sluice-ssh/sluice/internal/console"
-	"github.com/sluice-ssh/sluice/internal/sshtest"
 )
 
 // TestConsoleLiveAcrossFleet: two gateways share a PostgreSQL store and a
@@ -26,7 +27,7 @@ import (
 // has ended on gw1.
 func TestConsoleLiveAcrossFleet(t *testing.T) {
 	t.Parallel()
-	dsn := sshtest.PostgresSchema(t)
+	dsn := pgtest.Schema(t)
 	shared := filepath.Join(t.TempDir(), "recordings")
 	node := func(name, tail string) *world {
 		return newWorld(t, worldOptions{name: name, sink: dsn, builtinTarget: true, service: "    record: true\n",

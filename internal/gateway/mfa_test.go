@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluice-ssh/sluice/internal/pgtest"
+
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/totp"
 	"golang.org/x/crypto/ssh"
@@ -439,7 +441,7 @@ func TestMFAClients(t *testing.T) {
 // earlier step; a fresh code is accepted by gw2 and then refused by gw1.
 func TestMFAReplayAcrossFleet(t *testing.T) {
 	t.Parallel()
-	dsn := sshtest.PostgresSchema(t)
+	dsn := pgtest.Schema(t)
 	node := func(name string) *world {
 		return newWorld(t, worldOptions{name: name, sink: dsn, users: "    totp_file: ./totp/alice\n", service: "    mfa: {required: true}\n", builtinTarget: true, gateway: "  max_auth_tries: 3\n  fleet: {lease: 3s}\n"})
 	}
