@@ -305,7 +305,7 @@ func (w *world) jumpLogin(outer *ssh.Client, login, hostport string, auth ...ssh
 // TestJumpOnlyIdleTimeout: a connection that serves jumps only is ended
 // by the service's idle_timeout like any other: kept open while data
 // moves through its jump, ended and audited once none has for the
-// timeout, its inner session with it.
+// timeout (keepalives do not count), its inner session with it.
 func TestJumpOnlyIdleTimeout(t *testing.T) {
 	w := jumpWorld(t, "    idle_timeout: 2s\n")
 	outer, inner := w.jumpGo(t, w.osUser, "db1:"+strconv.Itoa(w.sshd.Port))
@@ -317,6 +317,16 @@ func TestJumpOnlyIdleTimeout(t *testing.T) {
 		last = time.Now()
 		time.Sleep(700 * time.Millisecond)
 	}
+	// Keepalives, as ssh's ServerAliveInterval sends them, are no data:
+	// they do not keep an idle connection open.
+	go func() {
+		for {
+			if _, _, err := outer.SendRequest("keepalive@openssh.com", true, nil); err != nil {
+				return
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
 	if !endsWithin(outer, 15*time.Second) {
 		t.Fatal("idle jump connection still open after 15s, want closed about 2s after the last data")
 	}
